@@ -1,0 +1,536 @@
+"""``tillpay``: the operator's command line. Every command takes ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import structlog
+
+from tillpay import __version__
+from tillpay.config import Settings, get_settings
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.services import audit as audit_service
+from tillpay.services import fx as fx_service
+from tillpay.services import merchants as merchant_service
+from tillpay.services import payments as payment_service
+from tillpay.services import wallets as wallet_service
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.views import PaymentView
+from tillpay.store.migrate import upgrade
+
+T = TypeVar("T")
+
+
+def configure_logging(level: str) -> None:
+    """Structured logs on stderr at ``level``."""
+    lvl = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=lvl, format="%(message)s", stream=sys.stderr)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+class Ctx:
+    """What every command shares: settings and output mode."""
+
+    def __init__(self, settings: Settings, as_json: bool) -> None:
+        self.settings = settings
+        self.as_json = as_json
+
+    def run(self, fn: Callable[[Platform], Awaitable[T]]) -> T:
+        """Migrate the database if needed, then run one use case on a fresh platform."""
+        upgrade(self.settings.database_url)
+
+        async def go() -> T:
+            p = Platform(self.settings)
+            try:
+                return await fn(p)
+            finally:
+                await p.close()
+
+        try:
+            return asyncio.run(go())
+        except TillpayError as e:
+            self.fail(e.code.value, e.detail)
+
+    def fail(self, code: str, message: str, exit_code: int = 1) -> NoReturn:
+        """Report an error in the chosen output mode and exit non-zero."""
+        if self.as_json:
+            click.echo(json.dumps({"error": code, "message": message}))
+        else:
+            click.echo(f"error: {code}: {message}", err=True)
+        sys.exit(exit_code)
+
+    def out(self, data: dict[str, Any], text: str) -> None:
+        """Print ``data`` as JSON or ``text`` for people."""
+        click.echo(json.dumps(data, indent=2, default=str) if self.as_json else text)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url", envvar="TILLPAY_DATABASE_URL", help="SQLAlchemy URL (default: sqlite file tillpay.db)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.version_option(__version__, prog_name="tillpay")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
+    """Tillpay: a self-hostable in-store payment gateway speaking Alipay's wire protocols."""
+    settings = get_settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    configure_logging(
+        os.environ.get("TILLPAY_LOG_LEVEL", "warning")
+        if ctx.invoked_subcommand != "serve"
+        else settings.log_level
+    )
+    ctx.obj = Ctx(settings, as_json)
+
+
+def _amount(text: str, currency: str) -> int:
+    try:
+        return parse_amount(text, currency)
+    except (InvalidAmount, UnknownCurrency) as e:
+        raise click.BadParameter(str(e)) from None
+
+
+# ---------------------------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--demo", is_flag=True, help="Create the demo merchant, wallet and rates on first start and print them."
+)
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+@click.option(
+    "--no-worker", is_flag=True, help="Do not deliver notifications or close expired payments here."
+)
+@click.option("--public-url", help="The URL customers reach this server on (for QR codes).")
+@pass_ctx
+def serve(
+    c: Ctx, host: str, port: int, demo: bool, workers: int, no_worker: bool, public_url: str | None
+) -> None:
+    """Run the gateway (and, unless --no-worker, the notification and expiry worker)."""
+    import uvicorn
+
+    settings = c.settings.model_copy(
+        update={
+            "public_url": public_url
+            or (c.settings.public_url if "TILLPAY_PUBLIC_URL" in os.environ else f"http://{host}:{port}"),
+            "embedded_worker": c.settings.embedded_worker and not no_worker,
+        }
+    )
+    upgrade(settings.database_url)
+    if demo:
+        from tillpay.demo import ensure_demo, print_demo
+
+        info = asyncio.run(ensure_demo(settings))
+        print_demo(info, settings, as_json=c.as_json)
+    os.environ["TILLPAY_DATABASE_URL"] = settings.database_url
+    os.environ["TILLPAY_PUBLIC_URL"] = settings.public_url
+    os.environ["TILLPAY_EMBEDDED_WORKER"] = "true" if settings.embedded_worker else "false"
+    uvicorn.run(
+        "tillpay.web.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.command()
+@pass_ctx
+def migrate(c: Ctx) -> None:
+    """Create or upgrade the database schema (every command does this on its own too)."""
+    upgrade(c.settings.database_url)
+    c.out({"status": "ok"}, "schema is up to date")
+
+
+# ------------------------------------------------------------------------------------------- merchants
+
+
+@main.group()
+def merchant() -> None:
+    """Onboard and manage merchants."""
+
+
+def _merchant_json(m: Merchant) -> dict[str, Any]:
+    return {
+        "partner_id": m.partner_id,
+        "name": m.name,
+        "settlement_currency": m.settlement_currency,
+        "md5_key": m.md5_key,
+        "notify_url": m.notify_url,
+        "mcc": m.mcc,
+        "status": m.status,
+        "merchant_public_key": m.public_key,
+        "tillpay_public_key": m.gateway_public_key,
+    }
+
+
+@merchant.command("add")
+@click.option("--name", required=True)
+@click.option("--currency", required=True, help="Settlement currency, e.g. USD.")
+@click.option("--notify-url", help="Default URL for asynchronous notifications.")
+@click.option("--partner-id", help="16 digits starting 2088 (default: generated).")
+@click.option("--md5-key", help="32 letters and digits (default: generated).")
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The merchant's RSA public key (PEM). Without it a key pair is generated and printed once.",
+)
+@click.option("--mcc", default="5411", show_default=True, help="Merchant category code.")
+@pass_ctx
+def merchant_add(
+    c: Ctx,
+    name: str,
+    currency: str,
+    notify_url: str | None,
+    partner_id: str | None,
+    md5_key: str | None,
+    public_key_file: str | None,
+    mcc: str,
+) -> None:
+    """Create a merchant and print its partner id and keys."""
+    pub = Path(public_key_file).read_text() if public_key_file else None
+    new = c.run(
+        lambda p: merchant_service.add_merchant(
+            p,
+            name=name,
+            settlement_currency=currency.upper(),
+            notify_url=notify_url,
+            partner_id=partner_id,
+            md5_key=md5_key,
+            public_key=pub,
+            mcc=mcc,
+        )
+    )
+    data = _merchant_json(new.merchant)
+    data["merchant_private_key"] = new.merchant_private_key
+    text = (
+        f"partner id     {new.merchant.partner_id}\nMD5 key        {new.merchant.md5_key}\n"
+        f"currency       {new.merchant.settlement_currency}\n"
+        + (
+            f"merchant private key (shown once):\n{new.merchant_private_key}"
+            if new.merchant_private_key
+            else ""
+        )
+        + f"Tillpay public key (verifies responses):\n{new.merchant.gateway_public_key}"
+    )
+    c.out(data, text)
+
+
+@merchant.command("list")
+@pass_ctx
+def merchant_list(c: Ctx) -> None:
+    """List merchants."""
+    ms = c.run(merchant_service.list_merchants)
+    c.out(
+        {"merchants": [_merchant_json(m) for m in ms]},
+        "\n".join(f"{m.partner_id}  {m.settlement_currency}  {m.status:7}  {m.name}" for m in ms)
+        or "no merchants",
+    )
+
+
+@merchant.command("show")
+@click.argument("partner_id")
+@pass_ctx
+def merchant_show(c: Ctx, partner_id: str) -> None:
+    """Show one merchant with its keys."""
+    m = c.run(lambda p: p.merchant_by_partner(partner_id, fresh=True))
+    data = _merchant_json(m)
+    c.out(data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@merchant.command("freeze")
+@click.argument("partner_id")
+@pass_ctx
+def merchant_freeze(c: Ctx, partner_id: str) -> None:
+    """Freeze a merchant: its payments are declined."""
+    m = c.run(lambda p: merchant_service.set_merchant_status(p, partner_id, "frozen"))
+    c.out(_merchant_json(m), f"{m.partner_id} is frozen")
+
+
+@merchant.command("unfreeze")
+@click.argument("partner_id")
+@pass_ctx
+def merchant_unfreeze(c: Ctx, partner_id: str) -> None:
+    """Re-activate a frozen merchant."""
+    m = c.run(lambda p: merchant_service.set_merchant_status(p, partner_id, "active"))
+    c.out(_merchant_json(m), f"{m.partner_id} is active")
+
+
+# --------------------------------------------------------------------------------------------- wallets
+
+
+@main.group()
+def wallet() -> None:
+    """Wallet users: create, fund, show payment codes, answer confirmations."""
+
+
+def _user_json(u: wallet_service.WalletUser) -> dict[str, Any]:
+    return {
+        "login_id": u.login_id,
+        "name": u.name,
+        "currency": u.currency,
+        "balance": format_amount(u.balance, u.currency),
+        "balance_minor": u.balance,
+        "status": u.status,
+    }
+
+
+@wallet.command("add")
+@click.option("--login", "login_id", required=True, help="Login id, e.g. an email address.")
+@click.option("--currency", default="CNY", show_default=True, help="The wallet's currency.")
+@click.option("--pin", required=True, help="Six-digit payment PIN, for confirmations.")
+@click.option("--name", help="Display name.")
+@click.option("--password", help="Password for the wallet app.")
+@pass_ctx
+def wallet_add(
+    c: Ctx, login_id: str, currency: str, pin: str, name: str | None, password: str | None
+) -> None:
+    """Create a wallet user with a first device."""
+    user, device = c.run(
+        lambda p: wallet_service.add_user(
+            p, login_id=login_id, currency=currency.upper(), pin=pin, name=name, password=password
+        )
+    )
+    data = _user_json(user) | {"device_no": device.device_no}
+    c.out(data, f"created {user.login_id} ({user.currency}), device {device.device_no}")
+
+
+@wallet.command("topup")
+@click.option("--login", "login_id", required=True)
+@click.option("--amount", required=True, help="Amount in the wallet's currency, e.g. 100.00.")
+@click.option("--reference", help="Idempotency reference: the same one twice funds once.")
+@pass_ctx
+def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str | None) -> None:
+    """Fund a wallet from the (simulated) bank."""
+
+    async def go(p: Platform) -> wallet_service.WalletUser:
+        u = await wallet_service.user_by_login(p, login_id)
+        return await wallet_service.topup(p, login_id, _amount(amount, u.currency), reference)
+
+    u = c.run(go)
+    c.out(_user_json(u), f"{u.login_id} balance {format_amount(u.balance, u.currency)} {u.currency}")
+
+
+@wallet.command("show")
+@click.option("--login", "login_id", required=True)
+@pass_ctx
+def wallet_show(c: Ctx, login_id: str) -> None:
+    """Show a wallet's balance and devices."""
+
+    async def go(p: Platform) -> tuple[wallet_service.WalletUser, list[wallet_service.Device]]:
+        u = await wallet_service.user_by_login(p, login_id)
+        return u, await wallet_service.devices_of(p, u.id)
+
+    u, devices = c.run(go)
+    data = _user_json(u) | {"devices": [{"device_no": d.device_no, "status": d.status} for d in devices]}
+    c.out(
+        data,
+        f"{u.login_id}  {format_amount(u.balance, u.currency)} {u.currency}  "
+        f"devices: {', '.join(str(d.device_no) for d in devices)}",
+    )
+
+
+@wallet.command("code")
+@click.option("--login", "login_id", required=True)
+@click.option("--device", "device_no", type=int, help="Device number (default: the first active device).")
+@pass_ctx
+def wallet_code(c: Ctx, login_id: str, device_no: int | None) -> None:
+    """Print the device's current payment code (what the wallet app shows)."""
+
+    async def go(p: Platform) -> tuple[str, int]:
+        u = await wallet_service.user_by_login(p, login_id)
+        devices = [d for d in await wallet_service.devices_of(p, u.id) if d.status == "active"]
+        if device_no is not None:
+            devices = [d for d in devices if d.device_no == device_no]
+        if not devices:
+            raise TillpayError(Code.NOT_FOUND, "no such active device")
+        return await wallet_service.current_code(p, devices[0]), devices[0].device_no
+
+    code, dev = c.run(go)
+    c.out({"code": code, "device_no": dev}, code)
+
+
+def _payment_line(v: PaymentView) -> str:
+    wallet = (
+        f" = {format_amount(v.wallet_amount, v.wallet_currency or '')} {v.wallet_currency}"
+        if v.wallet_amount is not None
+        else ""
+    )
+    return (
+        f"{v.trade_no}  {v.status.value:15} {format_amount(v.price_amount, v.price_currency)} "
+        f"{v.price_currency}{wallet}  {v.subject}"
+    )
+
+
+@wallet.command("pending")
+@click.option("--login", "login_id", required=True)
+@pass_ctx
+def wallet_pending(c: Ctx, login_id: str) -> None:
+    """List payments waiting for this customer's confirmation."""
+
+    async def go(p: Platform) -> list[PaymentView]:
+        u = await wallet_service.user_by_login(p, login_id)
+        return await payment_service.pending_for_user(p, u.id)
+
+    views = c.run(go)
+    c.out(
+        {"pending": [v.to_json() for v in views]}, "\n".join(map(_payment_line, views)) or "nothing pending"
+    )
+
+
+@wallet.command("confirm")
+@click.option("--login", "login_id", required=True)
+@click.option("--pin", required=True)
+@click.option("--trade-no", help="Which payment (default: the newest waiting one).")
+@pass_ctx
+def wallet_confirm(c: Ctx, login_id: str, pin: str, trade_no: str | None) -> None:
+    """Confirm a payment that waits for the customer, with the PIN."""
+
+    async def go(p: Platform) -> PaymentView:
+        u = await wallet_service.user_by_login(p, login_id)
+        return await payment_service.confirm(p, u.id, pin, trade_no)
+
+    v = c.run(go)
+    c.out(v.to_json(), _payment_line(v))
+
+
+@wallet.command("reject")
+@click.option("--login", "login_id", required=True)
+@click.option("--trade-no", help="Which payment (default: the newest waiting one).")
+@pass_ctx
+def wallet_reject(c: Ctx, login_id: str, trade_no: str | None) -> None:
+    """Reject a payment that waits for the customer."""
+
+    async def go(p: Platform) -> PaymentView:
+        u = await wallet_service.user_by_login(p, login_id)
+        return await payment_service.reject(p, u.id, trade_no)
+
+    v = c.run(go)
+    c.out(v.to_json(), _payment_line(v))
+
+
+@wallet.command("pay-qr")
+@click.argument("qr")
+@click.option("--login", "login_id", required=True)
+@click.option("--pin", required=True)
+@pass_ctx
+def wallet_pay_qr(c: Ctx, qr: str, login_id: str, pin: str) -> None:
+    """Pay a merchant-presented QR order (its URL or its transaction id)."""
+    trade_no = qr.rstrip("/").rsplit("/", 1)[-1]
+
+    async def go(p: Platform) -> PaymentView:
+        u = await wallet_service.user_by_login(p, login_id)
+        return await payment_service.confirm(p, u.id, pin, trade_no, precreated=True)
+
+    v = c.run(go)
+    c.out(v.to_json(), _payment_line(v))
+
+
+# -------------------------------------------------------------------------------------------------- fx
+
+
+@main.group()
+def fx() -> None:
+    """Exchange rates."""
+
+
+@fx.command("set")
+@click.argument("base")
+@click.argument("quote")
+@click.argument("rate")
+@click.option(
+    "--effective",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    help="When the rate takes effect (ISO time, UTC if no offset; default: now).",
+)
+@pass_ctx
+def fx_set(c: Ctx, base: str, quote: str, rate: str, effective: datetime | None) -> None:
+    """Load a rate: RATE units of QUOTE per one unit of BASE (e.g. fx set USD CNY 7.1023)."""
+    from datetime import UTC
+
+    when = effective.replace(tzinfo=effective.tzinfo or UTC) if effective else None
+    r = c.run(lambda p: fx_service.set_rate(p, base.upper(), quote.upper(), rate, when))
+    c.out(
+        {"base": r.base, "quote": r.quote, "rate": str(r.rate), "effective_at": r.effective_at.isoformat()},
+        f"1 {r.base} = {r.rate} {r.quote} from {r.effective_at.isoformat()}",
+    )
+
+
+@fx.command("list")
+@pass_ctx
+def fx_list(c: Ctx) -> None:
+    """Show the rates in effect now."""
+    rates = c.run(fx_service.current_rates)
+    c.out(
+        {
+            "rates": [
+                {
+                    "base": r.base,
+                    "quote": r.quote,
+                    "rate": str(r.rate),
+                    "effective_at": r.effective_at.isoformat(),
+                }
+                for r in rates
+            ]
+        },
+        "\n".join(f"{r.base}/{r.quote}  {r.rate}  since {r.effective_at.isoformat()}" for r in rates)
+        or "no rates loaded",
+    )
+
+
+# ----------------------------------------------------------------------------------------------- audit
+
+
+@main.command()
+@pass_ctx
+def audit(c: Ctx) -> None:
+    """Check every ledger invariant; exit 1 and name what broke if any fails."""
+    findings = c.run(audit_service.audit)
+    data = {
+        "ok": not findings,
+        "checks": list(audit_service.CHECKS),
+        "findings": [
+            {"check": f.check, "description": f.description, "count": f.count, "examples": f.examples}
+            for f in findings
+        ],
+    }
+    if findings:
+        text = "\n".join(
+            f"FAIL {f.check}: {f.description} ({f.count} rows)\n    " + "\n    ".join(f.examples)
+            for f in findings
+        )
+    else:
+        text = f"ok: all {len(audit_service.CHECKS)} ledger checks pass"
+    c.out(data, text)
+    sys.exit(1 if findings else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

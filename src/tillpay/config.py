@@ -1,0 +1,41 @@
+"""Settings, read once from the environment (prefix ``TILLPAY_``) and passed down explicitly."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything Tillpay can be configured with; nothing else reads ``os.environ``."""
+
+    model_config = SettingsConfigDict(env_prefix="TILLPAY_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///tillpay.db"
+    #: The URL customers and merchants reach this server on; used in precreate QR URLs.
+    public_url: str = "http://127.0.0.1:8000"
+    #: Minutes before a payment nobody confirmed closes by itself (Alipay: 3 minutes).
+    payment_timeout_seconds: int = 180
+    #: Wallet-currency amounts above which the customer must confirm in the app, ``CUR:amount`` pairs.
+    confirm_above: str = "CNY:2000.00,USD:300.00,EUR:300.00,JPY:40000,KRW:400000,HKD:2500.00,SGD:400.00"
+    #: Refunds are accepted for this many days after payment (Alipay: 360 days).
+    refund_window_days: int = 360
+    #: Wrong PIN entries before a pending confirmation is closed.
+    max_pin_attempts: int = 3
+    #: Wrong payment codes per device (and per merchant x10) in ``bad_code_window_seconds`` before refusal.
+    max_bad_codes_per_device: int = 5
+    bad_code_window_seconds: int = 600
+    #: Run notification delivery and expiry inside ``tillpay serve``.
+    embedded_worker: bool = True
+    worker_poll_seconds: float = 0.5  # float-ok: a sleep interval, not money
+    #: Seconds between notification attempts; about 8 tries over 25 hours, like Alipay's schedule.
+    notify_schedule: str = "0,240,600,600,3600,7200,21600,54000"
+    notify_timeout_seconds: float = 10.0  # float-ok: an HTTP timeout, not money
+    log_level: str = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,110 @@
+"""The demo system: a merchant, a funded wallet and rates, created once and printed on every start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tillpay.config import Settings
+from tillpay.domain.errors import TillpayError
+from tillpay.domain.money import format_amount
+from tillpay.services import fx, merchants, wallets
+from tillpay.services.platform import Platform
+from tillpay.store.engine import is_sqlite
+
+DEMO_PARTNER = "2088000000000001"
+DEMO_LOGIN = "demo@tillpay.test"
+DEMO_PIN = "123456"
+DEMO_PASSWORD = "demo1234"  # noqa: S105 - the published demo login, not a secret
+DEMO_RATES = [
+    ("USD", "CNY", "7.1023"),
+    ("EUR", "CNY", "7.7461"),
+    ("USD", "JPY", "151.37"),
+    ("USD", "SGD", "1.3412"),
+]
+
+
+def credentials_path(settings: Settings) -> Path:
+    """Where the demo merchant's keys are kept: next to the SQLite file, else in the working directory."""
+    if is_sqlite(settings.database_url):
+        db = settings.database_url.split("///", 1)[-1]
+        if db and db != ":memory:":
+            return Path(db).resolve().parent / "tillpay-demo.json"
+    return Path("tillpay-demo.json").resolve()
+
+
+async def ensure_demo(settings: Settings) -> dict[str, Any]:
+    """Create the demo data if missing; return the demo credentials."""
+    path = credentials_path(settings)
+    p = Platform(settings)
+    try:
+        try:
+            m = await p.merchant_by_partner(DEMO_PARTNER, fresh=True)
+            info: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        except TillpayError:
+            new = await merchants.add_merchant(
+                p, name="Tillpay Demo Store", settlement_currency="USD", partner_id=DEMO_PARTNER, mcc="5812"
+            )
+            m = new.merchant
+            info = {"merchant_private_key": new.merchant_private_key}
+            for base, quote, rate in DEMO_RATES:
+                await fx.set_rate(p, base, quote, rate)
+        try:
+            user = await wallets.user_by_login(p, DEMO_LOGIN)
+        except TillpayError:
+            await wallets.add_user(
+                p,
+                login_id=DEMO_LOGIN,
+                currency="CNY",
+                pin=DEMO_PIN,
+                name="Demo Customer",
+                password=DEMO_PASSWORD,
+            )
+            user = await wallets.topup(p, DEMO_LOGIN, 1_000_000, reference="demo-initial-funding")
+        info.update(
+            gateway_url=settings.public_url,
+            partner=m.partner_id,
+            md5_key=m.md5_key,
+            settlement_currency=m.settlement_currency,
+            tillpay_public_key=m.gateway_public_key,
+            wallet_login=DEMO_LOGIN,
+            wallet_pin=DEMO_PIN,
+            wallet_password=DEMO_PASSWORD,
+            wallet_balance=f"{format_amount(user.balance, user.currency)} {user.currency}",
+        )
+        path.write_text(json.dumps(info, indent=2))
+        path.chmod(0o600)
+        info["credentials_file"] = str(path)
+        return info
+    finally:
+        await p.close()
+
+
+def print_demo(info: dict[str, Any], settings: Settings, *, as_json: bool) -> None:
+    """Tell the user where everything is."""
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    url = settings.public_url
+    click.echo(
+        f"""
+Tillpay demo is starting.
+
+  Gateway (MAPI)     {url}/gateway.do
+  Health             {url}/health
+  Database           {settings.database_url}
+
+  Demo merchant      partner {info["partner"]}  (settles in {info["settlement_currency"]})
+  MD5 key            {info["md5_key"]}
+  RSA keys           merchant private key and Tillpay public key in {info["credentials_file"]}
+
+  Demo wallet        login {info["wallet_login"]}  PIN {info["wallet_pin"]}  password {info["wallet_password"]}
+  Balance            {info["wallet_balance"]}
+  Payment code       tillpay wallet code --login {info["wallet_login"]}
+
+Stop with Ctrl-C.
+"""
+    )

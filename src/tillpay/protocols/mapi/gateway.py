@@ -1,0 +1,396 @@
+"""The MAPI dialect of ``/gateway.do``: parse, check, call the payment core, render the signed XML."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+
+from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
+from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.protocols.mapi import signing
+from tillpay.protocols.mapi.codes import Level, mapi_error, result_code
+from tillpay.protocols.mapi.wire import Envelope, alipay_time
+from tillpay.services import payments
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.views import PaymentView, RefundView
+
+log = structlog.get_logger("tillpay.mapi")
+
+PAY = "alipay.acquire.overseas.spot.pay"
+QUERY = "alipay.acquire.overseas.query"
+CANCEL = "alipay.acquire.cancel"
+REFUND = "alipay.acquire.overseas.spot.refund"
+REFUND_QUERY = "alipay.acquire.refund.query"
+PRECREATE = "alipay.acquire.precreate"
+
+
+@dataclass(frozen=True, slots=True)
+class P:
+    """One parameter of a service: required or not, its maximum length, and its pattern."""
+
+    required: bool = False
+    max_len: int = 64
+    pattern: str | None = None
+
+
+_AMOUNT = r"[0-9.]+|-[0-9.]+|.*"  # format is checked by money.parse_amount for a precise error
+_MS = r"\d{10,16}"
+_COMMON = {
+    "service": P(True, 64),
+    "partner": P(True, 16, r"2088\d{12}"),
+    "_input_charset": P(False, 8),
+    "sign_type": P(True, 8),
+    "sign": P(True, 1024),
+}
+SPECS: dict[str, dict[str, P]] = {
+    PAY: {
+        **_COMMON,
+        "notify_url": P(False, 200, r"https?://\S+"),
+        "alipay_seller_id": P(True, 16, r"2088\d{12}"),
+        "quantity": P(False, 10, r"[1-9]\d{0,8}"),
+        "trans_name": P(True, 256),
+        "partner_trans_id": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "currency": P(True, 8, r"[A-Z]{3}"),
+        "trans_currency": P(False, 8, r"[A-Z]{3}"),
+        "trans_amount": P(True, 16),
+        "buyer_identity_code": P(True, 32),
+        "identity_code_type": P(False, 16, r"barcode|qrcode"),
+        "trans_create_time": P(False, 14, r"\d{14}"),
+        "memo": P(False, 256),
+        "biz_product": P(False, 32, r"OVERSEAS_MBARCODE_PAY"),
+        "extend_info": P(False, 1024),
+        "timestamp": P(False, 16, _MS),
+        "terminal_timestamp": P(False, 16, _MS),
+    },
+    QUERY: {
+        **_COMMON,
+        "partner_trans_id": P(False, 64),
+        "alipay_trans_id": P(False, 64),
+    },
+    CANCEL: {
+        **_COMMON,
+        "_input_charset": P(True, 8),
+        "out_trade_no": P(True, 64),
+        "timestamp": P(True, 16, _MS),
+        "terminal_timestamp": P(False, 16, _MS),
+        "notify_url": P(False, 200, r"https?://\S+"),
+    },
+    REFUND: {
+        **_COMMON,
+        "partner_trans_id": P(True, 64),
+        "alipay_trans_id": P(False, 64),
+        "partner_refund_id": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "refund_amount": P(True, 16),
+        "currency": P(True, 10, r"[A-Z]{3}"),
+        "refund_reason": P(False, 128),
+        "is_sync": P(False, 1, r"[YN]"),
+        "notify_url": P(False, 200, r"https?://\S+"),
+    },
+    REFUND_QUERY: {
+        **_COMMON,
+        "out_trade_no": P(True, 64),
+        "out_return_no": P(True, 128),
+    },
+    PRECREATE: {
+        **_COMMON,
+        "_input_charset": P(True, 8),
+        "notify_url": P(False, 200, r"https?://\S+"),
+        "timestamp": P(True, 16, _MS),
+        "terminal_timestamp": P(False, 16, _MS),
+        "out_trade_no": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "subject": P(True, 256),
+        "total_fee": P(True, 16),
+        "currency": P(True, 8, r"[A-Z]{3}"),
+        "trans_currency": P(False, 8, r"[A-Z]{3}"),
+        "product_code": P(False, 32, r"OVERSEAS_MBARCODE_PAY"),
+        "extend_params": P(False, 1024),
+        "passback_parameters": P(False, 256),
+        "it_b_pay": P(False, 8),
+    },
+}
+
+
+def _validate(service: str, params: dict[str, str]) -> None:
+    spec = SPECS[service]
+    for name, value in params.items():
+        rule = spec.get(name)
+        if rule is None:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"unknown parameter {name!r} for {service}")
+        if value == "":
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is empty")
+        if len(value) > rule.max_len:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is longer than {rule.max_len}")
+        if '"' in value:
+            # Alipay: "Do not use the halfwidth quotation mark in parameter values."
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} contains a quotation mark")
+        if rule.pattern and not re.fullmatch(rule.pattern, value):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is malformed")
+    for name, rule in spec.items():
+        if rule.required and name not in params:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is missing")
+
+
+def _amount(text: str, currency: str, name: str) -> int:
+    try:
+        return parse_amount(text, currency)
+    except UnknownCurrency:
+        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    except InvalidAmount as e:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} {text!r}: {e}") from None
+
+
+def _rate(rate: Decimal | None) -> str:
+    return format(rate.normalize(), "f") if rate is not None else ""
+
+
+def payment_fields(v: PaymentView) -> dict[str, str]:
+    """The MAPI fields that describe a payment (pay and query responses, notifications)."""
+    f = {
+        "alipay_trans_id": v.trade_no,
+        "partner_trans_id": v.partner_trans_id,
+        "out_trade_no": v.partner_trans_id,
+        "alipay_trans_status": v.status.value,
+        "currency": v.settle_currency,
+        "trans_currency": v.price_currency,
+        "trans_amount": format_amount(v.price_amount, v.price_currency),
+    }
+    if v.price_currency != v.settle_currency:
+        f["settle_amount"] = format_amount(v.settle_amount, v.settle_currency)
+    if v.wallet_amount is not None and v.wallet_currency:
+        # trans_amount_cny is "the exact amount that the buyer has paid", in the wallet's currency.
+        f["trans_amount_cny"] = format_amount(v.wallet_amount, v.wallet_currency)
+        f["exchange_rate"] = _rate(v.wallet_rate)
+        f["buyer_currency"] = v.wallet_currency
+    if v.buyer_id:
+        f["alipay_buyer_user_id"] = v.buyer_id
+    if v.buyer_login:
+        f["alipay_buyer_login_id"] = v.buyer_login
+    if v.paid_at:
+        f["alipay_pay_time"] = alipay_time(v.paid_at)
+    if v.refunded_price:
+        f["refund_amount_total"] = format_amount(v.refunded_price, v.price_currency)
+    f["payment_inst"] = "TILLPAY"
+    return f
+
+
+def refund_fields(r: RefundView) -> dict[str, str]:
+    """The MAPI fields that describe a refund."""
+    v = r.payment
+    f = {
+        "alipay_trans_id": v.trade_no,
+        "partner_trans_id": v.partner_trans_id,
+        "partner_refund_id": r.partner_refund_id,
+        "alipay_refund_id": r.refund_no,
+        "refund_amount": format_amount(r.price_amount, r.price_currency),
+        "currency": r.price_currency,
+        "refund_status": "REFUND_SUCCESS",
+        "refund_time": alipay_time(r.created_at),
+    }
+    if v.settle_currency != r.price_currency:
+        f["settle_refund_amount"] = format_amount(r.settle_amount, v.settle_currency)
+        f["settle_currency"] = v.settle_currency
+    if v.wallet_currency:
+        f["refund_amount_cny"] = format_amount(r.wallet_amount, v.wallet_currency)
+        f["exchange_rate"] = _rate(v.wallet_rate)
+    return f
+
+
+def _business(code: Code | None, fields: dict[str, str], detail: str | None = None) -> dict[str, str]:
+    out = {"result_code": result_code(code), **fields}
+    if code is not None:
+        out["error"] = mapi_error(code)[0]
+        out["detail_error_code"] = code.value
+        out["detail_error_des"] = detail or DESCRIPTIONS[code]
+    return out
+
+
+async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    if q["alipay_seller_id"] != m.partner_id:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "alipay_seller_id must equal partner")
+    settle = q["currency"]
+    price_currency = q.get("trans_currency", settle)
+    amount = _amount(q["trans_amount"], price_currency, "trans_amount")
+    store_id = terminal_id = None
+    if "extend_info" in q:
+        try:
+            extend = json.loads(q["extend_info"])
+        except ValueError:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info is not JSON") from None
+        if not isinstance(extend, dict):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info must be a JSON object")
+        store_id = str(extend.get("store_id", "")) or None
+        terminal_id = str(extend.get("terminal_id", "")) or None
+    outcome = await payments.pay(
+        p,
+        payments.PayCommand(
+            merchant=m,
+            partner_trans_id=q["partner_trans_id"],
+            code=q["buyer_identity_code"],
+            price_amount=amount,
+            price_currency=price_currency,
+            settle_currency=settle,
+            subject=q["trans_name"],
+            dialect="mapi",
+            notify_url=q.get("notify_url"),
+            sign_type=sign_type,
+            store_id=store_id,
+            terminal_id=terminal_id,
+            memo=q.get("memo"),
+        ),
+    )
+    return _business(outcome.code, payment_fields(outcome.payment))
+
+
+async def _query(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    if "partner_trans_id" not in q and "alipay_trans_id" not in q:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "give partner_trans_id or alipay_trans_id")
+    view = await payments.query(
+        p, m, partner_trans_id=q.get("partner_trans_id"), trade_no=q.get("alipay_trans_id")
+    )
+    fields = payment_fields(view)
+    if view.result_code and view.paid_at is None:
+        fields["close_reason"] = mapi_error(view.result_code)[0]
+    return _business(None, fields)
+
+
+async def _cancel(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    outcome = await payments.cancel(p, m, partner_trans_id=q["out_trade_no"], dialect="mapi")
+    v = outcome.payment
+    fields = {
+        "out_trade_no": v.partner_trans_id,
+        "alipay_trans_id": v.trade_no,
+        "action": outcome.action,
+        "retry_flag": "N",
+        "alipay_trans_status": v.status.value,
+    }
+    return _business(None, fields)
+
+
+async def _refund(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    amount = _amount(q["refund_amount"], q["currency"], "refund_amount")
+    view = await payments.refund(
+        p,
+        payments.RefundCommand(
+            merchant=m,
+            partner_refund_id=q["partner_refund_id"],
+            amount=amount,
+            currency=q["currency"],
+            dialect="mapi",
+            partner_trans_id=q["partner_trans_id"],
+            trade_no=q.get("alipay_trans_id"),
+            reason=q.get("refund_reason"),
+            # is_sync=Y: "only sync result", so no notification.
+            notify_url=None if q.get("is_sync") == "Y" else q.get("notify_url"),
+            sign_type=sign_type,
+        ),
+    )
+    return _business(None, refund_fields(view))
+
+
+async def _refund_query(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    view = await payments.refund_query(p, m, q["out_return_no"], partner_trans_id=q["out_trade_no"])
+    fields = refund_fields(view)
+    fields["out_trade_no"] = view.payment.partner_trans_id
+    fields["out_return_no"] = view.partner_refund_id
+    return _business(None, fields)
+
+
+async def _precreate(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    settle = q["currency"]
+    price_currency = q.get("trans_currency", settle)
+    amount = _amount(q["total_fee"], price_currency, "total_fee")
+    view = await payments.precreate(
+        p,
+        payments.PrecreateCommand(
+            merchant=m,
+            partner_trans_id=q["out_trade_no"],
+            price_amount=amount,
+            price_currency=price_currency,
+            settle_currency=settle,
+            subject=q["subject"],
+            dialect="mapi",
+            notify_url=q.get("notify_url"),
+            sign_type=sign_type,
+        ),
+    )
+    fields = {
+        "out_trade_no": view.partner_trans_id,
+        "alipay_trans_id": view.trade_no,
+        "qr_code": payments.qr_url(p, view.trade_no),
+        "voucher_type": "qrcode",
+        "currency": view.settle_currency,
+        "trans_currency": view.price_currency,
+        "total_fee": format_amount(view.price_amount, view.price_currency),
+    }
+    return _business(None, fields)
+
+
+Handler = Callable[[Platform, Merchant, dict[str, str], str], Awaitable[dict[str, str]]]
+HANDLERS: dict[str, Handler] = {
+    PAY: _pay,
+    QUERY: _query,
+    CANCEL: _cancel,
+    REFUND: _refund,
+    REFUND_QUERY: _refund_query,
+    PRECREATE: _precreate,
+}
+
+
+def _sign(env: Envelope, merchant: Merchant | None, sign_type: str | None, codec: str) -> Envelope:
+    if merchant is None or sign_type not in signing.SIGN_TYPES:
+        return env  # nothing to sign with: unknown partner or unusable sign_type
+    assert sign_type is not None
+    env.sign = signing.sign(
+        env.signed_fields(),
+        sign_type=sign_type,
+        md5_key=merchant.md5_key,
+        private_key_pem=merchant.gateway_private_key,
+        charset=codec,
+    )
+    env.sign_type = sign_type
+    return env
+
+
+async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
+    """Answer one decoded MAPI request with a signed envelope; never raises for bad input."""
+    echo = list(params.items())
+    merchant: Merchant | None = None
+    sign_type = params.get("sign_type")
+    try:
+        partner = params.get("partner", "")
+        if partner:
+            try:
+                merchant = await p.merchant_by_partner(partner)
+            except TillpayError:
+                merchant = None
+        service = params.get("service", "")
+        if service not in SPECS:
+            raise TillpayError(Code.ILLEGAL_SERVICE, f"unsupported service {service!r}")
+        if not partner:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "parameter 'partner' is missing")
+        if merchant is None:
+            raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner!r}")
+        signing.verify_request(
+            params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
+        )
+        _validate(service, params)
+        assert sign_type is not None
+        fields = await HANDLERS[service](p, merchant, params, sign_type)
+        return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
+    except TillpayError as e:
+        value, level = mapi_error(e.code)
+        log.info("mapi_error", code=e.code.value, detail=e.detail, partner=params.get("partner"))
+        if level is Level.GATEWAY:
+            env = Envelope(False, echo, error=value, detail=e.detail)
+        else:
+            env = Envelope(True, echo, _business(e.code, {}, e.detail))
+        return _sign(env, merchant, sign_type, codec)
+    except Exception:
+        log.exception("mapi_internal_error", partner=params.get("partner"), service=params.get("service"))
+        env = Envelope(True, echo, _business(Code.SYSTEM_ERROR, {}))
+        return _sign(env, merchant, sign_type, codec)

@@ -1,0 +1,142 @@
+"""MAPI's wire format: form decoding with ``_input_charset``, the XML envelope, times and amounts."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape, quoteattr
+
+from tillpay.domain.errors import Code, TillpayError
+
+#: Alipay reports times in Beijing time (GMT+8), whatever the merchant's zone.
+BEIJING = timezone(timedelta(hours=8), "GMT+8")
+CHARSETS = {"UTF-8": "utf-8", "GBK": "gbk", "GB2312": "gb2312"}
+DEFAULT_CHARSET = "UTF-8"
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+def alipay_time(dt: datetime) -> str:
+    """``yyyyMMddHHmmss`` in Beijing time, as in ``alipay_pay_time``."""
+    return dt.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def notify_time(dt: datetime) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in Beijing time, as in notifications."""
+    return dt.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def charset_of(name: str | None) -> str:
+    """The Python codec for an ``_input_charset`` value (default UTF-8); ILLEGAL_CHARSET otherwise."""
+    if name is None or name == "":
+        return CHARSETS[DEFAULT_CHARSET]
+    codec = CHARSETS.get(name.upper())
+    if codec is None:
+        raise TillpayError(Code.ILLEGAL_CHARSET, f"_input_charset must be UTF-8, GBK or GB2312, not {name!r}")
+    return codec
+
+
+def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
+    """Decode GET query and POST form parameters with the request's ``_input_charset``.
+
+    Returns the parameters in arrival order and the codec. A parameter given twice, undecodable bytes
+    or an unknown charset is refused, since a signature over ambiguous input means nothing.
+    """
+    if len(query) + len(body) > MAX_REQUEST_BYTES:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is too large")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
+    except ValueError:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is not form-encoded") from None
+    raw_charset = next((v for k, v in pairs if k == b"_input_charset"), None)
+    try:
+        codec = charset_of(raw_charset.decode("ascii") if raw_charset is not None else None)
+    except UnicodeDecodeError:
+        raise TillpayError(Code.ILLEGAL_CHARSET, "_input_charset is not ASCII") from None
+    params: dict[str, str] = {}
+    for k, v in pairs:
+        try:
+            key, value = k.decode("ascii"), v.decode(codec)
+        except UnicodeDecodeError:
+            raise TillpayError(Code.ILLEGAL_CHARSET, f"the request cannot be decoded as {codec}") from None
+        if key in params:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {key!r} is given twice")
+        params[key] = value
+    return params, codec
+
+
+@dataclass
+class Envelope:
+    """A MAPI response: ``is_success``, the echoed request, the business fields, the signature."""
+
+    is_success: bool
+    request: Sequence[tuple[str, str]] = ()
+    fields: dict[str, str] = field(default_factory=dict)  # children of response/alipay
+    error: str | None = None  # top-level error when is_success is F
+    detail: str | None = None  # top-level detail_error_des when is_success is F
+    sign: str | None = None
+    sign_type: str | None = None
+
+    def signed_fields(self) -> dict[str, str]:
+        """The fields the response signature covers (see ``signing``)."""
+        out = {"is_success": "T" if self.is_success else "F"}
+        if self.error:
+            out["error"] = self.error
+        if self.detail:
+            out["detail_error_des"] = self.detail
+        out.update(self.fields)
+        return out
+
+    def to_xml(self, charset: str) -> bytes:
+        """Render the envelope in ``charset`` (characters it lacks become character references)."""
+        parts = [f'<?xml version="1.0" encoding="{charset_label(charset)}"?>', "<alipay>"]
+        parts.append(f"<is_success>{'T' if self.is_success else 'F'}</is_success>")
+        if self.error:
+            parts.append(f"<error>{escape(self.error)}</error>")
+        if self.detail:
+            parts.append(f"<detail_error_des>{escape(self.detail)}</detail_error_des>")
+        if self.request:
+            parts.append("<request>")
+            parts.extend(f"<param name={quoteattr(k)}>{escape(v)}</param>" for k, v in self.request)
+            parts.append("</request>")
+        if self.fields:
+            parts.append("<response><alipay>")
+            parts.extend(f"<{k}>{escape(v)}</{k}>" for k, v in sorted(self.fields.items()))
+            parts.append("</alipay></response>")
+        if self.sign:
+            parts.append(f"<sign>{escape(self.sign)}</sign>")
+            parts.append(f"<sign_type>{escape(self.sign_type or '')}</sign_type>")
+        parts.append("</alipay>")
+        return "".join(parts).encode(charset, errors="xmlcharrefreplace")
+
+    @classmethod
+    def from_xml(cls, data: bytes) -> Envelope:
+        """Parse a MAPI response envelope (the client's side)."""
+        root = ET.fromstring(data)  # noqa: S314 - the gateway's own response, bounded in size
+        if root.tag != "alipay":
+            raise ValueError("not a MAPI response: the root element is not <alipay>")
+        req = root.find("request")
+        resp = root.find("response/alipay")
+        return cls(
+            is_success=(root.findtext("is_success") or "") == "T",
+            request=[(p.get("name", ""), p.text or "") for p in (req if req is not None else [])],
+            fields={c.tag: c.text or "" for c in (resp if resp is not None else [])},
+            error=root.findtext("error"),
+            detail=root.findtext("detail_error_des"),
+            sign=root.findtext("sign"),
+            sign_type=root.findtext("sign_type"),
+        )
+
+
+def charset_label(codec: str) -> str:
+    """The ``_input_charset`` spelling of a Python codec name."""
+    return {v: k for k, v in CHARSETS.items()}.get(codec, codec.upper())
+
+
+def form_body(params: Mapping[str, str], charset: str = "utf-8") -> bytes:
+    """URL-encode parameters in ``charset`` (the merchant's side)."""
+    from urllib.parse import urlencode
+
+    return urlencode(list(params.items()), encoding=charset).encode("ascii")

@@ -1,0 +1,114 @@
+"""``tillpay audit``: every ledger invariant, checked from the database alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from tillpay.services.platform import Platform
+
+#: name → (description, SQL returning one row per violation, first column a short identifier)
+CHECKS: dict[str, tuple[str, str]] = {
+    "entries_balance": (
+        "every journal entry sums to zero in each currency",
+        "SELECT entry_id, currency, SUM(amount) FROM postings GROUP BY entry_id, currency HAVING SUM(amount) <> 0",
+    ),
+    "entries_not_empty": (
+        "every journal entry has postings",
+        "SELECT e.id FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id WHERE p.id IS NULL",
+    ),
+    "no_negative_wallet": (
+        "no wallet balance is negative",
+        "SELECT login_id, balance FROM wallet_users WHERE balance < 0",
+    ),
+    "wallet_equals_postings": (
+        "each wallet's stored balance equals the sum of its postings",
+        "SELECT u.login_id, u.balance, COALESCE(s.total, 0) FROM wallet_users u LEFT JOIN "
+        "(SELECT account, SUM(amount) AS total FROM postings WHERE account LIKE 'wallet:%' GROUP BY account) s "
+        "ON s.account = 'wallet:' || CAST(u.id AS VARCHAR) WHERE u.balance <> COALESCE(s.total, 0)",
+    ),
+    "wallet_postings_in_wallet_currency": (
+        "wallet postings are in the wallet's currency",
+        "SELECT p.id, p.account, p.currency FROM postings p JOIN wallet_users u "
+        "ON p.account = 'wallet:' || CAST(u.id AS VARCHAR) WHERE p.currency <> u.currency",
+    ),
+    "paid_posted_once": (
+        "every paid payment is posted exactly once, and no unpaid one is",
+        "SELECT p.trade_no, p.status, COUNT(e.id) FROM payments p LEFT JOIN journal_entries e "
+        "ON e.ref = 'payment:' || CAST(p.id AS VARCHAR) GROUP BY p.id, p.trade_no, p.status, p.paid_at "
+        "HAVING COUNT(e.id) <> CASE WHEN p.paid_at IS NULL THEN 0 ELSE 1 END",
+    ),
+    "refund_posted_once": (
+        "every refund is posted exactly once",
+        "SELECT r.refund_no, COUNT(e.id) FROM refunds r LEFT JOIN journal_entries e "
+        "ON e.ref = 'refund:' || CAST(r.id AS VARCHAR) GROUP BY r.id, r.refund_no HAVING COUNT(e.id) <> 1",
+    ),
+    "refunds_match_payment": (
+        "a payment's refunded amounts equal the sum of its refunds and never exceed what was paid",
+        "SELECT p.trade_no, p.refunded_price, COALESCE(SUM(r.price_amount), 0) FROM payments p "
+        "LEFT JOIN refunds r ON r.payment_id = p.id GROUP BY p.id, p.trade_no, p.refunded_price, "
+        "p.refunded_settle, p.refunded_wallet, p.price_amount, p.settle_amount, p.wallet_amount "
+        "HAVING p.refunded_price <> COALESCE(SUM(r.price_amount), 0) "
+        "OR p.refunded_settle <> COALESCE(SUM(r.settle_amount), 0) "
+        "OR p.refunded_wallet <> COALESCE(SUM(r.wallet_amount), 0) "
+        "OR p.refunded_price > p.price_amount OR p.refunded_settle > p.settle_amount "
+        "OR p.refunded_wallet > COALESCE(p.wallet_amount, 0)",
+    ),
+    "refunded_only_if_paid": (
+        "only paid payments have refunds",
+        "SELECT p.trade_no FROM payments p JOIN refunds r ON r.payment_id = p.id WHERE p.paid_at IS NULL",
+    ),
+    "closed_when_fully_refunded": (
+        "a fully refunded payment is closed, a partly refunded one is still a success",
+        "SELECT trade_no, status FROM payments WHERE paid_at IS NOT NULL AND "
+        "((refunded_price = price_amount AND status <> 'TRADE_CLOSED') OR "
+        "(refunded_price < price_amount AND status <> 'TRADE_SUCCESS'))",
+    ),
+    "payment_postings_match": (
+        "each payment's entry moves exactly its wallet and settlement amounts",
+        "SELECT p.trade_no FROM payments p JOIN journal_entries e ON e.ref = 'payment:' || CAST(p.id AS VARCHAR) "
+        "JOIN postings w ON w.entry_id = e.id AND w.account = 'wallet:' || CAST(p.user_id AS VARCHAR) "
+        "JOIN postings m ON m.entry_id = e.id AND m.account = 'merchant:' || CAST(p.merchant_id AS VARCHAR) "
+        "|| ':payable' WHERE w.amount <> -p.wallet_amount OR w.currency <> p.wallet_currency "
+        "OR m.amount <> p.settle_amount OR m.currency <> p.settle_currency",
+    ),
+    "merchant_payable_matches": (
+        "each merchant's payable equals its payments less its refunds",
+        "SELECT m.partner_id, COALESCE(pp.total, 0), COALESCE(pay.total, 0) - COALESCE(ref.total, 0) "
+        "FROM merchants m "
+        "LEFT JOIN (SELECT account, SUM(amount) AS total FROM postings GROUP BY account) pp "
+        "ON pp.account = 'merchant:' || CAST(m.id AS VARCHAR) || ':payable' "
+        "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM payments WHERE paid_at IS NOT NULL "
+        "GROUP BY merchant_id) pay ON pay.merchant_id = m.id "
+        "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM refunds GROUP BY merchant_id) ref "
+        "ON ref.merchant_id = m.id "
+        "WHERE COALESCE(pp.total, 0) <> COALESCE(pay.total, 0) - COALESCE(ref.total, 0)",
+    ),
+    "code_used_once": (
+        "no two payments were made with the same payment code",
+        "SELECT device_id, step, slot FROM code_uses GROUP BY device_id, step, slot HAVING COUNT(*) > 1",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One broken invariant with a few of the rows that break it."""
+
+    check: str
+    description: str
+    count: int
+    examples: list[str]
+
+
+async def audit(p: Platform, *, examples: int = 5) -> list[Finding]:
+    """Run every check; an empty list means the ledger is sound."""
+    findings = []
+    async with p.engine.connect() as conn:
+        for name, (description, sql) in CHECKS.items():
+            rows = (await conn.execute(text(sql))).all()
+            if rows:
+                shown = [" ".join(str(v) for v in r) for r in rows[:examples]]
+                findings.append(Finding(name, description, len(rows), shown))
+    return findings

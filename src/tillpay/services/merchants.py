@@ -1,0 +1,114 @@
+"""Onboarding merchants: ids, keys and settlement currency."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tillpay import signing
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import exponent
+from tillpay.services.platform import Merchant, Platform
+from tillpay.store import tables as t
+
+PARTNER_RE = re.compile(r"^2088\d{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMerchant:
+    """A created merchant and the secrets it must be given once."""
+
+    merchant: Merchant
+    #: The merchant's RSA private key when Tillpay generated the pair (sandbox convenience), else None.
+    merchant_private_key: str | None
+
+
+async def add_merchant(
+    p: Platform,
+    *,
+    name: str,
+    settlement_currency: str,
+    notify_url: str | None = None,
+    partner_id: str | None = None,
+    md5_key: str | None = None,
+    public_key: str | None = None,
+    generate_keys: bool = True,
+    mcc: str = "5411",
+) -> NewMerchant:
+    """Create a merchant with a partner id, an MD5 key and Tillpay's own key pair for its responses.
+
+    Without ``public_key`` and with ``generate_keys``, a merchant key pair is generated and its private
+    half returned once (handy for a sandbox; production merchants upload their own public key).
+    """
+    if not name.strip():
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a merchant needs a name")
+    try:
+        exponent(settlement_currency)
+    except ValueError:
+        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {settlement_currency!r}") from None
+    if partner_id is not None and not PARTNER_RE.match(partner_id):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a partner id is 16 digits starting with 2088")
+    if md5_key is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", md5_key):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "an MD5 key is 16 to 64 letters and digits")
+    if not re.fullmatch(r"\d{4}", mcc):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "an MCC is 4 digits")
+    merchant_private: str | None = None
+    public_pem: str | None
+    if public_key is not None:
+        try:
+            public_pem = signing.public_key_pem(signing.load_public_key(public_key))
+        except signing.KeyFormatError as e:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"merchant public key: {e}") from None
+    elif generate_keys:
+        key = signing.generate_private_key()
+        merchant_private = signing.private_key_pem(key, pkcs1=True)
+        public_pem = signing.public_key_pem(key.public_key())
+    else:
+        public_pem = None  # an MD5-only merchant
+    gateway_key = signing.generate_private_key()
+    pid = partner_id or p.ids.partner_id()
+    values = dict(
+        partner_id=pid,
+        name=name.strip(),
+        md5_key=md5_key or p.ids.md5_key(),
+        public_key=public_pem,
+        gateway_private_key=signing.private_key_pem(gateway_key),
+        gateway_public_key=signing.public_key_pem(gateway_key.public_key()),
+        settlement_currency=settlement_currency,
+        notify_url=notify_url,
+        mcc=mcc,
+        status="active",
+        created_at=p.now(),
+    )
+    try:
+        async with p.engine.begin() as conn:
+            await conn.execute(insert(t.merchants).values(**values))
+    except IntegrityError:
+        raise TillpayError(Code.ALREADY_EXISTS, f"partner {pid} exists already") from None
+    return NewMerchant(await p.merchant_by_partner(pid, fresh=True), merchant_private)
+
+
+async def list_merchants(p: Platform) -> list[Merchant]:
+    """Every merchant, oldest first."""
+    async with p.engine.connect() as conn:
+        ids = (
+            (await conn.execute(select(t.merchants.c.partner_id).order_by(t.merchants.c.id))).scalars().all()
+        )
+    return [await p.merchant_by_partner(i, fresh=True) for i in ids]
+
+
+async def set_merchant_status(p: Platform, partner_id: str, status: str) -> Merchant:
+    """Freeze (``frozen``) or re-activate (``active``) a merchant."""
+    if status not in ("active", "frozen"):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or frozen")
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.merchants).where(t.merchants.c.partner_id == partner_id).values(status=status)
+        )
+    if res.rowcount != 1:
+        raise TillpayError(Code.ILLEGAL_PARTNER)
+    p.forget_merchant(partner_id)
+    return await p.merchant_by_partner(partner_id, fresh=True)

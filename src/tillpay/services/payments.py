@@ -1,0 +1,1097 @@
+"""Pay, query, confirm, cancel, refund, precreate and expiry: the payment use cases.
+
+Locking order, everywhere: the customer's wallet row, then the payment row. A pay locks only the
+customer's wallet; merchant-side balances are sums of append-only postings, never a hot row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.domain import ledger, paycode
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.fx import find_rate, make_quote
+from tillpay.domain.money import convert, exponent
+from tillpay.domain.payment import Event, Status, refund_shares, transition
+from tillpay.domain.risk import Verdict, decide
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.security import verify_secret
+from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
+from tillpay.store import tables as t
+from tillpay.store.engine import insert_ignore
+
+log = structlog.get_logger("tillpay.payments")
+
+#: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
+MAX_MAJOR = 100_000_000
+#: How many steps back a code is recognised as expired rather than made up.
+EXPIRED_LOOKBACK_STEPS = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class PayCommand:
+    """A customer-presented-code payment, as every dialect hands it to the core."""
+
+    merchant: Merchant
+    partner_trans_id: str
+    code: str
+    price_amount: int
+    price_currency: str
+    settle_currency: str
+    subject: str
+    dialect: str
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+    store_id: str | None = None
+    terminal_id: str | None = None
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrecreateCommand:
+    """A merchant-presented QR order that a wallet user pays by opening its URL."""
+
+    merchant: Merchant
+    partner_trans_id: str
+    price_amount: int
+    price_currency: str
+    settle_currency: str
+    subject: str
+    dialect: str
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+    store_id: str | None = None
+    terminal_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCommand:
+    """A refund of part or all of a paid payment, under the merchant's own refund id."""
+
+    merchant: Merchant
+    partner_refund_id: str
+    amount: int
+    currency: str
+    dialect: str
+    partner_trans_id: str | None = None
+    trade_no: str | None = None
+    reason: str | None = None
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def check_amount(amount: int, currency: str) -> None:
+    """Positive and at most 100,000,000 major units, in a known currency."""
+    try:
+        exp = exponent(currency)
+    except ValueError:
+        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    if amount <= 0 or amount > MAX_MAJOR * 10**exp:
+        raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, f"amount must be above 0 and at most {MAX_MAJOR:,}")
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+
+async def _payment_row(
+    conn: AsyncConnection,
+    merchant_id: int,
+    *,
+    partner_trans_id: str | None = None,
+    trade_no: str | None = None,
+    lock: bool = False,
+) -> Row[Any] | None:
+    q = select(t.payments).where(t.payments.c.merchant_id == merchant_id)
+    # Alipay: if both ids are given, the Alipay transaction id is checked first.
+    if trade_no:
+        q = q.where(t.payments.c.trade_no == trade_no)
+        if partner_trans_id:
+            q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
+    elif partner_trans_id:
+        q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
+    else:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "give the merchant's or the gateway's transaction id")
+    if lock:
+        q = q.with_for_update()
+    return (await conn.execute(q)).first()
+
+
+async def _view(conn: AsyncConnection, row: Row[Any]) -> PaymentView:
+    login = None
+    if row.user_id:
+        login = (
+            await conn.execute(select(t.wallet_users.c.login_id).where(t.wallet_users.c.id == row.user_id))
+        ).scalar()
+    return PaymentView.from_row(row, login)
+
+
+def _outcome(view: PaymentView, *, replayed: bool = False) -> PayOutcome:
+    if view.status is Status.WAIT_BUYER_PAY:
+        return PayOutcome(view, Code.WAIT_BUYER_CONFIRM, replayed)
+    if view.status is Status.TRADE_SUCCESS or view.paid_at is not None:
+        return PayOutcome(view, None, replayed)
+    return PayOutcome(view, view.result_code or Code.TRADE_HAS_CLOSE, replayed)
+
+
+async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str) -> PayOutcome:
+    if row.request_digest != digest:
+        raise TillpayError(
+            Code.REPEAT_REQ_INCONSISTENT,
+            f"transaction id {row.partner_trans_id!r} was used before with different parameters",
+        )
+    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
+        await expire_payment(p, row.id)
+        fresh = await _payment_row(conn, row.merchant_id, trade_no=row.trade_no)
+        assert fresh is not None
+        row = fresh
+    return _outcome(await _view(conn, row), replayed=True)
+
+
+async def query(
+    p: Platform, merchant: Merchant, *, partner_trans_id: str | None = None, trade_no: str | None = None
+) -> PaymentView:
+    """The merchant's payment by either id; TRADE_NOT_EXIST if it has none such."""
+    async with p.engine.connect() as conn:
+        row = await _payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        if row is None or row.kind == "tombstone":
+            raise TillpayError(Code.TRADE_NOT_EXIST)
+        if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
+            await expire_payment(p, row.id)
+            row = await _payment_row(conn, merchant.id, trade_no=row.trade_no)
+            assert row is not None
+        return await _view(conn, row)
+
+
+async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
+    """Any payment by gateway id (operator and wallet use); NOT_FOUND if none."""
+    async with p.engine.connect() as conn:
+        row = (await conn.execute(select(t.payments).where(t.payments.c.trade_no == trade_no))).first()
+        if row is None or row.kind == "tombstone":
+            raise TillpayError(Code.NOT_FOUND, f"no payment {trade_no}")
+        return await _view(conn, row)
+
+
+# ----------------------------------------------------------------------------------------------- pay
+
+
+async def _record_bad_code(p: Platform, merchant_id: int, device_no: int | None) -> None:
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.bad_codes).values(merchant_id=merchant_id, device_no=device_no, created_at=p.now())
+        )
+
+
+async def _check_code_attempts(
+    p: Platform, conn: AsyncConnection, merchant_id: int, device_no: int | None
+) -> None:
+    since = p.now() - timedelta(seconds=p.settings.bad_code_window_seconds)
+    limit = p.settings.max_bad_codes_per_device
+    by_merchant = (
+        await conn.execute(
+            select(func.count())
+            .select_from(t.bad_codes)
+            .where(t.bad_codes.c.merchant_id == merchant_id, t.bad_codes.c.created_at > since)
+        )
+    ).scalar_one()
+    if by_merchant >= limit * 10:
+        raise TillpayError(Code.CODE_ATTEMPTS_EXCEEDED, "too many invalid payment codes from this merchant")
+    if device_no is not None:
+        by_device = (
+            await conn.execute(
+                select(func.count())
+                .select_from(t.bad_codes)
+                .where(t.bad_codes.c.device_no == device_no, t.bad_codes.c.created_at > since)
+            )
+        ).scalar_one()
+        if by_device >= limit:
+            raise TillpayError(Code.CODE_ATTEMPTS_EXCEEDED, "too many invalid codes for this wallet")
+
+
+async def _resolve_code(
+    p: Platform, conn: AsyncConnection, merchant_id: int, code: str
+) -> tuple[Any, int, int]:
+    """The device row, the time step and the slot of a valid code; raises and counts a bad one."""
+    try:
+        parsed = paycode.parse(code)
+    except paycode.MalformedCode:
+        await _check_code_attempts(p, conn, merchant_id, None)
+        await _record_bad_code(p, merchant_id, None)
+        raise TillpayError(Code.INVALID_CODE, "not a Tillpay payment code") from None
+    await _check_code_attempts(p, conn, merchant_id, parsed.device_no)
+    device = (
+        await conn.execute(
+            select(t.devices.c.id, t.devices.c.user_id, t.devices.c.secret, t.devices.c.status).where(
+                t.devices.c.device_no == parsed.device_no
+            )
+        )
+    ).first()
+    now_unix = int(p.now().timestamp())
+    if device is None or device.status != "active":
+        await _record_bad_code(p, merchant_id, parsed.device_no)
+        raise TillpayError(Code.INVALID_CODE)
+    step = paycode.match_step(device.secret, parsed, now_unix)
+    if step is None:
+        old = paycode.match_step(device.secret, parsed, now_unix, back=EXPIRED_LOOKBACK_STEPS, forward=0)
+        if old is not None:
+            raise TillpayError(Code.EXPIRED_CODE)
+        await _record_bad_code(p, merchant_id, parsed.device_no)
+        raise TillpayError(Code.INVALID_CODE)
+    return device, step, parsed.slot
+
+
+async def _lock_wallet(conn: AsyncConnection, user_id: int) -> Any:
+    row = (
+        await conn.execute(
+            select(
+                t.wallet_users.c.id,
+                t.wallet_users.c.balance,
+                t.wallet_users.c.status,
+                t.wallet_users.c.currency,
+                t.wallet_users.c.login_id,
+            )
+            .where(t.wallet_users.c.id == user_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise TillpayError(Code.BUYER_NOT_EXIST)
+    return row
+
+
+async def post_entry(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    ref: str,
+    postings: list[ledger.Posting],
+    now: datetime,
+    payment_id: int | None = None,
+    memo: str | None = None,
+) -> None:
+    """Write one balanced journal entry and apply its wallet postings to the stored balances.
+
+    The stored wallet balance changes only here, in the same transaction as its postings; the
+    ``WHERE balance + amount >= 0`` guard makes an overdraft impossible even if a caller forgot a check.
+    """
+    lines = ledger.check_balanced(postings)
+    entry_id = (
+        await conn.execute(
+            insert(t.journal_entries)
+            .values(kind=kind, ref=ref, payment_id=payment_id, memo=memo, created_at=now)
+            .returning(t.journal_entries.c.id)
+        )
+    ).scalar_one()
+    await conn.execute(
+        insert(t.postings),
+        [
+            {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+            for ln in lines
+        ],
+    )
+    for ln in lines:
+        if ln.account.startswith("wallet:"):
+            user_id = int(ln.account.split(":", 1)[1])
+            res = await conn.execute(
+                update(t.wallet_users)
+                .where(
+                    t.wallet_users.c.id == user_id,
+                    t.wallet_users.c.currency == ln.currency,
+                    t.wallet_users.c.balance + ln.amount >= 0,
+                )
+                .values(balance=t.wallet_users.c.balance + ln.amount)
+            )
+            if res.rowcount != 1:
+                raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+
+
+def _payment_postings(user_id: int, merchant_id: int, row_or_cmd: Any) -> list[ledger.Posting]:
+    return ledger.transfer(
+        ledger.wallet_account(user_id),
+        row_or_cmd.wallet_amount,
+        row_or_cmd.wallet_currency,
+        ledger.merchant_payable(merchant_id),
+        row_or_cmd.settle_amount,
+        row_or_cmd.settle_currency,
+    )
+
+
+async def _enqueue(
+    p: Platform,
+    conn: AsyncConnection,
+    *,
+    merchant_id: int,
+    url: str | None,
+    event: str,
+    dialect: str,
+    payload: dict[str, Any],
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    sign_type: str = "RSA2",
+) -> None:
+    """Put a notification in the outbox, in the caller's transaction (so it exists iff the change does)."""
+    if not url:
+        return
+    now = p.now()
+    await conn.execute(
+        insert(t.outbox).values(
+            notify_id=p.ids.notify_id(),
+            merchant_id=merchant_id,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            event=event,
+            dialect=dialect,
+            url=url,
+            sign_type=sign_type,
+            payload=json.dumps(payload, separators=(",", ":")),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+async def _notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, event: str) -> None:
+    row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).first()
+    assert row is not None
+    if not row.notify_url:
+        return
+    view = await _view(conn, row)
+    await _enqueue(
+        p,
+        conn,
+        merchant_id=row.merchant_id,
+        url=row.notify_url,
+        event=event,
+        dialect=row.dialect,
+        payload={"payment": view.to_json()},
+        payment_id=row.id,
+        sign_type=row.sign_type,
+    )
+
+
+async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
+    """Charge a customer-presented payment code, exactly once per (merchant, partner_trans_id)."""
+    check_amount(cmd.price_amount, cmd.price_currency)
+    if cmd.settle_currency != cmd.merchant.settlement_currency:
+        raise TillpayError(
+            Code.CURRENCY_NOT_SUPPORT,
+            f"this merchant settles in {cmd.merchant.settlement_currency}, not {cmd.settle_currency}",
+        )
+    digest = _digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
+    bound = log.bind(merchant=cmd.merchant.partner_id, partner_trans_id=cmd.partner_trans_id)
+
+    async with p.engine.connect() as conn:
+        existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        if existing is not None:
+            return await _replay(p, conn, existing, digest)
+        device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code)
+        rates = await p.rates(conn)
+        await conn.rollback()  # end the read transaction before the write one
+
+    now = p.now()
+    for _ in range(2):
+        async with p.engine.connect() as conn:
+            user = (
+                await conn.execute(
+                    select(t.wallet_users.c.currency).where(t.wallet_users.c.id == device.user_id)
+                )
+            ).first()
+            if user is None:
+                raise TillpayError(Code.BUYER_NOT_EXIST)
+            quote = make_quote(
+                cmd.price_amount, cmd.price_currency, cmd.settle_currency, user.currency, rates
+            )
+            await conn.rollback()
+            async with conn.begin() as tx:
+                used = await conn.execute(
+                    insert_ignore(conn, t.code_uses, "device_id", "step", "slot").values(
+                        device_id=device.id, step=step, slot=slot, created_at=now
+                    )
+                )
+                if used.rowcount != 1:
+                    await tx.rollback()
+                    existing = await _payment_row(
+                        conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id
+                    )
+                    if existing is not None:
+                        return await _replay(p, conn, existing, digest)
+                    raise TillpayError(Code.CODE_USED)
+                wallet = await _lock_wallet(conn, device.user_id)
+                decision = decide(
+                    wallet_amount=quote.wallet_amount,
+                    wallet_currency=quote.wallet_currency,
+                    confirm_above=p.confirm_above,
+                    buyer_active=wallet.status == "active",
+                    merchant_active=cmd.merchant.status == "active",
+                )
+                result_code: Code | None = None
+                if decision.verdict is Verdict.DECLINE:
+                    status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
+                elif decision.verdict is Verdict.CONFIRM:
+                    status = Status.WAIT_BUYER_PAY
+                elif wallet.balance < quote.wallet_amount:
+                    status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
+                else:
+                    status = Status.TRADE_SUCCESS
+                values = {
+                    "trade_no": p.ids.trade_no(now),
+                    "merchant_id": cmd.merchant.id,
+                    "partner_trans_id": cmd.partner_trans_id,
+                    "kind": "barcode",
+                    "dialect": cmd.dialect,
+                    "status": status.value,
+                    "result_code": result_code.value if result_code else None,
+                    "request_digest": digest,
+                    "subject": cmd.subject,
+                    "price_amount": quote.price_amount,
+                    "price_currency": quote.price_currency,
+                    "settle_amount": quote.settle_amount,
+                    "settle_currency": quote.settle_currency,
+                    "wallet_amount": quote.wallet_amount,
+                    "wallet_currency": quote.wallet_currency,
+                    "settle_rate": str(quote.settle_rate),
+                    "wallet_rate": str(quote.wallet_rate),
+                    "user_id": device.user_id,
+                    "device_id": device.id,
+                    "risk_rule": decision.rule,
+                    "notify_url": cmd.notify_url,
+                    "sign_type": cmd.sign_type,
+                    "store_id": cmd.store_id,
+                    "terminal_id": cmd.terminal_id,
+                    "memo": cmd.memo,
+                    "created_at": now,
+                    "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
+                    if status is Status.WAIT_BUYER_PAY
+                    else None,
+                    "paid_at": now if status is Status.TRADE_SUCCESS else None,
+                    "closed_at": now if status is Status.TRADE_CLOSED else None,
+                }
+                payment_id = (
+                    await conn.execute(
+                        insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
+                        .values(**values)
+                        .returning(t.payments.c.id)
+                    )
+                ).scalar()
+                if payment_id is None:
+                    # A concurrent request with the same id won; answer with its payment.
+                    await tx.rollback()
+                    continue
+                if status is Status.TRADE_SUCCESS:
+                    await post_entry(
+                        conn,
+                        kind="payment",
+                        ref=f"payment:{payment_id}",
+                        postings=_payment_postings(device.user_id, cmd.merchant.id, quote),
+                        now=now,
+                        payment_id=payment_id,
+                    )
+                    await _notify_payment(p, conn, payment_id, "payment")
+                row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).one()
+            bound.info("pay", status=status.value, code=result_code, trade_no=row.trade_no)
+            return _outcome(PaymentView.from_row(row, wallet.login_id))
+        # Only reached when the insert lost a race: answer as a repeat of the winner.
+    async with p.engine.connect() as conn:
+        existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        if existing is None:
+            raise TillpayError(Code.SYSTEM_ERROR, "payment vanished after a conflicting insert")
+        return await _replay(p, conn, existing, digest)
+
+
+# ------------------------------------------------------------------------------------------ precreate
+
+
+async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
+    """Create a merchant-presented QR order that waits for a wallet user to pay it."""
+    check_amount(cmd.price_amount, cmd.price_currency)
+    if cmd.settle_currency != cmd.merchant.settlement_currency:
+        raise TillpayError(
+            Code.CURRENCY_NOT_SUPPORT, f"this merchant settles in {cmd.merchant.settlement_currency}"
+        )
+    digest = _digest("precreate", cmd.price_amount, cmd.price_currency, cmd.settle_currency)
+    now = p.now()
+    async with p.engine.begin() as conn:
+        existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise TillpayError(Code.REPEAT_REQ_INCONSISTENT)
+            return await _view(conn, existing)
+        rate = find_rate(await p.rates(conn), cmd.price_currency, cmd.settle_currency)
+        settle = (
+            cmd.price_amount
+            if cmd.price_currency == cmd.settle_currency
+            else convert(cmd.price_amount, cmd.price_currency, cmd.settle_currency, rate)
+        )
+        pid = (
+            await conn.execute(
+                insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
+                .values(
+                    trade_no=p.ids.trade_no(now),
+                    merchant_id=cmd.merchant.id,
+                    partner_trans_id=cmd.partner_trans_id,
+                    kind="precreate",
+                    dialect=cmd.dialect,
+                    status=Status.WAIT_BUYER_PAY.value,
+                    request_digest=digest,
+                    subject=cmd.subject,
+                    price_amount=cmd.price_amount,
+                    price_currency=cmd.price_currency,
+                    settle_amount=settle,
+                    settle_currency=cmd.settle_currency,
+                    settle_rate=str(rate),
+                    notify_url=cmd.notify_url,
+                    sign_type=cmd.sign_type,
+                    store_id=cmd.store_id,
+                    terminal_id=cmd.terminal_id,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=p.settings.payment_timeout_seconds),
+                )
+                .returning(t.payments.c.id)
+            )
+        ).scalar()
+        if pid is None:
+            raise TillpayError(Code.SYSTEM_ERROR, "concurrent precreate with the same id; retry")
+        row = (await conn.execute(select(t.payments).where(t.payments.c.id == pid))).one()
+        return PaymentView.from_row(row)
+
+
+def qr_url(p: Platform, trade_no: str) -> str:
+    """The URL a precreate QR code carries; the wallet opens it to pay."""
+    return f"{p.settings.public_url.rstrip('/')}/wallet/qr/{trade_no}"
+
+
+# ------------------------------------------------------------------------------ customer confirmation
+
+
+async def _close(
+    p: Platform, conn: AsyncConnection, payment_id: int, event: Event, code: Code, *, notify: bool = True
+) -> None:
+    row = (await conn.execute(select(t.payments.c.status).where(t.payments.c.id == payment_id))).one()
+    new = transition(Status(row.status), event)
+    await conn.execute(
+        update(t.payments)
+        .where(t.payments.c.id == payment_id)
+        .values(status=new.value, result_code=code.value, closed_at=p.now())
+    )
+    if notify:
+        await _notify_payment(p, conn, payment_id, "payment")
+
+
+async def pending_for_user(p: Platform, user_id: int) -> list[PaymentView]:
+    """Payments waiting for this customer's confirmation, newest first (expired ones are closed)."""
+    await expire_due(p)
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.payments)
+                .where(t.payments.c.user_id == user_id, t.payments.c.status == Status.WAIT_BUYER_PAY.value)
+                .order_by(t.payments.c.id.desc())
+            )
+        ).all()
+        return [await _view(conn, r) for r in rows]
+
+
+async def confirm(
+    p: Platform, user_id: int, pin: str, trade_no: str | None = None, *, precreated: bool = False
+) -> PaymentView:
+    """The customer confirms a waiting payment with the PIN (or pays a precreated QR order).
+
+    Without ``trade_no`` the newest waiting payment is confirmed. A wrong PIN is counted on the payment;
+    after ``max_pin_attempts`` the payment closes with USER_PAYMENT_VERIFICATION_FAILED.
+    """
+    async with p.engine.connect() as conn:
+        user = (
+            await conn.execute(
+                select(t.wallet_users.c.pin_hash, t.wallet_users.c.login_id).where(
+                    t.wallet_users.c.id == user_id
+                )
+            )
+        ).first()
+        await conn.rollback()
+    if user is None:
+        raise TillpayError(Code.BUYER_NOT_EXIST)
+    pin_ok = verify_secret(pin, user.pin_hash)
+    now = p.now()
+    async with p.engine.begin() as conn:
+        await _lock_wallet(conn, user_id)
+        q = select(t.payments).where(t.payments.c.status == Status.WAIT_BUYER_PAY.value)
+        if precreated:
+            if not trade_no:
+                raise TillpayError(Code.ILLEGAL_ARGUMENT, "which order?")
+            q = q.where(t.payments.c.trade_no == trade_no, t.payments.c.kind == "precreate")
+        else:
+            q = q.where(t.payments.c.user_id == user_id)
+            q = q.where(t.payments.c.trade_no == trade_no) if trade_no else q.order_by(t.payments.c.id.desc())
+        row = (await conn.execute(q.limit(1).with_for_update())).first()
+        if row is None or (precreated and row.user_id not in (None, user_id)):
+            raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
+        if row.expires_at and row.expires_at <= now:
+            await _close(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT)
+            raise TillpayError(Code.PAYMENT_TIMEOUT)
+        if not pin_ok:
+            attempts = row.pin_attempts + 1
+            await conn.execute(
+                update(t.payments).where(t.payments.c.id == row.id).values(pin_attempts=attempts)
+            )
+            if attempts >= p.settings.max_pin_attempts:
+                await _close(p, conn, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED)
+                raise TillpayError(
+                    Code.USER_PAYMENT_VERIFICATION_FAILED, "wrong PIN too many times; the payment is closed"
+                )
+            left = p.settings.max_pin_attempts - attempts
+            raise TillpayError(Code.WRONG_PIN, f"wrong PIN; {left} attempt(s) left")
+        wallet = (
+            await conn.execute(
+                select(t.wallet_users.c.balance, t.wallet_users.c.currency, t.wallet_users.c.status).where(
+                    t.wallet_users.c.id == user_id
+                )
+            )
+        ).one()
+        values: dict[str, Any] = {}
+        wallet_amount, wallet_currency = row.wallet_amount, row.wallet_currency
+        if row.kind == "precreate":
+            quote = make_quote(
+                row.price_amount,
+                row.price_currency,
+                row.settle_currency,
+                wallet.currency,
+                await p.rates(conn),
+            )
+            wallet_amount, wallet_currency = quote.wallet_amount, quote.wallet_currency
+            values.update(
+                user_id=user_id,
+                wallet_amount=wallet_amount,
+                wallet_currency=wallet_currency,
+                wallet_rate=str(quote.wallet_rate),
+            )
+        if wallet.status != "active":
+            await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+            await _close(p, conn, row.id, Event.REJECT, Code.BUYER_FROZEN)
+            return await _view(
+                conn, (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+            )
+        if wallet.balance < wallet_amount:
+            await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+            await _close(p, conn, row.id, Event.REJECT, Code.BUYER_BALANCE_NOT_ENOUGH)
+            closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+            return await _view(conn, closed)
+        await conn.execute(
+            update(t.payments)
+            .where(t.payments.c.id == row.id)
+            .values(status=transition(Status(row.status), Event.CONFIRM).value, paid_at=now, **values)
+        )
+
+        @dataclass
+        class _Amounts:
+            wallet_amount: int
+            wallet_currency: str
+            settle_amount: int
+            settle_currency: str
+
+        await post_entry(
+            conn,
+            kind="payment",
+            ref=f"payment:{row.id}",
+            postings=_payment_postings(
+                user_id,
+                row.merchant_id,
+                _Amounts(wallet_amount, wallet_currency, row.settle_amount, row.settle_currency),
+            ),
+            now=now,
+            payment_id=row.id,
+        )
+        await _notify_payment(p, conn, row.id, "payment")
+        paid = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+        log.info("confirmed", trade_no=paid.trade_no, user=user_id)
+        return PaymentView.from_row(paid, user.login_id)
+
+
+async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> PaymentView:
+    """The customer rejects a waiting payment; it closes with USER_REJECTED."""
+    async with p.engine.begin() as conn:
+        await _lock_wallet(conn, user_id)
+        q = select(t.payments).where(
+            t.payments.c.user_id == user_id, t.payments.c.status == Status.WAIT_BUYER_PAY.value
+        )
+        q = q.where(t.payments.c.trade_no == trade_no) if trade_no else q.order_by(t.payments.c.id.desc())
+        row = (await conn.execute(q.limit(1).with_for_update())).first()
+        if row is None:
+            raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
+        await _close(p, conn, row.id, Event.REJECT, Code.USER_REJECTED)
+        closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+        return await _view(conn, closed)
+
+
+# -------------------------------------------------------------------------------------------- expiry
+
+
+async def expire_payment(p: Platform, payment_id: int) -> bool:
+    """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due."""
+    async with p.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(t.payments.c.id, t.payments.c.status, t.payments.c.expires_at)
+                .where(t.payments.c.id == payment_id)
+                .with_for_update()
+            )
+        ).first()
+        if (
+            row is None
+            or row.status != Status.WAIT_BUYER_PAY.value
+            or row.expires_at is None
+            or row.expires_at > p.now()
+        ):
+            return False
+        await _close(p, conn, payment_id, Event.EXPIRE, Code.PAYMENT_TIMEOUT)
+        return True
+
+
+async def expire_due(p: Platform, limit: int = 500) -> int:
+    """Close every waiting payment whose timeout passed; returns how many closed."""
+    async with p.engine.connect() as conn:
+        ids = (
+            (
+                await conn.execute(
+                    select(t.payments.c.id)
+                    .where(
+                        t.payments.c.status == Status.WAIT_BUYER_PAY.value,
+                        t.payments.c.expires_at <= p.now(),
+                    )
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await conn.rollback()
+    closed = 0
+    for pid in ids:
+        closed += await expire_payment(p, pid)
+    return closed
+
+
+# ------------------------------------------------------------------------------------ cancel, refund
+
+
+async def _apply_refund(
+    p: Platform,
+    conn: AsyncConnection,
+    row: Row[Any],
+    *,
+    kind: str,
+    partner_refund_id: str,
+    amount: int,
+    digest: str,
+    reason: str | None,
+    notify_url: str | None,
+    dialect: str,
+    sign_type: str = "RSA2",
+) -> int | None:
+    """Insert the refund, move the money back and update the payment; None if the id raced."""
+    now = p.now()
+    settle = refund_shares(amount, row.refunded_price, row.price_amount, row.settle_amount)
+    wallet = refund_shares(amount, row.refunded_price, row.price_amount, row.wallet_amount)
+    refund_id = (
+        await conn.execute(
+            insert_ignore(conn, t.refunds, "merchant_id", "partner_refund_id")
+            .values(
+                refund_no=p.ids.refund_no(now),
+                payment_id=row.id,
+                merchant_id=row.merchant_id,
+                partner_refund_id=partner_refund_id,
+                kind=kind,
+                request_digest=digest,
+                price_amount=amount,
+                price_currency=row.price_currency,
+                settle_amount=settle,
+                wallet_amount=wallet,
+                reason=reason,
+                notify_url=notify_url,
+                sign_type=sign_type,
+                created_at=now,
+            )
+            .returning(t.refunds.c.id)
+        )
+    ).scalar()
+    if refund_id is None:
+        return None
+    refunded = row.refunded_price + amount
+    values: dict[str, Any] = {
+        "refunded_price": refunded,
+        "refunded_settle": row.refunded_settle + settle,
+        "refunded_wallet": row.refunded_wallet + wallet,
+    }
+    if refunded == row.price_amount:
+        event = Event.CANCEL if kind == "cancel" else Event.REFUND_ALL
+        values.update(status=transition(Status(row.status), event).value, closed_at=now)
+        values["result_code"] = Code.TRADE_HAS_CLOSE.value
+    await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+    await post_entry(
+        conn,
+        kind="refund",
+        ref=f"refund:{refund_id}",
+        postings=ledger.transfer(
+            ledger.merchant_payable(row.merchant_id),
+            settle,
+            row.settle_currency,
+            ledger.wallet_account(row.user_id),
+            wallet,
+            row.wallet_currency,
+        ),
+        now=now,
+        payment_id=row.id,
+    )
+    refund_view = await _refund_view(conn, refund_id)
+    await _enqueue(
+        p,
+        conn,
+        merchant_id=row.merchant_id,
+        url=notify_url,
+        event="refund",
+        dialect=dialect,
+        payload={"refund": refund_view.to_json()},
+        payment_id=row.id,
+        refund_id=refund_id,
+        sign_type=sign_type,
+    )
+    return int(refund_id)
+
+
+async def _refund_view(conn: AsyncConnection, refund_id: int) -> RefundView:
+    r = (await conn.execute(select(t.refunds).where(t.refunds.c.id == refund_id))).one()
+    prow = (await conn.execute(select(t.payments).where(t.payments.c.id == r.payment_id))).one()
+    return RefundView(
+        id=r.id,
+        refund_no=r.refund_no,
+        partner_refund_id=r.partner_refund_id,
+        kind=r.kind,
+        price_amount=r.price_amount,
+        price_currency=r.price_currency,
+        settle_amount=r.settle_amount,
+        wallet_amount=r.wallet_amount,
+        reason=r.reason,
+        created_at=r.created_at,
+        payment=await _view(conn, prow),
+    )
+
+
+async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
+    """Refund part or all of a paid payment; the same refund id again returns the first refund."""
+    if cmd.amount <= 0:
+        raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "refund amount must be above 0")
+    for _ in range(3):
+        async with p.engine.connect() as conn:
+            existing = (
+                await conn.execute(
+                    select(t.refunds.c.id, t.refunds.c.request_digest).where(
+                        t.refunds.c.merchant_id == cmd.merchant.id,
+                        t.refunds.c.partner_refund_id == cmd.partner_refund_id,
+                    )
+                )
+            ).first()
+            row = await _payment_row(
+                conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id, trade_no=cmd.trade_no
+            )
+            if row is None or row.kind == "tombstone":
+                raise TillpayError(Code.TRADE_NOT_EXIST)
+            digest = _digest("refund", row.id, cmd.amount, cmd.currency)
+            if existing is not None:
+                if existing.request_digest != digest:
+                    raise TillpayError(
+                        Code.REPEAT_REQ_INCONSISTENT,
+                        f"refund id {cmd.partner_refund_id!r} was used before with different parameters",
+                    )
+                return await _refund_view(conn, existing.id)
+            await conn.rollback()
+            if cmd.partner_refund_id == row.partner_trans_id:
+                raise TillpayError(Code.ILLEGAL_ARGUMENT, "the refund id must differ from the transaction id")
+            if cmd.currency != row.price_currency:
+                raise TillpayError(
+                    Code.REFUND_CURRENCY_MISMATCH, f"refund in {row.price_currency}, the order's currency"
+                )
+            async with conn.begin():
+                if row.user_id:
+                    await _lock_wallet(conn, row.user_id)
+                row = await _payment_row(conn, cmd.merchant.id, trade_no=row.trade_no, lock=True)
+                assert row is not None
+                if row.paid_at is None:
+                    raise TillpayError(
+                        Code.TRADE_STATUS_ERROR
+                        if row.status == Status.WAIT_BUYER_PAY
+                        else Code.TRADE_HAS_CLOSE,
+                        "the order was never paid",
+                    )
+                if row.status != Status.TRADE_SUCCESS.value:
+                    raise TillpayError(
+                        Code.TRADE_HAS_CLOSE, "the order is closed (fully refunded or cancelled)"
+                    )
+                if row.paid_at + timedelta(days=p.settings.refund_window_days) < p.now():
+                    raise TillpayError(Code.REFUND_WINDOW_EXCEED)
+                left = row.price_amount - row.refunded_price
+                if cmd.amount > left:
+                    raise TillpayError(
+                        Code.REFUND_AMOUNT_EXCEED, f"at most {left} minor units are left to refund"
+                    )
+                refund_id = await _apply_refund(
+                    p,
+                    conn,
+                    row,
+                    kind="refund",
+                    partner_refund_id=cmd.partner_refund_id,
+                    amount=cmd.amount,
+                    digest=digest,
+                    reason=cmd.reason,
+                    notify_url=cmd.notify_url,
+                    dialect=cmd.dialect,
+                    sign_type=cmd.sign_type,
+                )
+                if refund_id is not None:
+                    view = await _refund_view(conn, refund_id)
+                    log.info("refund", trade_no=row.trade_no, refund_no=view.refund_no, amount=cmd.amount)
+                    return view
+            # lost a race on the refund id: loop and answer with the winner
+    raise TillpayError(Code.SYSTEM_ERROR, "could not settle a concurrent refund; retry")
+
+
+async def refund_query(
+    p: Platform,
+    merchant: Merchant,
+    partner_refund_id: str,
+    *,
+    partner_trans_id: str | None = None,
+    trade_no: str | None = None,
+) -> RefundView:
+    """One refund of the merchant by its refund id (and optionally its payment); TRADE_NOT_EXIST if none."""
+    async with p.engine.connect() as conn:
+        q = select(t.refunds.c.id).where(
+            t.refunds.c.merchant_id == merchant.id, t.refunds.c.partner_refund_id == partner_refund_id
+        )
+        rid = (await conn.execute(q)).scalar()
+        if rid is None:
+            raise TillpayError(Code.TRADE_NOT_EXIST, f"no refund {partner_refund_id!r}")
+        view = await _refund_view(conn, rid)
+        if (partner_trans_id and view.payment.partner_trans_id != partner_trans_id) or (
+            trade_no and view.payment.trade_no != trade_no
+        ):
+            raise TillpayError(Code.TRADE_NOT_EXIST, "that refund belongs to another order")
+        return view
+
+
+async def refunds_of(p: Platform, payment_id: int) -> list[RefundView]:
+    """Every refund of a payment, oldest first."""
+    async with p.engine.connect() as conn:
+        ids = (
+            (
+                await conn.execute(
+                    select(t.refunds.c.id)
+                    .where(t.refunds.c.payment_id == payment_id)
+                    .order_by(t.refunds.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return [await _refund_view(conn, i) for i in ids]
+
+
+async def cancel(
+    p: Platform,
+    merchant: Merchant,
+    *,
+    partner_trans_id: str | None = None,
+    trade_no: str | None = None,
+    dialect: str = "mapi",
+) -> CancelOutcome:
+    """Cancel: an unpaid order closes, a paid one is refunded in full and closes.
+
+    Cancelling an order that does not exist yet succeeds and leaves a closed placeholder under the
+    merchant's transaction id, so a pay request that arrives late can never charge the customer.
+    """
+    now = p.now()
+    async with p.engine.connect() as conn:
+        row = await _payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        await conn.rollback()
+        if row is None:
+            if not partner_trans_id:
+                raise TillpayError(Code.TRADE_NOT_EXIST)
+            async with conn.begin():
+                await conn.execute(
+                    insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id").values(
+                        trade_no=p.ids.trade_no(now),
+                        merchant_id=merchant.id,
+                        partner_trans_id=partner_trans_id,
+                        kind="tombstone",
+                        dialect=dialect,
+                        status=Status.TRADE_CLOSED.value,
+                        result_code=Code.TRADE_HAS_CLOSE.value,
+                        request_digest="cancelled-before-pay",
+                        price_amount=0,
+                        price_currency=merchant.settlement_currency,
+                        settle_amount=0,
+                        settle_currency=merchant.settlement_currency,
+                        settle_rate="1",
+                        created_at=now,
+                        closed_at=now,
+                    )
+                )
+            row = await _payment_row(conn, merchant.id, partner_trans_id=partner_trans_id)
+            assert row is not None
+            await conn.rollback()
+            if row.kind == "tombstone":
+                return CancelOutcome("none", PaymentView.from_row(row))
+        async with conn.begin():
+            if row.user_id:
+                await _lock_wallet(conn, row.user_id)
+            row = await _payment_row(conn, merchant.id, trade_no=row.trade_no, lock=True)
+            assert row is not None
+            if row.status == Status.WAIT_BUYER_PAY.value:
+                await _close(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE)
+                action = "close"
+            elif row.status == Status.TRADE_SUCCESS.value:
+                left = row.price_amount - row.refunded_price
+                await _apply_refund(
+                    p,
+                    conn,
+                    row,
+                    kind="cancel",
+                    partner_refund_id=f"CANCEL-{row.trade_no}",
+                    amount=left,
+                    digest=_digest("cancel", row.id),
+                    reason="cancel",
+                    notify_url=None,
+                    dialect=dialect,
+                )
+                await _notify_payment(p, conn, row.id, "payment")
+                action = "refund"
+            else:
+                action = "none"
+            final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+            log.info("cancel", trade_no=final.trade_no, action=action)
+            return CancelOutcome(action, await _view(conn, final))
+
+
+async def count_payments(p: Platform, merchant_id: int, status: Status | None = None) -> int:
+    """How many payments a merchant has (optionally in one state); used by tests and reports."""
+    async with p.engine.connect() as conn:
+        q = (
+            select(func.count())
+            .select_from(t.payments)
+            .where(and_(t.payments.c.merchant_id == merchant_id, t.payments.c.kind != "tombstone"))
+        )
+        if status:
+            q = q.where(t.payments.c.status == status.value)
+        return int((await conn.execute(q)).scalar_one())

@@ -1,0 +1,189 @@
+"""The service context: database, settings, clock and id generator, passed to every use case."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tillpay.config import Settings
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import parse_amount
+from tillpay.store import tables as t
+from tillpay.store.engine import create_engine
+
+
+class Clock(Protocol):
+    """Where time comes from; tests move a fake one instead of sleeping."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real UTC clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:  # float-ok: seconds of time, not money
+        self._now += timedelta(seconds=seconds)
+
+
+class Ids:
+    """Generates the ids Tillpay hands out (random parts come from ``secrets``)."""
+
+    def trade_no(self, now: datetime) -> str:
+        """An Alipay-style 28-digit transaction id: date, channel ``22``, then 18 random digits."""
+        return now.strftime("%Y%m%d") + "22" + _digits(18)
+
+    def refund_no(self, now: datetime) -> str:
+        """A refund id in the same shape as a transaction id, channel ``25``."""
+        return now.strftime("%Y%m%d") + "25" + _digits(18)
+
+    def notify_id(self) -> str:
+        """A notification id, stable across the notification's retries."""
+        return secrets.token_hex(17)
+
+    def partner_id(self) -> str:
+        """A 16-digit partner id starting ``2088``."""
+        return "2088" + _digits(12)
+
+    def md5_key(self) -> str:
+        """A 32-character MD5 key of letters and digits, as Alipay issues them."""
+        alphabet = string.ascii_lowercase + string.digits
+        return "".join(secrets.choice(alphabet) for _ in range(32))
+
+    def device_no(self) -> int:
+        """A random 8-digit device number (random so device numbers cannot be enumerated)."""
+        return 10_000_000 + secrets.randbelow(90_000_000)
+
+    def device_secret(self) -> bytes:
+        """A 20-byte payment-code secret (the RFC 4226 recommended size)."""
+        return secrets.token_bytes(20)
+
+
+def _digits(n: int) -> str:
+    return "".join(secrets.choice(string.digits) for _ in range(n))
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    """A merchant as the gateway needs it on every request."""
+
+    id: int
+    partner_id: str
+    name: str
+    md5_key: str
+    public_key: str | None
+    gateway_private_key: str
+    gateway_public_key: str
+    settlement_currency: str
+    notify_url: str | None
+    mcc: str
+    status: str
+
+
+def parse_confirm_limits(text: str) -> dict[str, int]:
+    """Parse ``CNY:2000.00,USD:300.00`` into minor-unit limits per currency."""
+    limits: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        currency, _, amount = part.partition(":")
+        limits[currency.strip()] = parse_amount(amount.strip(), currency.strip())
+    return limits
+
+
+class Platform:
+    """Everything a use case needs: the engine, settings, clock, ids and small caches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine | None = None,
+        clock: Clock | None = None,
+        ids: Ids | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine or create_engine(settings.database_url)
+        self.clock: Clock = clock or SystemClock()
+        self.ids = ids or Ids()
+        self.confirm_above = parse_confirm_limits(settings.confirm_above)
+        self._merchants: dict[str, tuple[float, Merchant]] = {}  # float-ok: monotonic cache time
+        self._rates: tuple[float, dict[tuple[str, str], Decimal]] | None = None  # float-ok: cache time
+
+    async def close(self) -> None:
+        """Release the database connections."""
+        await self.engine.dispose()
+
+    def now(self) -> datetime:
+        """The current time from the injected clock."""
+        return self.clock.now()
+
+    async def merchant_by_partner(self, partner_id: str, *, fresh: bool = False) -> Merchant:
+        """The merchant with ``partner_id`` (cached for two seconds); ILLEGAL_PARTNER if unknown."""
+        hit = self._merchants.get(partner_id)
+        if hit and not fresh and time.monotonic() - hit[0] < 2.0:
+            return hit[1]
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.merchants).where(t.merchants.c.partner_id == partner_id))
+            ).first()
+        if row is None:
+            raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
+        m = Merchant(
+            id=row.id,
+            partner_id=row.partner_id,
+            name=row.name,
+            md5_key=row.md5_key,
+            public_key=row.public_key,
+            gateway_private_key=row.gateway_private_key,
+            gateway_public_key=row.gateway_public_key,
+            settlement_currency=row.settlement_currency,
+            notify_url=row.notify_url,
+            mcc=row.mcc,
+            status=row.status,
+        )
+        self._merchants[partner_id] = (time.monotonic(), m)
+        return m
+
+    def forget_merchant(self, partner_id: str) -> None:
+        """Drop a cached merchant after it changed."""
+        self._merchants.pop(partner_id, None)
+
+    async def rates(self, conn: AsyncConnection) -> Mapping[tuple[str, str], Decimal]:
+        """The rates in effect now (latest effective row per pair), cached for one second."""
+        if self._rates and time.monotonic() - self._rates[0] < 1.0:
+            return self._rates[1]
+        now = self.now()
+        rows = (
+            await conn.execute(
+                select(t.fx_rates.c.base, t.fx_rates.c.quote, t.fx_rates.c.rate)
+                .where(t.fx_rates.c.effective_at <= now)
+                .order_by(t.fx_rates.c.effective_at, t.fx_rates.c.id)
+            )
+        ).all()
+        rates = {(r.base, r.quote): Decimal(r.rate) for r in rows}  # later rows win
+        self._rates = (time.monotonic(), rates)
+        return rates
+
+    def forget_rates(self) -> None:
+        """Drop the cached rates after they changed."""
+        self._rates = None

@@ -1,0 +1,185 @@
+"""Wallet users, their devices and payment codes, and top-ups."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from tillpay.domain import ledger, paycode
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import exponent
+from tillpay.services.payments import MAX_MAJOR, post_entry
+from tillpay.services.platform import Platform
+from tillpay.services.security import hash_secret
+from tillpay.store import tables as t
+from tillpay.store.engine import insert_ignore
+
+LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,64}$")
+PIN_RE = re.compile(r"^\d{6}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletUser:
+    """A customer's wallet."""
+
+    id: int
+    login_id: str
+    name: str
+    currency: str
+    balance: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device of a wallet user; it makes payment codes offline from its secret."""
+
+    id: int
+    device_no: int
+    user_id: int
+    secret: bytes
+    name: str
+    status: str
+
+
+def _user(row: Any) -> WalletUser:
+    return WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status)
+
+
+async def add_user(
+    p: Platform,
+    *,
+    login_id: str,
+    currency: str,
+    pin: str,
+    name: str | None = None,
+    password: str | None = None,
+) -> tuple[WalletUser, Device]:
+    """Create a wallet user with a six-digit PIN and a first device."""
+    if not LOGIN_RE.match(login_id):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a login id is 3-64 letters, digits or . _ + @ -")
+    if not PIN_RE.match(pin):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a PIN is six digits")
+    try:
+        exponent(currency)
+    except ValueError:
+        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    try:
+        async with p.engine.begin() as conn:
+            uid = (
+                await conn.execute(
+                    insert(t.wallet_users)
+                    .values(
+                        login_id=login_id,
+                        name=name or login_id,
+                        currency=currency,
+                        pin_hash=hash_secret(pin),
+                        password_hash=hash_secret(password) if password else None,
+                        balance=0,
+                        status="active",
+                        created_at=p.now(),
+                    )
+                    .returning(t.wallet_users.c.id)
+                )
+            ).scalar_one()
+    except IntegrityError:
+        raise TillpayError(Code.ALREADY_EXISTS, f"wallet user {login_id!r} exists already") from None
+    device = await add_device(p, uid)
+    return await user_by_login(p, login_id), device
+
+
+async def add_device(p: Platform, user_id: int, name: str = "device") -> Device:
+    """Register a new device for a user, with its own random number and secret."""
+    for _ in range(20):
+        async with p.engine.begin() as conn:
+            did = (
+                await conn.execute(
+                    insert_ignore(conn, t.devices, "device_no")
+                    .values(
+                        device_no=p.ids.device_no(),
+                        user_id=user_id,
+                        secret=p.ids.device_secret(),
+                        name=name,
+                        status="active",
+                        created_at=p.now(),
+                    )
+                    .returning(t.devices.c.id)
+                )
+            ).scalar()
+            if did is not None:
+                row = (await conn.execute(select(t.devices).where(t.devices.c.id == did))).one()
+                return Device(row.id, row.device_no, row.user_id, row.secret, row.name, row.status)
+    raise TillpayError(Code.SYSTEM_ERROR, "could not allocate a device number")
+
+
+async def user_by_login(p: Platform, login_id: str) -> WalletUser:
+    """The wallet user with this login id; NOT_FOUND if none."""
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
+        ).first()
+    if row is None:
+        raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
+    return _user(row)
+
+
+async def devices_of(p: Platform, user_id: int) -> list[Device]:
+    """A user's devices, oldest first."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.devices).where(t.devices.c.user_id == user_id).order_by(t.devices.c.id)
+            )
+        ).all()
+    return [Device(r.id, r.device_no, r.user_id, r.secret, r.name, r.status) for r in rows]
+
+
+async def current_code(p: Platform, device: Device, at: datetime | None = None) -> str:
+    """The device's payment code now: the current minute's first slot not yet used by a payment."""
+    when = at or p.now()
+    unix = int(when.timestamp())
+    step = paycode.step_at(unix)
+    async with p.engine.connect() as conn:
+        used = set(
+            (
+                await conn.execute(
+                    select(t.code_uses.c.slot).where(
+                        t.code_uses.c.device_id == device.id, t.code_uses.c.step == step
+                    )
+                )
+            ).scalars()
+        )
+    free = [s for s in range(10) if s not in used]
+    if not free:
+        raise TillpayError(Code.CODE_USED, "all of this minute's codes are used; wait for the next minute")
+    return paycode.generate(device.secret, device.device_no, unix, free[0])
+
+
+async def topup(p: Platform, login_id: str, amount: int, reference: str | None = None) -> WalletUser:
+    """Fund a wallet from the bank (simulated); the same ``reference`` twice funds once."""
+    user = await user_by_login(p, login_id)
+    if amount <= 0 or amount > MAX_MAJOR * 10 ** exponent(user.currency):
+        raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "a top-up must be above 0 and at most 100,000,000")
+    ref = f"topup:{reference}" if reference else f"topup:{p.ids.notify_id()}"
+    async with p.engine.begin() as conn:
+        exists = (
+            await conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
+        ).first()
+        if exists is None:
+            await post_entry(
+                conn,
+                kind="topup",
+                ref=ref,
+                postings=[
+                    ledger.Posting(ledger.BANK, user.currency, -amount),
+                    ledger.Posting(ledger.wallet_account(user.id), user.currency, amount),
+                ],
+                now=p.now(),
+                memo="top-up",
+            )
+    return await user_by_login(p, login_id)

@@ -1,0 +1,257 @@
+"""The schema, as SQLAlchemy Core tables (the Alembic migrations create exactly this)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes, stored naive in UTC (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+Money = BigInteger  # minor units; never float
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("partner_id", String(16), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("md5_key", String(64), nullable=False),
+    #: The merchant's RSA public key (PEM), used to verify its RSA/RSA2 requests.
+    Column("public_key", Text),
+    #: Tillpay's key pair for this merchant: responses and notifications are signed with it.
+    Column("gateway_private_key", Text, nullable=False),
+    Column("gateway_public_key", Text, nullable=False),
+    Column("settlement_currency", String(3), nullable=False),
+    Column("notify_url", String(256)),
+    Column("mcc", String(4), nullable=False, server_default="5411"),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+wallet_users = Table(
+    "wallet_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login_id", String(64), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pin_hash", String(128), nullable=False),
+    Column("password_hash", String(256)),
+    #: Kept equal to the sum of the wallet's postings; changed only in the same transaction.
+    Column("balance", Money, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: The 8 digits inside every payment code of this device, so the server finds it in O(1).
+    Column("device_no", Integer, nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("wallet_users.id"), nullable=False, index=True),
+    Column("secret", LargeBinary(64), nullable=False),
+    Column("name", String(64), nullable=False, server_default="device"),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+code_uses = Table(
+    "code_uses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", Integer, ForeignKey("devices.id"), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    #: A code is accepted exactly once: concurrent pays with one code race on this constraint.
+    UniqueConstraint("device_id", "step", "slot", name="uq_code_uses_device_step_slot"),
+)
+
+bad_codes = Table(
+    "bad_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, nullable=False),
+    Column("device_no", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_bad_codes_device_time", "device_no", "created_at"),
+    Index("ix_bad_codes_merchant_time", "merchant_id", "created_at"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trade_no", String(64), nullable=False, unique=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("partner_trans_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # barcode | precreate | tombstone
+    Column("dialect", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result_code", String(48)),  # why a closed payment closed
+    Column("request_digest", String(64), nullable=False),
+    Column("subject", String(256), nullable=False, server_default=""),
+    Column("price_amount", Money, nullable=False),
+    Column("price_currency", String(3), nullable=False),
+    Column("settle_amount", Money, nullable=False),
+    Column("settle_currency", String(3), nullable=False),
+    Column("wallet_amount", Money),
+    Column("wallet_currency", String(3)),
+    Column("settle_rate", String(32), nullable=False),
+    Column("wallet_rate", String(32)),
+    Column("refunded_price", Money, nullable=False, server_default="0"),
+    Column("refunded_settle", Money, nullable=False, server_default="0"),
+    Column("refunded_wallet", Money, nullable=False, server_default="0"),
+    Column("user_id", Integer, ForeignKey("wallet_users.id")),
+    Column("device_id", Integer, ForeignKey("devices.id")),
+    Column("risk_rule", String(64)),
+    Column("pin_attempts", Integer, nullable=False, server_default="0"),
+    Column("notify_url", String(256)),
+    #: How notifications about this payment are signed (the sign type of the request that created it).
+    Column("sign_type", String(8), nullable=False, server_default="RSA2"),
+    Column("store_id", String(64)),
+    Column("terminal_id", String(64)),
+    Column("memo", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("paid_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    UniqueConstraint("merchant_id", "partner_trans_id", name="uq_payments_merchant_ptid"),
+    Index("ix_payments_status_expires", "status", "expires_at"),
+    Index("ix_payments_user_status", "user_id", "status"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("refund_no", String(64), nullable=False, unique=True),
+    Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("partner_refund_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # refund | cancel
+    Column("request_digest", String(64), nullable=False),
+    Column("price_amount", Money, nullable=False),
+    Column("price_currency", String(3), nullable=False),
+    Column("settle_amount", Money, nullable=False),
+    Column("wallet_amount", Money, nullable=False),
+    Column("reason", String(128)),
+    Column("notify_url", String(256)),
+    Column("sign_type", String(8), nullable=False, server_default="RSA2"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("merchant_id", "partner_refund_id", name="uq_refunds_merchant_prid"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # topup | payment | refund | payout
+    #: ``payment:<id>``, ``refund:<id>``, ``topup:<reference>``: each is posted exactly once.
+    Column("ref", String(96), nullable=False, unique=True),
+    Column("payment_id", Integer, ForeignKey("payments.id")),
+    Column("memo", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False, index=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+)
+
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("base", String(3), nullable=False),
+    Column("quote", String(3), nullable=False),
+    Column("rate", String(32), nullable=False),  # exact decimal text
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_fx_rates_pair_time", "base", "quote", "effective_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: Stable across retries so the merchant can drop duplicates.
+    Column("notify_id", String(64), nullable=False, unique=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("payment_id", Integer, ForeignKey("payments.id")),
+    Column("refund_id", Integer, ForeignKey("refunds.id")),
+    Column("event", String(32), nullable=False),
+    Column("dialect", String(16), nullable=False),
+    Column("url", String(256), nullable=False),
+    Column("sign_type", String(8), nullable=False),
+    #: The notification's fields as JSON, fixed when the event happened; signed at each delivery.
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+notify_attempts = Table(
+    "notify_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), nullable=False, index=True),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("http_status", Integer),
+    Column("response", String(512)),
+    Column("error", String(512)),
+)
