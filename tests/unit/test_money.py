@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from strategies import any_minor, currencies, minor_amounts, money_texts, signed_minor_amounts
 from tillpay.domain.money import (
     CURRENCY_EXPONENTS,
     MAX_MINOR,
@@ -25,10 +24,6 @@ from tillpay.domain.money import (
     format_amount,
     parse_amount,
 )
-
-# tests/ has no package marker; make the shared strategies module importable either way.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from strategies import any_minor, currencies, minor_amounts, money_texts, signed_minor_amounts
 
 
 def test_exponents_follow_iso_4217_for_zero_and_three_decimal_currencies() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.hotp import HOTP
 from hypothesis import given
 
+from strategies import device_numbers, paycode_secrets, slots, unix_seconds
 from tillpay.domain.paycode import (
     LENGTH,
     PREFIX,
@@ -24,10 +24,6 @@ from tillpay.domain.paycode import (
     parse,
     step_at,
 )
-
-# tests/ has no package marker; make the shared strategies module importable either way.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from strategies import device_numbers, paycode_secrets, slots, unix_seconds
 
 VECTORS: list[dict[str, Any]] = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "paycode.json").read_text(encoding="utf-8")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from strategies import param_dicts, param_keys, param_values
 from tillpay.signing import (
     KeyFormatError,
     SignAlgorithm,
@@ -31,10 +31,6 @@ from tillpay.signing import (
     rsa_sign,
     rsa_verify,
 )
-
-# tests/ has no package marker; make the shared strategies module importable either way.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from strategies import param_dicts, param_keys, param_values
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "signing.json").read_text(encoding="utf-8")

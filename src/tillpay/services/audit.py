@@ -70,7 +70,7 @@ CHECKS: dict[str, tuple[str, str]] = {
         "SELECT p.trade_no FROM payments p JOIN journal_entries e ON e.ref = 'payment:' || CAST(p.id AS VARCHAR) "
         "JOIN postings w ON w.entry_id = e.id AND w.account = 'wallet:' || CAST(p.user_id AS VARCHAR) "
         "JOIN postings m ON m.entry_id = e.id AND m.account = 'merchant:' || CAST(p.merchant_id AS VARCHAR) "
-        "|| ':payable' WHERE w.amount <> -p.wallet_amount OR w.currency <> p.wallet_currency "
+        "|| '\\:payable' WHERE w.amount <> -p.wallet_amount OR w.currency <> p.wallet_currency "
         "OR m.amount <> p.settle_amount OR m.currency <> p.settle_currency",
     ),
     "merchant_payable_matches": (
@@ -78,7 +78,7 @@ CHECKS: dict[str, tuple[str, str]] = {
         "SELECT m.partner_id, COALESCE(pp.total, 0), COALESCE(pay.total, 0) - COALESCE(ref.total, 0) "
         "FROM merchants m "
         "LEFT JOIN (SELECT account, SUM(amount) AS total FROM postings GROUP BY account) pp "
-        "ON pp.account = 'merchant:' || CAST(m.id AS VARCHAR) || ':payable' "
+        "ON pp.account = 'merchant:' || CAST(m.id AS VARCHAR) || '\\:payable' "
         "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM payments WHERE paid_at IS NOT NULL "
         "GROUP BY merchant_id) pay ON pay.merchant_id = m.id "
         "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM refunds GROUP BY merchant_id) ref "

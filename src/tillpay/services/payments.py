@@ -37,6 +37,21 @@ MAX_MAJOR = 100_000_000
 EXPIRED_LOOKBACK_STEPS = 24 * 60
 
 
+class _CodeTaken(Exception):
+    """The payment code's (device, step, slot) is already used."""
+
+
+class _KeepAndRaise(Exception):
+    """Commit what the transaction did so far, then raise ``error`` (a counted wrong PIN, a timeout)."""
+
+    def __init__(self, error: TillpayError) -> None:
+        self.error = error
+
+
+class _IdTaken(Exception):
+    """Another payment with this merchant transaction id was inserted concurrently."""
+
+
 @dataclass(frozen=True, slots=True)
 class PayCommand:
     """A customer-presented-code payment, as every dialect hands it to the core."""
@@ -147,13 +162,16 @@ def _outcome(view: PaymentView, *, replayed: bool = False) -> PayOutcome:
 
 
 async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str) -> PayOutcome:
+    if row.kind == "tombstone":
+        # The merchant cancelled this id before any pay arrived: a late pay must never charge.
+        return PayOutcome(PaymentView.from_row(row), Code.TRADE_HAS_CLOSE, replayed=True)
     if row.request_digest != digest:
         raise TillpayError(
             Code.REPEAT_REQ_INCONSISTENT,
             f"transaction id {row.partner_trans_id!r} was used before with different parameters",
         )
     if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
-        await expire_payment(p, row.id)
+        await _expire_on(p, conn, row.id)
         fresh = await _payment_row(conn, row.merchant_id, trade_no=row.trade_no)
         assert fresh is not None
         row = fresh
@@ -169,7 +187,7 @@ async def query(
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.TRADE_NOT_EXIST)
         if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
-            await expire_payment(p, row.id)
+            await _expire_on(p, conn, row.id)
             row = await _payment_row(conn, merchant.id, trade_no=row.trade_no)
             assert row is not None
         return await _view(conn, row)
@@ -187,8 +205,12 @@ async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
 # ----------------------------------------------------------------------------------------------- pay
 
 
-async def _record_bad_code(p: Platform, merchant_id: int, device_no: int | None) -> None:
-    async with p.engine.begin() as conn:
+async def _record_bad_code(
+    p: Platform, conn: AsyncConnection, merchant_id: int, device_no: int | None
+) -> None:
+    # On the caller's connection: SQLite has one connection per process, so a second one would wait forever.
+    await conn.rollback()
+    async with conn.begin():
         await conn.execute(
             insert(t.bad_codes).values(merchant_id=merchant_id, device_no=device_no, created_at=p.now())
         )
@@ -228,7 +250,7 @@ async def _resolve_code(
         parsed = paycode.parse(code)
     except paycode.MalformedCode:
         await _check_code_attempts(p, conn, merchant_id, None)
-        await _record_bad_code(p, merchant_id, None)
+        await _record_bad_code(p, conn, merchant_id, None)
         raise TillpayError(Code.INVALID_CODE, "not a Tillpay payment code") from None
     await _check_code_attempts(p, conn, merchant_id, parsed.device_no)
     device = (
@@ -240,14 +262,14 @@ async def _resolve_code(
     ).first()
     now_unix = int(p.now().timestamp())
     if device is None or device.status != "active":
-        await _record_bad_code(p, merchant_id, parsed.device_no)
+        await _record_bad_code(p, conn, merchant_id, parsed.device_no)
         raise TillpayError(Code.INVALID_CODE)
     step = paycode.match_step(device.secret, parsed, now_unix)
     if step is None:
         old = paycode.match_step(device.secret, parsed, now_unix, back=EXPIRED_LOOKBACK_STEPS, forward=0)
         if old is not None:
             raise TillpayError(Code.EXPIRED_CODE)
-        await _record_bad_code(p, merchant_id, parsed.device_no)
+        await _record_bad_code(p, conn, merchant_id, parsed.device_no)
         raise TillpayError(Code.INVALID_CODE)
     return device, step, parsed.slot
 
@@ -416,92 +438,93 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                 cmd.price_amount, cmd.price_currency, cmd.settle_currency, user.currency, rates
             )
             await conn.rollback()
-            async with conn.begin() as tx:
-                used = await conn.execute(
-                    insert_ignore(conn, t.code_uses, "device_id", "step", "slot").values(
-                        device_id=device.id, step=step, slot=slot, created_at=now
+            try:
+                async with conn.begin():
+                    used = await conn.execute(
+                        insert_ignore(conn, t.code_uses, "device_id", "step", "slot").values(
+                            device_id=device.id, step=step, slot=slot, created_at=now
+                        )
                     )
-                )
-                if used.rowcount != 1:
-                    await tx.rollback()
-                    existing = await _payment_row(
-                        conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id
+                    if used.rowcount != 1:
+                        raise _CodeTaken
+                    wallet = await _lock_wallet(conn, device.user_id)
+                    decision = decide(
+                        wallet_amount=quote.wallet_amount,
+                        wallet_currency=quote.wallet_currency,
+                        confirm_above=p.confirm_above,
+                        buyer_active=wallet.status == "active",
+                        merchant_active=cmd.merchant.status == "active",
                     )
-                    if existing is not None:
-                        return await _replay(p, conn, existing, digest)
-                    raise TillpayError(Code.CODE_USED)
-                wallet = await _lock_wallet(conn, device.user_id)
-                decision = decide(
-                    wallet_amount=quote.wallet_amount,
-                    wallet_currency=quote.wallet_currency,
-                    confirm_above=p.confirm_above,
-                    buyer_active=wallet.status == "active",
-                    merchant_active=cmd.merchant.status == "active",
-                )
-                result_code: Code | None = None
-                if decision.verdict is Verdict.DECLINE:
-                    status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
-                elif decision.verdict is Verdict.CONFIRM:
-                    status = Status.WAIT_BUYER_PAY
-                elif wallet.balance < quote.wallet_amount:
-                    status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
-                else:
-                    status = Status.TRADE_SUCCESS
-                values = {
-                    "trade_no": p.ids.trade_no(now),
-                    "merchant_id": cmd.merchant.id,
-                    "partner_trans_id": cmd.partner_trans_id,
-                    "kind": "barcode",
-                    "dialect": cmd.dialect,
-                    "status": status.value,
-                    "result_code": result_code.value if result_code else None,
-                    "request_digest": digest,
-                    "subject": cmd.subject,
-                    "price_amount": quote.price_amount,
-                    "price_currency": quote.price_currency,
-                    "settle_amount": quote.settle_amount,
-                    "settle_currency": quote.settle_currency,
-                    "wallet_amount": quote.wallet_amount,
-                    "wallet_currency": quote.wallet_currency,
-                    "settle_rate": str(quote.settle_rate),
-                    "wallet_rate": str(quote.wallet_rate),
-                    "user_id": device.user_id,
-                    "device_id": device.id,
-                    "risk_rule": decision.rule,
-                    "notify_url": cmd.notify_url,
-                    "sign_type": cmd.sign_type,
-                    "store_id": cmd.store_id,
-                    "terminal_id": cmd.terminal_id,
-                    "memo": cmd.memo,
-                    "created_at": now,
-                    "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
-                    if status is Status.WAIT_BUYER_PAY
-                    else None,
-                    "paid_at": now if status is Status.TRADE_SUCCESS else None,
-                    "closed_at": now if status is Status.TRADE_CLOSED else None,
-                }
-                payment_id = (
-                    await conn.execute(
-                        insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
-                        .values(**values)
-                        .returning(t.payments.c.id)
-                    )
-                ).scalar()
-                if payment_id is None:
-                    # A concurrent request with the same id won; answer with its payment.
-                    await tx.rollback()
-                    continue
-                if status is Status.TRADE_SUCCESS:
-                    await post_entry(
-                        conn,
-                        kind="payment",
-                        ref=f"payment:{payment_id}",
-                        postings=_payment_postings(device.user_id, cmd.merchant.id, quote),
-                        now=now,
-                        payment_id=payment_id,
-                    )
-                    await _notify_payment(p, conn, payment_id, "payment")
-                row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).one()
+                    result_code: Code | None = None
+                    if decision.verdict is Verdict.DECLINE:
+                        status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
+                    elif decision.verdict is Verdict.CONFIRM:
+                        status = Status.WAIT_BUYER_PAY
+                    elif wallet.balance < quote.wallet_amount:
+                        status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
+                    else:
+                        status = Status.TRADE_SUCCESS
+                    values = {
+                        "trade_no": p.ids.trade_no(now),
+                        "merchant_id": cmd.merchant.id,
+                        "partner_trans_id": cmd.partner_trans_id,
+                        "kind": "barcode",
+                        "dialect": cmd.dialect,
+                        "status": status.value,
+                        "result_code": result_code.value if result_code else None,
+                        "request_digest": digest,
+                        "subject": cmd.subject,
+                        "price_amount": quote.price_amount,
+                        "price_currency": quote.price_currency,
+                        "settle_amount": quote.settle_amount,
+                        "settle_currency": quote.settle_currency,
+                        "wallet_amount": quote.wallet_amount,
+                        "wallet_currency": quote.wallet_currency,
+                        "settle_rate": str(quote.settle_rate),
+                        "wallet_rate": str(quote.wallet_rate),
+                        "user_id": device.user_id,
+                        "device_id": device.id,
+                        "risk_rule": decision.rule,
+                        "notify_url": cmd.notify_url,
+                        "sign_type": cmd.sign_type,
+                        "store_id": cmd.store_id,
+                        "terminal_id": cmd.terminal_id,
+                        "memo": cmd.memo,
+                        "created_at": now,
+                        "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
+                        if status is Status.WAIT_BUYER_PAY
+                        else None,
+                        "paid_at": now if status is Status.TRADE_SUCCESS else None,
+                        "closed_at": now if status is Status.TRADE_CLOSED else None,
+                    }
+                    payment_id = (
+                        await conn.execute(
+                            insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
+                            .values(**values)
+                            .returning(t.payments.c.id)
+                        )
+                    ).scalar()
+                    if payment_id is None:
+                        raise _IdTaken
+                    if status is Status.TRADE_SUCCESS:
+                        await post_entry(
+                            conn,
+                            kind="payment",
+                            ref=f"payment:{payment_id}",
+                            postings=_payment_postings(device.user_id, cmd.merchant.id, quote),
+                            now=now,
+                            payment_id=payment_id,
+                        )
+                        await _notify_payment(p, conn, payment_id, "payment")
+                    row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).one()
+            except _CodeTaken:
+                # The code was used by another payment, or by this very request arriving twice.
+                existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+                if existing is not None:
+                    return await _replay(p, conn, existing, digest)
+                raise TillpayError(Code.CODE_USED) from None
+            except _IdTaken:
+                continue  # a concurrent request with the same id won; answer with its payment
             bound.info("pay", status=status.value, code=result_code, trade_no=row.trade_no)
             return _outcome(PaymentView.from_row(row, wallet.login_id))
         # Only reached when the insert lost a race: answer as a repeat of the winner.
@@ -625,8 +648,31 @@ async def confirm(
     if user is None:
         raise TillpayError(Code.BUYER_NOT_EXIST)
     pin_ok = verify_secret(pin, user.pin_hash)
+    async with p.engine.connect() as conn:
+        tx = await conn.begin()
+        try:
+            view = await _confirm_in_tx(p, conn, user_id, user.login_id, pin_ok, trade_no, precreated)
+        except _KeepAndRaise as e:
+            await tx.commit()
+            raise e.error from None
+        except BaseException:
+            await tx.rollback()
+            raise
+        await tx.commit()
+        return view
+
+
+async def _confirm_in_tx(
+    p: Platform,
+    conn: AsyncConnection,
+    user_id: int,
+    login_id: str,
+    pin_ok: bool,
+    trade_no: str | None,
+    precreated: bool,
+) -> PaymentView:
     now = p.now()
-    async with p.engine.begin() as conn:
+    if True:
         await _lock_wallet(conn, user_id)
         q = select(t.payments).where(t.payments.c.status == Status.WAIT_BUYER_PAY.value)
         if precreated:
@@ -641,7 +687,7 @@ async def confirm(
             raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
         if row.expires_at and row.expires_at <= now:
             await _close(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT)
-            raise TillpayError(Code.PAYMENT_TIMEOUT)
+            raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
         if not pin_ok:
             attempts = row.pin_attempts + 1
             await conn.execute(
@@ -649,11 +695,14 @@ async def confirm(
             )
             if attempts >= p.settings.max_pin_attempts:
                 await _close(p, conn, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED)
-                raise TillpayError(
-                    Code.USER_PAYMENT_VERIFICATION_FAILED, "wrong PIN too many times; the payment is closed"
+                raise _KeepAndRaise(
+                    TillpayError(
+                        Code.USER_PAYMENT_VERIFICATION_FAILED,
+                        "wrong PIN too many times; the payment is closed",
+                    )
                 )
             left = p.settings.max_pin_attempts - attempts
-            raise TillpayError(Code.WRONG_PIN, f"wrong PIN; {left} attempt(s) left")
+            raise _KeepAndRaise(TillpayError(Code.WRONG_PIN, f"wrong PIN; {left} attempt(s) left"))
         wallet = (
             await conn.execute(
                 select(t.wallet_users.c.balance, t.wallet_users.c.currency, t.wallet_users.c.status).where(
@@ -717,7 +766,7 @@ async def confirm(
         await _notify_payment(p, conn, row.id, "payment")
         paid = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
         log.info("confirmed", trade_no=paid.trade_no, user=user_id)
-        return PaymentView.from_row(paid, user.login_id)
+        return PaymentView.from_row(paid, login_id)
 
 
 async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> PaymentView:
@@ -741,7 +790,13 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
 
 async def expire_payment(p: Platform, payment_id: int) -> bool:
     """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due."""
-    async with p.engine.begin() as conn:
+    async with p.engine.connect() as conn:
+        return await _expire_on(p, conn, payment_id)
+
+
+async def _expire_on(p: Platform, conn: AsyncConnection, payment_id: int) -> bool:
+    await conn.rollback()
+    async with conn.begin():
         row = (
             await conn.execute(
                 select(t.payments.c.id, t.payments.c.status, t.payments.c.expires_at)

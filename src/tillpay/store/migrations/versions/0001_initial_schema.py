@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 10:28:35.929336
+Create Date: 2026-11-26 10:35:18.135381
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ def upgrade() -> None:
         sa.Column("risk_rule", sa.String(length=64), nullable=True),
         sa.Column("pin_attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("notify_url", sa.String(length=256), nullable=True),
+        sa.Column("sign_type", sa.String(length=8), server_default="RSA2", nullable=False),
         sa.Column("store_id", sa.String(length=64), nullable=True),
         sa.Column("terminal_id", sa.String(length=64), nullable=True),
         sa.Column("memo", sa.String(length=256), nullable=True),
@@ -182,6 +183,7 @@ def upgrade() -> None:
         sa.Column("wallet_amount", sa.BigInteger(), nullable=False),
         sa.Column("reason", sa.String(length=128), nullable=True),
         sa.Column("notify_url", sa.String(length=256), nullable=True),
+        sa.Column("sign_type", sa.String(length=8), server_default="RSA2", nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["merchant_id"], ["merchants.id"], name=op.f("fk_refunds_merchant_id_merchants")
