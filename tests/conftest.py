@@ -124,3 +124,71 @@ async def platform(db_url: str, clock: FakeClock) -> AsyncIterator[Platform]:
         assert not findings, f"ledger audit failed after the test: {findings}"
     finally:
         await p.close()
+
+
+# ------------------------------------------------------------------------------------ live servers
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """``tillpay`` served by uvicorn in a thread over real loopback sockets, plus a way to reach its DB."""
+
+    def __init__(self, db_url: str, **settings: object) -> None:
+        import threading
+
+        import uvicorn
+
+        from tillpay.web.app import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = test_settings(db_url, public_url=self.url, **settings)
+        app = create_app(Platform(self.settings))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+
+    def run(self, fn):  # type: ignore[no-untyped-def]
+        """Run ``await fn(platform)`` on a separate platform over the same database (test set-up, checks)."""
+        import asyncio
+
+        async def go():  # type: ignore[no-untyped-def]
+            p = Platform(self.settings)
+            try:
+                return await fn(p)
+            finally:
+                await p.close()
+
+        return asyncio.run(go())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def live(db_url: str) -> Iterator[LiveServer]:
+    """A running gateway on a fresh database (SQLite and PostgreSQL); the audit must be clean afterwards."""
+    server = LiveServer(db_url)
+    try:
+        yield server
+    finally:
+        server.stop()
+    findings = server.run(audit)
+    assert not findings, f"ledger audit failed after the test: {findings}"

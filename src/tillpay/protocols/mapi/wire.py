@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 from xml.sax.saxutils import escape, quoteattr
 
 from tillpay.domain.errors import Code, TillpayError
@@ -38,6 +39,17 @@ def charset_of(name: str | None) -> str:
     return codec
 
 
+def _form_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Split ``application/x-www-form-urlencoded`` bytes without decoding text (the charset comes later)."""
+    pairs = []
+    for part in data.split(b"&"):
+        if not part:
+            continue
+        key, _, value = part.partition(b"=")
+        pairs.append((unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+    return pairs
+
+
 def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     """Decode GET query and POST form parameters with the request's ``_input_charset``.
 
@@ -46,10 +58,7 @@ def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     """
     if len(query) + len(body) > MAX_REQUEST_BYTES:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is too large")
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
-    except ValueError:
-        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is not form-encoded") from None
+    pairs = _form_pairs(query) + _form_pairs(body)
     raw_charset = next((v for k, v in pairs if k == b"_input_charset"), None)
     try:
         codec = charset_of(raw_charset.decode("ascii") if raw_charset is not None else None)
@@ -114,7 +123,11 @@ class Envelope:
     @classmethod
     def from_xml(cls, data: bytes) -> Envelope:
         """Parse a MAPI response envelope (the client's side)."""
-        root = ET.fromstring(data)  # noqa: S314 - the gateway's own response, bounded in size
+        # Expat cannot read GBK, which real MAPI responses declare: decode first, then parse the text.
+        m = re.match(rb'<\?xml[^>]*encoding="([A-Za-z0-9_-]+)"[^>]*\?>', data)
+        codec = CHARSETS.get(m.group(1).decode().upper(), m.group(1).decode()) if m else "utf-8"
+        text = data[m.end() :].decode(codec) if m else data.decode("utf-8")
+        root = ET.fromstring(text)  # noqa: S314 - the gateway's own response, bounded in size
         if root.tag != "alipay":
             raise ValueError("not a MAPI response: the root element is not <alipay>")
         req = root.find("request")
