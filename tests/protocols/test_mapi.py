@@ -451,7 +451,6 @@ def receiver() -> Iterator[Receiver]:
 def test_notifications_are_signed_and_repeated_until_the_merchant_says_success(
     live: LiveServer, receiver: Receiver, sign_type: str
 ) -> None:
-    live.settings  # the live server polls its outbox every 50 ms
     shop = make_shop(live)
     # shorten the retry schedule for this test: the second attempt comes immediately
     live.server.config.app.state.platform.settings = live.settings.model_copy(

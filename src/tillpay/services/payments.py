@@ -728,13 +728,15 @@ async def _confirm_in_tx(
                 wallet_rate=str(quote.wallet_rate),
             )
         if wallet.status != "active":
-            await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+            if values:
+                await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
             await _close(p, conn, row.id, Event.REJECT, Code.BUYER_FROZEN)
             return await _view(
                 conn, (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             )
         if wallet.balance < wallet_amount:
-            await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+            if values:
+                await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
             await _close(p, conn, row.id, Event.REJECT, Code.BUYER_BALANCE_NOT_ENOUGH)
             closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             return await _view(conn, closed)
