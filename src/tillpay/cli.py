@@ -35,6 +35,7 @@ def configure_logging(level: str) -> None:
     """Structured logs on stderr at ``level``."""
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=lvl, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not news
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

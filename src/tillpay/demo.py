@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ def print_demo(info: dict[str, Any], settings: Settings, *, as_json: bool) -> No
     """Tell the user where everything is."""
     if as_json:
         click.echo(json.dumps(info, indent=2))
+        sys.stdout.flush()
         return
     url = settings.public_url
     click.echo(
@@ -106,5 +108,6 @@ Tillpay demo is starting.
   Payment code       tillpay wallet code --login {info["wallet_login"]}
 
 Stop with Ctrl-C.
-"""
+""",
     )
+    sys.stdout.flush()  # the banner must show before the server's own output, even when piped
