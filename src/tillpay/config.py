@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     payment_timeout_seconds: int = 180
     #: Wallet-currency amounts above which the customer must confirm in the app, ``CUR:amount`` pairs.
     confirm_above: str = "CNY:2000.00,USD:300.00,EUR:300.00,JPY:40000,KRW:400000,HKD:2500.00,SGD:400.00"
+    #: The scheme's time zone: days for limits (and settlement cut-off) start at midnight here.
+    timezone: str = "Asia/Shanghai"
+    #: FX margin (basis points) charged to the customer when no margin is loaded for the pair.
+    fx_default_margin_bps: int = 0
+    #: Rate for refunds of FX payments: ``original`` (the payment's locked quote) or ``refund_day``.
+    fx_refund_policy: str = "original"
     #: Refunds are accepted for this many days after payment (Alipay: 360 days).
     refund_window_days: int = 360
     #: Wrong PIN entries before a pending confirmation is closed.

@@ -38,6 +38,9 @@ class Code(StrEnum):
     MERCHANT_FROZEN = "MERCHANT_FROZEN"
     BUYER_BALANCE_NOT_ENOUGH = "BUYER_BALANCE_NOT_ENOUGH"
     RISK_REJECT = "RISK_REJECT"
+    PAYMENT_AMOUNT_EXCEED_LIMIT = "PAYMENT_AMOUNT_EXCEED_LIMIT"
+    DAY_LIMIT_EXCEEDED = "DAY_LIMIT_EXCEEDED"
+    MONTH_LIMIT_EXCEEDED = "MONTH_LIMIT_EXCEEDED"
     USER_PAYMENT_VERIFICATION_FAILED = "USER_PAYMENT_VERIFICATION_FAILED"
     USER_REJECTED = "USER_REJECTED"
     PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"
@@ -77,6 +80,9 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.MERCHANT_FROZEN: "The merchant's account is frozen.",
     Code.BUYER_BALANCE_NOT_ENOUGH: "The customer's balance is not enough.",
     Code.RISK_REJECT: "The payment was declined by risk control.",
+    Code.PAYMENT_AMOUNT_EXCEED_LIMIT: "The amount is above the customer's single-payment limit.",
+    Code.DAY_LIMIT_EXCEEDED: "The customer's daily payment limit would be exceeded.",
+    Code.MONTH_LIMIT_EXCEEDED: "The customer's monthly payment limit would be exceeded.",
     Code.USER_PAYMENT_VERIFICATION_FAILED: "The customer failed to confirm the payment (wrong PIN).",
     Code.USER_REJECTED: "The customer rejected the payment.",
     Code.PAYMENT_TIMEOUT: "The customer did not confirm in time; the order is closed.",

@@ -58,6 +58,11 @@ class Quote:
     settle_rate: Decimal
     #: Wallet-currency units per price-currency unit, margin included (MAPI ``exchange_rate``).
     wallet_rate: Decimal
+    #: The mid rate price→wallet before the margin, the margin in basis points, and the margin's amount
+    #: in the wallet currency: wallet_amount = convert(price at mid) + margin_amount.
+    wallet_mid_rate: Decimal = Decimal(1)
+    margin_bps: int = 0
+    margin_amount: int = 0
 
 
 def make_quote(
@@ -69,9 +74,13 @@ def make_quote(
     margin_bps: int = 0,
 ) -> Quote:
     """Lock the amounts of a payment; the customer pays the margin on a currency conversion."""
+    if margin_bps < 0:
+        raise ValueError("a margin cannot be negative")
     settle_rate = find_rate(rates, price_currency, settle_currency)
-    wallet_rate = find_rate(rates, price_currency, wallet_currency)
-    if price_currency != wallet_currency and margin_bps:
+    wallet_rate = mid_rate = find_rate(rates, price_currency, wallet_currency)
+    if price_currency == wallet_currency:
+        margin_bps = 0
+    if margin_bps:
         with localcontext() as ctx:
             ctx.prec = RATE_DIGITS + 4
             wallet_rate = _normalise(wallet_rate * (Decimal(10000 + margin_bps) / Decimal(10000)))
@@ -85,6 +94,11 @@ def make_quote(
         if price_currency == wallet_currency
         else convert(price_amount, price_currency, wallet_currency, wallet_rate)
     )
+    mid_amount = (
+        price_amount
+        if price_currency == wallet_currency
+        else convert(price_amount, price_currency, wallet_currency, mid_rate)
+    )
     return Quote(
         price_amount,
         price_currency,
@@ -94,4 +108,7 @@ def make_quote(
         wallet_currency,
         settle_rate,
         wallet_rate,
+        mid_rate,
+        margin_bps,
+        wallet_amount - mid_amount,
     )

@@ -83,3 +83,67 @@ def transfer(
             Posting(credit_account, credit_currency, credit_amount),
         ]
     )
+
+
+#: The scheme's FX margin revenue (in the customer's currency).
+FX_MARGIN = "fx_margin"
+#: The scheme's FX gain (credit) or loss (debit) when a refund uses another rate than the payment.
+FX_GAIN_LOSS = "fx_gain_loss"
+
+
+def _netted(lines: list[Posting]) -> list[Posting]:
+    totals: dict[tuple[str, str], int] = {}
+    for ln in lines:
+        key = (ln.account, ln.currency)
+        totals[key] = totals.get(key, 0) + ln.amount
+    return check_balanced(Posting(a, c, v) for (a, c), v in totals.items())
+
+
+def conversion(
+    debit_account: str,
+    debit_amount: int,
+    debit_currency: str,
+    credit_account: str,
+    credit_amount: int,
+    credit_currency: str,
+    *,
+    margin: int = 0,
+) -> list[Posting]:
+    """A payment: the customer's debit, less the scheme's FX margin, passes through the FX accounts."""
+    return _netted(
+        [
+            Posting(debit_account, debit_currency, -debit_amount),
+            Posting(FX_MARGIN, debit_currency, margin),
+            Posting(fx_position(debit_currency), debit_currency, debit_amount - margin),
+            Posting(fx_position(credit_currency), credit_currency, -credit_amount),
+            Posting(credit_account, credit_currency, credit_amount),
+        ]
+    )
+
+
+def reverse_conversion(
+    debit_account: str,
+    debit_amount: int,
+    debit_currency: str,
+    credit_account: str,
+    credit_amount: int,
+    credit_currency: str,
+    *,
+    margin: int = 0,
+    gain: int = 0,
+) -> list[Posting]:
+    """A refund: the merchant returns ``debit_amount``; the customer gets ``credit_amount``.
+
+    ``margin`` (credit currency) is the part of the payment's FX margin given back; ``gain`` (credit
+    currency) is what the scheme keeps (+) or adds (-) because the refund used another rate.
+    """
+    return _netted(
+        [
+            Posting(debit_account, debit_currency, -debit_amount),
+            Posting(fx_position(debit_currency), debit_currency, debit_amount),
+            Posting(fx_position(credit_currency), credit_currency, -(credit_amount + gain - margin)),
+            Posting(FX_MARGIN, credit_currency, -margin),
+            Posting(FX_GAIN_LOSS, credit_currency, gain),
+            Posting(credit_account, credit_currency, credit_amount),
+        ]
+    )

@@ -85,6 +85,35 @@ CHECKS: dict[str, tuple[str, str]] = {
         "ON ref.merchant_id = m.id "
         "WHERE COALESCE(pp.total, 0) <> COALESCE(pay.total, 0) - COALESCE(ref.total, 0)",
     ),
+    "fx_margin_matches": (
+        "the FX margin account equals the margins charged less the margins refunded, per currency",
+        "SELECT cur.currency, COALESCE(pp.total, 0), COALESCE(pay.total, 0) - COALESCE(ref.total, 0) FROM "
+        "(SELECT currency FROM postings WHERE account = 'fx_margin' UNION "
+        " SELECT wallet_currency FROM payments WHERE wallet_currency IS NOT NULL) cur "
+        "LEFT JOIN (SELECT currency, SUM(amount) AS total FROM postings WHERE account = 'fx_margin' "
+        " GROUP BY currency) pp ON pp.currency = cur.currency "
+        "LEFT JOIN (SELECT wallet_currency AS currency, SUM(margin_amount) AS total FROM payments "
+        " WHERE paid_at IS NOT NULL GROUP BY wallet_currency) pay ON pay.currency = cur.currency "
+        "LEFT JOIN (SELECT p.wallet_currency AS currency, SUM(r.margin_amount) AS total FROM refunds r "
+        " JOIN payments p ON p.id = r.payment_id GROUP BY p.wallet_currency) ref ON ref.currency = cur.currency "
+        "WHERE COALESCE(pp.total, 0) <> COALESCE(pay.total, 0) - COALESCE(ref.total, 0)",
+    ),
+    "fx_gain_matches": (
+        "the FX gain/loss account equals the refunds' recorded FX gains, per currency",
+        "SELECT cur.currency, COALESCE(pp.total, 0), COALESCE(g.total, 0) FROM "
+        "(SELECT currency FROM postings WHERE account = 'fx_gain_loss' UNION "
+        " SELECT wallet_currency FROM payments WHERE wallet_currency IS NOT NULL) cur "
+        "LEFT JOIN (SELECT currency, SUM(amount) AS total FROM postings WHERE account = 'fx_gain_loss' "
+        " GROUP BY currency) pp ON pp.currency = cur.currency "
+        "LEFT JOIN (SELECT p.wallet_currency AS currency, SUM(r.fx_gain) AS total FROM refunds r "
+        " JOIN payments p ON p.id = r.payment_id GROUP BY p.wallet_currency) g ON g.currency = cur.currency "
+        "WHERE COALESCE(pp.total, 0) <> COALESCE(g.total, 0)",
+    ),
+    "risk_decided": (
+        "every payment a customer made has its risk decision stored",
+        "SELECT p.trade_no FROM payments p LEFT JOIN risk_decisions d ON d.payment_id = p.id "
+        "WHERE p.user_id IS NOT NULL AND d.id IS NULL",
+    ),
     "code_used_once": (
         "no two payments were made with the same payment code",
         "SELECT device_id, step, slot FROM code_uses GROUP BY device_id, step, slot HAVING COUNT(*) > 1",

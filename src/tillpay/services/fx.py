@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
@@ -74,3 +75,133 @@ async def current_rates(p: Platform) -> list[Rate]:
     for r in rows:
         latest[(r.base, r.quote)] = Rate(r.base, r.quote, Decimal(r.rate), r.effective_at)
     return sorted(latest.values(), key=lambda r: (r.base, r.quote))
+
+
+@dataclass(frozen=True, slots=True)
+class Margin:
+    """The margin (basis points) the customer pays on a conversion between two currencies."""
+
+    base: str
+    quote: str
+    bps: int
+    effective_at: datetime
+
+
+async def set_margin(
+    p: Platform, base: str, quote: str, bps: int, effective_at: datetime | None = None
+) -> Margin:
+    """Set the margin for a currency pair (either direction of conversion); history is kept."""
+    for c in (base, quote):
+        try:
+            exponent(c)
+        except ValueError:
+            raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+    if base == quote:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a margin needs two different currencies")
+    if not 0 <= bps <= 2000:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a margin is 0 to 2000 basis points")
+    when = effective_at or p.now()
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.fx_margins).values(
+                base=base, quote=quote, bps=bps, effective_at=when, created_at=p.now()
+            )
+        )
+    return Margin(base, quote, bps, when)
+
+
+async def margin_for(p: Platform, conn: AsyncConnection, a: str, b: str) -> int:
+    """The margin in force now for converting between ``a`` and ``b`` (else the scheme default)."""
+    if a == b:
+        return 0
+    row = (
+        await conn.execute(
+            select(t.fx_margins.c.bps)
+            .where(
+                or_(
+                    and_(t.fx_margins.c.base == a, t.fx_margins.c.quote == b),
+                    and_(t.fx_margins.c.base == b, t.fx_margins.c.quote == a),
+                ),
+                t.fx_margins.c.effective_at <= p.now(),
+            )
+            .order_by(t.fx_margins.c.effective_at.desc(), t.fx_margins.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return int(row.bps) if row else p.settings.fx_default_margin_bps
+
+
+async def current_margins(p: Platform) -> list[Margin]:
+    """The margin in force now for each pair that has one."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.fx_margins)
+                .where(t.fx_margins.c.effective_at <= p.now())
+                .order_by(t.fx_margins.c.effective_at, t.fx_margins.c.id)
+            )
+        ).all()
+    latest = {(r.base, r.quote): Margin(r.base, r.quote, r.bps, r.effective_at) for r in rows}
+    return sorted(latest.values(), key=lambda m: (m.base, m.quote))
+
+
+async def import_rates_csv(p: Platform, text: str) -> int:
+    """Load rates from CSV with the header ``base,quote,rate[,effective_at]`` (ISO times, UTC if naive).
+
+    Every line is checked before anything is stored: one bad line (named with its number) changes nothing.
+    """
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or not {"base", "quote", "rate"} <= {f.strip() for f in reader.fieldnames}:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the CSV needs the header base,quote,rate[,effective_at]")
+    rows: list[tuple[str, str, str, datetime | None]] = []
+    for n, line in enumerate(reader, start=2):
+        line = {k.strip(): (v or "").strip() for k, v in line.items() if k}
+        base, quote, rate = line.get("base", "").upper(), line.get("quote", "").upper(), line.get("rate", "")
+        try:
+            exponent(base)
+            exponent(quote)
+            parse_rate(rate)
+            if base == quote:
+                raise ValueError("base and quote are the same")
+            when = None
+            if line.get("effective_at"):
+                when = datetime.fromisoformat(line["effective_at"])
+                when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        except (ValueError, TillpayError) as e:
+            detail = e.detail if isinstance(e, TillpayError) else str(e)
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"line {n}: {detail}") from None
+        rows.append((base, quote, rate, when))
+    if not rows:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the CSV has no rates")
+    now = p.now()
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.fx_rates),
+            [
+                {
+                    "base": b,
+                    "quote": q,
+                    "rate": str(parse_rate(r)),
+                    "effective_at": w or now,
+                    "created_at": now,
+                }
+                for b, q, r, w in rows
+            ],
+        )
+    p.forget_rates()
+    return len(rows)
+
+
+async def rates_at(p: Platform, conn: AsyncConnection, when: datetime) -> dict[tuple[str, str], Decimal]:
+    """The rates that were in effect at ``when`` (to explain a past payment or price a refund)."""
+    rows = (
+        await conn.execute(
+            select(t.fx_rates.c.base, t.fx_rates.c.quote, t.fx_rates.c.rate)
+            .where(t.fx_rates.c.effective_at <= when)
+            .order_by(t.fx_rates.c.effective_at, t.fx_rates.c.id)
+        )
+    ).all()
+    return {(r.base, r.quote): Decimal(r.rate) for r in rows}

@@ -17,12 +17,14 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillpay.domain import ledger, paycode
+from tillpay.domain import ledger, paycode, risk
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import find_rate, make_quote
 from tillpay.domain.money import convert, exponent
 from tillpay.domain.payment import Event, Status, refund_shares, transition
-from tillpay.domain.risk import Verdict, decide
+from tillpay.domain.risk import Verdict
+from tillpay.services import fx as fx_service
+from tillpay.services import risk as risk_service
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
@@ -206,13 +208,45 @@ async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
 
 
 async def _record_bad_code(
-    p: Platform, conn: AsyncConnection, merchant_id: int, device_no: int | None
+    p: Platform,
+    conn: AsyncConnection,
+    merchant_id: int,
+    device_no: int | None,
+    terminal_id: str | None = None,
 ) -> None:
     # On the caller's connection: SQLite has one connection per process, so a second one would wait forever.
     await conn.rollback()
     async with conn.begin():
         await conn.execute(
-            insert(t.bad_codes).values(merchant_id=merchant_id, device_no=device_no, created_at=p.now())
+            insert(t.bad_codes).values(
+                merchant_id=merchant_id, device_no=device_no, terminal_id=terminal_id, created_at=p.now()
+            )
+        )
+
+
+async def _check_terminal(
+    p: Platform, conn: AsyncConnection, merchant_id: int, terminal_id: str | None, cfg: risk.RiskConfig
+) -> None:
+    """A terminal that sent too many invalid codes is blocked for the rule's window."""
+    if not terminal_id or not cfg.terminal_bad_codes:
+        return
+    since = p.now() - timedelta(minutes=cfg.terminal_window_minutes)
+    n = (
+        await conn.execute(
+            select(func.count())
+            .select_from(t.bad_codes)
+            .where(
+                t.bad_codes.c.merchant_id == merchant_id,
+                t.bad_codes.c.terminal_id == terminal_id,
+                t.bad_codes.c.created_at > since,
+            )
+        )
+    ).scalar_one()
+    if n >= cfg.terminal_bad_codes:
+        raise TillpayError(
+            Code.CODE_ATTEMPTS_EXCEEDED,
+            f"terminal {terminal_id} is blocked after {n} invalid codes; try again in "
+            f"{cfg.terminal_window_minutes} minutes",
         )
 
 
@@ -243,33 +277,37 @@ async def _check_code_attempts(
 
 
 async def _resolve_code(
-    p: Platform, conn: AsyncConnection, merchant_id: int, code: str
+    p: Platform, conn: AsyncConnection, merchant_id: int, code: str, terminal_id: str | None = None
 ) -> tuple[Any, int, int]:
     """The device row, the time step and the slot of a valid code; raises and counts a bad one."""
     try:
         parsed = paycode.parse(code)
     except paycode.MalformedCode:
         await _check_code_attempts(p, conn, merchant_id, None)
-        await _record_bad_code(p, conn, merchant_id, None)
+        await _record_bad_code(p, conn, merchant_id, None, terminal_id)
         raise TillpayError(Code.INVALID_CODE, "not a Tillpay payment code") from None
     await _check_code_attempts(p, conn, merchant_id, parsed.device_no)
     device = (
         await conn.execute(
-            select(t.devices.c.id, t.devices.c.user_id, t.devices.c.secret, t.devices.c.status).where(
-                t.devices.c.device_no == parsed.device_no
-            )
+            select(
+                t.devices.c.id,
+                t.devices.c.user_id,
+                t.devices.c.secret,
+                t.devices.c.status,
+                t.devices.c.created_at,
+            ).where(t.devices.c.device_no == parsed.device_no)
         )
     ).first()
     now_unix = int(p.now().timestamp())
     if device is None or device.status != "active":
-        await _record_bad_code(p, conn, merchant_id, parsed.device_no)
+        await _record_bad_code(p, conn, merchant_id, parsed.device_no, terminal_id)
         raise TillpayError(Code.INVALID_CODE)
     step = paycode.match_step(device.secret, parsed, now_unix)
     if step is None:
         old = paycode.match_step(device.secret, parsed, now_unix, back=EXPIRED_LOOKBACK_STEPS, forward=0)
         if old is not None:
             raise TillpayError(Code.EXPIRED_CODE)
-        await _record_bad_code(p, conn, merchant_id, parsed.device_no)
+        await _record_bad_code(p, conn, merchant_id, parsed.device_no, terminal_id)
         raise TillpayError(Code.INVALID_CODE)
     return device, step, parsed.slot
 
@@ -339,14 +377,23 @@ async def post_entry(
                 raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
 
 
-def _payment_postings(user_id: int, merchant_id: int, row_or_cmd: Any) -> list[ledger.Posting]:
-    return ledger.transfer(
+def _payment_postings(
+    user_id: int,
+    merchant_id: int,
+    wallet_amount: int,
+    wallet_currency: str,
+    settle_amount: int,
+    settle_currency: str,
+    margin_amount: int,
+) -> list[ledger.Posting]:
+    return ledger.conversion(
         ledger.wallet_account(user_id),
-        row_or_cmd.wallet_amount,
-        row_or_cmd.wallet_currency,
+        wallet_amount,
+        wallet_currency,
         ledger.merchant_payable(merchant_id),
-        row_or_cmd.settle_amount,
-        row_or_cmd.settle_currency,
+        settle_amount,
+        settle_currency,
+        margin=margin_amount,
     )
 
 
@@ -420,7 +467,11 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
         existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is not None:
             return await _replay(p, conn, existing, digest)
-        device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code)
+        base_cfg = risk.build(
+            await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
+        )
+        await _check_terminal(p, conn, cmd.merchant.id, cmd.terminal_id, base_cfg)
+        device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code, cmd.terminal_id)
         rates = await p.rates(conn)
         await conn.rollback()  # end the read transaction before the write one
 
@@ -429,13 +480,16 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
         async with p.engine.connect() as conn:
             user = (
                 await conn.execute(
-                    select(t.wallet_users.c.currency).where(t.wallet_users.c.id == device.user_id)
+                    select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
+                        t.wallet_users.c.id == device.user_id
+                    )
                 )
             ).first()
             if user is None:
                 raise TillpayError(Code.BUYER_NOT_EXIST)
+            margin = await fx_service.margin_for(p, conn, cmd.price_currency, user.currency)
             quote = make_quote(
-                cmd.price_amount, cmd.price_currency, cmd.settle_currency, user.currency, rates
+                cmd.price_amount, cmd.price_currency, cmd.settle_currency, user.currency, rates, margin
             )
             await conn.rollback()
             try:
@@ -448,13 +502,29 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                     if used.rowcount != 1:
                         raise _CodeTaken
                     wallet = await _lock_wallet(conn, device.user_id)
-                    decision = decide(
+                    # Limits are summed with the wallet row locked: a concurrent payment of the same
+                    # customer waits here, then sees this one.
+                    cfg = risk.build(
+                        await risk_service.layers_for(
+                            p, conn, partner_id=cmd.merchant.partner_id, login_id=user.login_id
+                        )
+                    )
+                    day_total, month_total, recent = await risk_service.customer_totals(
+                        p, conn, device.user_id, cfg
+                    )
+                    inputs = risk.RiskInputs(
                         wallet_amount=quote.wallet_amount,
                         wallet_currency=quote.wallet_currency,
-                        confirm_above=p.confirm_above,
+                        day_total=day_total,
+                        month_total=month_total,
+                        recent_count=recent,
+                        device_age_seconds=int((now - device.created_at).total_seconds()),
+                        code_lag_steps=max(0, paycode.step_at(int(now.timestamp())) - step),
+                        merchant_mcc=cmd.merchant.mcc,
                         buyer_active=wallet.status == "active",
                         merchant_active=cmd.merchant.status == "active",
                     )
+                    decision = risk.evaluate(cfg, inputs)
                     result_code: Code | None = None
                     if decision.verdict is Verdict.DECLINE:
                         status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
@@ -482,6 +552,9 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                         "wallet_currency": quote.wallet_currency,
                         "settle_rate": str(quote.settle_rate),
                         "wallet_rate": str(quote.wallet_rate),
+                        "wallet_mid_rate": str(quote.wallet_mid_rate),
+                        "margin_bps": quote.margin_bps,
+                        "margin_amount": quote.margin_amount,
                         "user_id": device.user_id,
                         "device_id": device.id,
                         "risk_rule": decision.rule,
@@ -506,12 +579,21 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                     ).scalar()
                     if payment_id is None:
                         raise _IdTaken
+                    await risk_service.record(conn, payment_id, decision, inputs, cfg, now)
                     if status is Status.TRADE_SUCCESS:
                         await post_entry(
                             conn,
                             kind="payment",
                             ref=f"payment:{payment_id}",
-                            postings=_payment_postings(device.user_id, cmd.merchant.id, quote),
+                            postings=_payment_postings(
+                                device.user_id,
+                                cmd.merchant.id,
+                                quote.wallet_amount,
+                                quote.wallet_currency,
+                                quote.settle_amount,
+                                quote.settle_currency,
+                                quote.margin_amount,
+                            ),
                             now=now,
                             payment_id=payment_id,
                         )
@@ -712,21 +794,59 @@ async def _confirm_in_tx(
         ).one()
         values: dict[str, Any] = {}
         wallet_amount, wallet_currency = row.wallet_amount, row.wallet_currency
+        margin_amount = row.margin_amount
         if row.kind == "precreate":
+            # The customer is known only now: quote the wallet side and run the risk rules (limits; the
+            # customer is confirming with the PIN already, so no confirmation rule applies).
+            margin = await fx_service.margin_for(p, conn, row.price_currency, wallet.currency)
             quote = make_quote(
                 row.price_amount,
                 row.price_currency,
                 row.settle_currency,
                 wallet.currency,
                 await p.rates(conn),
+                margin,
             )
             wallet_amount, wallet_currency = quote.wallet_amount, quote.wallet_currency
+            margin_amount = quote.margin_amount
             values.update(
                 user_id=user_id,
                 wallet_amount=wallet_amount,
                 wallet_currency=wallet_currency,
                 wallet_rate=str(quote.wallet_rate),
+                wallet_mid_rate=str(quote.wallet_mid_rate),
+                margin_bps=quote.margin_bps,
+                margin_amount=quote.margin_amount,
             )
+            merchant = (
+                await conn.execute(
+                    select(t.merchants.c.partner_id, t.merchants.c.mcc, t.merchants.c.status).where(
+                        t.merchants.c.id == row.merchant_id
+                    )
+                )
+            ).one()
+            cfg = risk.build(
+                await risk_service.layers_for(p, conn, partner_id=merchant.partner_id, login_id=login_id)
+            )
+            day_total, month_total, recent = await risk_service.customer_totals(p, conn, user_id, cfg)
+            inputs = risk.RiskInputs(
+                wallet_amount=wallet_amount,
+                wallet_currency=wallet_currency,
+                day_total=day_total,
+                month_total=month_total,
+                recent_count=recent,
+                merchant_mcc=merchant.mcc,
+                buyer_active=wallet.status == "active",
+                merchant_active=merchant.status == "active",
+                may_confirm=False,
+            )
+            decision = risk.evaluate(cfg, inputs)
+            await risk_service.record(conn, row.id, decision, inputs, cfg, now)
+            if decision.verdict is Verdict.DECLINE:
+                await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+                await _close(p, conn, row.id, Event.REJECT, decision.code or Code.RISK_REJECT)
+                closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+                return await _view(conn, closed)
         if wallet.status != "active":
             if values:
                 await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
@@ -745,14 +865,6 @@ async def _confirm_in_tx(
             .where(t.payments.c.id == row.id)
             .values(status=transition(Status(row.status), Event.CONFIRM).value, paid_at=now, **values)
         )
-
-        @dataclass
-        class _Amounts:
-            wallet_amount: int
-            wallet_currency: str
-            settle_amount: int
-            settle_currency: str
-
         await post_entry(
             conn,
             kind="payment",
@@ -760,7 +872,11 @@ async def _confirm_in_tx(
             postings=_payment_postings(
                 user_id,
                 row.merchant_id,
-                _Amounts(wallet_amount, wallet_currency, row.settle_amount, row.settle_currency),
+                wallet_amount,
+                wallet_currency,
+                row.settle_amount,
+                row.settle_currency,
+                margin_amount,
             ),
             now=now,
             payment_id=row.id,
@@ -858,10 +974,28 @@ async def _apply_refund(
     dialect: str,
     sign_type: str = "RSA2",
 ) -> int | None:
-    """Insert the refund, move the money back and update the payment; None if the id raced."""
+    """Insert the refund, move the money back and update the payment; None if the id raced.
+
+    The merchant always returns its proportional share of what it was credited. The customer gets the
+    proportional share of what it paid (policy ``original``), or, under ``refund_day``, the refund's
+    price converted at today's mid rate, never more than is left; the refund that completes the order
+    always takes exactly the remainder, so a full refund returns every minor unit in every currency.
+    The scheme's gain or loss against the locked quote goes to its FX gain/loss account.
+    """
     now = p.now()
     settle = refund_shares(amount, row.refunded_price, row.price_amount, row.settle_amount)
-    wallet = refund_shares(amount, row.refunded_price, row.price_amount, row.wallet_amount)
+    original = refund_shares(amount, row.refunded_price, row.price_amount, row.wallet_amount)
+    margin = refund_shares(amount, row.refunded_price, row.price_amount, row.margin_amount)
+    policy = "original" if kind == "cancel" else p.settings.fx_refund_policy
+    wallet = original
+    left = row.wallet_amount - row.refunded_wallet
+    is_last = row.refunded_price + amount == row.price_amount
+    if is_last:
+        wallet = left
+    elif policy == "refund_day" and row.price_currency != row.wallet_currency:
+        day_rate = find_rate(await fx_service.rates_at(p, conn, now), row.price_currency, row.wallet_currency)
+        wallet = min(convert(amount, row.price_currency, row.wallet_currency, day_rate), left)
+    gain = original - wallet
     refund_id = (
         await conn.execute(
             insert_ignore(conn, t.refunds, "merchant_id", "partner_refund_id")
@@ -876,6 +1010,9 @@ async def _apply_refund(
                 price_currency=row.price_currency,
                 settle_amount=settle,
                 wallet_amount=wallet,
+                margin_amount=margin,
+                fx_gain=gain,
+                rate_policy=policy,
                 reason=reason,
                 notify_url=notify_url,
                 sign_type=sign_type,
@@ -901,13 +1038,15 @@ async def _apply_refund(
         conn,
         kind="refund",
         ref=f"refund:{refund_id}",
-        postings=ledger.transfer(
+        postings=ledger.reverse_conversion(
             ledger.merchant_payable(row.merchant_id),
             settle,
             row.settle_currency,
             ledger.wallet_account(row.user_id),
             wallet,
             row.wallet_currency,
+            margin=margin,
+            gain=gain,
         ),
         now=now,
         payment_id=row.id,
@@ -940,6 +1079,9 @@ async def _refund_view(conn: AsyncConnection, refund_id: int) -> RefundView:
         price_currency=r.price_currency,
         settle_amount=r.settle_amount,
         wallet_amount=r.wallet_amount,
+        margin_amount=r.margin_amount,
+        fx_gain=r.fx_gain,
+        rate_policy=r.rate_policy,
         reason=r.reason,
         created_at=r.created_at,
         payment=await _view(conn, prow),

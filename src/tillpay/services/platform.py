@@ -21,6 +21,11 @@ from tillpay.store import tables as t
 from tillpay.store.engine import create_engine
 
 
+#: How long a server process trusts its copy of a merchant (keys, status): changes reach every process
+#: within this time.
+MERCHANT_CACHE_SECONDS = 2.0  # float-ok: seconds
+
+
 class Clock(Protocol):
     """Where time comes from; tests move a fake one instead of sleeping."""
 
@@ -138,9 +143,9 @@ class Platform:
         return self.clock.now()
 
     async def merchant_by_partner(self, partner_id: str, *, fresh: bool = False) -> Merchant:
-        """The merchant with ``partner_id`` (cached for two seconds); ILLEGAL_PARTNER if unknown."""
+        """The merchant with ``partner_id`` (cached MERCHANT_CACHE_SECONDS); ILLEGAL_PARTNER if unknown."""
         hit = self._merchants.get(partner_id)
-        if hit and not fresh and time.monotonic() - hit[0] < 2.0:
+        if hit and not fresh and time.monotonic() - hit[0] < MERCHANT_CACHE_SECONDS:
             return hit[1]
         async with self.engine.connect() as conn:
             row = (

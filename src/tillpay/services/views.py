@@ -49,6 +49,9 @@ class PaymentView:
     wallet_currency: str | None
     settle_rate: Decimal
     wallet_rate: Decimal | None
+    wallet_mid_rate: Decimal | None
+    margin_bps: int
+    margin_amount: int
     refunded_price: int
     refunded_settle: int
     refunded_wallet: int
@@ -82,6 +85,9 @@ class PaymentView:
             wallet_currency=row.wallet_currency,
             settle_rate=Decimal(row.settle_rate),
             wallet_rate=Decimal(row.wallet_rate) if row.wallet_rate else None,
+            wallet_mid_rate=Decimal(row.wallet_mid_rate) if row.wallet_mid_rate else None,
+            margin_bps=row.margin_bps,
+            margin_amount=row.margin_amount,
             refunded_price=row.refunded_price,
             refunded_settle=row.refunded_settle,
             refunded_wallet=row.refunded_wallet,
@@ -127,6 +133,9 @@ class RefundView:
     price_currency: str
     settle_amount: int
     wallet_amount: int
+    margin_amount: int
+    fx_gain: int
+    rate_policy: str
     reason: str | None
     created_at: datetime
     payment: PaymentView
@@ -142,6 +151,9 @@ class RefundView:
             "price_currency": self.price_currency,
             "settle_amount": self.settle_amount,
             "wallet_amount": self.wallet_amount,
+            "margin_amount": self.margin_amount,
+            "fx_gain": self.fx_gain,
+            "rate_policy": self.rate_policy,
             "reason": self.reason,
             "created_at": self.created_at.isoformat(),
             "payment": self.payment.to_json(),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain import ledger, paycode
@@ -182,4 +182,17 @@ async def topup(p: Platform, login_id: str, amount: int, reference: str | None =
                 now=p.now(),
                 memo="top-up",
             )
+    return await user_by_login(p, login_id)
+
+
+async def set_status(p: Platform, login_id: str, status: str) -> WalletUser:
+    """Freeze (``frozen``) or re-activate (``active``) a wallet."""
+    if status not in ("active", "frozen"):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or frozen")
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.wallet_users).where(t.wallet_users.c.login_id == login_id).values(status=status)
+        )
+    if res.rowcount != 1:
+        raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
     return await user_by_login(p, login_id)

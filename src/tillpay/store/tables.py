@@ -119,8 +119,10 @@ bad_codes = Table(
     Column("id", Integer, primary_key=True),
     Column("merchant_id", Integer, nullable=False),
     Column("device_no", Integer),
+    Column("terminal_id", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_bad_codes_device_time", "device_no", "created_at"),
+    Index("ix_bad_codes_terminal_time", "merchant_id", "terminal_id", "created_at"),
     Index("ix_bad_codes_merchant_time", "merchant_id", "created_at"),
 )
 
@@ -145,6 +147,11 @@ payments = Table(
     Column("wallet_currency", String(3)),
     Column("settle_rate", String(32), nullable=False),
     Column("wallet_rate", String(32)),
+    #: The quote's parts: the mid rate price→wallet, the margin applied, and the margin's amount in the
+    #: wallet currency (the customer pays wallet_amount = mid amount + margin_amount).
+    Column("wallet_mid_rate", String(32)),
+    Column("margin_bps", Integer, nullable=False, server_default="0"),
+    Column("margin_amount", Money, nullable=False, server_default="0"),
     Column("refunded_price", Money, nullable=False, server_default="0"),
     Column("refunded_settle", Money, nullable=False, server_default="0"),
     Column("refunded_wallet", Money, nullable=False, server_default="0"),
@@ -165,6 +172,7 @@ payments = Table(
     UniqueConstraint("merchant_id", "partner_trans_id", name="uq_payments_merchant_ptid"),
     Index("ix_payments_status_expires", "status", "expires_at"),
     Index("ix_payments_user_status", "user_id", "status"),
+    Index("ix_payments_user_created", "user_id", "created_at"),
 )
 
 refunds = Table(
@@ -181,6 +189,11 @@ refunds = Table(
     Column("price_currency", String(3), nullable=False),
     Column("settle_amount", Money, nullable=False),
     Column("wallet_amount", Money, nullable=False),
+    #: The part of wallet_amount that returns the payment's FX margin, and the scheme's FX gain (+) or
+    #: loss (-) in the wallet currency when the refund used the day's rate instead of the locked one.
+    Column("margin_amount", Money, nullable=False, server_default="0"),
+    Column("fx_gain", Money, nullable=False, server_default="0"),
+    Column("rate_policy", String(16), nullable=False, server_default="original"),
     Column("reason", String(128)),
     Column("notify_url", String(256)),
     Column("sign_type", String(8), nullable=False, server_default="RSA2"),
@@ -254,4 +267,41 @@ notify_attempts = Table(
     Column("http_status", Integer),
     Column("response", String(512)),
     Column("error", String(512)),
+)
+
+risk_settings = Table(
+    "risk_settings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(16), nullable=False),  # scheme | merchant | user
+    Column("subject", String(64), nullable=False),  # "" | partner id | login id
+    Column("config", Text, nullable=False),  # JSON, as validated by domain.risk.parse_config
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("scope", "subject", name="uq_risk_settings_scope_subject"),
+)
+
+risk_decisions = Table(
+    "risk_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False, unique=True),
+    Column("verdict", String(8), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("code", String(48)),
+    Column("fired", Text, nullable=False),  # JSON list of every rule that fired
+    Column("inputs", Text, nullable=False),  # JSON of the facts the rules saw
+    Column("config", Text, nullable=False),  # JSON of the effective rules at that moment
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+fx_margins = Table(
+    "fx_margins",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("base", String(3), nullable=False),
+    Column("quote", String(3), nullable=False),
+    Column("bps", Integer, nullable=False),
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_fx_margins_pair_time", "base", "quote", "effective_at"),
 )

@@ -1,0 +1,243 @@
+"""Risk rules as data: stored per scheme, merchant and user; every decision stored and explainable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.domain import risk
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import format_amount
+from tillpay.services.platform import Platform
+from tillpay.store import tables as t
+
+SCOPES = ("scheme", "merchant", "user")
+
+
+def _default_scheme(p: Platform) -> dict[str, Any]:
+    # The scheme starts from TILLPAY_CONFIRM_ABOVE until the operator stores rules of its own.
+    return {"confirm_above": {c: format_amount(v, c) for c, v in p.confirm_above.items()}}
+
+
+async def _subject_exists(p: Platform, conn: AsyncConnection, scope: str, subject: str) -> None:
+    if scope == "scheme":
+        if subject:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "the scheme scope takes no subject")
+        return
+    table, column = (
+        (t.merchants, t.merchants.c.partner_id)
+        if scope == "merchant"
+        else (
+            t.wallet_users,
+            t.wallet_users.c.login_id,
+        )
+    )
+    if (await conn.execute(select(table.c.id).where(column == subject))).first() is None:
+        raise TillpayError(Code.NOT_FOUND, f"no {scope} {subject!r}")
+
+
+async def set_rules(
+    p: Platform, scope: str, subject: str, rules: dict[str, Any], *, replace: bool = False
+) -> dict[str, Any]:
+    """Store one scope's rules (merged into what is there unless ``replace``); returns the stored rules."""
+    if scope not in SCOPES:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"scope is one of {', '.join(SCOPES)}")
+    clean = risk.parse_config(rules)
+    now = p.now()
+    async with p.engine.begin() as conn:
+        await _subject_exists(p, conn, scope, subject)
+        row = (
+            await conn.execute(
+                select(t.risk_settings.c.id, t.risk_settings.c.config).where(
+                    t.risk_settings.c.scope == scope, t.risk_settings.c.subject == subject
+                )
+            )
+        ).first()
+        if row is None:
+            base = _default_scheme(p) if scope == "scheme" and not replace else {}
+            merged = {**base, **clean}
+            await conn.execute(
+                insert(t.risk_settings).values(
+                    scope=scope, subject=subject, config=json.dumps(merged), updated_at=now
+                )
+            )
+        else:
+            merged = clean if replace else {**json.loads(row.config), **clean}
+            await conn.execute(
+                update(t.risk_settings)
+                .where(t.risk_settings.c.id == row.id)
+                .values(config=json.dumps(merged), updated_at=now)
+            )
+    return merged
+
+
+async def import_rules(p: Platform, document: dict[str, Any]) -> dict[str, int]:
+    """Load a whole rule document ``{scheme: {...}, merchants: {partner: {...}}, users: {login: {...}}}``.
+
+    Each named scope is replaced by what the document says; everything is validated before anything is
+    stored, so a bad document changes nothing.
+    """
+    if not isinstance(document, dict) or not set(document) <= {"scheme", "merchants", "users"}:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a rule document has the keys scheme, merchants, users")
+    plan: list[tuple[str, str, dict[str, Any]]] = []
+    if "scheme" in document:
+        plan.append(("scheme", "", document["scheme"] or {}))
+    for scope, key in (("merchant", "merchants"), ("user", "users")):
+        section = document.get(key) or {}
+        if not isinstance(section, dict):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{key} maps ids to rule sets")
+        plan.extend((scope, str(subject), rules or {}) for subject, rules in section.items())
+    for _, _, rules in plan:
+        risk.parse_config(rules)  # validate all first
+    async with p.engine.connect() as conn:
+        for scope, subject, _ in plan:
+            await _subject_exists(p, conn, scope, subject)
+    for scope, subject, rules in plan:
+        await set_rules(p, scope, subject, rules, replace=True)
+    return {"scopes": len(plan)}
+
+
+async def stored_rules(p: Platform) -> dict[str, Any]:
+    """Every stored scope, as a rule document (what ``import_rules`` takes)."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.risk_settings).order_by(t.risk_settings.c.scope, t.risk_settings.c.subject)
+            )
+        ).all()
+    doc: dict[str, Any] = {"scheme": _default_scheme(p), "merchants": {}, "users": {}}
+    for r in rows:
+        cfg = json.loads(r.config)
+        if r.scope == "scheme":
+            doc["scheme"] = cfg
+        else:
+            doc["merchants" if r.scope == "merchant" else "users"][r.subject] = cfg
+    return doc
+
+
+async def layers_for(
+    p: Platform, conn: AsyncConnection, *, partner_id: str, login_id: str | None
+) -> list[dict[str, Any]]:
+    """The scheme, merchant and user rule layers that apply to one payment, in override order."""
+    conds = [and_(t.risk_settings.c.scope == "scheme", t.risk_settings.c.subject == "")]
+    conds.append(and_(t.risk_settings.c.scope == "merchant", t.risk_settings.c.subject == partner_id))
+    if login_id:
+        conds.append(and_(t.risk_settings.c.scope == "user", t.risk_settings.c.subject == login_id))
+    rows = (
+        await conn.execute(select(t.risk_settings.c.scope, t.risk_settings.c.config).where(or_(*conds)))
+    ).all()
+    by_scope = {r.scope: json.loads(r.config) for r in rows}
+    return [
+        by_scope.get("scheme", _default_scheme(p)),
+        by_scope.get("merchant", {}),
+        by_scope.get("user", {}),
+    ]
+
+
+async def effective(p: Platform, partner_id: str, login_id: str | None = None) -> risk.RiskConfig:
+    """The rules in force for a merchant (and a customer)."""
+    async with p.engine.connect() as conn:
+        return risk.build(await layers_for(p, conn, partner_id=partner_id, login_id=login_id))
+
+
+def periods(p: Platform, now: datetime) -> tuple[datetime, datetime]:
+    """The start of today and of this month in the scheme's time zone, as UTC instants."""
+    local = now.astimezone(ZoneInfo(p.settings.timezone))
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day.replace(day=1)
+
+
+async def customer_totals(
+    p: Platform, conn: AsyncConnection, user_id: int, cfg: risk.RiskConfig
+) -> tuple[int, int, int]:
+    """Today's and this month's paid-or-waiting amounts, and the payments in the velocity window.
+
+    Called with the customer's wallet row locked, so concurrent payments of one customer see each other
+    and cannot both slip under a limit.
+    """
+    now = p.now()
+    day, month = periods(p, now)
+    since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
+    counted = or_(t.payments.c.paid_at.is_not(None), t.payments.c.status == "WAIT_BUYER_PAY")
+    amount = t.payments.c.wallet_amount
+    row = (
+        await conn.execute(
+            select(
+                func.coalesce(func.sum(amount).filter(and_(t.payments.c.created_at >= day, counted)), 0),
+                func.coalesce(func.sum(amount).filter(and_(t.payments.c.created_at >= month, counted)), 0),
+                func.count().filter(t.payments.c.created_at >= since_velocity),
+            ).where(
+                t.payments.c.user_id == user_id,
+                t.payments.c.created_at >= min(month, since_velocity),
+                t.payments.c.kind != "tombstone",
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def record(
+    conn: AsyncConnection,
+    payment_id: int,
+    decision: risk.Decision,
+    inputs: risk.RiskInputs,
+    cfg: risk.RiskConfig,
+    now: datetime,
+) -> None:
+    """Store a decision with the rules that fired, the facts they saw and the rules in force."""
+    await conn.execute(
+        insert(t.risk_decisions).values(
+            payment_id=payment_id,
+            verdict=decision.verdict.value,
+            rule=decision.rule,
+            code=decision.code.value if decision.code else None,
+            fired=json.dumps(list(decision.fired)),
+            inputs=json.dumps(risk.inputs_json(inputs)),
+            config=json.dumps(risk.to_text(cfg)),
+            created_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a payment was allowed, sent for confirmation or declined."""
+
+    trade_no: str
+    verdict: str
+    rule: str
+    code: str | None
+    fired: list[str]
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    decided_at: datetime
+
+
+async def explain(p: Platform, trade_no: str) -> Explanation:
+    """The stored decision of a payment; NOT_FOUND if the payment or its decision does not exist."""
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(t.risk_decisions, t.payments.c.trade_no)
+                .join(t.payments, t.payments.c.id == t.risk_decisions.c.payment_id)
+                .where(t.payments.c.trade_no == trade_no)
+            )
+        ).first()
+    if row is None:
+        raise TillpayError(Code.NOT_FOUND, f"no risk decision for payment {trade_no!r}")
+    return Explanation(
+        trade_no=row.trade_no,
+        verdict=row.verdict,
+        rule=row.rule,
+        code=row.code,
+        fired=json.loads(row.fired),
+        inputs=json.loads(row.inputs),
+        config=json.loads(row.config),
+        decided_at=row.created_at,
+    )
