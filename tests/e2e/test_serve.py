@@ -117,6 +117,8 @@ def test_pay_confirm_refund_through_the_server_process(shop: dict[str, Any]) -> 
         assert balance(shop) == "487.50"
         big = c.pay("E2E-2", code(shop), "2100.00", "CNY", "Espresso machine")
         assert big.result_code == "UNKNOW" and big.status == "WAIT_BUYER_PAY"
+        why = cli_json(shop["db"], "risk", "explain", big.trade_no or "")
+        assert (why["verdict"], why["rule"]) == ("CONFIRM", "amount_over_confirm_limit")
         pending = cli_json(shop["db"], "wallet", "pending", "--login", "alice@example.test")["pending"]
         assert [p["partner_trans_id"] for p in pending] == ["E2E-2"]
         wrong = cli(

@@ -78,7 +78,9 @@ def test_monthly_limit_declines(live: LiveServer) -> None:
         assert r.error == "BUYER_PAYMENT_AMOUNT_MONTH_LIMIT_ERROR"
 
 
-def test_user_override_beats_the_scheme_and_merchant_override_applies_to_its_payments(live: LiveServer) -> None:
+def test_user_override_beats_the_scheme_and_merchant_override_applies_to_its_payments(
+    live: LiveServer,
+) -> None:
     shop = make_shop(live, currency="CNY")
     other = make_shop(live, currency="CNY")
     rules(live, "scheme", "", per_payment_limit={"CNY": "10.00"})
@@ -156,7 +158,9 @@ def test_a_terminal_sending_invalid_codes_is_blocked_for_a_while(live: LiveServe
         for i in range(3):
             bad = c.pay(f"T-{i}", f"2899999999{i}0000000", "1.00", "CNY", "x", terminal_id="T9")
             assert bad.error == "INVALID_BUYER_IDENTITY_CODE"
-        blocked = c.pay("T-9", shop.code(live), "1.00", "CNY", "good code, blocked terminal", terminal_id="T9")
+        blocked = c.pay(
+            "T-9", shop.code(live), "1.00", "CNY", "good code, blocked terminal", terminal_id="T9"
+        )
         assert blocked.error == "INVALID_CODE_LIMIT_EXCEEDED" and "T9" in (blocked.detail or "")
         other = c.pay("T-10", shop.code(live), "1.00", "CNY", "another terminal", terminal_id="T1")
         assert other.ok

@@ -94,6 +94,8 @@ def make_quote(
         if price_currency == wallet_currency
         else convert(price_amount, price_currency, wallet_currency, wallet_rate)
     )
+    if settle_amount <= 0 or wallet_amount <= 0:
+        raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "the amount is too small to convert into every currency")
     mid_amount = (
         price_amount
         if price_currency == wallet_currency

@@ -20,7 +20,6 @@ from tillpay.domain.money import parse_amount
 from tillpay.store import tables as t
 from tillpay.store.engine import create_engine
 
-
 #: How long a server process trusts its copy of a merchant (keys, status): changes reach every process
 #: within this time.
 MERCHANT_CACHE_SECONDS = 2.0  # float-ok: seconds
@@ -132,7 +131,9 @@ class Platform:
         self.ids = ids or Ids()
         self.confirm_above = parse_confirm_limits(settings.confirm_above)
         self._merchants: dict[str, tuple[float, Merchant]] = {}  # float-ok: monotonic cache time
-        self._rates: tuple[float, dict[tuple[str, str], Decimal]] | None = None  # float-ok: cache time
+        self._rates: tuple[float, datetime, dict[tuple[str, str], Decimal]] | None = (
+            None  # float-ok: cache time
+        )
 
     async def close(self) -> None:
         """Release the database connections."""
@@ -175,9 +176,14 @@ class Platform:
 
     async def rates(self, conn: AsyncConnection) -> Mapping[tuple[str, str], Decimal]:
         """The rates in effect now (latest effective row per pair), cached for one second."""
-        if self._rates and time.monotonic() - self._rates[0] < 1.0:
-            return self._rates[1]
         now = self.now()
+        # Valid for one second of both clocks: a rate that takes effect at a set time applies on time.
+        if (
+            self._rates
+            and time.monotonic() - self._rates[0] < 1.0
+            and abs((now - self._rates[1]).total_seconds()) < 1
+        ):
+            return self._rates[2]
         rows = (
             await conn.execute(
                 select(t.fx_rates.c.base, t.fx_rates.c.quote, t.fx_rates.c.rate)
@@ -186,7 +192,7 @@ class Platform:
             )
         ).all()
         rates = {(r.base, r.quote): Decimal(r.rate) for r in rows}  # later rows win
-        self._rates = (time.monotonic(), rates)
+        self._rates = (time.monotonic(), now, rates)
         return rates
 
     def forget_rates(self) -> None:
