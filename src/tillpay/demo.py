@@ -12,7 +12,7 @@ import click
 from tillpay.config import Settings
 from tillpay.domain.errors import TillpayError
 from tillpay.domain.money import format_amount
-from tillpay.services import fx, merchants, wallets
+from tillpay.services import fx, merchants, risk, wallets
 from tillpay.services.platform import Platform
 from tillpay.store.engine import is_sqlite
 
@@ -20,6 +20,18 @@ DEMO_PARTNER = "2088000000000001"
 DEMO_LOGIN = "demo@tillpay.test"
 DEMO_PIN = "123456"
 DEMO_PASSWORD = "demo1234"  # noqa: S105 - the published demo login, not a secret
+#: The scheme's demo rules (Alipay's published in-store limits: CNY 50,000 a day, 200,000 a month).
+DEMO_RULES = {
+    "confirm_above": {"CNY": "2000.00", "USD": "300.00"},
+    "per_payment_limit": {"CNY": "50000.00"},
+    "daily_limit": {"CNY": "50000.00"},
+    "monthly_limit": {"CNY": "200000.00"},
+    "velocity_count": 20,
+    "velocity_minutes": 10,
+    "offline_code_confirm": True,
+    "terminal_bad_codes": 10,
+}
+DEMO_MARGIN_BPS = 30
 DEMO_RATES = [
     ("USD", "CNY", "7.1023"),
     ("EUR", "CNY", "7.7461"),
@@ -53,6 +65,8 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
             info = {"merchant_private_key": new.merchant_private_key}
             for base, quote, rate in DEMO_RATES:
                 await fx.set_rate(p, base, quote, rate)
+            await fx.set_margin(p, "USD", "CNY", DEMO_MARGIN_BPS)
+            await risk.set_rules(p, "scheme", "", DEMO_RULES)
         try:
             user = await wallets.user_by_login(p, DEMO_LOGIN)
         except TillpayError:
