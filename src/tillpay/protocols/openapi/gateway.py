@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,14 @@ from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, 
 from tillpay.domain.payment import Status
 from tillpay.protocols.openapi import codes
 from tillpay.protocols.openapi.codes import OpenCode, open_code
-from tillpay.protocols.openapi.wire import SIGN_TYPES, alipay_time, decode_params, render, sign_content
+from tillpay.protocols.openapi.wire import (
+    SIGN_TYPES,
+    alipay_time,
+    decode_params,
+    loose_params,
+    render,
+    sign_content,
+)
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -401,8 +409,11 @@ async def handle(p: Platform, query: bytes, body: bytes) -> tuple[bytes, str]:
     try:
         try:
             params, codec = decode_params(query, body)
-        except TillpayError as e:
-            raise _fail(e.code, e.detail) from None
+        except TillpayError:
+            # Still answer under the method's name and signed for the app, if those can be read.
+            params, failed = loose_params(query, body), sys.exc_info()[1]
+        else:
+            failed = None
         raw_method = params.get("method", "")
         method = raw_method if _METHOD.fullmatch(raw_method) else None
         if params.get("sign_type") in SIGN_TYPES:
@@ -412,6 +423,8 @@ async def handle(p: Platform, query: bytes, body: bytes) -> tuple[bytes, str]:
                 merchant = await p.merchant_by_credential("app_id", params["app_id"])
             except TillpayError:
                 merchant = None
+        if failed is not None:
+            raise failed
         _check_common(params)
         if merchant is None:
             raise _fail(Code.ILLEGAL_PARTNER, f"unknown app_id {params['app_id']!r}")
@@ -423,6 +436,10 @@ async def handle(p: Platform, query: bytes, body: bytes) -> tuple[bytes, str]:
             node = await handler(p, merchant, params, sign_type)
         except TillpayError as e:
             raise _fail(e.code, e.detail) from None
+    except TillpayError as e:
+        o = open_code(e.code)
+        node = {"code": o.code, "msg": o.msg, "sub_code": o.sub_code, "sub_msg": e.detail}
+        log.info("openapi_error", sub_code=o.sub_code, detail=e.detail, method=method)
     except OpenError as e:
         node = {
             "code": e.outcome.code,

@@ -48,6 +48,13 @@ def raw_keys(query: bytes, body: bytes) -> set[bytes]:
     return {k for k, _ in _pairs(query) + _pairs(body)}
 
 
+def loose_params(query: bytes, body: bytes) -> dict[str, str]:
+    """ASCII-only view of the parameters, for answering a request that cannot be decoded."""
+    return {
+        k.decode("ascii", "replace"): v.decode("ascii", "replace") for k, v in _pairs(query) + _pairs(body)
+    }
+
+
 def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     """Decode query and form parameters with the request's ``charset``; returns them and the codec.
 
