@@ -214,11 +214,13 @@ async def _pay(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any
     assert method is not None
     if method.need("paymentMethodType", max_len=32) != "CONNECT_WALLET":
         raise _bad("paymentMethod.paymentMethodType must be CONNECT_WALLET")
-    code = method.need("paymentMethodId", max_len=64)
     factor = b.obj("paymentFactor", required=True)
     assert factor is not None
-    if factor.need("inStorePaymentScenario", max_len=32) != "PaymentCode":
-        raise _bad("paymentFactor.inStorePaymentScenario must be PaymentCode")
+    scenario = factor.need("inStorePaymentScenario", max_len=32)
+    if scenario not in ("PaymentCode", "OrderCode"):
+        raise _bad("paymentFactor.inStorePaymentScenario must be PaymentCode or OrderCode")
+    # PaymentCode: the customer shows a code. OrderCode: the merchant shows a QR code (precreate).
+    code = method.need("paymentMethodId", max_len=64) if scenario == "PaymentCode" else ""
     order = b.obj("order", required=True)
     assert order is not None
     subject = order.need("orderDescription", max_len=256)
@@ -231,6 +233,24 @@ async def _pay(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any
     settle = m.settlement_currency
     if (strategy := b.obj("settlementStrategy")) is not None:
         settle = strategy.text("settlementCurrency", max_len=3, pattern=re.compile(r"[A-Z]{3}")) or settle
+    notify_url = b.text("paymentNotifyUrl", max_len=1024, pattern=_URL)
+    if scenario == "OrderCode":
+        return await _order_code(
+            p,
+            payments.PrecreateCommand(
+                merchant=m,
+                partner_trans_id=request_id,
+                price_amount=amount[0],
+                price_currency=amount[1],
+                settle_currency=settle,
+                subject=subject,
+                dialect="antom",
+                notify_url=notify_url,
+                sign_type="RSA256",
+                store_id=store_id,
+                terminal_id=terminal_id,
+            ),
+        )
     outcome = await payments.pay(
         p,
         payments.PayCommand(
@@ -242,7 +262,7 @@ async def _pay(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any
             settle_currency=settle,
             subject=subject,
             dialect="antom",
-            notify_url=b.text("paymentNotifyUrl", max_len=1024, pattern=_URL),
+            notify_url=notify_url,
             sign_type="RSA256",
             store_id=store_id,
             terminal_id=terminal_id,
@@ -252,6 +272,21 @@ async def _pay(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any
     if outcome.code is None:
         return SUCCESS, fields
     return antom_result(outcome.code), fields
+
+
+async def _order_code(p: Platform, cmd: payments.PrecreateCommand) -> tuple[Result, dict[str, Any]]:
+    """Order-code payment: the QR the customer scans, in ``orderCodeForm`` (result U until paid)."""
+    v = await payments.precreate(p, cmd)
+    fields = payment_fields(v)
+    status, result = await payment_status(p, v)
+    if status == "PROCESSING":
+        form: dict[str, Any] = {
+            "codeDetails": [{"codeValue": payments.qr_url(p, v.trade_no), "displayType": "TEXT"}]
+        }
+        if v.expires_at is not None:
+            form["expireTime"] = iso(v.expires_at)
+        fields["orderCodeForm"] = form
+    return result, fields
 
 
 async def _inquiry(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any]]:
