@@ -557,5 +557,9 @@ def audit(c: Ctx) -> None:
     sys.exit(1 if findings else 0)
 
 
+from tillpay.cli_keys import key_add  # noqa: E402 - it imports this module's Ctx, so it comes last
+
+merchant.add_command(key_add)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
