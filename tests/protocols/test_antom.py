@@ -145,7 +145,7 @@ BAD_BODIES = [
     ({"paymentAmount": {"currency": "USD", "value": "10000000001"}}, "PAYMENT_AMOUNT_EXCEED_LIMIT"),
     ({"paymentAmount": None}, "PARAM_ILLEGAL"),
     ({"paymentMethod": {"paymentMethodType": "CARD", "paymentMethodId": "1"}}, "PARAM_ILLEGAL"),
-    ({"paymentFactor": {"inStorePaymentScenario": "OrderCode"}}, "PARAM_ILLEGAL"),
+    ({"paymentFactor": {"inStorePaymentScenario": "EntryCode"}}, "PARAM_ILLEGAL"),
     ({"paymentFactor": None}, "PARAM_ILLEGAL"),
     ({"order": None}, "PARAM_ILLEGAL"),
     ({"order": {}}, "PARAM_ILLEGAL"),
