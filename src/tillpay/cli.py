@@ -127,17 +127,36 @@ def _amount(text: str, currency: str) -> int:
     "--no-worker", is_flag=True, help="Do not deliver notifications or close expired payments here."
 )
 @click.option("--public-url", help="The URL customers reach this server on (for QR codes).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM, with its chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM)."
+)
 @pass_ctx
 def serve(
-    c: Ctx, host: str, port: int, demo: bool, workers: int, no_worker: bool, public_url: str | None
+    c: Ctx,
+    host: str,
+    port: int,
+    demo: bool,
+    workers: int,
+    no_worker: bool,
+    public_url: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Run the gateway (and, unless --no-worker, the notification and expiry worker)."""
     import uvicorn
 
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    scheme = "https" if tls_cert else "http"
     settings = c.settings.model_copy(
         update={
             "public_url": public_url
-            or (c.settings.public_url if "TILLPAY_PUBLIC_URL" in os.environ else f"http://{host}:{port}"),
+            or (c.settings.public_url if "TILLPAY_PUBLIC_URL" in os.environ else f"{scheme}://{host}:{port}"),
             "embedded_worker": c.settings.embedded_worker and not no_worker,
         }
     )
@@ -158,6 +177,8 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
 
 
@@ -188,6 +209,8 @@ def _merchant_json(m: Merchant) -> dict[str, Any]:
         "status": m.status,
         "merchant_public_key": m.public_key,
         "tillpay_public_key": m.gateway_public_key,
+        "app_id": m.app_id,
+        "client_id": m.client_id,
     }
 
 
@@ -233,6 +256,8 @@ def merchant_add(
     data["merchant_private_key"] = new.merchant_private_key
     text = (
         f"partner id     {new.merchant.partner_id}\nMD5 key        {new.merchant.md5_key}\n"
+        f"app id         {new.merchant.app_id}  (Alipay Open Platform)\n"
+        f"client id      {new.merchant.client_id}  (Antom, keyVersion 1)\n"
         f"currency       {new.merchant.settlement_currency}\n"
         + (
             f"merchant private key (shown once):\n{new.merchant_private_key}"
@@ -700,6 +725,10 @@ def audit(c: Ctx) -> None:
     c.out(data, text)
     sys.exit(1 if findings else 0)
 
+
+from tillpay.cli_keys import key_add  # noqa: E402 - it imports this module's Ctx, so it comes last
+
+merchant.add_command(key_add)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay import signing
@@ -82,10 +82,20 @@ async def add_merchant(
         mcc=mcc,
         status="active",
         created_at=p.now(),
+        app_id=p.ids.app_id(),
+        client_id=p.ids.client_id(),
     )
     try:
         async with p.engine.begin() as conn:
-            await conn.execute(insert(t.merchants).values(**values))
+            mid = (
+                await conn.execute(insert(t.merchants).values(**values).returning(t.merchants.c.id))
+            ).scalar_one()
+            if public_pem is not None:
+                await conn.execute(
+                    insert(t.merchant_keys).values(
+                        merchant_id=mid, key_version=1, public_key=public_pem, created_at=p.now()
+                    )
+                )
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"partner {pid} exists already") from None
     return NewMerchant(await p.merchant_by_partner(pid, fresh=True), merchant_private)
@@ -112,3 +122,53 @@ async def set_merchant_status(p: Platform, partner_id: str, status: str) -> Merc
         raise TillpayError(Code.ILLEGAL_PARTNER)
     p.forget_merchant(partner_id)
     return await p.merchant_by_partner(partner_id, fresh=True)
+
+
+async def add_key_version(p: Platform, partner_id: str, public_key: str) -> int:
+    """Register a new RSA public key for a merchant; returns its Antom ``keyVersion``.
+
+    The new key becomes the merchant's current key (MAPI and Open Platform verify with it); Antom
+    requests naming an older ``keyVersion`` keep verifying with that version's key.
+    """
+    try:
+        public_pem = signing.public_key_pem(signing.load_public_key(public_key))
+    except signing.KeyFormatError as e:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"merchant public key: {e}") from None
+    m = await p.merchant_by_partner(partner_id, fresh=True)
+    async with p.engine.begin() as conn:
+        # Lock the merchant row so two rotations cannot pick the same version number.
+        await conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == m.id).with_for_update())
+        latest = (
+            await conn.execute(
+                select(func.max(t.merchant_keys.c.key_version)).where(t.merchant_keys.c.merchant_id == m.id)
+            )
+        ).scalar()
+        version = (latest or 0) + 1
+        await conn.execute(
+            insert(t.merchant_keys).values(
+                merchant_id=m.id, key_version=version, public_key=public_pem, created_at=p.now()
+            )
+        )
+        await conn.execute(update(t.merchants).where(t.merchants.c.id == m.id).values(public_key=public_pem))
+    p.forget_merchant(partner_id)
+    return version
+
+
+async def public_key_version(p: Platform, merchant: Merchant, version: int | None) -> str:
+    """The merchant's public key for Antom ``keyVersion`` ``version`` (None: the latest).
+
+    HAS_NO_PUBLICKEY if the merchant has no such version (Antom answers KEY_NOT_FOUND).
+    """
+    async with p.engine.connect() as conn:
+        q = select(t.merchant_keys.c.public_key).where(t.merchant_keys.c.merchant_id == merchant.id)
+        if version is None:
+            q = q.order_by(t.merchant_keys.c.key_version.desc()).limit(1)
+        else:
+            q = q.where(t.merchant_keys.c.key_version == version)
+        key = (await conn.execute(q)).scalar()
+    if key is None:
+        raise TillpayError(
+            Code.HAS_NO_PUBLICKEY,
+            f"no public key version {version} for this client" if version else "no public key registered",
+        )
+    return str(key)

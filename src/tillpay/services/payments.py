@@ -1294,3 +1294,45 @@ async def count_payments(p: Platform, merchant_id: int, status: Status | None = 
         if status:
             q = q.where(t.payments.c.status == status.value)
         return int((await conn.execute(q)).scalar_one())
+
+
+async def close(
+    p: Platform, merchant: Merchant, *, partner_trans_id: str | None = None, trade_no: str | None = None
+) -> PaymentView:
+    """Close an unpaid payment so the customer can no longer pay it; never refunds.
+
+    Unlike :func:`cancel`, a paid payment is refused with TRADE_STATUS_ERROR (refund it instead) and an
+    unknown one with TRADE_NOT_EXIST. Closing an already closed, never paid payment answers it again.
+    """
+    async with p.engine.connect() as conn:
+        row = await _payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        await conn.rollback()
+        if row is None or row.kind == "tombstone":
+            raise TillpayError(Code.TRADE_NOT_EXIST)
+        async with conn.begin():
+            if row.user_id:
+                await _lock_wallet(conn, row.user_id)
+            row = await _payment_row(conn, merchant.id, trade_no=row.trade_no, lock=True)
+            assert row is not None
+            if row.paid_at is not None:
+                raise TillpayError(Code.TRADE_STATUS_ERROR, "the order is paid; refund it instead")
+            if row.status == Status.WAIT_BUYER_PAY.value:
+                await _close(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE)
+                log.info("close", trade_no=row.trade_no)
+            final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+            return await _view(conn, final)
+
+
+async def refund_by_no(p: Platform, merchant: Merchant, refund_no: str) -> RefundView:
+    """One refund of the merchant by the gateway's refund id; TRADE_NOT_EXIST if it has none such."""
+    async with p.engine.connect() as conn:
+        rid = (
+            await conn.execute(
+                select(t.refunds.c.id).where(
+                    t.refunds.c.merchant_id == merchant.id, t.refunds.c.refund_no == refund_no
+                )
+            )
+        ).scalar()
+        if rid is None:
+            raise TillpayError(Code.TRADE_NOT_EXIST, f"no refund {refund_no!r}")
+        return await _refund_view(conn, rid)

@@ -66,6 +66,15 @@ class Ids:
         """A notification id, stable across the notification's retries."""
         return secrets.token_hex(17)
 
+    def app_id(self) -> str:
+        """A 16-digit Open Platform app id starting ``2021``, as Alipay issues them."""
+        return "2021" + _digits(12)
+
+    def client_id(self) -> str:
+        """An Antom client id: ``TP`` and 14 letters and digits (never ``SANDBOX_``, which SDKs reroute)."""
+        alphabet = string.ascii_uppercase + string.digits
+        return "TP" + "".join(secrets.choice(alphabet) for _ in range(14))
+
     def partner_id(self) -> str:
         """A 16-digit partner id starting ``2088``."""
         return "2088" + _digits(12)
@@ -103,6 +112,9 @@ class Merchant:
     notify_url: str | None
     mcc: str
     status: str
+    #: Alipay Open Platform app id (face-to-face dialect) and Antom client id; None for old rows.
+    app_id: str | None = None
+    client_id: str | None = None
 
 
 def parse_confirm_limits(text: str) -> dict[str, int]:
@@ -131,6 +143,7 @@ class Platform:
         self.ids = ids or Ids()
         self.confirm_above = parse_confirm_limits(settings.confirm_above)
         self._merchants: dict[str, tuple[float, Merchant]] = {}  # float-ok: monotonic cache time
+        self._credentials: dict[str, tuple[float, str]] = {}  # float-ok: monotonic cache time
         self._rates: tuple[float, datetime, dict[tuple[str, str], Decimal]] | None = (
             None  # float-ok: cache time
         )
@@ -166,9 +179,28 @@ class Platform:
             notify_url=row.notify_url,
             mcc=row.mcc,
             status=row.status,
+            app_id=row.app_id,
+            client_id=row.client_id,
         )
         self._merchants[partner_id] = (time.monotonic(), m)
         return m
+
+    async def merchant_by_credential(self, column: str, value: str) -> Merchant:
+        """The merchant whose ``app_id`` or ``client_id`` is ``value``; ILLEGAL_PARTNER if none."""
+        if column not in ("app_id", "client_id"):
+            raise ValueError(f"not a merchant credential column: {column!r}")
+        key = f"{column}:{value}"
+        hit = self._credentials.get(key)
+        if hit and time.monotonic() - hit[0] < 2.0:
+            return await self.merchant_by_partner(hit[1])
+        async with self.engine.connect() as conn:
+            partner = (
+                await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c[column] == value))
+            ).scalar()
+        if partner is None:
+            raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown {column} {value!r}")
+        self._credentials[key] = (time.monotonic(), partner)
+        return await self.merchant_by_partner(partner)
 
     def forget_merchant(self, partner_id: str) -> None:
         """Drop a cached merchant after it changed."""

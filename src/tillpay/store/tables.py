@@ -71,6 +71,10 @@ merchants = Table(
     Column("mcc", String(4), nullable=False, server_default="5411"),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("created_at", UTCDateTime, nullable=False),
+    #: The merchant's Alipay Open Platform ``app_id`` (face-to-face dialect), 16 digits.
+    Column("app_id", String(32), unique=True),
+    #: The merchant's Antom ``Client-Id``; its public keys per ``keyVersion`` are in ``merchant_keys``.
+    Column("client_id", String(64), unique=True),
 )
 
 wallet_users = Table(
@@ -304,4 +308,16 @@ fx_margins = Table(
     Column("effective_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_fx_margins_pair_time", "base", "quote", "effective_at"),
+)
+
+merchant_keys = Table(
+    "merchant_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    #: Antom's ``keyVersion``: a merchant rotates keys by adding a version; old versions keep verifying.
+    Column("key_version", Integer, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("merchant_id", "key_version", name="uq_merchant_keys_merchant_version"),
 )

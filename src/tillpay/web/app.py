@@ -16,9 +16,12 @@ from starlette.routing import Route
 from tillpay import __version__
 from tillpay.domain.errors import TillpayError
 from tillpay.domain.money import format_amount
+from tillpay.protocols.antom import gateway as antom
 from tillpay.protocols.mapi import gateway as mapi
 from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
+from tillpay.protocols.openapi import gateway as openapi
+from tillpay.protocols.openapi.wire import raw_keys
 from tillpay.services import payments
 from tillpay.services.platform import Platform
 from tillpay.worker import runner
@@ -31,10 +34,15 @@ def _xml(env: Envelope, codec: str) -> Response:
 
 
 async def gateway(request: Request) -> Response:
-    """``/gateway.do``: ``service=`` selects MAPI (``method=``, the Open Platform, is not served yet)."""
+    """``/gateway.do``: ``service=`` selects MAPI, ``method=`` (without ``service=``) the Open Platform."""
     p: Platform = request.app.state.platform
     query = request.scope.get("query_string", b"")
     body = await request.body() if request.method == "POST" else b""
+    keys = raw_keys(query, body)
+    if b"method" in keys and b"service" not in keys:
+        # Open Platform answers are always HTTP 200: alipay-sdk-python raises on any other status.
+        content, media_type = await openapi.handle(p, query, body)
+        return Response(content, media_type=media_type)
     try:
         params, codec = decode_params(query, body)
     except TillpayError as e:
@@ -42,6 +50,14 @@ async def gateway(request: Request) -> Response:
         return _xml(Envelope(False, error=mapi_error(e.code)[0], detail=e.detail), "utf-8")
     env = await mapi.handle(p, params, codec)
     return _xml(env, codec)
+
+
+async def antom_api(request: Request) -> Response:
+    """``POST /ams/api/v1/payments/{op}``: the Antom in-store dialect."""
+    p: Platform = request.app.state.platform
+    body = await request.body()
+    answer = await antom.handle(p, request.path_params["op"], request.scope["path"], request.headers, body)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 async def health(request: Request) -> Response:
@@ -86,6 +102,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/gateway.do", gateway, methods=["GET", "POST"]),
+            Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
             Route("/health", health),
             Route("/wallet/qr/{trade_no}", qr_order),
         ],

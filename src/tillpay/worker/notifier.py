@@ -6,12 +6,15 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import structlog
 from sqlalchemy import insert, select, update
 
+from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
+from tillpay.protocols.openapi import notify as openapi_notify
 from tillpay.services.platform import Merchant, Platform
 from tillpay.store import tables as t
 
@@ -20,12 +23,43 @@ log = structlog.get_logger("tillpay.notify")
 #: A claimed notification is invisible to other workers for this long (a crashed worker's claim lapses).
 LEASE_SECONDS = 60
 
-Renderer = Callable[[str, str, dict[str, Any], datetime, Merchant, str], dict[str, str]]
+#: (notify_id, event, payload, now, merchant, sign_type, url) → the signed request: body bytes and headers.
+Renderer = Callable[[str, str, dict[str, Any], datetime, Merchant, str, str], tuple[bytes, dict[str, str]]]
 Acknowledged = Callable[[bytes], bool]
+FormFields = Callable[[str, str, dict[str, Any], datetime, Merchant, str], dict[str, str]]
 
-#: dialect → (render signed form fields, is the merchant's answer an acknowledgement)
+_FORM = "application/x-www-form-urlencoded"
+
+
+def form(render_fields: FormFields) -> Renderer:
+    """A renderer that POSTs a dialect's signed form fields, UTF-8 URL-encoded."""
+
+    def render(
+        notify_id: str,
+        event: str,
+        payload: dict[str, Any],
+        now: datetime,
+        merchant: Merchant,
+        sign_type: str,
+        url: str,
+    ) -> tuple[bytes, dict[str, str]]:
+        fields = render_fields(notify_id, event, payload, now, merchant, sign_type)
+        return urlencode(fields).encode("ascii"), {"content-type": _FORM}
+
+    return render
+
+
+def _openapi_fields(
+    notify_id: str, event: str, payload: dict[str, Any], now: datetime, merchant: Merchant, sign_type: str
+) -> dict[str, str]:
+    return openapi_notify.render(notify_id, payload, now, merchant, sign_type)
+
+
+#: dialect → (render the signed request, is the merchant's answer an acknowledgement)
 DIALECTS: dict[str, tuple[Renderer, Acknowledged]] = {
-    "mapi": (mapi_notify.render, mapi_notify.acknowledged),
+    "mapi": (form(mapi_notify.render), mapi_notify.acknowledged),
+    "openapi": (form(_openapi_fields), openapi_notify.acknowledged),
+    "antom": (antom_notify.render, antom_notify.acknowledged),
 }
 
 
@@ -70,12 +104,16 @@ async def deliver_one(p: Platform, http: httpx.AsyncClient, row: Any) -> bool:
     merchant = await p.merchant_by_partner(await _partner_of(p, row.merchant_id))
     render, acknowledged = DIALECTS[row.dialect]
     now = p.now()
-    form = render(row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type)
+    content, headers = render(
+        row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type, row.url
+    )
     status_code: int | None = None
     body = b""
     error: str | None = None
     try:
-        resp = await http.post(row.url, data=form, timeout=p.settings.notify_timeout_seconds)
+        resp = await http.post(
+            row.url, content=content, headers=headers, timeout=p.settings.notify_timeout_seconds
+        )
         status_code, body = resp.status_code, resp.content[:512]
     except httpx.HTTPError as e:
         error = f"{type(e).__name__}: {e}"[:512]

@@ -1,0 +1,401 @@
+"""The three Alipay SDKs from PyPI, unchanged, against a running ``tillpay serve`` over real sockets.
+
+python-alipay-sdk goes over HTTPS to 127.0.0.2:443, alipay-sdk-python over HTTP to 127.0.0.2:80 (it
+ignores the URL's port), global-open-sdk-python over verified HTTPS to 127.0.0.2:443 (it always uses
+that port). Each SDK runs in its own virtualenv through a small driver (``drivers/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sdkenv import TILLPAY, Driver, Env, make_env, make_tls_cert
+
+import factories as f
+from tillpay.config import Settings
+from tillpay.services import payments, wallets
+from tillpay.services.platform import Platform
+
+OPEN_SDKS = ["fzlee", "official"]
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.2 and its key."""
+    return make_tls_cert(tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sdk_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_cert: tuple[Path, Path]
+) -> Iterator[Env]:
+    """Tillpay served for the three SDKs, on SQLite and on PostgreSQL; the ledger audit is clean after."""
+    yield from make_env(request, tmp_path_factory, tls_cert)
+
+
+def customer(env: Env, balance: int = 1_000_000) -> f.Customer:
+    return env.run(lambda p: f.customer(p, "CNY", balance))  # type: ignore[no-any-return]
+
+
+def code(env: Env, c: f.Customer) -> str:
+    return str(env.run(lambda p: wallets.current_code(p, c.device)))
+
+
+def balance(env: Env, c: f.Customer) -> int:
+    async def go(p: Platform) -> int:
+        return (await wallets.user_by_login(p, c.user.login_id)).balance
+
+    return int(env.run(go))
+
+
+def confirm_when_asked(env: Env, c: f.Customer) -> threading.Thread:
+    """The customer, in another thread: waits for the confirmation request and confirms it with the PIN."""
+
+    def run() -> None:
+        async def go() -> None:
+            p = Platform(Settings(database_url=env.db_url))
+            try:
+                for _ in range(200):
+                    if await payments.pending_for_user(p, c.user.id):
+                        await payments.confirm(p, c.user.id, c.pin)
+                        return
+                    await asyncio.sleep(0.05)
+            finally:
+                await p.close()
+
+        asyncio.run(go())
+
+    th = threading.Thread(target=run)
+    th.start()
+    return th
+
+
+def pay_qr_cli(env: Env, qr: str, c: f.Customer) -> dict[str, Any]:
+    """``tillpay wallet pay-qr``: the customer opens the merchant's QR in the wallet and pays."""
+    out = subprocess.run(
+        [*TILLPAY, "--json", "wallet", "pay-qr", qr, "--login", c.user.login_id, "--pin", c.pin],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TILLPAY_DATABASE_URL": env.db_url},
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+class Receiver:
+    """A merchant's notification endpoint: records path, headers and body; answers ``answer``."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify/tillpay"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait(self, n: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= n, f"got {len(self.received)} notifications, wanted {n}"
+
+
+@pytest.fixture
+def form_receiver() -> Iterator[Receiver]:
+    r = Receiver(b"success")
+    yield r
+    r.httpd.shutdown()
+
+
+@pytest.fixture
+def json_receiver() -> Iterator[Receiver]:
+    r = Receiver(b'{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}')
+    yield r
+    r.httpd.shutdown()
+
+
+# ------------------------------------------------------------------------------------ Open Platform
+
+
+def open_sdk(env: Env, name: str) -> Driver:
+    return env.fzlee if name == "fzlee" else env.official
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_pay_and_query(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    pay = d.call(
+        "pay", out_trade_no=f"{sdk}-P1", auth_code=code(sdk_env, c), subject="咖啡", total_amount="12.50"
+    )
+    assert pay["code"] == "10000" and pay["total_amount"] == "12.50" and pay["buyer_pay_amount"] == "12.50"
+    q = d.call("query", out_trade_no=f"{sdk}-P1")
+    assert q["trade_status"] == "TRADE_SUCCESS" and q["trade_no"] == pay["trade_no"]
+    assert balance(sdk_env, c) == 1_000_000 - 1250
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_confirmation_while_the_sdk_polls(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    pay = d.call(
+        "pay", out_trade_no=f"{sdk}-W1", auth_code=code(sdk_env, c), subject="TV", total_amount="2500.00"
+    )
+    assert pay["code"] == "10003"
+    customer_thread = confirm_when_asked(sdk_env, c)
+    seen = []
+    for _ in range(60):
+        status = d.call("query", out_trade_no=f"{sdk}-W1")["trade_status"]
+        seen.append(status)
+        if status != "WAIT_BUYER_PAY":
+            break
+        time.sleep(0.2)
+    customer_thread.join()
+    assert seen[-1] == "TRADE_SUCCESS"
+    assert balance(sdk_env, c) == 1_000_000 - 250_000
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_insufficient_balance(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env, balance=500), open_sdk(sdk_env, sdk)
+    pay = d.call(
+        "pay", out_trade_no=f"{sdk}-D1", auth_code=code(sdk_env, c), subject="Tea", total_amount="10.00"
+    )
+    assert (pay["code"], pay["sub_code"]) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
+    assert d.call("query", out_trade_no=f"{sdk}-D1")["trade_status"] == "TRADE_CLOSED"
+    assert balance(sdk_env, c) == 500
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_cancel_before_and_after_payment(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    assert d.call("cancel", out_trade_no=f"{sdk}-C1")["code"] == "10000"
+    late = d.call(
+        "pay", out_trade_no=f"{sdk}-C1", auth_code=code(sdk_env, c), subject="x", total_amount="1.00"
+    )
+    assert late["sub_code"] == "ACQ.TRADE_HAS_CLOSE"
+    assert (
+        d.call("pay", out_trade_no=f"{sdk}-C2", auth_code=code(sdk_env, c), subject="x", total_amount="8.00")[
+            "code"
+        ]
+        == "10000"
+    )
+    cancel = d.call("cancel", out_trade_no=f"{sdk}-C2")
+    assert cancel["code"] == "10000" and cancel["action"] == "refund" and cancel["retry_flag"] == "N"
+    assert d.call("query", out_trade_no=f"{sdk}-C2")["trade_status"] == "TRADE_CLOSED"
+    assert balance(sdk_env, c) == 1_000_000
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_partial_refunds_and_refund_query(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    no = f"{sdk}-R"
+    assert (
+        d.call("pay", out_trade_no=no, auth_code=code(sdk_env, c), subject="Shoes", total_amount="100.00")[
+            "code"
+        ]
+        == "10000"
+    )
+    assert (
+        d.call("refund", out_trade_no=no, refund_amount="30.00", out_request_no=f"{no}-1")["refund_fee"]
+        == "30.00"
+    )
+    assert (
+        d.call("refund", out_trade_no=no, refund_amount="30.00", out_request_no=f"{no}-2")["refund_fee"]
+        == "60.00"
+    )
+    over = d.call("refund", out_trade_no=no, refund_amount="40.01", out_request_no=f"{no}-3")
+    assert (over["code"], over["sub_code"]) == ("40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+    assert (
+        d.call("refund", out_trade_no=no, refund_amount="40.00", out_request_no=f"{no}-3")["refund_fee"]
+        == "100.00"
+    )
+    rq = d.call("refund_query", out_trade_no=no, out_request_no=f"{no}-2")
+    assert (
+        rq["code"] == "10000" and rq["refund_amount"] == "30.00" and rq["refund_status"] == "REFUND_SUCCESS"
+    )
+    assert d.call("query", out_trade_no=no)["trade_status"] == "TRADE_CLOSED"
+    assert balance(sdk_env, c) == 1_000_000
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_precreate_paid_from_the_wallet(sdk_env: Env, sdk: str) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    pre = d.call("precreate", out_trade_no=f"{sdk}-Q1", total_amount="23.00", subject="Lunch set")
+    assert pre["code"] == "10000" and pre["qr_code"].startswith("https://127.0.0.2/wallet/qr/")
+    assert d.call("query", out_trade_no=f"{sdk}-Q1")["trade_status"] == "WAIT_BUYER_PAY"
+    assert pay_qr_cli(sdk_env, pre["qr_code"], c)["status"] == "TRADE_SUCCESS"
+    assert d.call("query", out_trade_no=f"{sdk}-Q1")["trade_status"] == "TRADE_SUCCESS"
+    assert balance(sdk_env, c) == 1_000_000 - 2300
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_open_platform_notification_verifies_with_the_sdk(
+    sdk_env: Env, sdk: str, form_receiver: Receiver
+) -> None:
+    c, d = customer(sdk_env), open_sdk(sdk_env, sdk)
+    pay = d.call(
+        "pay",
+        out_trade_no=f"{sdk}-N1",
+        auth_code=code(sdk_env, c),
+        subject="Cake",
+        total_amount="3.00",
+        notify_url=form_receiver.url,
+    )
+    assert pay["code"] == "10000"
+    form_receiver.wait()
+    _, _, body = form_receiver.received[0]
+    data = dict(urllib.parse.parse_qsl(body.decode()))
+    assert data["trade_status"] == "TRADE_SUCCESS" and data["out_trade_no"] == f"{sdk}-N1"
+    assert d.call("verify", data=data) is True
+    assert d.call("verify", data={**data, "total_amount": "300.00"}) is False
+
+
+# -------------------------------------------------------------------------------------------- Antom
+
+
+def test_antom_pay_and_inquiry(sdk_env: Env) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    pay = d.call(
+        "pay", request_id="A-P1", code=code(sdk_env, c), currency="CNY", value="1250", subject="Latte"
+    )
+    assert pay["result"]["resultStatus"] == "S" and pay["paymentAmount"] == {
+        "currency": "CNY",
+        "value": "1250",
+    }
+    q = d.call("inquiry", request_id="A-P1")
+    assert q["paymentStatus"] == "SUCCESS" and q["paymentId"] == pay["paymentId"]
+    assert balance(sdk_env, c) == 1_000_000 - 1250
+
+
+def test_antom_confirmation_while_the_sdk_polls(sdk_env: Env) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    pay = d.call(
+        "pay", request_id="A-W1", code=code(sdk_env, c), currency="CNY", value="250000", subject="TV"
+    )
+    assert (pay["result"]["resultStatus"], pay["result"]["resultCode"]) == ("U", "PAYMENT_IN_PROCESS")
+    customer_thread = confirm_when_asked(sdk_env, c)
+    seen = []
+    for _ in range(60):
+        status = d.call("inquiry", request_id="A-W1")["paymentStatus"]
+        seen.append(status)
+        if status != "PROCESSING":
+            break
+        time.sleep(0.2)
+    customer_thread.join()
+    assert seen[-1] == "SUCCESS"
+    assert balance(sdk_env, c) == 1_000_000 - 250_000
+
+
+def test_antom_insufficient_balance(sdk_env: Env) -> None:
+    c, d = customer(sdk_env, balance=500), sdk_env.antom
+    pay = d.call("pay", request_id="A-D1", code=code(sdk_env, c), currency="CNY", value="1000", subject="Tea")
+    assert (pay["result"]["resultStatus"], pay["result"]["resultCode"]) == ("F", "USER_BALANCE_NOT_ENOUGH")
+    assert d.call("inquiry", request_id="A-D1")["paymentStatus"] == "FAIL"
+    assert balance(sdk_env, c) == 500
+
+
+def test_antom_cancel_before_and_after_payment(sdk_env: Env) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    assert d.call("cancel", request_id="A-C1")["result"]["resultStatus"] == "S"
+    late = d.call("pay", request_id="A-C1", code=code(sdk_env, c), currency="CNY", value="100", subject="x")
+    assert late["result"]["resultCode"] == "ORDER_IS_CLOSED"
+    assert (
+        d.call("pay", request_id="A-C2", code=code(sdk_env, c), currency="CNY", value="800", subject="x")[
+            "result"
+        ]["resultStatus"]
+        == "S"
+    )
+    cancel = d.call("cancel", request_id="A-C2")
+    assert cancel["result"]["resultStatus"] == "S" and cancel["cancelTime"]
+    assert d.call("inquiry", request_id="A-C2")["paymentStatus"] == "CANCELLED"
+    assert balance(sdk_env, c) == 1_000_000
+
+
+def test_antom_partial_refunds_and_inquiry_refund(sdk_env: Env) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    pay = d.call(
+        "pay", request_id="A-R", code=code(sdk_env, c), currency="CNY", value="10000", subject="Shoes"
+    )
+    pid = pay["paymentId"]
+    r1 = d.call("refund", refund_request_id="A-R-1", payment_id=pid, currency="CNY", value="3000")
+    assert r1["result"]["resultStatus"] == "S" and r1["refundAmount"]["value"] == "3000"
+    assert (
+        d.call("refund", refund_request_id="A-R-2", payment_id=pid, currency="CNY", value="3000")["result"][
+            "resultStatus"
+        ]
+        == "S"
+    )
+    over = d.call("refund", refund_request_id="A-R-3", payment_id=pid, currency="CNY", value="4001")
+    assert (over["result"]["resultStatus"], over["result"]["resultCode"]) == ("F", "REFUND_AMOUNT_EXCEED")
+    assert (
+        d.call("refund", refund_request_id="A-R-3", payment_id=pid, currency="CNY", value="4000")["result"][
+            "resultStatus"
+        ]
+        == "S"
+    )
+    iq = d.call("inquiry_refund", refund_request_id="A-R-1")
+    assert (
+        iq["refundStatus"] == "SUCCESS"
+        and iq["refundId"] == r1["refundId"]
+        and iq["refundAmount"]["value"] == "3000"
+    )
+    assert balance(sdk_env, c) == 1_000_000
+
+
+def test_antom_order_code_paid_from_the_wallet(sdk_env: Env) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    pre = d.call("order_code", request_id="A-Q1", currency="CNY", value="2300", subject="Lunch set")
+    assert pre["result"]["resultCode"] == "PAYMENT_IN_PROCESS"
+    qr = pre["orderCodeForm"]["codeDetails"][0]["codeValue"]
+    assert qr.startswith("https://127.0.0.2/wallet/qr/")
+    assert pay_qr_cli(sdk_env, qr, c)["status"] == "TRADE_SUCCESS"
+    assert d.call("inquiry", request_id="A-Q1")["paymentStatus"] == "SUCCESS"
+    assert balance(sdk_env, c) == 1_000_000 - 2300
+
+
+def test_antom_notify_payment_verifies_with_the_sdk(sdk_env: Env, json_receiver: Receiver) -> None:
+    c, d = customer(sdk_env), sdk_env.antom
+    pay = d.call(
+        "pay",
+        request_id="A-N1",
+        code=code(sdk_env, c),
+        currency="CNY",
+        value="300",
+        subject="Cake",
+        notify_url=json_receiver.url,
+    )
+    assert pay["result"]["resultStatus"] == "S"
+    json_receiver.wait()
+    path, headers, body = json_receiver.received[0]
+    data = json.loads(body)
+    assert data["notifyType"] == "PAYMENT_RESULT" and data["paymentRequestId"] == "A-N1"
+    args = {
+        "path": path,
+        "client_id": headers["client-id"],
+        "request_time": headers["request-time"],
+        "signature": headers["signature"],
+    }
+    assert d.call("verify", body=body.decode(), **args) is True
+    assert d.call("verify", body=body.decode().replace('"300"', '"301"'), **args) is False
