@@ -532,5 +532,9 @@ def audit(c: Ctx) -> None:
     sys.exit(1 if findings else 0)
 
 
+from tillpay.ecr.cli import ecr as _ecr  # noqa: E402 - registered last, like every command group
+
+main.add_command(_ecr)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

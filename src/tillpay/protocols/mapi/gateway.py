@@ -115,6 +115,10 @@ SPECS: dict[str, dict[str, P]] = {
 }
 
 
+#: Parameters whose value is a JSON object (alipay-protocols.md §1: extend_info, extend_params).
+JSON_PARAMS = frozenset({"extend_info", "extend_params"})
+
+
 def _validate(service: str, params: dict[str, str]) -> None:
     spec = SPECS[service]
     for name, value in params.items():
@@ -125,8 +129,9 @@ def _validate(service: str, params: dict[str, str]) -> None:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is empty")
         if len(value) > rule.max_len:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is longer than {rule.max_len}")
-        if '"' in value:
-            # Alipay: "Do not use the halfwidth quotation mark in parameter values."
+        if '"' in value and name not in JSON_PARAMS:
+            # Alipay: "Do not use the halfwidth quotation mark in parameter values." The JSON-valued
+            # parameters are the exception: JSON needs quotes, and the client library sends them.
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} contains a quotation mark")
         if rule.pattern and not re.fullmatch(rule.pattern, value):
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is malformed")
