@@ -193,7 +193,10 @@ async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
+            app = pilot.app
+            seen = {k: getattr(app, k, None) for k in ("state", "paying", "recovering", "last_outcome", "resets")}
+            seen["message"] = str(app.query_one("#message").render()) if app.query("#message") else None
+            raise AssertionError(f"timed out waiting for the app: {seen}")
         await pilot.pause(0.05)
 
 

@@ -274,7 +274,17 @@ class EcrApp(App[None]):
         yield Input(placeholder="scan or type an item code or a payment code", id="scan")
         yield Footer()
 
+    # Textual calls a message handler on every class of the MRO that defines one, so subclasses (the
+    # kiosk) override these hooks instead of the handlers.
     def on_mount(self) -> None:
+        self.setup()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "scan":
+            self.submitted(event)
+
+    def setup(self) -> None:
+        """Prepare the screen and resolve anything a crash left open."""
         cfg = self.till.cfg
         self.sub_title = f"{cfg.merchant_name} · {cfg.store_id} · {cfg.terminal_id}"
         table = self.query_one("#basket", DataTable)
@@ -333,9 +343,8 @@ class EcrApp(App[None]):
 
     # ------------------------------------------------------------------------------------- input
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "scan":
-            return
+    def submitted(self, event: Input.Submitted) -> None:
+        """One line from the scanner or the keyboard."""
         text = event.value.strip()
         event.input.value = ""
         if not text:

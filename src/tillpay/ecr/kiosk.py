@@ -148,8 +148,8 @@ class KioskApp(EcrApp):
             yield Static("", id="message")
             yield Input(placeholder="", id="scan")
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def setup(self) -> None:
+        super().setup()
         self.set_interval(0.5, self._idle_check)
         self._show_languages()
 
@@ -203,13 +203,14 @@ class KioskApp(EcrApp):
 
     # ------------------------------------------------------------------------------------ input
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "scan":
-            return
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.last_input = time.monotonic()  # every keystroke counts as activity, not just Enter
+
+    def submitted(self, event: Input.Submitted) -> None:
         self.last_input = time.monotonic()
         if self.last_outcome is not None and self.last_outcome.outcome == "PAID" and not self.paying:
             self.last_outcome = None  # a new customer starts scanning after the previous one paid
-        super().on_input_submitted(event)
+        super().submitted(event)
         if self.till.basket.lines and not self.paying:
             self._prompt("ready", f"{t(self.lang(), 'scan_items')}\n{t(self.lang(), 'scan_code')}")
 
