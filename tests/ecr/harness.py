@@ -120,7 +120,9 @@ class Shop:
 
     def confirm(self) -> dict[str, Any]:
         """The customer confirms the newest waiting payment with ``tillpay wallet confirm``."""
-        out: dict[str, Any] = json.loads(cli(self.db, "wallet", "confirm", "--login", LOGIN, "--pin", PIN).stdout)
+        out: dict[str, Any] = json.loads(
+            cli(self.db, "wallet", "confirm", "--login", LOGIN, "--pin", PIN).stdout
+        )
         return out
 
     def balance(self) -> str:
@@ -188,13 +190,15 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
             pass
 
 
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30) -> None:
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], within: float = 30) -> None:
     """Let the app run until ``cond()`` holds."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not cond():
         if time.monotonic() > deadline:
             app = pilot.app
-            seen = {k: getattr(app, k, None) for k in ("state", "paying", "recovering", "last_outcome", "resets")}
+            seen = {
+                k: getattr(app, k, None) for k in ("state", "paying", "recovering", "last_outcome", "resets")
+            }
             seen["message"] = str(app.query_one("#message").render()) if app.query("#message") else None
             raise AssertionError(f"timed out waiting for the app: {seen}")
         await pilot.pause(0.05)

@@ -53,7 +53,15 @@ async def test_scanned_items_paid_with_a_wallet_code_print_a_receipt(shop: Shop)
     assert till.journal.events(order.partner_trans_id) == ["sending", "paid"]
     data = shop.receipts.read_bytes()
     assert order.trade_no.encode() in data and order.partner_trans_id.encode() in data
-    for needle in (b"Corner Cafe", b"Main Street", b"Flat white", b"9.00", b"3.20", b"12.20 USD", b"86.65 CNY"):
+    for needle in (
+        b"Corner Cafe",
+        b"Main Street",
+        b"Flat white",
+        b"9.00",
+        b"3.20",
+        b"12.20 USD",
+        b"86.65 CNY",
+    ):
         assert needle in data, needle
     assert receipt_qr(data) == [order.trade_no]
     assert data.endswith(b"\x1dVA\x00") or b"\x1dV" in data[-8:]  # the cut is the last command
@@ -123,7 +131,9 @@ async def test_confirmation_never_answered_so_the_ecr_cancels(shop: Shop) -> Non
     ptid = out.order.partner_trans_id
     assert till.journal.events(ptid)[-2:] == ["cancelling", "cancelled"]
     assert shop.query(ptid)["alipay_trans_status"] == "TRADE_CLOSED"
-    late = await run_in_thread(lambda: __import__("harness").cli(shop.db, "wallet", "pending", "--login", "alice@example.test"))
+    late = await run_in_thread(
+        lambda: __import__("harness").cli(shop.db, "wallet", "pending", "--login", "alice@example.test")
+    )
     assert '"pending": []' in late.stdout  # the customer can no longer confirm it
     assert shop.balance() == "10000.00"
     assert not shop.receipts.exists()
@@ -138,7 +148,7 @@ async def test_the_cashier_aborts_a_waiting_payment(shop: Shop) -> None:
         await scan(pilot, await run_in_thread(shop.code))
         await until(pilot, lambda: app.state == "waiting")
         await pilot.press("escape")
-        await until(pilot, lambda: app.last_outcome is not None, timeout=10)
+        await until(pilot, lambda: app.last_outcome is not None, within=10)
     out = app.last_outcome
     assert out is not None and out.outcome == "CANCELLED"
     assert out.order.reason == "aborted by the cashier"
@@ -173,7 +183,9 @@ async def test_refund_one_item_from_the_receipt_qr_then_the_report_matches(shop:
         await until(pilot, lambda: screen.target is not None)
         assert screen.target is not None and screen.target.left == 450
         await scan(pilot, "5.00")
-        await until(pilot, lambda: "at most 4.50 USD" in str(screen.query_one("#refund-result", Static).render()))
+        await until(
+            pilot, lambda: "at most 4.50 USD" in str(screen.query_one("#refund-result", Static).render())
+        )
         await pilot.press("escape")
         await pilot.press("f7")
         report = app.screen

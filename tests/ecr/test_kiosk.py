@@ -33,7 +33,7 @@ async def test_kiosk_sale_in_chinese_reset_when_idle_and_refund_behind_the_pin(s
         assert trade_no and receipt_qr(shop.receipts.read_bytes()) == [trade_no]
         assert "合计" in (app.last_outcome.receipt or "")  # the receipt is in the customer's language
         # Nobody touches it: back to the language choice, ready for the next customer.
-        await until(pilot, lambda: app.resets == 1, timeout=10)
+        await until(pilot, lambda: app.resets == 1, within=10)
         assert app.query_one("#choose").display and till.basket.lines == [] and till.language == "en"
         # Customers cannot reach refunds or reports: every such key asks for the operator PIN.
         await pilot.press("f7")

@@ -53,7 +53,7 @@ async def test_gateway_down_when_pay_is_sent_is_resolved_by_query_and_cancel(sho
         assert "No answer from the gateway" in str(app.query_one("#state", Static).render())
         restart = threading.Thread(target=lambda: (time.sleep(1), shop.gateway.start()))
         restart.start()
-        await until(pilot, lambda: app.last_outcome is not None, timeout=40)
+        await until(pilot, lambda: app.last_outcome is not None, within=40)
         restart.join()
     out = app.last_outcome
     assert out is not None and out.outcome == "CANCELLED"
@@ -78,7 +78,10 @@ def start_ecr_until_waiting(shop: Shop, code: str) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.strip() == "WAITING", (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    assert line.strip() == "WAITING", (
+        line,
+        proc.stderr.read() if proc.poll() is not None and proc.stderr else "",
+    )
     return proc
 
 

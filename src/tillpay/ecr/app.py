@@ -63,7 +63,9 @@ class RefundScreen(ModalScreen[None]):
             yield Static("REFUND: scan the receipt's QR code or type the transaction id", id="refund-title")
             yield Input(placeholder="transaction id", id="refund-ref")
             yield Static("", id="refund-info")
-            yield Input(placeholder="scan items to refund, type an amount, or Enter for all", id="refund-amount")
+            yield Input(
+                placeholder="scan items to refund, type an amount, or Enter for all", id="refund-amount"
+            )
             with VerticalScroll(id="dialog-body"):
                 yield Static("", id="refund-result")
 
@@ -544,4 +546,3 @@ class EcrApp(App[None]):
     def action_resolve(self) -> None:
         if not self.paying and not self.recovering:
             self.start_recovery()
-

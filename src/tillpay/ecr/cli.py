@@ -22,6 +22,23 @@ CONFIG_OPTION = click.option(
     show_default=True,
     help="The till's configuration file.",
 )
+# On a subcommand --config may also come after its name; without it the group's value holds.
+SUB_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The till's configuration file (default: the group's --config).",
+)
+
+
+def _config_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    group = click.get_current_context().parent
+    if group is not None and isinstance(group.params.get("config_path"), Path):
+        return Path(group.params["config_path"])
+    return DEFAULT_PATH
 
 
 def _load(path: Path) -> EcrConfig:
@@ -48,8 +65,6 @@ def _till(path: Path):  # type: ignore[no-untyped-def]  # imported lazily: Textu
 @click.pass_context
 def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
     """The cashier's terminal: scan items, take payment codes, print receipts, refund, report."""
-    ctx.ensure_object(dict)
-    ctx.obj = {"config": config_path, **(ctx.obj if isinstance(ctx.obj, dict) else {})}
     if ctx.invoked_subcommand is not None:
         return
     till = _till(config_path)
@@ -67,7 +82,7 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 
 
 @ecr.command("init")
-@CONFIG_OPTION
+@SUB_CONFIG_OPTION
 @click.option(
     "--demo-credentials",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -84,11 +99,18 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 @click.option("--store-name", default="")
 @click.option("--terminal-id", default="T1", show_default=True)
 @click.option("--currency", default="USD", show_default=True, help="The catalog's price currency.")
-@click.option("--settle-currency", default="", help="The merchant's settlement currency (default: --currency).")
+@click.option(
+    "--settle-currency", default="", help="The merchant's settlement currency (default: --currency)."
+)
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.option("--catalog", default="catalog.csv", show_default=True, help="CSV with code,name,price.")
 @click.option("--journal", default="ecr-journal.db", show_default=True)
-@click.option("--printer", default="none", show_default=True, help="file:PATH, text:PATH, network:HOST[:PORT], usb:VID:PID, serial:DEV[:BAUD] or none.")
+@click.option(
+    "--printer",
+    default="none",
+    show_default=True,
+    help="file:PATH, text:PATH, network:HOST[:PORT], usb:VID:PID, serial:DEV[:BAUD] or none.",
+)
 @click.option("--text-copy", default="", help="Also append every receipt as plain text to this file.")
 @click.option("--poll-interval", type=float, default=3.0, show_default=True)
 @click.option("--merchant-timeout", type=float, default=60.0, show_default=True)
@@ -97,7 +119,7 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 @click.option("--operator-pin", help="4-12 digits; unlocks refunds and settings in kiosk mode.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(
-    config_path: Path,
+    config_path: Path | None,
     demo_credentials: Path | None,
     gateway_url: str | None,
     partner: str | None,
@@ -124,6 +146,7 @@ def init(
     force: bool,
 ) -> None:
     """Write the till's configuration file."""
+    config_path = _config_path(config_path)
     if config_path.exists() and not force:
         raise click.ClickException(f"{config_path} exists; use --force to overwrite it")
     creds: dict[str, str] = {}
@@ -174,11 +197,17 @@ def init(
 
 
 @ecr.command("report")
-@CONFIG_OPTION
-@click.option("--day", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="A day's report (default: the open shift).")
+@SUB_CONFIG_OPTION
+@click.option(
+    "--day",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="A day's report (default: the open shift).",
+)
 @click.option("--print", "do_print", is_flag=True, help="Also send it to the printer.")
-def report(config_path: Path, day: object, do_print: bool) -> None:
+def report(config_path: Path | None, day: object, do_print: bool) -> None:
     """Print the shift (or day) report, checked against the gateway; exit 1 on any difference."""
+    config_path = _config_path(config_path)
     from tillpay.ecr.report import build_report
 
     till = _till(config_path)

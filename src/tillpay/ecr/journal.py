@@ -244,9 +244,7 @@ class Journal:
 
     # ------------------------------------------------------------------------------------- orders
 
-    def new_order(
-        self, terminal_id: str, items: list[Line], currency: str, settle_currency: str
-    ) -> Order:
+    def new_order(self, terminal_id: str, items: list[Line], currency: str, settle_currency: str) -> Order:
         """Write an order in state ``sending`` before its pay request leaves (write-ahead)."""
         if not items:
             raise ValueError("an order needs at least one item")
@@ -260,10 +258,20 @@ class Journal:
             cur = db.execute(
                 "INSERT INTO orders (partner_trans_id, shift_id, created_at, updated_at, state, currency,"
                 " settle_currency, total, items) VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
-                (ptid, shift.id, now.isoformat(), now.isoformat(), currency, settle_currency, total, _lines(items)),
+                (
+                    ptid,
+                    shift.id,
+                    now.isoformat(),
+                    now.isoformat(),
+                    currency,
+                    settle_currency,
+                    total,
+                    _lines(items),
+                ),
             )
             db.execute(
-                "INSERT INTO events (order_id, at, state) VALUES (?, ?, 'sending')", (cur.lastrowid, now.isoformat())
+                "INSERT INTO events (order_id, at, state) VALUES (?, ?, 'sending')",
+                (cur.lastrowid, now.isoformat()),
             )
         order = self.order(ptid)
         assert order is not None
@@ -285,7 +293,9 @@ class Journal:
             raise ValueError(f"unknown order fields {set(values) - allowed}")
         values = {k: v for k, v in values.items() if v is not None}
         with self._tx() as db:
-            r = db.execute("SELECT id, state FROM orders WHERE partner_trans_id = ?", (partner_trans_id,)).fetchone()
+            r = db.execute(
+                "SELECT id, state FROM orders WHERE partner_trans_id = ?", (partner_trans_id,)
+            ).fetchone()
             if r is None:
                 raise KeyError(partner_trans_id)
             now = self._now()
@@ -311,7 +321,9 @@ class Journal:
     def order(self, partner_trans_id: str) -> Order | None:
         """One order by the merchant transaction id."""
         with self._lock:
-            r = self._db.execute("SELECT * FROM orders WHERE partner_trans_id = ?", (partner_trans_id,)).fetchone()
+            r = self._db.execute(
+                "SELECT * FROM orders WHERE partner_trans_id = ?", (partner_trans_id,)
+            ).fetchone()
         return Order.from_row(r) if r else None
 
     def order_by_trade_no(self, trade_no: str) -> Order | None:
@@ -334,7 +346,9 @@ class Journal:
         """Orders of a shift, or of a local calendar day, oldest first."""
         with self._lock:
             if shift_id is not None:
-                rows = self._db.execute("SELECT * FROM orders WHERE shift_id = ? ORDER BY id", (shift_id,)).fetchall()
+                rows = self._db.execute(
+                    "SELECT * FROM orders WHERE shift_id = ? ORDER BY id", (shift_id,)
+                ).fetchall()
             else:
                 rows = self._db.execute("SELECT * FROM orders ORDER BY id").fetchall()
         out = [Order.from_row(r) for r in rows]
@@ -374,7 +388,18 @@ class Journal:
             db.execute(
                 "INSERT INTO refunds (refund_id, order_id, partner_trans_id, trade_no, shift_id, created_at, state,"
                 " amount, currency, items, reason) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-                (rid, order.id if order else None, partner_trans_id, trade_no, shift.id, now.isoformat(), amount, currency, _lines(items), reason),
+                (
+                    rid,
+                    order.id if order else None,
+                    partner_trans_id,
+                    trade_no,
+                    shift.id,
+                    now.isoformat(),
+                    amount,
+                    currency,
+                    _lines(items),
+                    reason,
+                ),
             )
         r = self.refund(rid)
         assert r is not None
@@ -394,7 +419,9 @@ class Journal:
                 (state, buyer_amount, reason, r["id"]),
             )
             if state == "done" and r["state"] != "done" and r["order_id"] is not None:
-                db.execute("UPDATE orders SET refunded = refunded + ? WHERE id = ?", (r["amount"], r["order_id"]))
+                db.execute(
+                    "UPDATE orders SET refunded = refunded + ? WHERE id = ?", (r["amount"], r["order_id"])
+                )
         out = self.refund(refund_id)
         assert out is not None
         return out
@@ -405,7 +432,9 @@ class Journal:
             r = self._db.execute("SELECT * FROM refunds WHERE refund_id = ?", (refund_id,)).fetchone()
         return Refund.from_row(r) if r else None
 
-    def refunds(self, *, shift_id: int | None = None, day: date | None = None, state: str | None = None) -> list[Refund]:
+    def refunds(
+        self, *, shift_id: int | None = None, day: date | None = None, state: str | None = None
+    ) -> list[Refund]:
         """Refunds of a shift or a local day (or all), optionally in one state."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM refunds ORDER BY id").fetchall()

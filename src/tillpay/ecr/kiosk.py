@@ -132,7 +132,9 @@ class KioskApp(EcrApp):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="choose"):
-            yield Static(" / ".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title")
+            yield Static(
+                " / ".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
+            )
             with Horizontal(id="languages"):
                 for code, name in LANGUAGE_NAMES.items():
                     yield Button(name, id=f"lang-{code}", variant="primary")

@@ -57,7 +57,10 @@ def render_lines(data: dict[str, Any], *, copy: bool = False) -> list[str]:
     for it in data["items"]:
         out.append(it["name"][:WIDTH])
         out.append(
-            _row(f"  {it['qty']} x {format_amount(it['price'], cur)}", format_amount(it["price"] * it["qty"], cur))
+            _row(
+                f"  {it['qty']} x {format_amount(it['price'], cur)}",
+                format_amount(it["price"] * it["qty"], cur),
+            )
         )
     out.append("-" * WIDTH)
     if kind == "sale":
@@ -65,7 +68,9 @@ def render_lines(data: dict[str, Any], *, copy: bool = False) -> list[str]:
         if data.get("buyer_amount") and data.get("buyer_currency"):
             out.append(_row(t(lang, "customer_paid"), f"{data['buyer_amount']} {data['buyer_currency']}"))
             if data.get("exchange_rate"):
-                out.append(_row(t(lang, "rate"), f"1 {cur} = {data['exchange_rate']} {data['buyer_currency']}"))
+                out.append(
+                    _row(t(lang, "rate"), f"1 {cur} = {data['exchange_rate']} {data['buyer_currency']}")
+                )
     else:
         out.append(_row(t(lang, "refunded"), money(data["amount"], cur)))
         if data.get("buyer_amount") and data.get("buyer_currency"):
@@ -111,7 +116,7 @@ class _AppendFile(File):  # type: ignore[misc]  # python-escpos has no type hint
 
     def open(self, raise_not_found: bool = True) -> None:
         try:
-            self.device = open(self.devfile, "ab")  # noqa: SIM115 - closed by escpos's close()
+            self.device = open(self.devfile, "ab")
         except OSError as e:
             raise PrinterError(f"cannot open {self.devfile}: {e}") from None
 

@@ -12,7 +12,11 @@ from tillpay.domain.money import InvalidAmount, format_amount, parse_amount
 from tillpay.ecr.journal import Journal, Order
 
 #: Which gateway status each final journal state must match.
-EXPECTED = {"paid": {"TRADE_SUCCESS"}, "failed": {"TRADE_CLOSED", None}, "cancelled": {"TRADE_CLOSED", None}}
+EXPECTED: dict[str, set[str | None]] = {
+    "paid": {"TRADE_SUCCESS"},
+    "failed": {"TRADE_CLOSED", None},
+    "cancelled": {"TRADE_CLOSED", None},
+}
 
 
 @dataclass
@@ -140,6 +144,8 @@ def _check(rep: Report, client: MapiClient, o: Order) -> None:
                 )
     expected = EXPECTED.get(o.state)
     if expected is None:
-        rep.differences.append(f"{ptid}: still {o.state} here (resolve it), {status or 'unknown'} at the gateway")
+        rep.differences.append(
+            f"{ptid}: still {o.state} here (resolve it), {status or 'unknown'} at the gateway"
+        )
     elif status not in expected:
         rep.differences.append(f"{ptid}: {o.state} here, {status or 'no such order'} at the gateway")

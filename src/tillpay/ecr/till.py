@@ -128,6 +128,10 @@ class Basket:
             raise TillError("quantity must be 1 to 999")
 
 
+def _wait(event: threading.Event, seconds: float) -> None:  # float-ok: seconds
+    event.wait(seconds)
+
+
 def _dec_text(v: Decimal | None) -> str | None:
     return None if v is None else format(v, "f")
 
@@ -219,7 +223,7 @@ class Till:
                 merchant_timeout=cfg.merchant_timeout,
                 cancel_retry_interval=cfg.cancel_retry_interval,
                 cancel_max_attempts=cfg.cancel_max_attempts,
-                sleep=abort.wait,  # wakes at once when the cashier aborts
+                sleep=lambda seconds: _wait(abort, seconds),  # wakes at once when the cashier aborts
                 on_state=heard,
                 abort=abort.is_set,
             )
@@ -227,7 +231,9 @@ class Till:
             # is_success=F: the gateway refused the request itself; nothing was created or charged.
             o = self.journal.set_state(ptid, "failed", str(e), reason=e.error)
             self._emit(on_state, "failed", o)
-            return SaleOutcome("FAILED", o, f"{t(self.language, 'failed')}: {decline(self.language, e.error)}")
+            return SaleOutcome(
+                "FAILED", o, f"{t(self.language, 'failed')}: {decline(self.language, e.error)}"
+            )
         except TillpayClientError as e:
             # Cancel never answered (or an answer could not be trusted): the order stays open in the
             # journal and blocks new sales until recovery settles it with the gateway.
@@ -235,10 +241,10 @@ class Till:
             self._emit(on_state, "unresolved", o)
             return SaleOutcome("UNRESOLVED", o, t(self.language, "unresolved"))
         if res.outcome == "PAID":
-            o = self.journal.order(ptid)
-            assert o is not None
+            paid = self.journal.order(ptid)
+            assert paid is not None
             self.basket.clear()
-            return self._paid(o)
+            return self._paid(paid)
         if res.outcome == "FAILED":
             reason = res.reason
             o = self.journal.set_state(ptid, "failed", reason=reason)
@@ -350,7 +356,9 @@ class Till:
             return self._paid(o, note=f"{ptid} recovered")
         if q is not None and q.ok and q.status == "TRADE_CLOSED":
             reason = q.get("close_reason") or "TRADE_HAS_CLOSE"
-            o = self.journal.set_state(ptid, "failed", "recovered: closed", reason=reason, **self._payment_values(q))
+            o = self.journal.set_state(
+                ptid, "failed", "recovered: closed", reason=reason, **self._payment_values(q)
+            )
             return SaleOutcome("FAILED", o, f"{ptid}: {decline(self.language, reason)}")
         # Still open, never created, or unknown: cancel. Cancel is safe in every case (it closes an open
         # order, refunds a paid one, and leaves a closed placeholder for one that was never created).
@@ -361,7 +369,9 @@ class Till:
             except TillpayClientError:
                 c = None
             if c is not None and c.ok:
-                o = self.journal.set_state(ptid, "cancelled", f"recovered: cancel {c.action}", reason="recovered")
+                o = self.journal.set_state(
+                    ptid, "cancelled", f"recovered: cancel {c.action}", reason="recovered"
+                )
                 return SaleOutcome("CANCELLED", o, f"{ptid}: {t(self.language, 'cancelled')}")
             if attempt + 1 < self.cfg.cancel_max_attempts:
                 time.sleep(self.cfg.cancel_retry_interval)
