@@ -44,8 +44,9 @@ MACHINE = "4501234567902"  # 349.00: above the confirmation limit below
 class Gateway:
     """A ``tillpay serve`` process on a fixed port, so it can be killed and started again."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, *extra: str) -> None:
         self.db = db_url
+        self.extra = extra
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -59,7 +60,7 @@ class Gateway:
             "TILLPAY_CONFIRM_ABOVE": "CNY:1000.00",
         }
         self.proc = subprocess.Popen(
-            [*TILLPAY, "serve", "--port", str(self.port)],
+            [*TILLPAY, "serve", "--port", str(self.port), *self.extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
