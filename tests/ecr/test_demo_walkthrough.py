@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import CROISSANT, FLAT_WHITE, Gateway, cli, receipt_qr, scan, until
+from harness import CROISSANT, FLAT_WHITE, Gateway, cli, receipt_qr, run_in_thread, scan, until
 
 from conftest import make_database
 from tillpay.ecr.app import EcrApp, RefundScreen
@@ -44,24 +44,26 @@ async def test_readme_walkthrough(demo: tuple[Gateway, Path], tmp_path: Path) ->
     creds_file.write_text(json.dumps(creds))
     till_dir = tmp_path / "till"
     till_dir.mkdir()
-    init = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tillpay.cli",
-            "ecr",
-            "init",
-            "--demo-credentials",
-            str(creds_file),
-            "--printer",
-            "file:receipts.bin",
-            "--text-copy",
-            "receipts.txt",
-        ],
-        cwd=till_dir,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
+    init = await run_in_thread(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tillpay.cli",
+                "ecr",
+                "init",
+                "--demo-credentials",
+                str(creds_file),
+                "--printer",
+                "file:receipts.bin",
+                "--text-copy",
+                "receipts.txt",
+            ],
+            cwd=till_dir,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+        )
     )
     assert init.returncode == 0, init.stderr
     till = Till(EcrConfig.load(till_dir / "tillpay-ecr.toml"))
