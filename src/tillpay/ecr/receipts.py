@@ -7,7 +7,6 @@ marked as a copy.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from tillpay.ecr.config import PrinterConfig
 from tillpay.ecr.i18n import t
 
 WIDTH = 42  # characters on an 80 mm printer with font A
-log = logging.getLogger(__name__)
 
 
 class PrinterError(Exception):
