@@ -730,5 +730,9 @@ from tillpay.cli_keys import key_add  # noqa: E402 - it imports this module's Ct
 
 merchant.add_command(key_add)
 
+from tillpay.ecr.cli import ecr as _ecr  # noqa: E402 - registered last, like every command group
+
+main.add_command(_ecr)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

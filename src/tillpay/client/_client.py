@@ -364,6 +364,8 @@ class MapiClient:
         *,
         trans_currency: str | None = None,
         notify_url: str | None = None,
+        store_id: str | None = None,
+        terminal_id: str | None = None,
         poll_interval: float = 3.0,  # float-ok: seconds
         merchant_timeout: float = 60.0,  # float-ok: seconds
         cancel_retry_interval: float = 5.0,  # float-ok: seconds
@@ -371,6 +373,7 @@ class MapiClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_state: Callable[[str, PaymentResult | None], None] | None = None,
+        abort: Callable[[], bool] | None = None,
     ) -> CheckoutResult:
         """Pay, then resolve every uncertainty the way Alipay recommends for a till.
 
@@ -378,8 +381,9 @@ class MapiClient:
         ``poll_interval`` seconds until ``merchant_timeout``; still unresolved then, cancel, retrying every
         ``cancel_retry_interval`` until the gateway answers. A payment that succeeded after the cashier
         gave up is refunded by that cancel, so the order ends in one final state on both sides.
-        ``on_state`` hears each step: ``sending``, ``waiting``, ``paid``, ``failed``, ``cancelling``,
-        ``cancelled``.
+        ``on_state`` hears each step: ``sending``, ``unknown`` (pay got no answer; querying),
+        ``waiting``, ``paid``, ``failed``, ``cancelling``, ``cancelled``. ``abort`` is asked while waiting: once it answers True (the cashier gave up), the
+        flow stops polling and cancels at once; pass a ``sleep`` that wakes early to make that prompt.
         """
         history: list[str] = []
 
@@ -400,9 +404,13 @@ class MapiClient:
                 subject,
                 trans_currency=trans_currency,
                 notify_url=notify_url,
+                store_id=store_id,
+                terminal_id=terminal_id,
             )
         except TransportError:
             last = None  # unknown: fall through to polling
+            tell("unknown", None)
+        aborted = abort or (lambda: False)
         while True:
             if last is not None:
                 if last.ok and last.status == "TRADE_SUCCESS":
@@ -416,9 +424,11 @@ class MapiClient:
                     tell("failed", last)
                     return CheckoutResult("FAILED", last, history=history)
                 tell("waiting", last)
-            if monotonic() + poll_interval > deadline:
+            if aborted() or monotonic() + poll_interval > deadline:
                 break
             sleep(poll_interval)
+            if aborted():
+                break
             try:
                 last = self.query(partner_trans_id)
             except TransportError:

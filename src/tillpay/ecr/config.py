@@ -1,0 +1,231 @@
+"""The ECR's own configuration: one TOML file per till, written by ``tillpay ecr init``.
+
+The ECR is a merchant-side program: it knows the gateway only by URL and keys, exactly like a
+merchant's own till, and never reads the gateway's settings or database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tillpay.domain.money import UnknownCurrency, exponent
+
+DEFAULT_PATH = Path("tillpay-ecr.toml")
+LANGUAGES = ("en", "zh")
+PRINTER_KINDS = ("file", "text", "network", "usb", "serial", "none")
+
+
+class ConfigError(ValueError):
+    """The ECR configuration is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class PrinterConfig:
+    """Where receipts go.
+
+    ``file``: ESC/POS bytes appended to ``path`` (a file, or a device such as /dev/usb/lp0);
+    ``text``: plain-text receipts appended to ``path``; ``network``: ``host``:``port`` (raw 9100);
+    ``usb``: ``vendor_id``/``product_id`` (needs pyusb); ``serial``: ``path`` at ``baudrate`` (needs
+    pyserial); ``none``: receipts are only shown on screen and kept in the journal.
+    """
+
+    kind: str = "none"
+    path: str = ""
+    host: str = ""
+    port: int = 9100
+    vendor_id: str = ""
+    product_id: str = ""
+    baudrate: int = 19200
+    profile: str = "TM-T88V"
+    #: Plain text is also appended here for every receipt when set (a paper-less audit trail).
+    text_copy: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> PrinterConfig:
+        """Parse the ``--printer`` shorthand: ``file:PATH``, ``text:PATH``, ``network:HOST[:PORT]``,
+        ``usb:VID:PID``, ``serial:DEVICE[:BAUD]`` or ``none``."""
+        kind, _, rest = spec.partition(":")
+        if kind == "none" and not rest:
+            return cls()
+        if kind in ("file", "text") and rest:
+            return cls(kind=kind, path=rest)
+        if kind == "network" and rest:
+            host, _, port = rest.partition(":")
+            return cls(kind=kind, host=host, port=_int(port or "9100", "printer port"))
+        if kind == "usb" and re.fullmatch(r"(0x)?[0-9a-fA-F]{1,4}:(0x)?[0-9a-fA-F]{1,4}", rest):
+            vid, pid = rest.split(":")
+            return cls(kind=kind, vendor_id=vid, product_id=pid)
+        if kind == "serial" and rest:
+            dev, _, baud = rest.partition(":")
+            return cls(kind=kind, path=dev, baudrate=_int(baud or "19200", "baud rate"))
+        raise ConfigError(
+            f"printer {spec!r}: use file:PATH, text:PATH, network:HOST[:PORT], usb:VID:PID, "
+            "serial:DEVICE[:BAUD] or none"
+        )
+
+
+def _int(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"{what} must be a whole number, got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class EcrConfig:
+    """Everything one till needs; times are seconds."""
+
+    gateway_url: str
+    partner: str
+    sign_type: str = "RSA2"
+    md5_key: str = ""
+    merchant_private_key: str = ""
+    gateway_public_key: str = ""
+    merchant_name: str = "Tillpay Store"
+    store_id: str = "STORE-1"
+    store_name: str = ""
+    terminal_id: str = "T1"
+    #: The price currency of the catalog (``trans_currency``).
+    currency: str = "USD"
+    #: The merchant's settlement currency (``currency`` on the wire); defaults to ``currency``.
+    settle_currency: str = ""
+    language: str = "en"
+    catalog: str = "catalog.csv"
+    journal: str = "ecr-journal.db"
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    poll_interval: float = 3.0  # float-ok: seconds
+    merchant_timeout: float = 60.0  # float-ok: seconds
+    cancel_retry_interval: float = 5.0  # float-ok: seconds
+    cancel_max_attempts: int = 60
+    http_timeout: float = 10.0  # float-ok: seconds
+    #: Kiosk: seconds without input before the screen resets for the next customer.
+    kiosk_idle_seconds: float = 60.0  # float-ok: seconds
+    #: Kiosk: salted PBKDF2 hash of the operator PIN (``salt$hex``); refunds and settings need it.
+    operator_pin_hash: str = ""
+    #: Where this file was read from; relative paths inside it are resolved against its folder.
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"2088\d{12}", self.partner):
+            raise ConfigError("partner must be 16 digits starting 2088")
+        if not re.fullmatch(r"https?://\S+", self.gateway_url):
+            raise ConfigError(f"gateway_url {self.gateway_url!r} is not an http(s) URL")
+        if self.sign_type not in ("MD5", "RSA", "RSA2"):
+            raise ConfigError("sign_type must be MD5, RSA or RSA2")
+        if self.sign_type == "MD5" and not self.md5_key:
+            raise ConfigError("MD5 signing needs md5_key")
+        if self.sign_type != "MD5" and not (self.merchant_private_key and self.gateway_public_key):
+            raise ConfigError("RSA signing needs merchant_private_key and gateway_public_key")
+        for cur in (self.currency, self.settle_currency or self.currency):
+            try:
+                exponent(cur)
+            except UnknownCurrency as e:
+                raise ConfigError(str(e)) from None
+        if self.language not in LANGUAGES:
+            raise ConfigError(f"language must be one of {', '.join(LANGUAGES)}")
+        if self.printer.kind not in PRINTER_KINDS:
+            raise ConfigError(f"printer kind must be one of {', '.join(PRINTER_KINDS)}")
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,16}", self.terminal_id):
+            raise ConfigError("terminal_id: 1 to 16 letters, digits, '-' or '_'")
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", self.store_id):
+            raise ConfigError("store_id: 1 to 32 letters, digits, '-' or '_'")
+        if not (0 < self.poll_interval <= self.merchant_timeout):
+            raise ConfigError("poll_interval must be positive and at most merchant_timeout")
+        if self.cancel_retry_interval <= 0 or self.cancel_max_attempts < 1:
+            raise ConfigError("cancel_retry_interval must be positive, cancel_max_attempts at least 1")
+
+    @property
+    def settlement(self) -> str:
+        """The settlement currency actually sent."""
+        return self.settle_currency or self.currency
+
+    def path(self, value: str) -> Path:
+        """A path from the file, relative to the file's folder."""
+        p = Path(value).expanduser()
+        if p.is_absolute() or not self.source:
+            return p
+        return Path(self.source).parent / p
+
+    def check_pin(self, pin: str) -> bool:
+        """Whether ``pin`` is the operator PIN (always False when none is set)."""
+        if not self.operator_pin_hash or "$" not in self.operator_pin_hash:
+            return False
+        salt, digest = self.operator_pin_hash.split("$", 1)
+        return hmac.compare_digest(_pin_digest(pin, salt), digest)
+
+    def with_changes(self, **changes: Any) -> EcrConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------------------------ the file
+
+    @classmethod
+    def load(cls, path: Path) -> EcrConfig:
+        """Read and validate a config file."""
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist: create it with `tillpay ecr init`")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        return cls.from_dict(data, source=str(path.resolve()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "") -> EcrConfig:
+        """Build from the TOML table layout (``[printer]`` as a sub-table)."""
+        data = dict(data)
+        printer = data.pop("printer", {})
+        known = {f.name for f in fields(cls)} - {"printer", "source"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        pknown = {f.name for f in fields(PrinterConfig)}
+        if not isinstance(printer, dict) or set(printer) - pknown:
+            raise ConfigError(f"[printer] takes only: {', '.join(sorted(pknown))}")
+        try:
+            return cls(**data, printer=PrinterConfig(**printer), source=source)
+        except TypeError as e:
+            raise ConfigError(str(e)) from None
+
+    def to_toml(self) -> str:
+        """The file's text (keys are written flat, the printer as a ``[printer]`` table)."""
+        d = asdict(self)
+        d.pop("source")
+        printer = d.pop("printer")
+        lines = ["# Tillpay ECR configuration (tillpay ecr init). Times are in seconds.", ""]
+        lines += [f"{k} = {_toml(v)}" for k, v in d.items()]
+        lines += ["", "[printer]"] + [f"{k} = {_toml(v)}" for k, v in printer.items()]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: Path) -> None:
+        """Write the file readable by its owner only (it holds the merchant's keys)."""
+        path.write_text(self.to_toml(), encoding="utf-8")
+        path.chmod(0o600)
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    # A JSON string is a valid TOML basic string for everything we write (keys, paths, PEM text).
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def _pin_digest(pin: str, salt: str) -> str:
+    return hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), 100_000).hex()
+
+
+def hash_pin(pin: str) -> str:
+    """The stored form of an operator PIN: ``salt$pbkdf2`` (4 to 12 digits)."""
+    if not re.fullmatch(r"\d{4,12}", pin):
+        raise ConfigError("the operator PIN must be 4 to 12 digits")
+    salt = secrets.token_hex(8)
+    return f"{salt}${_pin_digest(pin, salt)}"

@@ -1,0 +1,274 @@
+"""``tillpay ecr --kiosk``: self-checkout for the customer.
+
+Large text, the customer's language chosen on screen, scan items, scan one's own payment code, take the
+receipt; the screen resets after ``kiosk_idle_seconds`` without input. Refunds, reports and settings
+sit behind the operator PIN (Ctrl+O).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Digits, Input, Static
+
+from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen
+from tillpay.ecr.i18n import MESSAGES, t
+from tillpay.ecr.journal import Order
+from tillpay.ecr.till import SaleOutcome, Till
+
+KIOSK_CSS = """
+#kiosk-prompt { text-style: bold; content-align: center middle; height: 5; border: heavy $primary; }
+#kiosk-prompt.paid { border: heavy $success; color: $success; }
+#kiosk-prompt.failed, #kiosk-prompt.cancelled, #kiosk-prompt.unresolved { border: heavy $error; color: $error; }
+#languages { height: auto; align: center middle; }
+#languages Button { margin: 1 2; min-width: 20; }
+#language-title { text-style: bold; content-align: center middle; height: 3; }
+PinScreen, OperatorScreen { align: center middle; }
+#pin-dialog, #operator-dialog { width: 60; height: auto; border: thick $primary; background: $surface; padding: 1; }
+#operator-dialog Button { width: 100%; margin-bottom: 1; }
+"""
+
+LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
+
+
+class PinScreen(ModalScreen[bool]):
+    """Asks for the operator PIN; dismisses with whether it was right."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Back")]
+
+    def __init__(self, till: Till) -> None:
+        super().__init__()
+        self.till = till
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pin-dialog"):
+            yield Static(t(self.till.language, "operator_pin"))
+            yield Input(password=True, id="pin")
+            yield Static("", id="pin-message")
+
+    def on_mount(self) -> None:
+        self.query_one("#pin", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.till.cfg.check_pin(event.value.strip()):
+            self.dismiss(True)
+            return
+        event.input.value = ""
+        msg = (
+            t(self.till.language, "wrong_pin")
+            if self.till.cfg.operator_pin_hash
+            else "no operator PIN is set: run tillpay ecr init --operator-pin"
+        )
+        self.query_one("#pin-message", Static).update(msg)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class OperatorScreen(ModalScreen[str]):
+    """What the operator may do: refund, report, reprint, see the settings, leave kiosk mode."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+
+    def __init__(self, till: Till) -> None:
+        super().__init__()
+        self.till = till
+
+    def compose(self) -> ComposeResult:
+        cfg = self.till.cfg
+        with Vertical(id="operator-dialog"):
+            yield Static("Operator")
+            yield Button("Refund", id="op-refund")
+            yield Button("Report", id="op-report")
+            yield Button("Reprint last receipt", id="op-reprint")
+            yield Button("Settings", id="op-settings")
+            yield Button("Exit kiosk", id="op-exit", variant="error")
+            yield Button("Back", id="op-back", variant="primary")
+            yield Static(
+                "",
+                id="op-settings-text",
+            )
+            self._settings = (
+                f"gateway {cfg.gateway_url}\npartner {cfg.partner}  sign {cfg.sign_type}\n"
+                f"store {cfg.store_id}  terminal {cfg.terminal_id}  currency {cfg.currency}\n"
+                f"printer {cfg.printer.kind} {cfg.printer.path or cfg.printer.host}\n"
+                f"poll {cfg.poll_interval}s  merchant timeout {cfg.merchant_timeout}s  "
+                f"idle reset {cfg.kiosk_idle_seconds}s\n(edit {cfg.source or 'the config file'} to change)"
+            )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        name = (event.button.id or "").removeprefix("op-")
+        if name == "settings":
+            self.query_one("#op-settings-text", Static).update(self._settings)
+            return
+        self.dismiss(name)
+
+    def action_back(self) -> None:
+        self.dismiss("back")
+
+
+class KioskApp(EcrApp):
+    """Self-checkout: the customer is the cashier."""
+
+    CSS = EcrApp.CSS + KIOSK_CSS
+    TITLE = "Tillpay self-checkout"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+o", "operator", "Staff"),
+        Binding("escape", "abort", "Cancel payment"),
+    ]
+
+    def __init__(self, till: Till) -> None:
+        super().__init__(till)
+        self.last_input = time.monotonic()
+        self.resets = 0
+        self.started = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="choose"):
+            yield Static(
+                " / ".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
+            )
+            with Horizontal(id="languages"):
+                for code, name in LANGUAGE_NAMES.items():
+                    yield Button(name, id=f"lang-{code}", variant="primary")
+        with Vertical(id="shop"):
+            yield Static("", id="kiosk-prompt")
+            with Horizontal(id="main"):
+                table: DataTable[str] = DataTable(id="basket", cursor_type="row")
+                yield table
+                with Vertical(id="side"):
+                    yield Digits("0.00", id="total")
+                    yield Static("", id="state")
+                    yield Static("", id="receipt")
+            yield Static("", id="message")
+            yield Input(placeholder="", id="scan")
+
+    def setup(self) -> None:
+        super().setup()
+        self.set_interval(0.5, self._idle_check)
+        self._show_languages()
+
+    # --------------------------------------------------------------------------- screens in place
+
+    def _show_languages(self) -> None:
+        self.query_one("#shop").display = False
+        self.query_one("#choose").display = True
+        self.started = False
+        self.query_one("#lang-" + self.till.cfg.language, Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        bid = event.button.id or ""
+        if bid.startswith("lang-"):
+            self.choose_language(bid.removeprefix("lang-"))
+
+    def choose_language(self, lang: str) -> None:
+        """The customer picked a language: show the shop in it."""
+        self.till.language = lang
+        self.query_one("#choose").display = False
+        self.query_one("#shop").display = True
+        self.started = True
+        self.last_input = time.monotonic()
+        self._prompt("ready", t(lang, "scan_items"))
+        self._set_state("ready", "")
+        self.query_one("#scan", Input).focus()
+
+    def _prompt(self, state: str, text: str) -> None:
+        w = self.query_one("#kiosk-prompt", Static)
+        w.set_classes(state)
+        w.update(text)
+
+    def reset(self) -> None:
+        """Back to the start for the next customer."""
+        self.resets += 1
+        self.till.basket.clear()
+        self._refresh_basket()
+        self.query_one("#receipt", Static).update("")
+        self.message("")
+        self.last_outcome = None
+        self.till.language = self.till.cfg.language
+        self._show_languages()
+
+    def _idle_check(self) -> None:
+        if not self.started or self.paying or self.recovering or self.screen_stack[-1] is not self.screen:
+            return
+        if len(self.screen_stack) > 1:
+            return
+        if time.monotonic() - self.last_input >= self.till.cfg.kiosk_idle_seconds:
+            self.reset()
+
+    # ------------------------------------------------------------------------------------ input
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.last_input = time.monotonic()  # every keystroke counts as activity, not just Enter
+
+    def submitted(self, event: Input.Submitted) -> None:
+        self.last_input = time.monotonic()
+        if self.last_outcome is not None and self.last_outcome.outcome == "PAID" and not self.paying:
+            self.last_outcome = None  # a new customer starts scanning after the previous one paid
+        super().submitted(event)
+        if self.till.basket.lines and not self.paying:
+            self._prompt("ready", f"{t(self.lang(), 'scan_items')}\n{t(self.lang(), 'scan_code')}")
+
+    def _on_state(self, state: str, order: Order) -> None:
+        super()._on_state(state, order)
+        if state == "waiting":
+            self._prompt("waiting", t(self.lang(), "waiting_customer"))
+        elif state in ("sending", "cancelling", "unknown"):
+            self._prompt(state, t(self.lang(), state))
+
+    def _finished(self, out: SaleOutcome) -> None:
+        super()._finished(out)
+        self.last_input = time.monotonic()
+        if out.outcome == "PAID":
+            self._prompt("paid", f"{t(self.lang(), 'paid')}\n{t(self.lang(), 'thanks')}")
+        else:
+            state = {"FAILED": "failed", "CANCELLED": "cancelled"}.get(out.outcome, "unresolved")
+            self._prompt(state, out.message)
+
+    # --------------------------------------------------------------------------------- operator
+
+    def action_operator(self) -> None:
+        """Ctrl+O: the operator PIN opens refunds, reports and settings."""
+        if self.paying:
+            return
+
+        def after_pin(ok: bool | None) -> None:
+            if ok:
+                self.push_screen(OperatorScreen(self.till), self._operator_choice)
+
+        self.push_screen(PinScreen(self.till), after_pin)
+
+    def _operator_choice(self, choice: str | None) -> None:
+        self.last_input = time.monotonic()
+        if choice == "refund":
+            self.push_screen(RefundScreen(self.till))
+        elif choice == "report":
+            self.push_screen(ReportScreen(self.till))
+        elif choice == "reprint":
+            EcrApp.action_reprint(self)
+        elif choice == "exit":
+            self.exit()
+
+    # The cashier's function keys that touch money or the journal ask for the operator PIN here.
+    def action_refund(self) -> None:
+        self.action_operator()
+
+    def action_reprint(self) -> None:
+        self.action_operator()
+
+    def action_report(self) -> None:
+        self.action_operator()
+
+    def action_close_shift(self) -> None:
+        self.action_operator()
+
+    def action_clear(self) -> None:
+        super().action_clear()
+        self._prompt("ready", t(self.lang(), "scan_items"))

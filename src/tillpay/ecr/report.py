@@ -1,0 +1,151 @@
+"""Shift and day reports: counts and totals by state and currency, checked order by order against the
+gateway's own records (one MAPI query per order), printed like a receipt."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+from tillpay.client import MapiClient, TillpayClientError
+from tillpay.domain.money import InvalidAmount, format_amount, parse_amount
+from tillpay.ecr.journal import Journal, Order
+
+#: Which gateway status each final journal state must match.
+EXPECTED: dict[str, set[str | None]] = {
+    "paid": {"TRADE_SUCCESS"},
+    "failed": {"TRADE_CLOSED", None},
+    "cancelled": {"TRADE_CLOSED", None},
+}
+
+
+@dataclass
+class Report:
+    """What the till recorded, what the gateway says, and every difference."""
+
+    title: str
+    #: (state, currency) → [count, total minor units] from the journal.
+    by_state: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: currency → [count, total] of refunds done.
+    refunds: dict[str, list[int]] = field(default_factory=dict)
+    #: (gateway status, currency) → [count, total] from the gateway's answers.
+    gateway: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: currency → refunded total according to the gateway.
+    gateway_refunded: dict[str, int] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def matches(self) -> bool:
+        """Whether every order agrees with the gateway."""
+        return not self.differences
+
+    def net(self) -> dict[str, int]:
+        """Takings per currency: paid minus refunded."""
+        out: dict[str, int] = defaultdict(int)
+        for (state, cur), (_, total) in self.by_state.items():
+            if state == "paid":
+                out[cur] += total
+        for cur, (_, total) in self.refunds.items():
+            out[cur] -= total
+        return dict(out)
+
+    def lines(self) -> list[str]:
+        """The report as receipt lines."""
+        out = [self.title, ""]
+        for (state, cur), (n, total) in sorted(self.by_state.items()):
+            out.append(f"{state:<11}{n:>5}  {format_amount(total, cur):>14} {cur}")
+        for cur, (n, total) in sorted(self.refunds.items()):
+            out.append(f"{'refunds':<11}{n:>5}  {format_amount(total, cur):>14} {cur}")
+        for cur, total in sorted(self.net().items()):
+            out.append(f"{'NET':<11}{'':>5}  {format_amount(total, cur):>14} {cur}")
+        out += ["", "Gateway:"]
+        for (status, cur), (n, total) in sorted(self.gateway.items()):
+            out.append(f"{status:<16}{n:>4} {format_amount(total, cur):>12} {cur}")
+        for cur, total in sorted(self.gateway_refunded.items()):
+            out.append(f"{'refunded':<16}{'':>4} {format_amount(total, cur):>12} {cur}")
+        out.append("")
+        if self.matches:
+            out.append(f"MATCHES THE GATEWAY ({self.checked} orders)")
+        else:
+            out.append(f"{len(self.differences)} DIFFERENCE(S):")
+            out += [f" {d}" for d in self.differences]
+        return out
+
+
+def build_report(
+    journal: Journal,
+    client: MapiClient | None,
+    *,
+    shift_id: int | None = None,
+    day: date | None = None,
+) -> Report:
+    """Count the journal's orders and refunds of a shift (or a local day), then query each order."""
+    if shift_id is not None:
+        title = f"SHIFT {shift_id} REPORT"
+        orders = journal.orders(shift_id=shift_id)
+        refunds = journal.refunds(shift_id=shift_id, state="done")
+    else:
+        day = day or date.today()
+        title = f"DAY {day.isoformat()} REPORT"
+        orders = journal.orders(day=day)
+        refunds = journal.refunds(day=day, state="done")
+    rep = Report(title)
+    for o in orders:
+        row = rep.by_state.setdefault((o.state, o.currency), [0, 0])
+        row[0] += 1
+        row[1] += o.total
+    for r in refunds:
+        row = rep.refunds.setdefault(r.currency, [0, 0])
+        row[0] += 1
+        row[1] += r.amount
+    if client is not None:
+        for o in orders:
+            _check(rep, client, o)
+    return rep
+
+
+def _check(rep: Report, client: MapiClient, o: Order) -> None:
+    ptid = o.partner_trans_id
+    try:
+        q = client.query(ptid)
+    except TillpayClientError as e:
+        rep.differences.append(f"{ptid}: gateway not reachable ({e})")
+        return
+    rep.checked += 1
+    if not q.ok:
+        status = None if q.error == "TRADE_NOT_EXIST" else f"error {q.error}"
+    else:
+        status = q.status
+    if status is not None and q.ok:
+        cur = q.get("trans_currency") or o.currency
+        try:
+            amount = parse_amount(q.get("trans_amount") or "0", cur)
+            refunded = parse_amount(q.get("refund_amount_total") or "0", cur)
+        except InvalidAmount:
+            rep.differences.append(f"{ptid}: the gateway's amount cannot be read")
+            return
+        if q.status != "TRADE_CLOSED" or amount:  # a cancel-before-pay placeholder has no amount
+            g = rep.gateway.setdefault((status, cur), [0, 0])
+            g[0] += 1
+            g[1] += amount
+        if refunded:
+            rep.gateway_refunded[cur] = rep.gateway_refunded.get(cur, 0) + refunded
+        if o.state == "paid":
+            if amount != o.total or cur != o.currency:
+                rep.differences.append(
+                    f"{ptid}: amount {format_amount(o.total, o.currency)} {o.currency} here, "
+                    f"{format_amount(amount, cur)} {cur} at the gateway"
+                )
+            if refunded != o.refunded:
+                rep.differences.append(
+                    f"{ptid}: refunded {format_amount(o.refunded, o.currency)} here, "
+                    f"{format_amount(refunded, cur)} at the gateway"
+                )
+    expected = EXPECTED.get(o.state)
+    if expected is None:
+        rep.differences.append(
+            f"{ptid}: still {o.state} here (resolve it), {status or 'unknown'} at the gateway"
+        )
+    elif status not in expected:
+        rep.differences.append(f"{ptid}: {o.state} here, {status or 'no such order'} at the gateway")
