@@ -46,7 +46,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     yield from _serve(request, tmp_path_factory.mktemp("served"), request.param)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is running it keeps an asyncio loop running in
+# this thread, and the other test modules' asyncio.run() calls would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     assert Path(CHROMIUM).exists(), (
         "Debian's chromium is missing: scripts/test installs it (apt-get install chromium)"
@@ -55,7 +57,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
