@@ -117,6 +117,7 @@ Tillpay demo is starting.
   MD5 key            {info["md5_key"]}
   RSA keys           merchant private key and Tillpay public key in {info["credentials_file"]}
 
+  Wallet app         {url}/wallet/  (open it on a phone or a phone-sized browser window)
   Demo wallet        login {info["wallet_login"]}  PIN {info["wallet_pin"]}  password {info["wallet_password"]}
   Balance            {info["wallet_balance"]}
   Payment code       tillpay wallet code --login {info["wallet_login"]}

@@ -1070,22 +1070,7 @@ async def _apply_refund(
 async def _refund_view(conn: AsyncConnection, refund_id: int) -> RefundView:
     r = (await conn.execute(select(t.refunds).where(t.refunds.c.id == refund_id))).one()
     prow = (await conn.execute(select(t.payments).where(t.payments.c.id == r.payment_id))).one()
-    return RefundView(
-        id=r.id,
-        refund_no=r.refund_no,
-        partner_refund_id=r.partner_refund_id,
-        kind=r.kind,
-        price_amount=r.price_amount,
-        price_currency=r.price_currency,
-        settle_amount=r.settle_amount,
-        wallet_amount=r.wallet_amount,
-        margin_amount=r.margin_amount,
-        fx_gain=r.fx_gain,
-        rate_policy=r.rate_policy,
-        reason=r.reason,
-        created_at=r.created_at,
-        payment=await _view(conn, prow),
-    )
+    return RefundView.from_row(r, await _view(conn, prow))
 
 
 async def refund(p: Platform, cmd: RefundCommand) -> RefundView:

@@ -140,6 +140,26 @@ class RefundView:
     created_at: datetime
     payment: PaymentView
 
+    @classmethod
+    def from_row(cls, r: Row[Any], payment: PaymentView) -> RefundView:
+        """Build the view from a ``refunds`` row and its payment's view."""
+        return cls(
+            id=r.id,
+            refund_no=r.refund_no,
+            partner_refund_id=r.partner_refund_id,
+            kind=r.kind,
+            price_amount=r.price_amount,
+            price_currency=r.price_currency,
+            settle_amount=r.settle_amount,
+            wallet_amount=r.wallet_amount,
+            margin_amount=r.margin_amount,
+            fx_gain=r.fx_gain,
+            rate_policy=r.rate_policy,
+            reason=r.reason,
+            created_at=r.created_at,
+            payment=payment,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict."""
         return {

@@ -321,3 +321,41 @@ merchant_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("merchant_id", "key_version", name="uq_merchant_keys_merchant_version"),
 )
+
+# ------------------------------------------------------------------------------ wallet app
+
+#: A signed-in wallet app: the cookie carries a random token, the table only its SHA-256.
+wallet_sessions = Table(
+    "wallet_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("wallet_users.id"), nullable=False, index=True),
+    #: The browser's own device: its payment codes, and the session ends when the device is revoked.
+    Column("device_id", Integer, ForeignKey("devices.id"), nullable=False, index=True),
+    #: Every state-changing request of the session must echo this token.
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+#: Which browser holds which device: a long-lived cookie token, so signing in again reuses the device.
+wallet_browsers = Table(
+    "wallet_browsers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", Integer, ForeignKey("devices.id"), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_agent", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: Failed wallet sign-ins, counted per login id to slow down password guessing.
+wallet_login_failures = Table(
+    "wallet_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_wallet_login_failures_login_time", "login_id", "created_at"),
+)

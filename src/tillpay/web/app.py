@@ -1,29 +1,27 @@
-"""The ASGI application: the gateway dialects and the operator's health endpoint."""
+"""The ASGI application: the gateway dialects, the wallet app and the operator's health endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator
 
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tillpay import __version__
 from tillpay.domain.errors import TillpayError
-from tillpay.domain.money import format_amount
 from tillpay.protocols.antom import gateway as antom
 from tillpay.protocols.mapi import gateway as mapi
 from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
 from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.wire import raw_keys
-from tillpay.services import payments
 from tillpay.services.platform import Platform
+from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
 log = structlog.get_logger("tillpay.web")
@@ -65,24 +63,6 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-async def qr_order(request: Request) -> Response:
-    """What a merchant-presented QR code opens: the order, and how to pay it from the wallet."""
-    p: Platform = request.app.state.platform
-    try:
-        v = await payments.payment_by_trade_no(p, request.path_params["trade_no"])
-    except TillpayError:
-        return HTMLResponse("<h1>Order not found</h1>", status_code=404)
-    amount = f"{format_amount(v.price_amount, v.price_currency)} {v.price_currency}"
-    body = (
-        "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-        f"<title>Tillpay order</title><h1>{html.escape(v.subject)}</h1><p>{html.escape(amount)}</p>"
-        f"<p>Status: {html.escape(v.status.value)}</p>"
-        f"<p>Pay it from a wallet: <code>tillpay wallet pay-qr {html.escape(v.trade_no)} --login LOGIN "
-        "--pin PIN</code></p>"
-    )
-    return HTMLResponse(body)
-
-
 def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
     """The Tillpay ASGI app over ``platform``; runs the embedded worker unless told not to."""
     run_worker = platform.settings.embedded_worker if worker is None else worker
@@ -104,7 +84,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
             Route("/gateway.do", gateway, methods=["GET", "POST"]),
             Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
             Route("/health", health),
-            Route("/wallet/qr/{trade_no}", qr_order),
+            *wallet_routes(),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,483 @@
+"""The wallet app's use cases: sign-in with a browser device, sessions, devices, history, confirmations.
+
+Every read here is scoped by the signed-in user's id: a payment, device or refund of another user is
+answered exactly like one that does not exist (NOT_FOUND), so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.fx import make_quote
+from tillpay.domain.payment import Status
+from tillpay.services import payments, wallets
+from tillpay.services.platform import Platform
+from tillpay.services.security import hash_secret, verify_secret
+from tillpay.services.views import PaymentView, RefundView
+from tillpay.services.wallets import Device, WalletUser
+from tillpay.store import tables as t
+
+#: A session lasts this long from sign-in (absolute, not sliding: a lost phone's session ends by itself).
+SESSION_LIFETIME = timedelta(days=30)
+#: Failed sign-ins per login id within LOGIN_FAILURE_WINDOW before sign-in is refused for a while.
+MAX_LOGIN_FAILURES = 5
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+#: A verifier that no password matches, checked when the login id is unknown so timing does not tell.
+_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+class SignInRefused(Exception):
+    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` or ``frozen``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in browser: its user, its own device, and the token every form must echo."""
+
+    id: int
+    user: WalletUser
+    device: Device
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A new session: the cookie token, the session, and the browser token (new when a device was made)."""
+
+    token: str
+    session: Session
+    browser_token: str
+    new_device: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as the devices screen lists it."""
+
+    id: int
+    device_no: int
+    name: str
+    status: str
+    created_at: datetime
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A payment as the customer sees it: the merchant's name, both amounts, and its refunds."""
+
+    payment: PaymentView
+    merchant_name: str
+    refunds: list[RefundView] = field(default_factory=list)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def device_name(user_agent: str) -> str:
+    """A short human name for a browser from its User-Agent, e.g. ``Chrome on Android``."""
+    ua = user_agent or ""
+    browser = next(
+        (
+            name
+            for key, name in (
+                ("Edg/", "Edge"),
+                ("OPR/", "Opera"),
+                ("Firefox/", "Firefox"),
+                ("HeadlessChrome", "Chromium"),
+                ("Chrome/", "Chrome"),
+                ("Safari/", "Safari"),
+            )
+            if key in ua
+        ),
+        "Browser",
+    )
+    system = next(
+        (
+            name
+            for key, name in (
+                ("Android", "Android"),
+                ("iPhone", "iPhone"),
+                ("iPad", "iPad"),
+                ("Windows", "Windows"),
+                ("Mac OS X", "macOS"),
+                ("Linux", "Linux"),
+            )
+            if key in ua
+        ),
+        None,
+    )
+    return f"{browser} on {system}" if system else browser
+
+
+# -------------------------------------------------------------------------------------------- sign-in
+
+
+async def sign_in(
+    p: Platform, login_id: str, password: str, *, browser_token: str | None, user_agent: str
+) -> SignIn:
+    """Check the password and open a session on this browser's device (registering one if needed).
+
+    The browser's device is found by ``browser_token`` (a long-lived cookie); when it is missing,
+    unknown, revoked, or belongs to another user, a new device with its own code secret is registered.
+    """
+    now = p.now()
+    since = now - LOGIN_FAILURE_WINDOW
+    async with p.engine.connect() as conn:
+        failures = (
+            await conn.execute(
+                select(func.count())
+                .select_from(t.wallet_login_failures)
+                .where(
+                    t.wallet_login_failures.c.login_id == login_id,
+                    t.wallet_login_failures.c.created_at > since,
+                )
+            )
+        ).scalar_one()
+        user = (
+            await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
+        ).first()
+        await conn.rollback()
+    if failures >= MAX_LOGIN_FAILURES:
+        raise SignInRefused("locked")
+    ok = verify_secret(password, (user.password_hash if user else None) or _DUMMY_HASH)
+    if user is None or not user.password_hash or not ok:
+        if len(login_id) <= 64:
+            async with p.engine.begin() as conn:
+                await conn.execute(insert(t.wallet_login_failures).values(login_id=login_id, created_at=now))
+        raise SignInRefused("invalid")
+    if user.status != "active":
+        raise SignInRefused("frozen")
+
+    device_id: int | None = None
+    if browser_token and _TOKEN_RE.match(browser_token):
+        async with p.engine.connect() as conn:
+            device_id = (
+                await conn.execute(
+                    select(t.devices.c.id)
+                    .join(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
+                    .where(
+                        t.wallet_browsers.c.token_hash == _hash(browser_token),
+                        t.devices.c.user_id == user.id,
+                        t.devices.c.status == "active",
+                    )
+                )
+            ).scalar()
+            await conn.rollback()
+    new_device = device_id is None
+    if device_id is None:
+        device = await wallets.add_device(p, user.id, device_name(user_agent))
+        device_id = device.id
+        browser_token = secrets.token_urlsafe(32)
+        async with p.engine.begin() as conn:
+            await conn.execute(
+                insert(t.wallet_browsers).values(
+                    device_id=device_id,
+                    token_hash=_hash(browser_token),
+                    user_agent=(user_agent or "")[:256],
+                    created_at=now,
+                )
+            )
+    assert browser_token is not None
+    token = secrets.token_urlsafe(32)
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.wallet_sessions).values(
+                token_hash=_hash(token),
+                user_id=user.id,
+                device_id=device_id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                expires_at=now + SESSION_LIFETIME,
+            )
+        )
+    session = await session_for(p, token)
+    assert session is not None
+    return SignIn(token, session, browser_token, new_device)
+
+
+async def session_for(p: Platform, token: str | None) -> Session | None:
+    """The live session for a cookie token; None if unknown, expired, or its device or user was stopped."""
+    if not token or not _TOKEN_RE.match(token):
+        return None
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    t.wallet_sessions.c.id.label("session_id"),
+                    t.wallet_sessions.c.csrf_token,
+                    t.wallet_sessions.c.expires_at,
+                    t.wallet_users,
+                    t.devices.c.id.label("device_id"),
+                    t.devices.c.device_no,
+                    t.devices.c.secret,
+                    t.devices.c.name.label("device_name"),
+                    t.devices.c.status.label("device_status"),
+                )
+                .join(t.wallet_users, t.wallet_users.c.id == t.wallet_sessions.c.user_id)
+                .join(t.devices, t.devices.c.id == t.wallet_sessions.c.device_id)
+                .where(t.wallet_sessions.c.token_hash == _hash(token))
+            )
+        ).first()
+    if row is None or row.expires_at <= p.now():
+        return None
+    if row.device_status != "active" or row.status != "active":
+        return None
+    user = WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status)
+    device = Device(row.device_id, row.device_no, row.id, row.secret, row.device_name, row.device_status)
+    return Session(row.session_id, user, device, row.csrf_token, row.expires_at)
+
+
+async def sign_out(p: Platform, token: str | None) -> None:
+    """End the session of this cookie token (the device stays registered)."""
+    if not token:
+        return
+    async with p.engine.begin() as conn:
+        await conn.execute(delete(t.wallet_sessions).where(t.wallet_sessions.c.token_hash == _hash(token)))
+
+
+# -------------------------------------------------------------------------------------------- devices
+
+
+async def devices(p: Platform, user_id: int) -> list[DeviceInfo]:
+    """The user's devices, newest first, with the browser each belongs to (if it is a browser)."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    t.devices.c.id,
+                    t.devices.c.device_no,
+                    t.devices.c.name,
+                    t.devices.c.status,
+                    t.devices.c.created_at,
+                    t.wallet_browsers.c.user_agent,
+                )
+                .outerjoin(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
+                .where(t.devices.c.user_id == user_id)
+                .order_by(t.devices.c.id.desc())
+            )
+        ).all()
+    return [DeviceInfo(r.id, r.device_no, r.name, r.status, r.created_at, r.user_agent) for r in rows]
+
+
+async def revoke_device(p: Platform, user_id: int, device_id: int) -> None:
+    """Stop one of the user's devices: its codes are refused from now on and its sessions end."""
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.devices)
+            .where(t.devices.c.id == device_id, t.devices.c.user_id == user_id)
+            .values(status="revoked")
+        )
+        if res.rowcount != 1:
+            raise TillpayError(Code.NOT_FOUND, "no such device")
+        await conn.execute(delete(t.wallet_sessions).where(t.wallet_sessions.c.device_id == device_id))
+
+
+# -------------------------------------------------------------------------------------------- history
+
+
+async def _merchant_names(conn: AsyncConnection, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = (
+        await conn.execute(select(t.merchants.c.id, t.merchants.c.name).where(t.merchants.c.id.in_(ids)))
+    ).all()
+    return {r.id: r.name for r in rows}
+
+
+async def _items(p: Platform, conn: AsyncConnection, rows: list[Any], login_id: str) -> list[Item]:
+    names = await _merchant_names(conn, {r.merchant_id for r in rows})
+    ids = [r.id for r in rows]
+    by_payment: dict[int, list[RefundView]] = {i: [] for i in ids}
+    if ids:
+        refund_rows = (
+            await conn.execute(
+                select(t.refunds).where(t.refunds.c.payment_id.in_(ids)).order_by(t.refunds.c.id)
+            )
+        ).all()
+        views = {r.id: PaymentView.from_row(r, login_id) for r in rows}
+        for rr in refund_rows:
+            by_payment[rr.payment_id].append(RefundView.from_row(rr, views[rr.payment_id]))
+    return [
+        Item(PaymentView.from_row(r, login_id), names.get(r.merchant_id, ""), by_payment[r.id]) for r in rows
+    ]
+
+
+async def history(p: Platform, user: WalletUser, *, before: int | None = None, limit: int = 30) -> list[Item]:
+    """The user's payments, newest first (``before``: a payment id, for the next page)."""
+    async with p.engine.connect() as conn:
+        q = select(t.payments).where(t.payments.c.user_id == user.id, t.payments.c.kind != "tombstone")
+        if before is not None:
+            q = q.where(t.payments.c.id < before)
+        rows = list((await conn.execute(q.order_by(t.payments.c.id.desc()).limit(limit))).all())
+        return await _items(p, conn, rows, user.login_id)
+
+
+async def item(p: Platform, user: WalletUser, trade_no: str) -> Item:
+    """One of the user's payments with its refunds; NOT_FOUND if it is not theirs."""
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(t.payments).where(t.payments.c.trade_no == trade_no, t.payments.c.user_id == user.id)
+            )
+        ).first()
+        if row is None:
+            raise TillpayError(Code.NOT_FOUND, "no such payment")
+        return (await _items(p, conn, [row], user.login_id))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A merchant-presented QR order as its page shows it."""
+
+    payment: PaymentView
+    merchant_name: str
+    #: What it would cost in the signed-in user's currency at today's rates (None: anonymous or no rate).
+    wallet_amount: int | None = None
+    wallet_currency: str | None = None
+    wallet_rate: Decimal | None = None
+    #: Whether the signed-in user paid it (a paid order is shown to its payer only).
+    mine: bool = False
+
+
+async def order(p: Platform, trade_no: str, user: WalletUser | None = None) -> Order:
+    """A precreated (merchant-presented QR) order by its gateway id; NOT_FOUND unless it is one."""
+    await _expire_if_due(p, trade_no)
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(t.payments).where(t.payments.c.trade_no == trade_no, t.payments.c.kind == "precreate")
+            )
+        ).first()
+        if row is None:
+            raise TillpayError(Code.NOT_FOUND, "no such order")
+        names = await _merchant_names(conn, {row.merchant_id})
+        view = PaymentView.from_row(row)
+        mine = user is not None and row.user_id == user.id
+        if user is None or row.status != Status.WAIT_BUYER_PAY.value:
+            return Order(view, names.get(row.merchant_id, ""), mine=mine)
+        try:
+            q = make_quote(
+                row.price_amount, row.price_currency, row.settle_currency, user.currency, await p.rates(conn)
+            )
+        except TillpayError:
+            return Order(view, names.get(row.merchant_id, ""))
+        return Order(view, names.get(row.merchant_id, ""), q.wallet_amount, q.wallet_currency, q.wallet_rate)
+
+
+async def _expire_if_due(p: Platform, trade_no: str) -> None:
+    async with p.engine.connect() as conn:
+        pid = (
+            await conn.execute(
+                select(t.payments.c.id).where(
+                    t.payments.c.trade_no == trade_no,
+                    t.payments.c.status == Status.WAIT_BUYER_PAY.value,
+                    t.payments.c.expires_at <= p.now(),
+                )
+            )
+        ).scalar()
+        await conn.rollback()
+    if pid is not None:
+        await payments.expire_payment(p, pid)
+
+
+# ------------------------------------------------------------------------------------ live updates
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the app watches: the confirmations waiting, and the latest payments of this device."""
+
+    pending: list[Item]
+    recent: list[Item]
+
+    def key(self) -> tuple[Any, ...]:
+        """Equal keys mean nothing visible changed."""
+        return (
+            tuple((i.payment.trade_no, i.payment.status, i.payment.expires_at) for i in self.pending),
+            tuple((i.payment.trade_no, i.payment.status, i.payment.refunded_price) for i in self.recent),
+        )
+
+
+async def snapshot(p: Platform, user: WalletUser, since_id: int) -> Snapshot:
+    """The waiting confirmations and the payments newer than ``since_id``, both newest first."""
+    await payments.expire_due(p)
+    async with p.engine.connect() as conn:
+        rows = list(
+            (
+                await conn.execute(
+                    select(t.payments)
+                    .where(
+                        t.payments.c.user_id == user.id,
+                        or_(t.payments.c.status == Status.WAIT_BUYER_PAY.value, t.payments.c.id > since_id),
+                    )
+                    .order_by(t.payments.c.id.desc())
+                    .limit(50)
+                )
+            ).all()
+        )
+        items = await _items(p, conn, rows, user.login_id)
+    pending = [i for i in items if i.payment.status is Status.WAIT_BUYER_PAY]
+    recent = [i for i in items if i.payment.id > since_id]
+    return Snapshot(pending, recent)
+
+
+async def last_payment_id(p: Platform, user_id: int) -> int:
+    """The id of the user's newest payment (0 if none): live updates report what comes after it."""
+    async with p.engine.connect() as conn:
+        value = (
+            await conn.execute(select(func.max(t.payments.c.id)).where(t.payments.c.user_id == user_id))
+        ).scalar()
+    return int(value or 0)
+
+
+async def pin_attempts_left(p: Platform, user_id: int, trade_no: str) -> int:
+    """How many wrong PINs a waiting payment of this user still tolerates."""
+    async with p.engine.connect() as conn:
+        used = (
+            await conn.execute(
+                select(t.payments.c.pin_attempts).where(
+                    t.payments.c.trade_no == trade_no, t.payments.c.user_id == user_id
+                )
+            )
+        ).scalar()
+    return max(0, p.settings.max_pin_attempts - int(used or 0))
+
+
+async def used_slots(p: Platform, device_id: int, since_step: int) -> list[tuple[int, int]]:
+    """The (step, slot) pairs of a device's codes already used since ``since_step``."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.code_uses.c.step, t.code_uses.c.slot).where(
+                    t.code_uses.c.device_id == device_id, t.code_uses.c.step >= since_step
+                )
+            )
+        ).all()
+    return sorted((int(r.step), int(r.slot)) for r in rows)
+
+
+async def order_pin_attempts_left(p: Platform, trade_no: str) -> int:
+    """How many wrong PINs a waiting QR order still tolerates (counted on the order itself)."""
+    async with p.engine.connect() as conn:
+        used = (
+            await conn.execute(select(t.payments.c.pin_attempts).where(t.payments.c.trade_no == trade_no))
+        ).scalar()
+    return max(0, p.settings.max_pin_attempts - int(used or 0))

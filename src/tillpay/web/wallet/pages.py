@@ -1,0 +1,589 @@
+"""The customer's wallet web app under ``/wallet``: server-rendered pages, a JSON API and live updates.
+
+Security rules every handler keeps:
+- the session cookie is HttpOnly, SameSite=Lax, path ``/wallet``, and Secure whenever the app is
+  reached over https (directly or as configured in ``public_url``);
+- every POST carries a CSRF token (the session's own, or before sign-in a double-submit cookie) and,
+  when the browser sends an Origin header, it must be this server's;
+- every lookup is scoped by the signed-in user (``services.wallet_app``), so changing an id in a URL
+  finds nothing of another user's;
+- pages load scripts, styles and images from this server only (Content-Security-Policy ``'self'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+import structlog
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tillpay.domain import paycode
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import InvalidAmount, UnknownCurrency, parse_amount
+from tillpay.domain.payment import Status
+from tillpay.services import payments, wallet_app, wallets
+from tillpay.services.platform import Platform
+from tillpay.services.wallet_app import Session
+from tillpay.web.wallet import i18n
+
+log = structlog.get_logger("tillpay.wallet")
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+TEMPLATES = HERE / "templates"
+
+SESSION_COOKIE = "tp_session"
+BROWSER_COOKIE = "tp_browser"
+CSRF_COOKIE = "tp_csrf"
+LANG_COOKIE = "tp_lang"
+TZ_COOKIE = "tp_tz"
+COOKIE_PATH = "/wallet"
+#: Live updates: how often the stream looks at the database, and how long one stream lasts before the
+#: browser's EventSource reconnects (so a server can stop without waiting on open streams).
+POLL_SECONDS = 0.4  # float-ok: a sleep interval
+STREAM_SECONDS = 50
+HEARTBEAT_SECONDS = 10
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_TRADE_NO_RE = re.compile(r"^\d{16,64}$")
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+@functools.cache
+def _env(locale: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]  # added by the i18n extension
+    return env
+
+
+class _Forbidden(Exception):
+    """A state-changing request without a valid CSRF token or from another origin."""
+
+
+@dataclass
+class Ctx:
+    """One request as the pages see it: who, in which language and time zone, and the CSRF token."""
+
+    request: Request
+    p: Platform
+    session: Session | None
+    locale: str
+    fmt: i18n.Formatter
+    csrf: str
+    #: A fresh pre-sign-in CSRF token to set as a cookie with the response.
+    new_csrf_cookie: str | None = None
+
+    @property
+    def user(self) -> wallets.WalletUser:
+        """The signed-in user (only on pages that require one)."""
+        assert self.session is not None
+        return self.session.user
+
+    @property
+    def path(self) -> str:
+        """This page's path and query, for ``next=`` links."""
+        q = self.request.url.query
+        return self.request.url.path + (f"?{q}" if q else "")
+
+    @property
+    def languages(self) -> dict[str, str]:
+        return i18n.LANGUAGES
+
+    @property
+    def html_lang(self) -> str:
+        return i18n.html_lang(self.locale)
+
+    @property
+    def secure(self) -> bool:
+        return _secure(self.request, self.p)
+
+
+def _secure(request: Request, p: Platform) -> bool:
+    return request.url.scheme == "https" or p.settings.public_url.startswith("https://")
+
+
+async def _ctx(request: Request) -> Ctx:
+    p: Platform = request.app.state.platform
+    session = await wallet_app.session_for(p, request.cookies.get(SESSION_COOKIE))
+    lang = request.cookies.get(LANG_COOKIE)
+    locale = lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language"))
+    fmt = i18n.Formatter(locale, i18n.zone(request.cookies.get(TZ_COOKIE)))
+    new_cookie = None
+    if session is not None:
+        csrf = session.csrf_token
+    else:
+        csrf = request.cookies.get(CSRF_COOKIE) or ""
+        if not _NONCE_RE.match(csrf):
+            csrf = new_cookie = secrets.token_urlsafe(32)
+    return Ctx(request, p, session, locale, fmt, csrf, new_cookie)
+
+
+def _harden(resp: Response) -> Response:
+    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["X-Frame-Options"] = "DENY"
+    # Order and payment ids are in wallet URLs: never leak them to other sites.
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _set_cookie(
+    ctx: Ctx, resp: Response, name: str, value: str, max_age: int | None, *, http_only: bool = True
+) -> None:
+    resp.set_cookie(
+        name, value, max_age=max_age, path=COOKIE_PATH, secure=ctx.secure, httponly=http_only, samesite="lax"
+    )
+
+
+def _finish(ctx: Ctx, resp: Response) -> Response:
+    if ctx.new_csrf_cookie:
+        _set_cookie(ctx, resp, CSRF_COOKIE, ctx.new_csrf_cookie, None)
+    return _harden(resp)
+
+
+def _render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
+    since = values.pop("since", 0)
+    html = _env(ctx.locale).get_template(template).render(c=ctx, fmt=ctx.fmt, since=since, **values)
+    return _finish(ctx, HTMLResponse(html, status_code=status))
+
+
+def _redirect(ctx: Ctx, url: str) -> Response:
+    return _finish(ctx, RedirectResponse(url, status_code=303))
+
+
+def _local_next(value: str | None) -> str:
+    """Only paths inside the wallet are followed after sign-in or a language change (no open redirect)."""
+    if not value:
+        return "/wallet/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/wallet") or "\\" in value:
+        return "/wallet/"
+    return value
+
+
+async def _form(ctx: Ctx) -> FormData:
+    """The POSTed form, after the CSRF and origin checks."""
+    origin = ctx.request.headers.get("origin")
+    if origin and origin != "null":
+        o = urlsplit(origin)
+        if o.netloc != ctx.request.headers.get("host", ""):
+            raise _Forbidden
+    form = await ctx.request.form()
+    sent = form.get("csrf") or ctx.request.headers.get("x-csrf-token") or ""
+    if not isinstance(sent, str) or not ctx.csrf or not hmac.compare_digest(sent.encode(), ctx.csrf.encode()):
+        raise _Forbidden
+    if ctx.session is None and ctx.new_csrf_cookie:
+        raise _Forbidden  # the browser had no CSRF cookie, so this form did not come from our page
+    return form
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+def page(*, signed_in: bool) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: build its context, send anonymous visitors to sign in, map refusals to pages."""
+
+    def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(fn)
+        async def endpoint(request: Request) -> Response:
+            ctx = await _ctx(request)
+            if signed_in and ctx.session is None:
+                if request.url.path.startswith("/wallet/api/"):
+                    return _harden(JSONResponse({"error": "SIGNED_OUT"}, status_code=401))
+                return _redirect(ctx, "/wallet/login?next=" + quote(ctx.path, safe=""))
+            try:
+                return await fn(ctx)
+            except _Forbidden:
+                return _render(ctx, "error.html", 403, error="forbidden")
+            except TillpayError as e:
+                if e.code in (Code.NOT_FOUND, Code.CONFIRMATION_NOT_FOUND, Code.TRADE_NOT_EXIST):
+                    return _render(ctx, "error.html", 404, error="not_found")
+                raise
+
+        return endpoint
+
+    return wrap
+
+
+# ------------------------------------------------------------------------------------------ sign-in
+
+
+@page(signed_in=False)
+async def login(ctx: Ctx) -> Response:
+    """The sign-in form; a successful sign-in registers this browser as a device if it is not one."""
+    nxt = _local_next(ctx.request.query_params.get("next"))
+    if ctx.request.method == "GET":
+        if ctx.session is not None:
+            return _redirect(ctx, nxt)
+        return _render(ctx, "login.html", next=nxt, error=None, login_id="")
+    form = await _form(ctx)
+    login_id = str(form.get("login", "")).strip()
+    password = str(form.get("password", ""))
+    nxt = _local_next(str(form.get("next", "")))
+    try:
+        result = await wallet_app.sign_in(
+            ctx.p,
+            login_id,
+            password,
+            browser_token=ctx.request.cookies.get(BROWSER_COOKIE),
+            user_agent=ctx.request.headers.get("user-agent", ""),
+        )
+    except wallet_app.SignInRefused as e:
+        log.info("wallet sign-in refused", reason=e.reason)
+        return _render(ctx, "login.html", 401, next=nxt, error=e.reason, login_id=login_id)
+    log.info("wallet sign-in", user=result.session.user.id, device=result.session.device.device_no)
+    resp = _redirect(ctx, nxt)
+    max_age = int(wallet_app.SESSION_LIFETIME.total_seconds())
+    _set_cookie(ctx, resp, SESSION_COOKIE, result.token, max_age)
+    _set_cookie(ctx, resp, BROWSER_COOKIE, result.browser_token, 400 * 86400)
+    resp.delete_cookie(CSRF_COOKIE, path=COOKIE_PATH)
+    return resp
+
+
+@page(signed_in=False)
+async def logout(ctx: Ctx) -> Response:
+    """End the session; the browser's device stays registered (and the page forgets its secret)."""
+    await _form(ctx)
+    await wallet_app.sign_out(ctx.p, ctx.request.cookies.get(SESSION_COOKIE))
+    resp = _redirect(ctx, "/wallet/login")
+    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return resp
+
+
+@page(signed_in=False)
+async def language(ctx: Ctx) -> Response:
+    """The language switch: remembered in a cookie, then back to the page it was used on."""
+    form = await _form(ctx)
+    lang = str(form.get("lang", ""))
+    resp = _redirect(ctx, _local_next(str(form.get("next", ""))))
+    if lang in i18n.LANGUAGES:
+        _set_cookie(ctx, resp, LANG_COOKIE, lang, 400 * 86400)
+    return resp
+
+
+# --------------------------------------------------------------------------------------------- pages
+
+
+async def root(request: Request) -> Response:
+    """``/wallet`` without the slash."""
+    return RedirectResponse("/wallet/", status_code=308)
+
+
+@page(signed_in=True)
+async def home(ctx: Ctx) -> Response:
+    """Balance, recent payments and the way to the payment code."""
+    recent = await wallet_app.history(ctx.p, ctx.user, limit=5)
+    since = recent[0].payment.id if recent else 0
+    topped = ctx.request.query_params.get("topped") == "1"
+    return _render(ctx, "home.html", recent=recent, since=since, topped=topped)
+
+
+@page(signed_in=True)
+async def code(ctx: Ctx) -> Response:
+    """The payment code screen; the codes are made in the browser from the device secret (see code.js)."""
+    since = await wallet_app.last_payment_id(ctx.p, ctx.user.id)
+    return _render(ctx, "code.html", since=since)
+
+
+@page(signed_in=True)
+async def history(ctx: Ctx) -> Response:
+    """Every payment, newest first, with both amounts and its refunds."""
+    before_text = ctx.request.query_params.get("before", "")
+    before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
+    items = await wallet_app.history(ctx.p, ctx.user, before=before, limit=30)
+    more = items[-1].payment.id if len(items) == 30 else None
+    return _render(ctx, "history.html", items=items, more=more)
+
+
+@page(signed_in=True)
+async def payment(ctx: Ctx) -> Response:
+    """One payment: the success or failure screen, with its refunds."""
+    trade_no = ctx.request.path_params["trade_no"]
+    if not _TRADE_NO_RE.match(trade_no):
+        raise TillpayError(Code.NOT_FOUND)
+    it = await wallet_app.item(ctx.p, ctx.user, trade_no)
+    if it.payment.status is Status.WAIT_BUYER_PAY:
+        return _redirect(ctx, f"/wallet/confirm/{trade_no}")
+    return _render(ctx, "payment.html", it=it, since=it.payment.id)
+
+
+@page(signed_in=True)
+async def confirm(ctx: Ctx) -> Response:
+    """A payment waiting for the customer: show merchant, both amounts and rate; confirm with PIN or reject."""
+    trade_no = ctx.request.path_params["trade_no"]
+    if not _TRADE_NO_RE.match(trade_no):
+        raise TillpayError(Code.NOT_FOUND)
+    uid = ctx.user.id
+    if ctx.request.method == "POST":
+        form = await _form(ctx)
+        if form.get("action") == "reject":
+            await wallet_app.item(ctx.p, ctx.user, trade_no)  # NOT_FOUND unless it is this user's
+            try:
+                await payments.reject(ctx.p, uid, trade_no)
+            except TillpayError as e:
+                if e.code is not Code.CONFIRMATION_NOT_FOUND:
+                    raise
+            return _redirect(ctx, f"/wallet/payments/{trade_no}")
+        pin = str(form.get("pin", ""))
+        if not wallets.PIN_RE.match(pin):
+            return _redirect(ctx, f"/wallet/confirm/{trade_no}?e=PIN_FORMAT")
+        try:
+            await payments.confirm(ctx.p, uid, pin, trade_no)
+        except TillpayError as e:
+            if e.code is Code.WRONG_PIN:
+                return _redirect(ctx, f"/wallet/confirm/{trade_no}?e=WRONG_PIN")
+            if e.code not in (
+                Code.USER_PAYMENT_VERIFICATION_FAILED,
+                Code.PAYMENT_TIMEOUT,
+                Code.CONFIRMATION_NOT_FOUND,
+            ):
+                raise
+        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+    it = await wallet_app.item(ctx.p, ctx.user, trade_no)
+    if it.payment.status is not Status.WAIT_BUYER_PAY or (
+        it.payment.expires_at and it.payment.expires_at <= ctx.p.now()
+    ):
+        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+    left = await wallet_app.pin_attempts_left(ctx.p, uid, trade_no)
+    error = ctx.request.query_params.get("e")
+    return _render(
+        ctx,
+        "confirm.html",
+        it=it,
+        left=left,
+        error=error if error in ("WRONG_PIN", "PIN_FORMAT") else None,
+        since=it.payment.id,
+        remaining=_remaining(ctx, it.payment.expires_at),
+    )
+
+
+def _remaining(ctx: Ctx, expires_at: Any) -> int:
+    if expires_at is None:
+        return 0
+    return max(0, int((expires_at - ctx.p.now()).total_seconds()))
+
+
+@page(signed_in=True)
+async def topup(ctx: Ctx) -> Response:
+    """Add money from the (simulated) bank; the form's nonce makes a double submit fund once."""
+    user = ctx.user
+    if ctx.request.method == "GET":
+        return _render(ctx, "topup.html", nonce=secrets.token_urlsafe(18), error=None, amount="")
+    form = await _form(ctx)
+    nonce = str(form.get("nonce", ""))
+    amount_text = str(form.get("amount", "")).strip()
+    if not _NONCE_RE.match(nonce):
+        raise _Forbidden
+    try:
+        amount = parse_amount(amount_text, user.currency)
+        await wallets.topup(ctx.p, user.login_id, amount, reference=f"wallet-app:{user.id}:{nonce}")
+    except (InvalidAmount, UnknownCurrency):
+        return _render(ctx, "topup.html", 400, nonce=nonce, error="format", amount=amount_text)
+    except TillpayError as e:
+        if e.code is not Code.AMOUNT_OUT_OF_RANGE:
+            raise
+        return _render(ctx, "topup.html", 400, nonce=nonce, error="range", amount=amount_text)
+    return _redirect(ctx, "/wallet/?topped=1")
+
+
+@page(signed_in=True)
+async def devices(ctx: Ctx) -> Response:
+    """The user's devices; each can be revoked."""
+    items = await wallet_app.devices(ctx.p, ctx.user.id)
+    assert ctx.session is not None
+    return _render(ctx, "devices.html", items=items, current=ctx.session.device.id)
+
+
+@page(signed_in=True)
+async def revoke(ctx: Ctx) -> Response:
+    """Revoke one of the user's devices (revoking this browser's own device signs it out)."""
+    await _form(ctx)
+    assert ctx.session is not None
+    device_id = ctx.request.path_params["device_id"]
+    await wallet_app.revoke_device(ctx.p, ctx.user.id, device_id)
+    if device_id == ctx.session.device.id:
+        resp = _redirect(ctx, "/wallet/login")
+        resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        resp.delete_cookie(BROWSER_COOKIE, path=COOKIE_PATH)
+        return resp
+    return _redirect(ctx, "/wallet/devices")
+
+
+@page(signed_in=False)
+async def qr_order(ctx: Ctx) -> Response:
+    """A merchant-presented QR order: anyone sees what it is; a signed-in customer pays it with the PIN."""
+    trade_no = ctx.request.path_params["trade_no"]
+    if not _TRADE_NO_RE.match(trade_no):
+        raise TillpayError(Code.NOT_FOUND)
+    user = ctx.session.user if ctx.session else None
+    if ctx.request.method == "POST":
+        form = await _form(ctx)
+        if user is None:
+            return _redirect(ctx, "/wallet/login?next=" + quote(f"/wallet/qr/{trade_no}", safe=""))
+        pin = str(form.get("pin", ""))
+        if not wallets.PIN_RE.match(pin):
+            return _redirect(ctx, f"/wallet/qr/{trade_no}?e=PIN_FORMAT")
+        try:
+            view = await payments.confirm(ctx.p, user.id, pin, trade_no, precreated=True)
+        except TillpayError as e:
+            if e.code is Code.WRONG_PIN:
+                return _redirect(ctx, f"/wallet/qr/{trade_no}?e=WRONG_PIN")
+            if e.code not in (
+                Code.USER_PAYMENT_VERIFICATION_FAILED,
+                Code.PAYMENT_TIMEOUT,
+                Code.CONFIRMATION_NOT_FOUND,
+            ):
+                raise
+            return _redirect(ctx, f"/wallet/qr/{trade_no}")
+        if view.buyer_id is None:  # closed without charging this user (e.g. frozen): show the order
+            return _redirect(ctx, f"/wallet/qr/{trade_no}")
+        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+    order = await wallet_app.order(ctx.p, trade_no, user)
+    error = ctx.request.query_params.get("e")
+    left = await wallet_app.order_pin_attempts_left(ctx.p, trade_no)
+    return _render(
+        ctx,
+        "qr.html",
+        order=order,
+        left=left,
+        error=error if error in ("WRONG_PIN", "PIN_FORMAT") else None,
+        remaining=_remaining(ctx, order.payment.expires_at),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- API
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return _harden(JSONResponse(data, status_code=status))
+
+
+@page(signed_in=True)
+async def api_device(ctx: Ctx) -> Response:
+    """This browser's device: number and code secret (kept by the page for offline codes), used slots."""
+    assert ctx.session is not None
+    d = ctx.session.device
+    now_step = paycode.step_at(int(ctx.p.now().timestamp()))
+    used = await wallet_app.used_slots(ctx.p, d.id, now_step - 2)
+    return _json(
+        {
+            "device_no": d.device_no,
+            "secret": d.secret.hex(),
+            "step_seconds": paycode.TIME_STEP,
+            "slots": paycode.SLOTS,
+            "used": [list(u) for u in used],
+            "server_time": ctx.p.now().timestamp(),
+        }
+    )
+
+
+async def _state(ctx: Ctx, since: int) -> dict[str, Any]:
+    snap = await wallet_app.snapshot(ctx.p, ctx.user, since)
+    return {
+        "pending": [
+            {
+                "trade_no": i.payment.trade_no,
+                "url": f"/wallet/confirm/{i.payment.trade_no}",
+                "expires_at": i.payment.expires_at.isoformat() if i.payment.expires_at else None,
+            }
+            for i in snap.pending
+        ],
+        "recent": [
+            {
+                "trade_no": i.payment.trade_no,
+                "status": i.payment.status.value,
+                "url": f"/wallet/payments/{i.payment.trade_no}",
+            }
+            for i in snap.recent
+        ],
+    }
+
+
+def _since(ctx: Ctx) -> int:
+    text = ctx.request.query_params.get("since", "0")
+    return int(text) if text.isdigit() and len(text) < 19 else 0
+
+
+@page(signed_in=True)
+async def api_state(ctx: Ctx) -> Response:
+    """Waiting confirmations and new payments, for browsers without server-sent events (polling)."""
+    return _json(await _state(ctx, _since(ctx)))
+
+
+@page(signed_in=True)
+async def api_events(ctx: Ctx) -> Response:
+    """Server-sent events: the state above, sent whenever it changes (checked every POLL_SECONDS)."""
+    since = _since(ctx)
+    token = ctx.request.cookies.get(SESSION_COOKIE)
+
+    async def stream() -> AsyncIterator[str]:
+        # Several server processes may serve one user, so changes are found in the database, not in memory.
+        yield "retry: 1000\n\n"
+        started = last_sent = time.monotonic()
+        last: str | None = None
+        while time.monotonic() - started < STREAM_SECONDS:
+            if await wallet_app.session_for(ctx.p, token) is None:
+                yield "event: signed-out\ndata: {}\n\n"
+                return
+            data = json.dumps(await _state(ctx, since), separators=(",", ":"))
+            if data != last:
+                yield f"event: state\ndata: {data}\n\n"
+                last, last_sent = data, time.monotonic()
+            elif time.monotonic() - last_sent > HEARTBEAT_SECONDS:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            await asyncio.sleep(POLL_SECONDS)
+
+    resp = StreamingResponse(stream(), media_type="text/event-stream")
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return _harden(resp)
+
+
+def wallet_routes() -> list[BaseRoute]:
+    """The routes of the wallet app, to include in the Tillpay ASGI app."""
+    return [
+        Route("/wallet", root),
+        Route("/wallet/", home),
+        Route("/wallet/login", login, methods=["GET", "POST"]),
+        Route("/wallet/logout", logout, methods=["POST"]),
+        Route("/wallet/lang", language, methods=["POST"]),
+        Route("/wallet/code", code),
+        Route("/wallet/history", history),
+        Route("/wallet/topup", topup, methods=["GET", "POST"]),
+        Route("/wallet/devices", devices),
+        Route("/wallet/devices/{device_id:int}/revoke", revoke, methods=["POST"]),
+        Route("/wallet/payments/{trade_no}", payment),
+        Route("/wallet/confirm/{trade_no}", confirm, methods=["GET", "POST"]),
+        Route("/wallet/qr/{trade_no}", qr_order, methods=["GET", "POST"]),
+        Route("/wallet/api/device", api_device),
+        Route("/wallet/api/state", api_state),
+        Route("/wallet/api/events", api_events),
+        Mount("/wallet/static", app=StaticFiles(directory=STATIC), name="wallet-static"),
+    ]
