@@ -88,6 +88,7 @@ async def test_readme_walkthrough(demo: tuple[Gateway, Path], tmp_path: Path) ->
     assert "Tillpay Demo Store" in text and "TOTAL" in text and "7.70 USD" in text and "REFUNDED" in text
     assert "3.20 USD" in text and qr in text
     balance = json.loads(cli(gw.db, "wallet", "show", "--login", creds["wallet_login"]).stdout)["balance"]
-    # 10,000.00 - 54.69 (7.70 USD) + 22.73 (3.20 USD back) CNY.
-    assert balance == "9968.04"
+    # The demo's USD/CNY rate 7.1023 plus its 0.30% margin is 7.1236069 CNY per USD:
+    # 10,000.00 - 54.85 (7.70 USD) + 22.79 (3.20/7.70 of 54.85 back) CNY.
+    assert balance == "9967.94"
     till.close()
