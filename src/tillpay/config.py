@@ -34,6 +34,26 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = 10.0  # float-ok: an HTTP timeout, not money
     log_level: str = "info"
 
+    # Settlement (docs/settlement.md).
+    #: The scheme's time zone: a business day and its cut-off are wall-clock times there.
+    settlement_timezone: str = "UTC"
+    #: When a business day closes, ``HH:MM`` local time from ``00:01`` to ``24:00`` (end of the day).
+    settlement_cutoff: str = "24:00"
+    #: Payouts are dated this many calendar days after the business day (T+N).
+    settlement_days: int = 1
+    #: Merchant discount rate in basis points for merchants without their own (``tillpay settle fee``).
+    settlement_default_mdr_bps: int = 200
+    #: Unsettled transactions older than the previous cut-off are looked for this many days back.
+    settlement_lookback_days: int = 7
+    #: Where settlement, transaction and bank files are written (and served from).
+    settlement_dir: str = "settlements"
+    #: The scheme's own bank account, the debtor of every payout (pain.001).
+    payout_debtor_name: str = "Tillpay Scheme"
+    payout_debtor_iban: str = "DE89370400440532013000"
+    payout_debtor_bic: str = "COBADEFFXXX"
+    #: How far a signed download request's ``timestamp`` may be from the server's clock.
+    download_timestamp_tolerance_seconds: int = 900
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
