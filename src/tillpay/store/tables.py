@@ -281,6 +281,9 @@ settlement_batches = Table(
     Column("settle_date", Date, nullable=False),
     #: Everything of the merchant that happened before this instant and was not settled yet.
     Column("cutoff_at", UTCDateTime, nullable=False),
+    #: The merchant as it was when the day closed, so regenerated files are byte-identical.
+    Column("merchant_name", String(128), nullable=False),
+    Column("mcc", String(4), nullable=False),
     Column("mdr_bps", Integer, nullable=False),
     Column("payment_count", Integer, nullable=False),
     Column("refund_count", Integer, nullable=False),
@@ -335,6 +338,10 @@ settlement_runs = Table(
     Column("cutoff_at", UTCDateTime, nullable=False),
     Column("batch_count", Integer, nullable=False),
     Column("payout_count", Integer, nullable=False),
+    #: The scheme's account the payouts of this run were sent from (pain.001 debtor).
+    Column("debtor_name", String(70), nullable=False),
+    Column("debtor_iban", String(34), nullable=False),
+    Column("debtor_bic", String(11), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
