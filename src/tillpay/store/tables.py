@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Date,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
