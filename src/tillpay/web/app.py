@@ -21,6 +21,7 @@ from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
 from tillpay.services import payments
 from tillpay.services.platform import Platform
+from tillpay.web import settlement_api
 from tillpay.worker import runner
 
 log = structlog.get_logger("tillpay.web")
@@ -88,6 +89,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
             Route("/gateway.do", gateway, methods=["GET", "POST"]),
             Route("/health", health),
             Route("/wallet/qr/{trade_no}", qr_order),
+            *settlement_api.routes,
         ],
         lifespan=lifespan,
     )
