@@ -532,5 +532,12 @@ def audit(c: Ctx) -> None:
     sys.exit(1 if findings else 0)
 
 
+# Settlement, reconciliation and simulation live in their own module, which imports Ctx from here.
+from tillpay.settlement_cli import reconcile, settle, simulate  # noqa: E402
+
+main.add_command(settle)
+main.add_command(reconcile)
+main.add_command(simulate)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillpay.config import Settings
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.payments import post_entry
@@ -215,7 +216,12 @@ def last_closed_day(p: Platform) -> date:
 
 def settlement_dir(p: Platform, directory: str | Path | None = None) -> Path:
     """Where files are written: the argument, else the ``settlement_dir`` setting."""
-    return Path(directory or p.settings.settlement_dir)
+    return settlement_dir_for(p.settings, directory)
+
+
+def settlement_dir_for(settings: Settings, directory: str | Path | None = None) -> Path:
+    """The settlement directory for ``settings`` (or the given one)."""
+    return Path(directory or settings.settlement_dir)
 
 
 async def set_fee(p: Platform, partner_id: str, bps: int | None) -> int:
