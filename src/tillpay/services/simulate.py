@@ -638,7 +638,7 @@ async def _bulk(
     prog: Progress,
 ) -> None:
     """Write the day in large transactions with the services' rules (see the module doc)."""
-    rng = random.Random(len(plans))
+    rng = random.Random(f"{prefix}{len(plans)}")  # ids differ between simulated days and seeds
     async with p.engine.connect() as conn:
         rates = await p.rates(conn)
         await conn.rollback()
