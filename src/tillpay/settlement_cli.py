@@ -7,18 +7,21 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tillpay.cli import Ctx
 from tillpay.domain.money import format_amount
 from tillpay.services import reconcile as reconcile_service
 from tillpay.services import settlement as settlement_service
 from tillpay.services import simulate as simulate_service
 from tillpay.services.platform import Platform
 
-pass_ctx = click.make_pass_decorator(Ctx)
+if TYPE_CHECKING:  # cli.py imports this module at its end; importing it back here would be circular
+    from tillpay.cli import Ctx
+
+#: main() puts the Ctx in ctx.obj.
+pass_ctx = click.pass_obj
 
 
 class Bars:
@@ -262,8 +265,7 @@ def reconcile(
     """
     if ctx.invoked_subcommand is not None:
         return
-    c = ctx.find_object(Ctx)
-    assert c is not None  # main() always sets it
+    c: Ctx = ctx.obj
     if not journal or not files:
         raise click.UsageError("give --journal and --files (or use: tillpay reconcile payouts)")
     bars = Bars(not c.as_json)

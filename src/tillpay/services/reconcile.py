@@ -472,8 +472,8 @@ def _read_camt053(path: Path, data: bytes) -> tuple[list[StatementEntry], date |
             ind = _find(ntry, "CdtDbtInd")
             if ind is None or ind.text != "DBIT":
                 continue
-            booked_el = (
-                _find(ntry, "BookgDt", "Dt") or _find(ntry, "BookgDt", "DtTm") or _find(ntry, "ValDt", "Dt")
+            booked_el = _first(
+                _find(ntry, "BookgDt", "Dt"), _find(ntry, "BookgDt", "DtTm"), _find(ntry, "ValDt", "Dt")
             )
             if booked_el is None or not booked_el.text:
                 raise SourceError(f"{where}: no booking date")
