@@ -28,9 +28,16 @@ class Cli:
 
     def __call__(self, *args: str, rc: int = 0) -> Any:
         p = subprocess.run(
-            [*TILLPAY, "--json", *args], capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=300
+            [*TILLPAY, "--json", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=300,
         )
-        assert p.returncode == rc, f"tillpay {' '.join(args)} exited {p.returncode}: {p.stdout[-2000:]} {p.stderr[-2000:]}"
+        assert p.returncode == rc, (
+            f"tillpay {' '.join(args)} exited {p.returncode}: {p.stdout[-2000:]} {p.stderr[-2000:]}"
+        )
         return json.loads(p.stdout) if p.stdout.strip().startswith("{") else p.stdout
 
 
@@ -67,7 +74,9 @@ def test_simulate_settle_verify_reconcile_and_match_payouts(db_url: str, tmp_pat
 
     journal = tmp_path / "journals" / f"journal_{partner}_{day.strftime('%Y%m%d')}.csv"
     files = tmp_path / "settlements" / d / partner
-    clean = tillpay("reconcile", "--journal", str(journal), "--files", str(files), "--html", "r.html", "--csv", "d.csv")
+    clean = tillpay(
+        "reconcile", "--journal", str(journal), "--files", str(files), "--html", "r.html", "--csv", "d.csv"
+    )
     assert clean["clean"] and (tmp_path / "r.html").read_text().count("No differences") == 1
 
     rows = list(csv.DictReader(journal.open()))
@@ -78,20 +87,22 @@ def test_simulate_settle_verify_reconcile_and_match_payouts(db_url: str, tmp_pat
         w.writerows(rows)
     dirty = tillpay("reconcile", "--journal", str(journal), "--files", str(files), "--csv", "d.csv", rc=1)
     assert [x["kind"] for x in dirty["differences"]] == ["amount_mismatch"]
-    assert list(csv.DictReader((tmp_path / "d.csv").open()))[0]["key"] == rows[0]["partner_transaction_id"]
+    assert next(iter(csv.DictReader((tmp_path / "d.csv").open())))["key"] == rows[0]["partner_transaction_id"]
 
     # The next day's run pays the first day's batches out (T+1) in a pain.001 file.
     paid = tillpay("settle", "run", "--date", (day + timedelta(days=1)).isoformat())
     assert len(paid["payouts"]) == 2
     [pain] = [f for f in paid["files"] if f["kind"] == "pain001"]
     xml = (tmp_path / "settlements" / pain["name"]).read_text()
-    transfers = re.findall(r"<EndToEndId>(\w+)</EndToEndId></PmtId>\s*<Amt><InstdAmt Ccy=\"(\w+)\">([\d.]+)<", xml)
+    transfers = re.findall(
+        r"<EndToEndId>(\w+)</EndToEndId></PmtId>\s*<Amt><InstdAmt Ccy=\"(\w+)\">([\d.]+)<", xml
+    )
     assert len(transfers) == 2
     value_day = (day + timedelta(days=1)).isoformat()
     statement = tmp_path / "statement.xml"
     statement.write_text(camt053([(ref, amt, cur) for ref, cur, amt in transfers], value_day))
     assert tillpay("reconcile", "payouts", "--statement", str(statement))["clean"]
-    ref, cur, amt = transfers[0]
+    ref, cur, _ = transfers[0]
     statement.write_text(camt053([(ref, "1.00" if cur != "JPY" else "1", cur)], value_day))
     bad = tillpay("reconcile", "payouts", "--statement", str(statement), rc=1)
     assert sorted(x["kind"] for x in bad["differences"]) == ["amount_mismatch", "missing_in_statement"]
@@ -105,7 +116,9 @@ def test_bad_input_is_refused_with_a_clear_message(db_url: str, tmp_path: Path) 
     out = tillpay("settle", "run", "--date", future, rc=1)
     assert out["error"] == "ILLEGAL_ARGUMENT" and "cannot be settled" in out["message"]
     journal = tmp_path / "j.csv"
-    journal.write_text("record_type,partner_transaction_id,amount,currency,status\nPAYMENT,A,12.345,USD,SUCCESS\n")
+    journal.write_text(
+        "record_type,partner_transaction_id,amount,currency,status\nPAYMENT,A,12.345,USD,SUCCESS\n"
+    )
     (tmp_path / "files").mkdir()
     out = tillpay("reconcile", "--journal", str(journal), "--files", str(tmp_path / "files"), rc=2)
     assert out["error"] == "BAD_INPUT" and "line 2" in out["message"]

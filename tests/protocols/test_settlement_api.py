@@ -64,14 +64,23 @@ def test_a_merchant_lists_and_downloads_only_its_own_files(
             path = client.download(f, tmp_path / "dl")
             original = (tmp_path / "settlements" / f.name).read_bytes()
             assert path.read_bytes() == original
-            assert path.with_name(path.name + ".sha256").read_text().split()[0] == hashlib.sha256(original).hexdigest()
+            assert (
+                path.with_name(path.name + ".sha256").read_text().split()[0]
+                == hashlib.sha256(original).hexdigest()
+            )
         # Another merchant's file does not exist as far as this merchant can tell.
         theirs = next(f for f in settled["files"] if f.partner_id == other.partner_id)
-        r = httpx.get(f"{server.url}/settlement/download", params=signed({"partner": m.partner_id, "name": theirs.name}, m.md5_key))
+        r = httpx.get(
+            f"{server.url}/settlement/download",
+            params=signed({"partner": m.partner_id, "name": theirs.name}, m.md5_key),
+        )
         assert r.status_code == 404 and r.json()["error"] == "NOT_FOUND"
         # Nor does the bank's payout file, or a path outside the directory.
         for name in ("../../etc/passwd", f"{settled['day']}/bank/x.xml"):
-            r = httpx.get(f"{server.url}/settlement/download", params=signed({"partner": m.partner_id, "name": name}, m.md5_key))
+            r = httpx.get(
+                f"{server.url}/settlement/download",
+                params=signed({"partner": m.partner_id, "name": name}, m.md5_key),
+            )
             assert r.status_code == 404
     finally:
         client.close()
