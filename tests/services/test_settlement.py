@@ -345,3 +345,26 @@ async def test_fee_and_account_settings_reject_bad_input(platform: Platform) -> 
     assert (
         await settlement.set_fee(platform, m.partner_id, None) == platform.settings.settlement_default_mdr_bps
     )
+
+
+async def test_two_runs_of_the_same_day_at_once_settle_it_once(
+    platform: Platform, clock: FakeClock, files_dir: Path
+) -> None:
+    import asyncio
+
+    m, c = await shop(platform)
+    for i in range(5):
+        await pay(platform, m, c, 1000 + i, f"C{i}")
+    at(clock, datetime(2026, 11, 27, 0, 10, tzinfo=UTC))
+    other = Platform(platform.settings, clock=clock)
+    try:
+        await asyncio.gather(
+            settlement.run_day(platform, DAY),
+            settlement.run_day(other, DAY),
+            settlement.run_day(other, DAY + timedelta(days=1)),
+        )
+    finally:
+        await other.close()
+    [b] = await settlement.list_batches(platform, day=DAY)
+    assert b.payment_count == 5 and b.payout_status == "paid"
+    assert not await audit(platform)

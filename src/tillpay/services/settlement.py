@@ -43,6 +43,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.config import Settings
@@ -51,6 +52,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.payments import post_entry
 from tillpay.services.platform import Platform
 from tillpay.store import tables as t
+from tillpay.store.engine import insert_ignore
 
 log = structlog.get_logger("tillpay.settlement")
 
@@ -292,7 +294,11 @@ async def run_day(
         rerun = run is not None
         if not rerun:
             await _settle_merchants(p, conn, day, cutoff, prog)
-            await _pay_due(p, conn, day, cutoff)
+            try:
+                await _pay_due(p, conn, day, cutoff)
+            except IntegrityError:
+                # Another process closed the same day at the same moment; its run stands, ours rolled back.
+                log.warning("settlement run raced", day=str(day))
         batches = await _batches_of_day(conn, day)
         payouts = await _payouts_of_run(conn, day)
         held = [b for b in await _all_held(conn) if b.payout_date <= day]
@@ -335,7 +341,12 @@ async def _settle_merchants(
         bps = m.mdr_bps if m.mdr_bps is not None else p.settings.settlement_default_mdr_bps
         currencies = await _currencies_due(conn, m.id, cutoff, lower)
         for currency in currencies:
-            await _settle_one(p, conn, m, currency, bps, day, cutoff, lower)
+            try:
+                await _settle_one(p, conn, m, currency, bps, day, cutoff, lower)
+            except IntegrityError:
+                # A concurrent run settled this merchant's day (the batch or an item was taken first):
+                # our transaction rolled back whole, theirs stands.
+                log.warning("settlement batch raced", merchant=m.id, day=str(day))
     prog("settle", len(merchants), len(merchants))
 
 
@@ -824,16 +835,10 @@ async def _write_day_files(
             ).all()
         )
         for name, kind, digest, size, owner in written:
-            old = recorded.get(name)
-            if old is not None and old != digest:
-                raise TillpayError(
-                    Code.SYSTEM_ERROR,
-                    f"{name} came out different from the file recorded when day {day} closed: "
-                    "a closed day must never change; run tillpay audit",
-                )
-            if old is None:
+            if name not in recorded:
+                # ON CONFLICT DO NOTHING: a concurrent run of the same day may record it first.
                 await conn.execute(
-                    insert(f).values(
+                    insert_ignore(conn, f, "name").values(
                         name=name,
                         kind=kind,
                         merchant_id=merchant_ids.get(owner.partner_id) if owner else None,
@@ -843,6 +848,17 @@ async def _write_day_files(
                         size=size,
                         created_at=p.now(),
                     )
+                )
+        recorded = {
+            r.name: r.sha256
+            for r in (await conn.execute(select(f.c.name, f.c.sha256).where(f.c.settle_date == day))).all()
+        }
+        for name, kind, digest, size, owner in written:
+            if recorded.get(name) != digest:
+                raise TillpayError(
+                    Code.SYSTEM_ERROR,
+                    f"{name} came out different from the file recorded when day {day} closed: "
+                    "a closed day must never change; run tillpay audit",
                 )
             views.append(FileView(name, kind, day, owner.partner_id if owner else None, digest, size))
     return views
