@@ -734,5 +734,12 @@ from tillpay.ecr.cli import ecr as _ecr  # noqa: E402 - registered last, like ev
 
 main.add_command(_ecr)
 
+# Settlement, reconciliation and simulation live in their own module, which imports Ctx from here.
+from tillpay.settlement_cli import reconcile, settle, simulate  # noqa: E402
+
+main.add_command(settle)
+main.add_command(reconcile)
+main.add_command(simulate)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

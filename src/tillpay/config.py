@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     payment_timeout_seconds: int = 180
     #: Wallet-currency amounts above which the customer must confirm in the app, ``CUR:amount`` pairs.
     confirm_above: str = "CNY:2000.00,USD:300.00,EUR:300.00,JPY:40000,KRW:400000,HKD:2500.00,SGD:400.00"
-    #: The scheme's time zone: days for limits (and settlement cut-off) start at midnight here.
+    #: The scheme's time zone for risk limits: days and months start at midnight here.
     timezone: str = "Asia/Shanghai"
     #: FX margin (basis points) charged to the customer when no margin is loaded for the pair.
     fx_default_margin_bps: int = 0
@@ -39,6 +39,26 @@ class Settings(BaseSettings):
     notify_schedule: str = "0,240,600,600,3600,7200,21600,54000"
     notify_timeout_seconds: float = 10.0  # float-ok: an HTTP timeout, not money
     log_level: str = "info"
+
+    # Settlement (docs/settlement.md).
+    #: The scheme's time zone: a business day and its cut-off are wall-clock times there.
+    settlement_timezone: str = "UTC"
+    #: When a business day closes, ``HH:MM`` local time from ``00:01`` to ``24:00`` (end of the day).
+    settlement_cutoff: str = "24:00"
+    #: Payouts are dated this many calendar days after the business day (T+N).
+    settlement_days: int = 1
+    #: Merchant discount rate in basis points for merchants without their own (``tillpay settle fee``).
+    settlement_default_mdr_bps: int = 200
+    #: Unsettled transactions older than the previous cut-off are looked for this many days back.
+    settlement_lookback_days: int = 7
+    #: Where settlement, transaction and bank files are written (and served from).
+    settlement_dir: str = "settlements"
+    #: The scheme's own bank account, the debtor of every payout (pain.001).
+    payout_debtor_name: str = "Tillpay Scheme"
+    payout_debtor_iban: str = "DE89370400440532013000"
+    payout_debtor_bic: str = "COBADEFFXXX"
+    #: How far a signed download request's ``timestamp`` may be from the server's clock.
+    download_timestamp_tolerance_seconds: int = 900
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from tillpay.services.platform import Platform
+from tillpay.services.settlement_audit import CHECKS as SETTLEMENT_CHECKS
+from tillpay.services.settlement_audit import MERCHANT_PAYABLE
 
 #: name → (description, SQL returning one row per violation, first column a short identifier)
 CHECKS: dict[str, tuple[str, str]] = {
@@ -73,18 +75,8 @@ CHECKS: dict[str, tuple[str, str]] = {
         "|| '\\:payable' WHERE w.amount <> -p.wallet_amount OR w.currency <> p.wallet_currency "
         "OR m.amount <> p.settle_amount OR m.currency <> p.settle_currency",
     ),
-    "merchant_payable_matches": (
-        "each merchant's payable equals its payments less its refunds",
-        "SELECT m.partner_id, COALESCE(pp.total, 0), COALESCE(pay.total, 0) - COALESCE(ref.total, 0) "
-        "FROM merchants m "
-        "LEFT JOIN (SELECT account, SUM(amount) AS total FROM postings GROUP BY account) pp "
-        "ON pp.account = 'merchant:' || CAST(m.id AS VARCHAR) || '\\:payable' "
-        "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM payments WHERE paid_at IS NOT NULL "
-        "GROUP BY merchant_id) pay ON pay.merchant_id = m.id "
-        "LEFT JOIN (SELECT merchant_id, SUM(settle_amount) AS total FROM refunds GROUP BY merchant_id) ref "
-        "ON ref.merchant_id = m.id "
-        "WHERE COALESCE(pp.total, 0) <> COALESCE(pay.total, 0) - COALESCE(ref.total, 0)",
-    ),
+    # Settlement moves fees and payouts out of the payable (services/settlement_audit.py).
+    "merchant_payable_matches": MERCHANT_PAYABLE,
     "fx_margin_matches": (
         "the FX margin account equals the margins charged less the margins refunded, per currency",
         "SELECT cur.currency, COALESCE(pp.total, 0), COALESCE(pay.total, 0) - COALESCE(ref.total, 0) FROM "
@@ -119,6 +111,7 @@ CHECKS: dict[str, tuple[str, str]] = {
         "SELECT device_id, step, slot FROM code_uses GROUP BY device_id, step, slot HAVING COUNT(*) > 1",
     ),
 }
+CHECKS.update(SETTLEMENT_CHECKS)
 
 
 @dataclass(frozen=True, slots=True)

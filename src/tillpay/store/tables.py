@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -358,4 +359,107 @@ wallet_login_failures = Table(
     Column("login_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_wallet_login_failures_login_time", "login_id", "created_at"),
+)
+
+
+# ------------------------------------------------------------------------------ settlement
+
+# Settlement selects a merchant's unsettled payments and refunds below a cut-off; these keep that a
+# range scan instead of a pass over the whole history.
+Index("ix_payments_merchant_paid", payments.c.merchant_id, payments.c.paid_at)
+Index("ix_refunds_merchant_created", refunds.c.merchant_id, refunds.c.created_at)
+
+#: The merchant discount rate in basis points (NULL: the scheme default) and the payout account.
+merchants.append_column(Column("mdr_bps", Integer))
+merchants.append_column(Column("payee_name", String(70)))
+merchants.append_column(Column("payee_iban", String(34)))
+merchants.append_column(Column("payee_bic", String(11)))
+
+settlement_batches = Table(
+    "settlement_batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    #: The business day this batch closes, in the scheme's time zone.
+    Column("settle_date", Date, nullable=False),
+    #: Everything of the merchant that happened before this instant and was not settled yet.
+    Column("cutoff_at", UTCDateTime, nullable=False),
+    #: The merchant as it was when the day closed, so regenerated files are byte-identical.
+    Column("merchant_name", String(128), nullable=False),
+    Column("mcc", String(4), nullable=False),
+    Column("mdr_bps", Integer, nullable=False),
+    Column("payment_count", Integer, nullable=False),
+    Column("refund_count", Integer, nullable=False),
+    Column("reversal_count", Integer, nullable=False),
+    Column("payments_amount", Money, nullable=False),
+    Column("refunds_amount", Money, nullable=False),
+    Column("reversals_amount", Money, nullable=False),
+    #: Fees on payments less fees returned on reversals (a refund keeps its fee).
+    Column("fee", Money, nullable=False),
+    #: payments - refunds - reversals - fee; may be negative.
+    Column("net", Money, nullable=False),
+    #: A negative balance brought from the merchant's previous batch (0 or less).
+    Column("carried_in", Money, nullable=False),
+    #: max(0, net + carried_in): what moves to settlement clearing and is paid out.
+    Column("payout_amount", Money, nullable=False),
+    Column("payout_date", Date, nullable=False),
+    #: none (nothing to pay) | scheduled | held (no bank account yet) | paid
+    Column("payout_status", String(16), nullable=False),
+    Column("payout_run_date", Date),
+    Column("payee_name", String(70)),
+    Column("payee_iban", String(34)),
+    Column("payee_bic", String(11)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    UniqueConstraint("merchant_id", "currency", "settle_date", name="uq_settlement_batches_merchant_day"),
+    Index("ix_settlement_batches_payout", "payout_status", "payout_date"),
+)
+
+settlement_items = Table(
+    "settlement_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, ForeignKey("settlement_batches.id"), nullable=False, index=True),
+    Column("kind", String(1), nullable=False),  # P payment | R refund | C cancellation (reversal)
+    #: ``payment:<id>`` or ``refund:<id>``, as in journal_entries.ref: each settles exactly once.
+    Column("ref", String(32), nullable=False, unique=True),
+    Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False),
+    Column("refund_id", Integer, ForeignKey("refunds.id")),
+    #: In the settlement currency, always positive; the kind gives the direction.
+    Column("amount", Money, nullable=False),
+    #: Charged on a payment, returned on a cancellation, 0 on a refund; positive.
+    Column("fee", Money, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+)
+
+settlement_runs = Table(
+    "settlement_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: Once a day has run it is closed: running it again only rewrites the same files.
+    Column("settle_date", Date, nullable=False, unique=True),
+    Column("cutoff_at", UTCDateTime, nullable=False),
+    Column("batch_count", Integer, nullable=False),
+    Column("payout_count", Integer, nullable=False),
+    #: The scheme's account the payouts of this run were sent from (pain.001 debtor).
+    Column("debtor_name", String(70), nullable=False),
+    Column("debtor_iban", String(34), nullable=False),
+    Column("debtor_bic", String(11), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+settlement_files = Table(
+    "settlement_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: Path below the settlement directory, e.g. ``2026-11-25/2088.../2088..._settlement_20261125_USD.txt``.
+    Column("name", String(160), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # settlement | transaction | pain001
+    Column("merchant_id", Integer, ForeignKey("merchants.id")),
+    Column("batch_id", Integer, ForeignKey("settlement_batches.id")),
+    Column("settle_date", Date, nullable=False, index=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

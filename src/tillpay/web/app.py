@@ -21,6 +21,7 @@ from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
 from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.wire import raw_keys
 from tillpay.services.platform import Platform
+from tillpay.web import settlement_api
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -85,6 +86,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
             Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
             Route("/health", health),
             *wallet_routes(),
+            *settlement_api.routes,
         ],
         lifespan=lifespan,
     )

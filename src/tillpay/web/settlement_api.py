@@ -1,0 +1,100 @@
+"""The merchant's file download API, authenticated with the merchant's gateway keys.
+
+Alipay hands these files out over SFTP (reference §1.14); Tillpay serves them over HTTP instead, signed
+the way a MAPI request is signed (this API is Tillpay's own, not Alipay's):
+
+- ``GET /settlement/files?partner=...&timestamp=...[&settle_date=YYYY-MM-DD]&sign_type=...&sign=...``
+  lists the merchant's files (JSON: name, kind, day, SHA-256, size);
+- ``GET /settlement/download?partner=...&timestamp=...&name=...&sign_type=...&sign=...`` returns one.
+
+``sign`` is MD5 (the merchant's MD5 key appended) or RSA / RSA2 (the merchant's private key) over the
+sorted ``k=v&...`` of every other parameter, exactly as for ``/gateway.do``. ``timestamp`` is epoch
+milliseconds and must be within ``download_timestamp_tolerance_seconds`` of the server's clock, so a
+signed URL that leaks stops working soon.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.protocols.mapi import signing
+from tillpay.services import settlement
+from tillpay.services.platform import Merchant, Platform
+
+_STATUS = {
+    Code.ILLEGAL_ARGUMENT: 400,
+    Code.ILLEGAL_SIGN: 401,
+    Code.ILLEGAL_SIGN_TYPE: 401,
+    Code.HAS_NO_PUBLICKEY: 401,
+    Code.ILLEGAL_PARTNER: 401,
+    Code.NOT_FOUND: 404,
+}
+
+
+def _error(e: TillpayError) -> Response:
+    return JSONResponse({"error": e.code.value, "message": e.detail}, status_code=_STATUS.get(e.code, 500))
+
+
+async def _authenticate(
+    p: Platform, request: Request, required: tuple[str, ...]
+) -> tuple[Merchant, dict[str, str]]:
+    params = dict(request.query_params)
+    for name in ("partner", "timestamp", "sign_type", "sign", *required):
+        if not params.get(name):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"the {name} parameter is missing")
+    try:
+        stamp = int(params["timestamp"])
+    except ValueError:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "timestamp is epoch milliseconds") from None
+    skew = abs(p.now().timestamp() * 1000 - stamp) / 1000  # float-ok: seconds of clock skew, not money
+    if skew > p.settings.download_timestamp_tolerance_seconds:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "timestamp is too far from the server's clock")
+    merchant = await p.merchant_by_partner(params["partner"])
+    signing.verify_request(
+        params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset="utf-8"
+    )
+    return merchant, params
+
+
+async def list_files(request: Request) -> Response:
+    """The merchant's settlement and transaction files, optionally of one business day."""
+    p: Platform = request.app.state.platform
+    try:
+        merchant, params = await _authenticate(p, request, ())
+        day = None
+        if params.get("settle_date"):
+            try:
+                day = date.fromisoformat(params["settle_date"])
+            except ValueError:
+                raise TillpayError(Code.ILLEGAL_ARGUMENT, "settle_date is YYYY-MM-DD") from None
+        files = await settlement.list_files(p, day=day, partner_id=merchant.partner_id, merchant_only=True)
+    except TillpayError as e:
+        return _error(e)
+    return JSONResponse({"partner": merchant.partner_id, "files": [f.to_json() for f in files]})
+
+
+async def download(request: Request) -> Response:
+    """One of the merchant's files, with its SHA-256 in a header (and in the listing)."""
+    p: Platform = request.app.state.platform
+    try:
+        merchant, params = await _authenticate(p, request, ("name",))
+        view, path = await settlement.file_for_merchant(p, merchant.partner_id, params["name"])
+    except TillpayError as e:
+        return _error(e)
+    return FileResponse(
+        path,
+        media_type="text/plain; charset=utf-8",
+        filename=path.name,
+        headers={"X-Content-SHA256": view.sha256},
+    )
+
+
+routes = [
+    Route("/settlement/files", list_files, methods=["GET"]),
+    Route("/settlement/download", download, methods=["GET"]),
+]
