@@ -84,6 +84,42 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE INDEX IF NOT EXISTS receipts_ref ON receipts(ref);
 """
 
+#: The journal as ``tillpay reconcile`` reads a merchant's records (docs/settlement.md): every finished
+#: order is a PAYMENT (SUCCESS if money moved), a cancel that refunded a paid order adds a REVERSAL, and
+#: every finished refund is a REFUND. Amounts are major-unit text in the order's currency.
+RECONCILE_VIEW = """
+DROP VIEW IF EXISTS tillpay_journal;
+CREATE VIEW tillpay_journal AS
+WITH money(ccy, digits) AS (VALUES ('JPY', 0), ('KRW', 0), ('VND', 0), ('KWD', 3), ('BHD', 3))
+SELECT 'PAYMENT' AS record_type, o.partner_trans_id AS partner_transaction_id, NULL AS partner_refund_id,
+       o.trade_no AS transaction_id,
+       CASE COALESCE(m.digits, 2) WHEN 0 THEN CAST(o.total AS TEXT)
+            WHEN 3 THEN printf('%d.%03d', o.total / 1000, o.total % 1000)
+            ELSE printf('%d.%02d', o.total / 100, o.total % 100) END AS amount,
+       o.currency AS currency,
+       CASE WHEN o.state = 'paid' OR (o.state = 'cancelled' AND o.cancel_action = 'refund')
+            THEN 'SUCCESS' ELSE 'FAILED' END AS status,
+       o.created_at AS time
+FROM orders o LEFT JOIN money m ON m.ccy = o.currency
+WHERE o.state IN ('paid', 'failed', 'cancelled')
+UNION ALL
+SELECT 'REVERSAL', o.partner_trans_id, NULL, o.trade_no,
+       CASE COALESCE(m.digits, 2) WHEN 0 THEN CAST(o.total AS TEXT)
+            WHEN 3 THEN printf('%d.%03d', o.total / 1000, o.total % 1000)
+            ELSE printf('%d.%02d', o.total / 100, o.total % 100) END,
+       o.currency, 'SUCCESS', o.updated_at
+FROM orders o LEFT JOIN money m ON m.ccy = o.currency
+WHERE o.state = 'cancelled' AND o.cancel_action = 'refund'
+UNION ALL
+SELECT 'REFUND', r.partner_trans_id, r.refund_id, r.trade_no,
+       CASE COALESCE(m.digits, 2) WHEN 0 THEN CAST(r.amount AS TEXT)
+            WHEN 3 THEN printf('%d.%03d', r.amount / 1000, r.amount % 1000)
+            ELSE printf('%d.%02d', r.amount / 100, r.amount % 100) END,
+       r.currency, CASE WHEN r.state = 'done' THEN 'SUCCESS' ELSE 'FAILED' END, r.created_at
+FROM refunds r LEFT JOIN money m ON m.ccy = r.currency
+WHERE r.state IN ('done', 'failed');
+"""
+
 
 @dataclass(frozen=True)
 class Line:
@@ -122,6 +158,8 @@ class Order:
     paid_at: str | None
     reason: str | None
     refunded: int
+    #: What the gateway's cancel did: ``close`` (was unpaid), ``refund`` (was paid), ``none``.
+    cancel_action: str | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> Order:
@@ -193,6 +231,10 @@ class Journal:
         # executescript commits on its own, so it runs outside an explicit transaction.
         with self._lock:
             self._db.executescript(SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(orders)")}
+            if "cancel_action" not in columns:  # journals written before the column existed
+                self._db.execute("ALTER TABLE orders ADD COLUMN cancel_action TEXT")
+            self._db.executescript(RECONCILE_VIEW)
 
     def close(self) -> None:
         """Close the file."""
@@ -288,6 +330,7 @@ class Journal:
             "paid_at",
             "reason",
             "refunded",
+            "cancel_action",
         }
         if set(values) - allowed:
             raise ValueError(f"unknown order fields {set(values) - allowed}")

@@ -252,7 +252,8 @@ class Till:
         detail = "aborted by the cashier" if abort.is_set() else "merchant timeout"
         if res.cancel is not None and res.cancel.action == "refund":
             detail += "; the payment had succeeded and was refunded by the cancel"
-        o = self.journal.set_state(ptid, "cancelled", detail, reason=detail)
+        action = res.cancel.action if res.cancel is not None else None
+        o = self.journal.set_state(ptid, "cancelled", detail, reason=detail, cancel_action=action)
         return SaleOutcome("CANCELLED", o, t(self.language, "cancelled"))
 
     @staticmethod
@@ -370,7 +371,11 @@ class Till:
                 c = None
             if c is not None and c.ok:
                 o = self.journal.set_state(
-                    ptid, "cancelled", f"recovered: cancel {c.action}", reason="recovered"
+                    ptid,
+                    "cancelled",
+                    f"recovered: cancel {c.action}",
+                    reason="recovered",
+                    cancel_action=c.action,
                 )
                 return SaleOutcome("CANCELLED", o, f"{ptid}: {t(self.language, 'cancelled')}")
             if attempt + 1 < self.cfg.cancel_max_attempts:
