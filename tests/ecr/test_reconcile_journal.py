@@ -6,13 +6,14 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from harness import Shop, cli, shop  # noqa: F401 - the shop fixture
+from harness import CROISSANT, FLAT_WHITE, Shop, cli, shop
+
 from tillpay.config import Settings
 from tillpay.ecr.catalog import Catalog
 from tillpay.services import settlement
 from tillpay.services.platform import FakeClock, Platform, SystemClock
 
-FLAT_WHITE, CROISSANT = "4006381333931", "4006381333948"
+__all__ = ["shop"]  # the fixture, imported for pytest
 
 
 def test_a_tills_day_reconciles_with_the_settlement_files_and_an_edit_is_found(
