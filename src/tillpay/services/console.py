@@ -26,6 +26,7 @@ from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent, format_amount
 from tillpay.domain.payment import Status
+from tillpay.domain.risk import Verdict
 from tillpay.services import merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -464,7 +465,7 @@ def _timeline(d: Detail, p: Platform) -> list[Event]:
                 + (f" ({d.risk.code})" if d.risk.code else ""),
             )
         )
-        if d.risk.verdict == "confirm" and v.paid_at:
+        if d.risk.verdict == Verdict.CONFIRM and v.paid_at:
             ev.append(Event(v.paid_at, "confirmed", "the customer confirmed with the PIN"))
     if v.paid_at:
         ev.append(Event(v.paid_at, "paid", "paid"))
@@ -627,7 +628,7 @@ async def dashboard(p: Platform, merchant_id: int) -> Dashboard:
         ).all()
         decided = (
             await conn.execute(
-                select(func.count(), func.sum(case((rd.c.verdict == "confirm", 1), else_=0)))
+                select(func.count(), func.sum(case((rd.c.verdict == Verdict.CONFIRM.value, 1), else_=0)))
                 .select_from(rd)
                 .join(pm, pm.c.id == rd.c.payment_id)
                 .where(pm.c.merchant_id == merchant_id, rd.c.created_at >= month0)
