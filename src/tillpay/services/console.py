@@ -183,9 +183,8 @@ async def _views(conn: AsyncConnection, rows: list[Any]) -> list[PaymentView]:
     logins: dict[int, str] = {}
     if ids:
         u = t.wallet_users
-        logins = dict(
-            (await conn.execute(select(u.c.id, u.c.login_id).where(u.c.id.in_(ids)))).tuples().all()
-        )
+        found = await conn.execute(select(u.c.id, u.c.login_id).where(u.c.id.in_(ids)))
+        logins = {r.id: r.login_id for r in found.all()}
     return [PaymentView.from_row(r, logins.get(r.user_id)) for r in rows]
 
 
