@@ -78,7 +78,9 @@ async def test_bad_input_creates_no_user(platform: Platform) -> None:
     assert await console_auth.users_of(platform, m.merchant.id) == []
     await console_auth.add_user(platform, partner_id=pid, login="ok@x.test", password=PASSWORD, role="owner")
     with pytest.raises(TillpayError) as e:
-        await console_auth.add_user(platform, partner_id=pid, login="OK@x.test", password=PASSWORD, role="owner")
+        await console_auth.add_user(
+            platform, partner_id=pid, login="OK@x.test", password=PASSWORD, role="owner"
+        )
     assert e.value.code is Code.ALREADY_EXISTS
 
 
@@ -109,7 +111,9 @@ async def test_one_client_guessing_many_logins_is_locked(platform: Platform) -> 
     assert e.value.reason == "locked"
 
 
-async def test_sessions_expire_when_idle_and_after_their_lifetime(platform: Platform, clock: FakeClock) -> None:
+async def test_sessions_expire_when_idle_and_after_their_lifetime(
+    platform: Platform, clock: FakeClock
+) -> None:
     m = await f.merchant(platform)
     await console_auth.add_user(
         platform, partner_id=m.merchant.partner_id, login="o@x.test", password=PASSWORD, role="owner"
@@ -133,7 +137,9 @@ async def test_sessions_expire_when_idle_and_after_their_lifetime(platform: Plat
 async def test_disabling_a_user_ends_its_sessions(platform: Platform) -> None:
     m = await f.merchant(platform)
     pid = m.merchant.partner_id
-    u = await console_auth.add_user(platform, partner_id=pid, login="c@x.test", password=PASSWORD, role="read-only")
+    u = await console_auth.add_user(
+        platform, partner_id=pid, login="c@x.test", password=PASSWORD, role="read-only"
+    )
     token, _ = await console_auth.sign_in(platform, "c@x.test", PASSWORD, client="1.1.1.1")
     other = await f.merchant(platform)
     with pytest.raises(TillpayError):  # another merchant cannot touch this user
@@ -291,7 +297,7 @@ def test_filter_parsing_rejects_bad_values_with_a_clear_message() -> None:
 async def test_csv_export_lists_every_match_and_defuses_formulas(platform: Platform) -> None:
     await f.rates(platform)
     m = await f.merchant(platform)
-    await _pay(platform, m, 100, subject="=HYPERLINK(\"http://evil\")")
+    await _pay(platform, m, 100, subject='=HYPERLINK("http://evil")')
     await _pay(platform, m, 200, subject="plain")
     text = "".join([chunk async for chunk in console.export_csv(platform, m.merchant.id, console.TxFilter())])
     lines = text.strip().splitlines()
@@ -403,7 +409,9 @@ async def test_key_rotation_and_notify_url(platform: Platform) -> None:
     pem = signing.public_key_pem(key.public_key())
     assert [k.version for k in await console.key_versions(platform, m.merchant)] == [1]
     with pytest.raises(TillpayError):
-        await console.rotate_key(platform, m.merchant, "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")
+        await console.rotate_key(
+            platform, m.merchant, "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"
+        )
     assert await console.rotate_key(platform, m.merchant, pem) == 2
     keys = await console.key_versions(platform, m.merchant)
     assert [(k.version, k.current) for k in keys] == [(2, True), (1, False)]
