@@ -197,9 +197,17 @@ async def test_a_merchant_never_downloads_another_merchants_file(platform: Platf
     a = await f.merchant(platform)
     b = await f.merchant(platform)
     day = settlement.last_closed_day(platform)
-    await simulate.simulate(platform, day, 6, n_merchants=0, partners=[b.merchant.partner_id], seed=3)
+    sim = await simulate.simulate(
+        platform, day, 6, n_merchants=0, partners=[b.merchant.partner_id], seed=3, journal_dir=tmp_path / "j"
+    )
     await settlement.run_day(platform, day)
     files_b = await console.files(platform, b.merchant)
+    # The reconciliation report of the merchant's own journal against its files of the day closes.
+    journal = next(x for x in sim.journals if day.strftime("%Y%m%d") in x.name).read_bytes()
+    report = await console.reconcile_report(platform, b.merchant, files_b, journal)
+    assert "No differences; every total closes." in report
+    with pytest.raises(ValueError):
+        await console.reconcile_report(platform, b.merchant, files_b, b"not,a\njournal\n")
     assert {x.kind for x in files_b} == {"settlement", "transaction"}
     assert await console.files(platform, a.merchant) == []
     for x in files_b:
@@ -326,6 +334,21 @@ async def test_a_disabled_terminal_or_store_cannot_take_payments(platform: Platf
     for kw in ({"terminal_id": "T2"}, {"store_id": "S1"}):
         with pytest.raises(TillpayError):
             await _pay(platform, m, **kw)  # type: ignore[arg-type]
+    with pytest.raises(TillpayError) as e:  # a merchant-presented QR order from there too
+        await payments.precreate(
+            platform,
+            payments.PrecreateCommand(
+                merchant=m.merchant,
+                partner_trans_id="qr-from-s1",
+                price_amount=100,
+                price_currency="USD",
+                settle_currency="USD",
+                subject="x",
+                dialect="mapi",
+                store_id="S1",
+            ),
+        )
+    assert e.value.code is Code.ILLEGAL_ARGUMENT
     await stores.set_status(platform, mid, "store", "S1", "active")
     await stores.set_status(platform, mid, "terminal", "T1", "active")
     assert (await _pay(platform, m, terminal_id="T1", store_id="S1")).code is None
