@@ -741,5 +741,9 @@ main.add_command(settle)
 main.add_command(reconcile)
 main.add_command(simulate)
 
+from tillpay.console_cli import console as _console  # noqa: E402 - imports this module's Ctx
+
+main.add_command(_console)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,14 +12,19 @@ import click
 from tillpay.config import Settings
 from tillpay.domain.errors import TillpayError
 from tillpay.domain.money import format_amount
-from tillpay.services import fx, merchants, risk, wallets
-from tillpay.services.platform import Platform
+from tillpay.services import console, console_auth, fx, merchants, risk, settlement, simulate, wallets
+from tillpay.services.platform import Merchant, Platform
 from tillpay.store.engine import is_sqlite
 
 DEMO_PARTNER = "2088000000000001"
 DEMO_LOGIN = "demo@tillpay.test"
 DEMO_PIN = "123456"
 DEMO_PASSWORD = "demo1234"  # noqa: S105 - the published demo login, not a secret
+#: The demo merchant's console owner (the published demo login, not a secret).
+DEMO_CONSOLE_LOGIN = "owner@demo.tillpay.test"
+DEMO_CONSOLE_PASSWORD = "demo-owner-1234"  # noqa: S105 - the published demo login, not a secret
+#: Payments played for the last closed business day on first start, so the console has a settled day.
+DEMO_DAY_PAYMENTS = 24
 #: The scheme's demo rules (Alipay's published in-store limits: CNY 50,000 a day, 200,000 a month).
 DEMO_RULES = {
     "confirm_above": {"CNY": "2000.00", "USD": "300.00"},
@@ -79,6 +84,7 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
                 password=DEMO_PASSWORD,
             )
             user = await wallets.topup(p, DEMO_LOGIN, 1_000_000, reference="demo-initial-funding")
+        await _ensure_console(p, m)
         info.update(
             gateway_url=settings.public_url,
             partner=m.partner_id,
@@ -89,6 +95,8 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
             wallet_pin=DEMO_PIN,
             wallet_password=DEMO_PASSWORD,
             wallet_balance=f"{format_amount(user.balance, user.currency)} {user.currency}",
+            console_login=DEMO_CONSOLE_LOGIN,
+            console_password=DEMO_CONSOLE_PASSWORD,
         )
         path.write_text(json.dumps(info, indent=2))
         path.chmod(0o600)
@@ -96,6 +104,33 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
         return info
     finally:
         await p.close()
+
+
+async def _ensure_console(p: Platform, m: Merchant) -> None:
+    """The demo's console owner and, once, a settled business day and a few payments of today."""
+    try:
+        await console_auth.user_by_login(p, DEMO_CONSOLE_LOGIN)
+    except TillpayError:
+        await console_auth.add_user(
+            p,
+            partner_id=m.partner_id,
+            login=DEMO_CONSOLE_LOGIN,
+            password=DEMO_CONSOLE_PASSWORD,
+            role="owner",
+            name="Demo Owner",
+        )
+    if await settlement.list_batches(p, partner_id=m.partner_id, limit=1):
+        return
+    # The last closed business day gets a simulated day of payments and refunds, then is settled, so
+    # the console shows a batch and its files; today gets a few test payments for the dashboard.
+    day = settlement.last_closed_day(p)
+    try:
+        await simulate.simulate(p, day, DEMO_DAY_PAYMENTS, n_merchants=0, partners=[m.partner_id], seed=9)
+    except TillpayError:
+        pass  # that day was simulated already (by an earlier start that stopped before settling)
+    await settlement.run_day(p, day)
+    for minor in (450, 1280, 2999):
+        await console.test_payment(p, m, minor)
 
 
 def print_demo(info: dict[str, Any], settings: Settings, *, as_json: bool) -> None:
@@ -121,6 +156,9 @@ Tillpay demo is starting.
   Demo wallet        login {info["wallet_login"]}  PIN {info["wallet_pin"]}  password {info["wallet_password"]}
   Balance            {info["wallet_balance"]}
   Payment code       tillpay wallet code --login {info["wallet_login"]}
+
+  Merchant console   {url}/console/
+  Console owner      login {info["console_login"]}  password {info["console_password"]}
 
 Stop with Ctrl-C.
 """,

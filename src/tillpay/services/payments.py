@@ -25,6 +25,7 @@ from tillpay.domain.payment import Event, Status, refund_shares, transition
 from tillpay.domain.risk import Verdict
 from tillpay.services import fx as fx_service
 from tillpay.services import risk as risk_service
+from tillpay.services import stores
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
@@ -467,6 +468,8 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
         existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is not None:
             return await _replay(p, conn, existing, digest)
+        # Stores and terminals the merchant disabled in its console cannot take payments.
+        await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
         base_cfg = risk.build(
             await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
         )
@@ -635,6 +638,7 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
             if existing.request_digest != digest:
                 raise TillpayError(Code.REPEAT_REQ_INCONSISTENT)
             return await _view(conn, existing)
+        await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
         rate = find_rate(await p.rates(conn), cmd.price_currency, cmd.settle_currency)
         settle = (
             cmd.price_amount

@@ -463,3 +463,79 @@ settlement_files = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+
+# ------------------------------------------------------------------------------ merchant console
+
+#: People who sign in to a merchant's console; each belongs to exactly one merchant.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False, index=True),
+    #: An e-mail-like login, unique across merchants so sign-in needs no merchant id.
+    Column("login", String(128), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(24), nullable=False),  # owner | manager | cashier-supervisor | read-only
+    #: argon2id (services/console_auth.py).
+    Column("password_hash", String(256), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: A signed-in console browser: the cookie carries a random token, the table only its SHA-256.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("console_users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    #: Absolute end of the session; it also ends after CONSOLE_IDLE of inactivity (last_seen_at).
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
+#: Failed console sign-ins, counted per login and per client address to slow down guessing.
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login", String(128), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_console_login_failures_login_time", "login", "created_at"),
+    Index("ix_console_login_failures_client_time", "client", "created_at"),
+)
+
+#: A merchant's stores, keyed by the ``store_id`` its tills send (MAPI ``extend_info``).
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("store_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("merchant_id", "store_id", name="uq_stores_merchant_store"),
+)
+
+#: A merchant's terminals, keyed by the ``terminal_id`` its tills send; a disabled one cannot pay.
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", String(64), nullable=False),
+    Column("store_id", String(64)),
+    Column("name", String(128), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("merchant_id", "terminal_id", name="uq_terminals_merchant_terminal"),
+)
+
+# The console lists a merchant's payments newest first and filters them by store and terminal.
+Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
+Index("ix_outbox_merchant_created", outbox.c.merchant_id, outbox.c.created_at)

@@ -22,6 +22,7 @@ from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.wire import raw_keys
 from tillpay.services.platform import Platform
 from tillpay.web import settlement_api
+from tillpay.web.console import console_routes
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -87,6 +88,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
             Route("/health", health),
             *wallet_routes(),
             *settlement_api.routes,
+            *console_routes(),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,849 @@
+"""The merchant console's use cases: transactions, details, refunds, dashboard, notifications, keys.
+
+Every function takes the signed-in merchant's id (from the console session) and puts it in the WHERE
+clause of every query it runs: a payment, refund, notification, batch or file of another merchant is
+answered exactly like one that does not exist (NOT_FOUND), whatever id the browser sends.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay import signing
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import exponent, format_amount
+from tillpay.domain.payment import Status
+from tillpay.domain.risk import Verdict
+from tillpay.services import merchants, payments, settlement, wallets
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.views import PaymentView, RefundView
+from tillpay.store import tables as t
+
+PAGE_SIZE = 50
+DIALECTS = ("mapi", "openapi", "antom")
+_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,64}$")
+_URL_RE = re.compile(r"^https?://[^\s<>\"']{1,240}$")
+
+
+# --------------------------------------------------------------------------------------- transactions
+
+
+@dataclass(frozen=True, slots=True)
+class TxFilter:
+    """The transaction list's filters; every field is optional.
+
+    ``min_amount``/``max_amount`` are minor units of ``currency`` (the price currency) when a currency is
+    chosen, else of the merchant's settlement currency (every payment has a settlement amount).
+    """
+
+    date_from: date | None = None
+    date_to: date | None = None
+    status: str | None = None
+    store_id: str | None = None
+    terminal_id: str | None = None
+    min_amount: int | None = None
+    max_amount: int | None = None
+    currency: str | None = None
+    wallet_currency: str | None = None
+    dialect: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxPage:
+    """One page of the list, newest first, and the cursor of the next (None on the last page)."""
+
+    items: list[PaymentView]
+    next_before: int | None
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+def _conditions(merchant_id: int, f: TxFilter, tz: ZoneInfo) -> list[Any]:
+    pm = t.payments
+    conds: list[Any] = [pm.c.merchant_id == merchant_id, pm.c.kind != "tombstone"]
+    if f.date_from:
+        conds.append(pm.c.created_at >= _day_start(f.date_from, tz))
+    if f.date_to:
+        conds.append(pm.c.created_at < _day_start(f.date_to + timedelta(days=1), tz))
+    if f.status:
+        conds.append(pm.c.status == f.status)
+    if f.store_id:
+        conds.append(pm.c.store_id == f.store_id)
+    if f.terminal_id:
+        conds.append(pm.c.terminal_id == f.terminal_id)
+    if f.currency:
+        conds.append(pm.c.price_currency == f.currency)
+    if f.wallet_currency:
+        conds.append(pm.c.wallet_currency == f.wallet_currency)
+    if f.dialect:
+        conds.append(pm.c.dialect == f.dialect)
+    amount = pm.c.price_amount if f.currency else pm.c.settle_amount
+    if f.min_amount is not None:
+        conds.append(amount >= f.min_amount)
+    if f.max_amount is not None:
+        conds.append(amount <= f.max_amount)
+    if f.q:
+        q = f.q.strip()
+        r, o = t.refunds, t.outbox
+        conds.append(
+            or_(
+                pm.c.trade_no == q,
+                pm.c.partner_trans_id == q,
+                # Both subqueries are scoped by the merchant too: a refund id of another merchant finds nothing.
+                pm.c.id.in_(
+                    select(r.c.payment_id).where(
+                        r.c.merchant_id == merchant_id, or_(r.c.refund_no == q, r.c.partner_refund_id == q)
+                    )
+                ),
+                pm.c.id.in_(select(o.c.payment_id).where(o.c.merchant_id == merchant_id, o.c.notify_id == q)),
+            )
+        )
+    return conds
+
+
+def parse_filter(params: dict[str, str], settlement_currency: str) -> TxFilter:
+    """A TxFilter from query parameters; ILLEGAL_ARGUMENT naming the first bad one."""
+
+    def text(name: str) -> str | None:
+        v = (params.get(name) or "").strip()
+        if not v:
+            return None
+        if not _ID_RE.match(v):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name}: letters, digits and . _ : / @ + - only")
+        return v
+
+    def day(name: str) -> date | None:
+        v = (params.get(name) or "").strip()
+        if not v:
+            return None
+        try:
+            return date.fromisoformat(v)
+        except ValueError:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name}: a date is YYYY-MM-DD") from None
+
+    currency = text("currency")
+    wallet_currency = text("wallet_currency")
+    for c in (currency, wallet_currency):
+        if c is not None:
+            try:
+                exponent(c)
+            except ValueError:
+                raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+
+    def amount(name: str) -> int | None:
+        from tillpay.domain.money import InvalidAmount, parse_amount
+
+        v = (params.get(name) or "").strip()
+        if not v:
+            return None
+        try:
+            return parse_amount(v, currency or settlement_currency)
+        except InvalidAmount:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name}: an amount like 12.50") from None
+
+    status = text("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "status: WAIT_BUYER_PAY, TRADE_SUCCESS or TRADE_CLOSED")
+    dialect = text("dialect")
+    if dialect is not None and dialect not in DIALECTS:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"dialect: one of {', '.join(DIALECTS)}")
+    return TxFilter(
+        date_from=day("from"),
+        date_to=day("to"),
+        status=status,
+        store_id=text("store"),
+        terminal_id=text("terminal"),
+        min_amount=amount("min"),
+        max_amount=amount("max"),
+        currency=currency,
+        wallet_currency=wallet_currency,
+        dialect=dialect,
+        q=text("q"),
+    )
+
+
+async def _views(conn: AsyncConnection, rows: list[Any]) -> list[PaymentView]:
+    ids = {r.user_id for r in rows if r.user_id}
+    logins: dict[int, str] = {}
+    if ids:
+        u = t.wallet_users
+        found = await conn.execute(select(u.c.id, u.c.login_id).where(u.c.id.in_(ids)))
+        logins = {r.id: r.login_id for r in found.all()}
+    return [PaymentView.from_row(r, logins.get(r.user_id)) for r in rows]
+
+
+async def list_payments(
+    p: Platform, merchant_id: int, f: TxFilter, *, before: int | None = None, limit: int = PAGE_SIZE
+) -> TxPage:
+    """One page of the merchant's payments matching ``f``, newest first (keyset-paginated by id)."""
+    tz = ZoneInfo(p.settings.timezone)
+    pm = t.payments
+    conds = _conditions(merchant_id, f, tz)
+    if before is not None:
+        conds.append(pm.c.id < before)
+    q = select(pm).where(and_(*conds)).order_by(pm.c.id.desc()).limit(limit + 1)
+    async with p.engine.connect() as conn:
+        rows = list((await conn.execute(q)).all())
+        more = len(rows) > limit
+        views = await _views(conn, rows[:limit])
+    return TxPage(views, views[-1].id if more and views else None)
+
+
+CSV_COLUMNS = (
+    "trade_no",
+    "partner_trans_id",
+    "created_at",
+    "paid_at",
+    "status",
+    "result_code",
+    "dialect",
+    "store_id",
+    "terminal_id",
+    "subject",
+    "price_amount",
+    "price_currency",
+    "settle_amount",
+    "settle_currency",
+    "wallet_amount",
+    "wallet_currency",
+    "settle_rate",
+    "wallet_rate",
+    "refunded_price",
+    "buyer_id",
+)
+
+
+def _csv_row(v: PaymentView) -> list[str]:
+    def money(amount: int | None, cur: str | None) -> str:
+        return format_amount(amount, cur) if amount is not None and cur else ""
+
+    return [
+        v.trade_no,
+        v.partner_trans_id,
+        v.created_at.isoformat(),
+        v.paid_at.isoformat() if v.paid_at else "",
+        v.status.value,
+        v.result_code.value if v.result_code else "",
+        v.dialect,
+        v.store_id or "",
+        v.terminal_id or "",
+        v.subject,
+        money(v.price_amount, v.price_currency),
+        v.price_currency,
+        money(v.settle_amount, v.settle_currency),
+        v.settle_currency,
+        money(v.wallet_amount, v.wallet_currency),
+        v.wallet_currency or "",
+        str(v.settle_rate),
+        str(v.wallet_rate or ""),
+        money(v.refunded_price, v.price_currency),
+        v.buyer_id or "",
+    ]
+
+
+def _csv_safe(cell: str) -> str:
+    # A spreadsheet runs cells starting with = + - @ as formulas (CSV injection): quote them as text.
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER_RE.match(cell) else cell
+
+
+_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+async def export_csv(p: Platform, merchant_id: int, f: TxFilter) -> AsyncIterator[str]:
+    """Every payment matching ``f`` as CSV text chunks (header first), newest first."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+    yield buf.getvalue()
+    before: int | None = None
+    while True:
+        page = await list_payments(p, merchant_id, f, before=before, limit=1000)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        for v in page.items:
+            w.writerow([_csv_safe(c) for c in _csv_row(v)])
+        yield buf.getvalue()
+        if page.next_before is None:
+            return
+        before = page.next_before
+
+
+# --------------------------------------------------------------------------------------------- detail
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery attempt of a notification and what the merchant's server answered."""
+
+    attempted_at: datetime
+    http_status: int | None
+    response: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification in the outbox and its attempts."""
+
+    notify_id: str
+    event: str
+    dialect: str
+    url: str
+    status: str
+    attempts: list[Attempt]
+    created_at: datetime
+    delivered_at: datetime | None
+    trade_no: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a payment's timeline."""
+
+    at: datetime
+    kind: str  # created | risk | confirmed | paid | closed | notify | refund | settled
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Risk:
+    """The risk decision of a payment."""
+
+    verdict: str
+    rule: str
+    code: str | None
+    fired: list[str]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The settlement batch a payment (or one of its refunds) went into."""
+
+    item_kind: str
+    settle_date: date
+    currency: str
+    payout_status: str
+    payout_date: date
+
+
+@dataclass
+class Detail:
+    """Everything the detail page shows about one payment."""
+
+    payment: PaymentView
+    refunds: list[RefundView]
+    risk: Risk | None
+    notifications: list[Notification]
+    batches: list[Batch]
+    timeline: list[Event] = field(default_factory=list)
+
+    @property
+    def refundable(self) -> int:
+        """Price-currency minor units that can still be refunded (0 unless paid and open)."""
+        if self.payment.status is not Status.TRADE_SUCCESS:
+            return 0
+        return self.payment.price_amount - self.payment.refunded_price
+
+
+async def _payment_row(conn: AsyncConnection, merchant_id: int, trade_no: str) -> Any:
+    pm = t.payments
+    row = (
+        await conn.execute(select(pm).where(pm.c.merchant_id == merchant_id, pm.c.trade_no == trade_no))
+    ).first()
+    if row is None or row.kind == "tombstone":
+        raise TillpayError(Code.NOT_FOUND, "no such payment")
+    return row
+
+
+async def _notifications(
+    conn: AsyncConnection, merchant_id: int, where: Any, limit: int
+) -> list[Notification]:
+    o, a, pm = t.outbox, t.notify_attempts, t.payments
+    rows = (
+        await conn.execute(
+            select(o, pm.c.trade_no)
+            .outerjoin(pm, pm.c.id == o.c.payment_id)
+            .where(o.c.merchant_id == merchant_id, where)
+            .order_by(o.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    attempts: dict[int, list[Attempt]] = {}
+    if rows:
+        for r in (
+            await conn.execute(select(a).where(a.c.outbox_id.in_([x.id for x in rows])).order_by(a.c.id))
+        ).all():
+            attempts.setdefault(r.outbox_id, []).append(
+                Attempt(r.attempted_at, r.http_status, r.response, r.error)
+            )
+    return [
+        Notification(
+            r.notify_id,
+            r.event,
+            r.dialect,
+            r.url,
+            r.status,
+            attempts.get(r.id, []),
+            r.created_at,
+            r.delivered_at,
+            r.trade_no,
+        )
+        for r in rows
+    ]
+
+
+async def payment_detail(p: Platform, merchant_id: int, trade_no: str) -> Detail:
+    """One of the merchant's payments with its refunds, risk decision, notifications and settlement."""
+    async with p.engine.connect() as conn:
+        row = await _payment_row(conn, merchant_id, trade_no)
+        view = (await _views(conn, [row]))[0]
+        r = t.refunds
+        refund_rows = (
+            await conn.execute(
+                select(r).where(r.c.payment_id == row.id, r.c.merchant_id == merchant_id).order_by(r.c.id)
+            )
+        ).all()
+        refunds = [RefundView.from_row(x, view) for x in refund_rows]
+        rd = t.risk_decisions
+        risk_row = (await conn.execute(select(rd).where(rd.c.payment_id == row.id))).first()
+        risk = (
+            Risk(
+                risk_row.verdict,
+                risk_row.rule,
+                risk_row.code,
+                json.loads(risk_row.fired),
+                risk_row.created_at,
+            )
+            if risk_row
+            else None
+        )
+        notes = await _notifications(conn, merchant_id, t.outbox.c.payment_id == row.id, 200)
+        si, sb = t.settlement_items, t.settlement_batches
+        batch_rows = (
+            await conn.execute(
+                select(si.c.kind, sb.c.settle_date, sb.c.currency, sb.c.payout_status, sb.c.payout_date)
+                .join(sb, sb.c.id == si.c.batch_id)
+                .where(si.c.payment_id == row.id, sb.c.merchant_id == merchant_id)
+                .order_by(si.c.id)
+            )
+        ).all()
+        batches = [
+            Batch(b.kind, b.settle_date, b.currency, b.payout_status, b.payout_date) for b in batch_rows
+        ]
+    d = Detail(view, refunds, risk, notes, batches)
+    d.timeline = _timeline(d, p)
+    return d
+
+
+def _timeline(d: Detail, p: Platform) -> list[Event]:
+    v = d.payment
+    ev = [Event(v.created_at, "created", f"created through {v.dialect} ({v.kind})")]
+    if d.risk:
+        ev.append(
+            Event(
+                d.risk.at,
+                "risk",
+                f"risk decision: {d.risk.verdict} by rule {d.risk.rule}"
+                + (f" ({d.risk.code})" if d.risk.code else ""),
+            )
+        )
+        if d.risk.verdict == Verdict.CONFIRM and v.paid_at:
+            ev.append(Event(v.paid_at, "confirmed", "the customer confirmed with the PIN"))
+    if v.paid_at:
+        ev.append(Event(v.paid_at, "paid", "paid"))
+    if v.closed_at:
+        ev.append(
+            Event(v.closed_at, "closed", "closed" + (f": {v.result_code.value}" if v.result_code else ""))
+        )
+    for n in d.notifications:
+        for a in n.attempts:
+            answer = f"HTTP {a.http_status}" if a.http_status else (a.error or "no answer")
+            ev.append(Event(a.attempted_at, "notify", f"notification {n.event} to {n.url}: {answer}"))
+    for r in d.refunds:
+        ev.append(
+            Event(
+                r.created_at,
+                "refund",
+                f"{r.kind} {r.refund_no} ({r.partner_refund_id}): "
+                f"{format_amount(r.price_amount, r.price_currency)} {r.price_currency}",
+            )
+        )
+    for b in d.batches:
+        what = {"P": "payment", "R": "refund", "C": "cancellation"}.get(b.item_kind, b.item_kind)
+        cutoff = settlement.day_cutoff(p, b.settle_date)
+        ev.append(
+            Event(
+                cutoff,
+                "settled",
+                f"{what} settled on business day {b.settle_date} ({b.currency}), "
+                f"payout {b.payout_status} on {b.payout_date}",
+            )
+        )
+    return sorted(ev, key=lambda e: e.at)
+
+
+def new_refund_id() -> str:
+    """A refund id for a detail page render: submitting the page twice refunds once."""
+    return "console-" + secrets.token_urlsafe(12)
+
+
+_REFUND_ID_RE = re.compile(r"^console-[A-Za-z0-9_-]{16}$")
+
+
+async def refund(
+    p: Platform, merchant: Merchant, trade_no: str, amount: int, refund_id: str, reason: str | None
+) -> RefundView:
+    """Refund part or all of one of the merchant's payments under the page's refund id (idempotent)."""
+    if not _REFUND_ID_RE.match(refund_id):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the form's refund id is missing; reload the page")
+    async with p.engine.connect() as conn:
+        row = await _payment_row(conn, merchant.id, trade_no)
+    return await payments.refund(
+        p,
+        payments.RefundCommand(
+            merchant=merchant,
+            partner_refund_id=refund_id,
+            amount=amount,
+            currency=row.price_currency,
+            dialect=row.dialect,
+            trade_no=trade_no,
+            reason=(reason or "refund from the merchant console")[:128],
+            # No notification: the refund was made by the merchant itself, not asked for by a till.
+            notify_url=None,
+            sign_type=row.sign_type,
+        ),
+    )
+
+
+async def payment_api(p: Platform, merchant_id: int, trade_no: str) -> dict[str, Any]:
+    """The payment as the console's JSON API returns it."""
+    d = await payment_detail(p, merchant_id, trade_no)
+    data = d.payment.to_json()
+    data["refunds"] = [
+        {
+            "refund_no": r.refund_no,
+            "partner_refund_id": r.partner_refund_id,
+            "kind": r.kind,
+            "price_amount": r.price_amount,
+            "price_currency": r.price_currency,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in d.refunds
+    ]
+    return data
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Sales, refunds and net of one period in one currency (price currency, minor units)."""
+
+    currency: str
+    sales: int
+    sales_count: int
+    refunds: int
+    refund_count: int
+
+    @property
+    def net(self) -> int:
+        return self.sales - self.refunds
+
+
+@dataclass
+class Dashboard:
+    """The dashboard's figures: all in the scheme's time zone."""
+
+    today: list[Totals]
+    month: list[Totals]
+    #: (day, currency) → sales of the last 30 days; (hour, currency) → today's sales.
+    per_day: list[tuple[date, dict[str, int]]]
+    per_hour: list[tuple[int, dict[str, int]]]
+    confirm_share: tuple[int, int]  # payments that needed confirmation, payments decided (this month)
+    declines: list[PaymentView]
+
+
+async def _totals(conn: AsyncConnection, merchant_id: int, since: datetime, until: datetime) -> list[Totals]:
+    pm, r = t.payments, t.refunds
+    sales = (
+        await conn.execute(
+            select(pm.c.price_currency, func.sum(pm.c.price_amount), func.count())
+            .where(pm.c.merchant_id == merchant_id, pm.c.paid_at >= since, pm.c.paid_at < until)
+            .group_by(pm.c.price_currency)
+        )
+    ).all()
+    refunds = (
+        await conn.execute(
+            select(r.c.price_currency, func.sum(r.c.price_amount), func.count())
+            .where(r.c.merchant_id == merchant_id, r.c.created_at >= since, r.c.created_at < until)
+            .group_by(r.c.price_currency)
+        )
+    ).all()
+    by: dict[str, list[int]] = {}
+    for cur, amount, n in sales:
+        by.setdefault(cur, [0, 0, 0, 0])[0:2] = [int(amount or 0), int(n)]
+    for cur, amount, n in refunds:
+        by.setdefault(cur, [0, 0, 0, 0])[2:4] = [int(amount or 0), int(n)]
+    return [Totals(c, v[0], v[1], v[2], v[3]) for c, v in sorted(by.items())]
+
+
+async def dashboard(p: Platform, merchant_id: int) -> Dashboard:
+    """Today's and this month's totals, sales per day and hour, confirmation share, recent declines."""
+    tz = ZoneInfo(p.settings.timezone)
+    now = p.now()
+    local = now.astimezone(tz)
+    today = local.date()
+    day0 = _day_start(today, tz)
+    month0 = _day_start(today.replace(day=1), tz)
+    start30 = _day_start(today - timedelta(days=29), tz)
+    pm, rd = t.payments, t.risk_decisions
+    async with p.engine.connect() as conn:
+        tot_today = await _totals(conn, merchant_id, day0, now + timedelta(seconds=1))
+        tot_month = await _totals(conn, merchant_id, month0, now + timedelta(seconds=1))
+        paid = (
+            await conn.execute(
+                select(pm.c.paid_at, pm.c.price_currency, pm.c.price_amount).where(
+                    pm.c.merchant_id == merchant_id, pm.c.paid_at >= start30
+                )
+            )
+        ).all()
+        decided = (
+            await conn.execute(
+                select(func.count(), func.sum(case((rd.c.verdict == Verdict.CONFIRM.value, 1), else_=0)))
+                .select_from(rd)
+                .join(pm, pm.c.id == rd.c.payment_id)
+                .where(pm.c.merchant_id == merchant_id, rd.c.created_at >= month0)
+            )
+        ).one()
+        decline_rows = (
+            await conn.execute(
+                select(pm)
+                .where(
+                    pm.c.merchant_id == merchant_id,
+                    pm.c.status == Status.TRADE_CLOSED.value,
+                    pm.c.paid_at.is_(None),
+                    pm.c.kind != "tombstone",
+                    pm.c.result_code.is_not(None),
+                )
+                .order_by(pm.c.id.desc())
+                .limit(10)
+            )
+        ).all()
+        declines = await _views(conn, list(decline_rows))
+    # Bucketing in Python: the time zone arithmetic differs between SQLite and PostgreSQL, and 30 days
+    # of one merchant's paid payments is a modest number of rows.
+    days: dict[date, dict[str, int]] = {today - timedelta(days=i): {} for i in range(29, -1, -1)}
+    hours: dict[int, dict[str, int]] = {h: {} for h in range(24)}
+    for paid_at, cur, amount in paid:
+        lt = paid_at.astimezone(tz)
+        if lt.date() in days:
+            days[lt.date()][cur] = days[lt.date()].get(cur, 0) + amount
+        if lt.date() == today:
+            hours[lt.hour][cur] = hours[lt.hour].get(cur, 0) + amount
+    return Dashboard(
+        tot_today,
+        tot_month,
+        list(days.items()),
+        list(hours.items()),
+        (int(decided[1] or 0), int(decided[0] or 0)),
+        declines,
+    )
+
+
+# -------------------------------------------------------------------------------------- notifications
+
+
+async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list[Notification]:
+    """The merchant's latest notifications with every attempt."""
+    async with p.engine.connect() as conn:
+        return await _notifications(conn, merchant_id, t.outbox.c.id > 0, limit)
+
+
+async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> None:
+    """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's."""
+    o = t.outbox
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(o)
+            .where(o.c.merchant_id == merchant_id, o.c.notify_id == notify_id)
+            .values(status="pending", next_attempt_at=p.now())
+        )
+    if res.rowcount != 1:
+        raise TillpayError(Code.NOT_FOUND, "no such notification")
+
+
+# ---------------------------------------------------------------------------------------- integration
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersion:
+    """One of the merchant's public keys."""
+
+    version: int
+    fingerprint: str
+    created_at: datetime
+    current: bool
+
+
+async def key_versions(p: Platform, merchant: Merchant) -> list[KeyVersion]:
+    """The merchant's public keys, newest first, with a SHA-256 fingerprint of each."""
+    k = t.merchant_keys
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(k).where(k.c.merchant_id == merchant.id).order_by(k.c.key_version.desc())
+            )
+        ).all()
+    return [
+        KeyVersion(
+            r.key_version,
+            hashlib.sha256(r.public_key.strip().encode()).hexdigest()[:32],
+            r.created_at,
+            i == 0,
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
+async def rotate_key(p: Platform, merchant: Merchant, public_key_pem: str) -> int:
+    """Add the merchant's new public key (it becomes current); returns its version.
+
+    Antom requests keep verifying with any earlier ``keyVersion`` they name, so a merchant rolls its
+    tills over to the new key at its own pace there; MAPI and the Open Platform verify with the current key.
+    """
+    if len(public_key_pem) > 8000:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "that is not a public key (too long)")
+    try:
+        signing.load_public_key(public_key_pem)
+    except signing.KeyFormatError as e:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"merchant public key: {e}") from None
+    return await merchants.add_key_version(p, merchant.partner_id, public_key_pem)
+
+
+async def set_notify_url(p: Platform, merchant: Merchant, url: str | None) -> None:
+    """Change (or clear) the merchant's default notify URL."""
+    url = (url or "").strip() or None
+    if url is not None and not _URL_RE.match(url):
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT, "a notify URL is http:// or https:// and at most 240 characters"
+        )
+    async with p.engine.begin() as conn:
+        await conn.execute(update(t.merchants).where(t.merchants.c.id == merchant.id).values(notify_url=url))
+    p.forget_merchant(merchant.partner_id)
+
+
+# ------------------------------------------------------------------------------------- test payments
+
+#: The sandbox wallet of a merchant's test payments pays in the merchant's settlement currency (so no
+#: rate is needed) and is topped up whenever it runs low.
+SANDBOX_PIN = "000000"
+SANDBOX_TOPUP = 100_000
+
+
+def sandbox_login(merchant: Merchant) -> str:
+    """The login id of a merchant's sandbox wallet (one per merchant, made on first use)."""
+    return f"sandbox-{merchant.partner_id}@sandbox.tillpay.test"
+
+
+async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentView:
+    """Pay ``amount`` (settlement currency) to the merchant from its sandbox wallet, like a till would.
+
+    The sandbox wallet's payment code is made here and charged through ``payments.pay`` with the
+    merchant's own settings (risk rules, notify URL), so the payment is real: it shows in the list,
+    notifies, settles and can be refunded. If the risk rules ask for confirmation, the sandbox confirms.
+    """
+    payments.check_amount(amount, merchant.settlement_currency)
+    login = sandbox_login(merchant)
+    try:
+        user = await wallets.user_by_login(p, login)
+        device = next(d for d in await wallets.devices_of(p, user.id) if d.status == "active")
+    except TillpayError:
+        user, device = await wallets.add_user(
+            p, login_id=login, currency=merchant.settlement_currency, pin=SANDBOX_PIN, name="Sandbox customer"
+        )
+    if user.balance < amount:
+        top = max(SANDBOX_TOPUP * 10 ** exponent(user.currency), amount)
+        await wallets.topup(p, login, top, reference=f"sandbox:{merchant.partner_id}:{secrets.token_hex(8)}")
+    code = await wallets.current_code(p, device)
+    outcome = await payments.pay(
+        p,
+        payments.PayCommand(
+            merchant=merchant,
+            partner_trans_id="console-test-" + secrets.token_hex(8),
+            code=code,
+            price_amount=amount,
+            price_currency=merchant.settlement_currency,
+            settle_currency=merchant.settlement_currency,
+            subject="Test payment from the merchant console",
+            dialect="mapi",
+            notify_url=merchant.notify_url,
+            sign_type="RSA2" if merchant.public_key else "MD5",
+            terminal_id=None,
+        ),
+    )
+    view = outcome.payment
+    if outcome.code is Code.WAIT_BUYER_CONFIRM:
+        view = await payments.confirm(p, user.id, SANDBOX_PIN, view.trade_no)
+    return view
+
+
+# ---------------------------------------------------------------------------------------- settlement
+
+
+async def batches(p: Platform, merchant: Merchant) -> list[settlement.BatchView]:
+    """The merchant's settlement batches, newest day first."""
+    return await settlement.list_batches(p, partner_id=merchant.partner_id, limit=200)
+
+
+async def files(p: Platform, merchant: Merchant) -> list[settlement.FileView]:
+    """The merchant's transaction and settlement files (never the bank's payout files)."""
+    return await settlement.list_files(p, partner_id=merchant.partner_id, merchant_only=True)
+
+
+async def file(p: Platform, merchant: Merchant, name: str) -> tuple[settlement.FileView, bytes]:
+    """One of the merchant's files and its bytes; NOT_FOUND for another merchant's (or no) file."""
+    view, path = await settlement.file_for_merchant(p, merchant.partner_id, name)
+    return view, path.read_bytes()
+
+
+# ------------------------------------------------------------------------------------ reconciliation
+
+
+async def reconcile_report(
+    p: Platform, merchant: Merchant, day_files: list[settlement.FileView], journal: bytes
+) -> str:
+    """Reconcile the merchant's uploaded journal (CSV) against its files of one day: the HTML report.
+
+    ValueError (reconcile.SourceError) when the journal cannot be read.
+    """
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from tillpay.services import reconcile as reconcile_service
+
+    paths = [(await settlement.file_for_merchant(p, merchant.partner_id, f.name))[1] for f in day_files]
+    with tempfile.TemporaryDirectory() as tmp:
+        jpath = Path(tmp) / "journal.csv"
+        jpath.write_bytes(journal)
+        report = await asyncio.to_thread(reconcile_service.reconcile_merchant, jpath, paths)
+    report.summary.setdefault("inputs", {})["journal"] = "uploaded journal"
+    return reconcile_service.render_html(report)

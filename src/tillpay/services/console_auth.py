@@ -1,0 +1,286 @@
+"""Merchant console accounts: users with roles, argon2 passwords, rate-limited sign-in, expiring sessions.
+
+A console user belongs to exactly one merchant; its session carries that merchant's id, and every
+console query is scoped by it (``services/console.py``), so a user can never see another merchant's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.services.platform import Platform
+from tillpay.store import tables as t
+
+#: The roles, most powerful first.
+ROLES = ("owner", "manager", "cashier-supervisor", "read-only")
+
+#: What each role may do. Reading transactions, the dashboard and stores is open to every role.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "refund": frozenset({"owner", "manager", "cashier-supervisor"}),
+    "settlements": frozenset({"owner", "manager", "read-only"}),
+    "integration": frozenset({"owner", "manager"}),  # notification log, redeliver, test payment
+    "keys": frozenset({"owner"}),  # rotate keys, change the notify URL
+    "stores": frozenset({"owner", "manager"}),  # add and disable stores and terminals
+    "users": frozenset({"owner"}),
+}
+
+#: A session ends this long after sign-in whatever happens, and earlier after SESSION_IDLE unused.
+SESSION_LIFETIME = timedelta(hours=12)
+SESSION_IDLE = timedelta(minutes=30)
+#: last_seen_at is written at most this often (a write per page view would serialise SQLite).
+_TOUCH_EVERY = timedelta(seconds=60)
+#: Failed sign-ins within FAILURE_WINDOW before sign-in is refused: per login, and per client address
+#: (so one address cannot try one password against many logins).
+MAX_FAILURES_PER_LOGIN = 5
+MAX_FAILURES_PER_CLIENT = 20
+FAILURE_WINDOW = timedelta(minutes=15)
+MIN_PASSWORD = 10
+
+LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,128}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+# argon2id with the library's defaults (RFC 9106 "second recommended" profile: 64 MiB, 3 passes).
+_hasher = PasswordHasher()
+#: Verified when the login is unknown, so the answer takes as long as for a known login.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class SignInRefused(Exception):
+    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` or ``disabled``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """A console user: who, for which merchant, in which role."""
+
+    id: int
+    merchant_id: int
+    partner_id: str
+    merchant_name: str
+    login: str
+    name: str
+    role: str
+    status: str
+
+    def can(self, action: str) -> bool:
+        """Whether this user's role allows ``action`` (a key of PERMISSIONS)."""
+        return self.role in PERMISSIONS[action]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in browser: its user and the token every form must echo."""
+
+    id: int
+    user: ConsoleUser
+    csrf_token: str
+    expires_at: datetime
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches an argon2 hash (False for a malformed hash)."""
+    try:
+        return _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _user_query() -> Any:
+    u, m = t.console_users, t.merchants
+    return select(u, m.c.partner_id, m.c.name.label("merchant_name")).join(m, m.c.id == u.c.merchant_id)
+
+
+def _user(row: Any) -> ConsoleUser:
+    return ConsoleUser(
+        row.id, row.merchant_id, row.partner_id, row.merchant_name, row.login, row.name, row.role, row.status
+    )
+
+
+def check_password(password: str) -> None:
+    """ILLEGAL_ARGUMENT unless the password is long enough to be worth hashing."""
+    if len(password) < MIN_PASSWORD or len(password) > 256:
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT, f"a console password is {MIN_PASSWORD} to 256 characters long"
+        )
+
+
+async def add_user(
+    p: Platform, *, partner_id: str, login: str, password: str, role: str, name: str | None = None
+) -> ConsoleUser:
+    """Create a console user of merchant ``partner_id``; ALREADY_EXISTS if the login is taken."""
+    login = login.strip().lower()
+    if not LOGIN_RE.match(login):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a console login is 3-128 letters, digits or . _ + @ -")
+    if role not in ROLES:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"role is one of {', '.join(ROLES)}")
+    check_password(password)
+    merchant = await p.merchant_by_partner(partner_id, fresh=True)
+    hashed = await asyncio.to_thread(hash_password, password)
+    try:
+        async with p.engine.begin() as conn:
+            await conn.execute(
+                insert(t.console_users).values(
+                    merchant_id=merchant.id,
+                    login=login,
+                    name=(name or login).strip()[:128],
+                    role=role,
+                    password_hash=hashed,
+                    status="active",
+                    created_at=p.now(),
+                )
+            )
+    except IntegrityError:
+        raise TillpayError(Code.ALREADY_EXISTS, f"console login {login!r} exists already") from None
+    return await user_by_login(p, login)
+
+
+async def user_by_login(p: Platform, login: str) -> ConsoleUser:
+    """The console user with this login; NOT_FOUND if none."""
+    async with p.engine.connect() as conn:
+        row = (await conn.execute(_user_query().where(t.console_users.c.login == login.lower()))).first()
+    if row is None:
+        raise TillpayError(Code.NOT_FOUND, f"no console user {login!r}")
+    return _user(row)
+
+
+async def users_of(p: Platform, merchant_id: int) -> list[ConsoleUser]:
+    """The merchant's console users, oldest first."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                _user_query()
+                .where(t.console_users.c.merchant_id == merchant_id)
+                .order_by(t.console_users.c.id)
+            )
+        ).all()
+    return [_user(r) for r in rows]
+
+
+async def set_user_status(p: Platform, merchant_id: int, user_id: int, status: str) -> None:
+    """Disable or re-enable one of the merchant's users; a disabled user's sessions end at once."""
+    if status not in ("active", "disabled"):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or disabled")
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.console_users)
+            .where(t.console_users.c.id == user_id, t.console_users.c.merchant_id == merchant_id)
+            .values(status=status)
+        )
+        if res.rowcount != 1:
+            raise TillpayError(Code.NOT_FOUND, "no such user")
+        if status == "disabled":
+            await conn.execute(delete(t.console_sessions).where(t.console_sessions.c.user_id == user_id))
+
+
+async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tuple[str, ConsoleSession]:
+    """Check the password and open a session; returns the cookie token and the session.
+
+    Refused (``locked``) after MAX_FAILURES_PER_LOGIN failures for the login, or MAX_FAILURES_PER_CLIENT
+    from the client address, within FAILURE_WINDOW; the check runs before the password is verified, so
+    a locked login gives nothing away even with the right password.
+    """
+    now = p.now()
+    login = login.strip().lower()[:128]
+    client = client[:64]
+    since = now - FAILURE_WINDOW
+    f = t.console_login_failures
+    async with p.engine.connect() as conn:
+        by_login = (
+            await conn.execute(
+                select(func.count()).select_from(f).where(f.c.login == login, f.c.created_at > since)
+            )
+        ).scalar_one()
+        by_client = (
+            await conn.execute(
+                select(func.count()).select_from(f).where(f.c.client == client, f.c.created_at > since)
+            )
+        ).scalar_one()
+        row = (await conn.execute(_user_query().where(t.console_users.c.login == login))).first()
+        stored = row.password_hash if row is not None else _DUMMY_HASH
+        await conn.rollback()
+    if by_login >= MAX_FAILURES_PER_LOGIN or by_client >= MAX_FAILURES_PER_CLIENT:
+        raise SignInRefused("locked")
+    # argon2 takes tens of milliseconds of CPU: off the event loop.
+    ok = await asyncio.to_thread(verify_password, password, stored)
+    if row is None or not ok:
+        async with p.engine.begin() as conn:
+            await conn.execute(insert(f).values(login=login, client=client, created_at=now))
+        raise SignInRefused("invalid")
+    if row.status != "active":
+        raise SignInRefused("disabled")
+    token = secrets.token_urlsafe(32)
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.console_sessions).values(
+                token_hash=_hash(token),
+                user_id=row.id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                expires_at=now + SESSION_LIFETIME,
+                last_seen_at=now,
+            )
+        )
+        # A successful sign-in clears the login's count, so a user who mistyped is not locked later.
+        await conn.execute(delete(f).where(f.c.login == login))
+    session = await session_for(p, token)
+    assert session is not None
+    return token, session
+
+
+async def session_for(p: Platform, token: str | None) -> ConsoleSession | None:
+    """The live session of a cookie token; None if unknown, expired, idle too long, or its user disabled."""
+    if not token or not _TOKEN_RE.match(token):
+        return None
+    s = t.console_sessions
+    now = p.now()
+    async with p.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                _user_query()
+                .add_columns(s.c.id.label("session_id"), s.c.csrf_token, s.c.expires_at, s.c.last_seen_at)
+                .join(s, s.c.user_id == t.console_users.c.id)
+                .where(s.c.token_hash == _hash(token))
+            )
+        ).first()
+        await conn.rollback()
+    if row is None or row.expires_at <= now or row.last_seen_at + SESSION_IDLE <= now:
+        return None
+    if row.status != "active":
+        return None
+    if now - row.last_seen_at >= _TOUCH_EVERY:
+        async with p.engine.begin() as conn:
+            await conn.execute(update(s).where(s.c.id == row.session_id).values(last_seen_at=now))
+    return ConsoleSession(row.session_id, _user(row), row.csrf_token, row.expires_at)
+
+
+async def sign_out(p: Platform, token: str | None) -> None:
+    """End the session of this cookie token."""
+    if not token:
+        return
+    async with p.engine.begin() as conn:
+        await conn.execute(delete(t.console_sessions).where(t.console_sessions.c.token_hash == _hash(token)))
