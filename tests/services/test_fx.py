@@ -158,7 +158,13 @@ def test_any_fx_payment_refunded_in_parts_returns_exactly_what_was_paid(
             m = (await f.merchant(p, settle)).merchant
             funded = 10**8 * 10 ** exponent(wallet)  # the largest top-up
             c = await f.customer(p, wallet, balance=funded)
-            v = (await payments.pay(p, pay_cmd(m, await f.code(p, c), amount=price))).payment
+            try:
+                v = (await payments.pay(p, pay_cmd(m, await f.code(p, c), amount=price))).payment
+            except TillpayError as e:
+                # Less than one minor unit in some currency: refused, never charged as zero.
+                assert e.code is Code.AMOUNT_OUT_OF_RANGE
+                return
+            assert v.wallet_amount and v.settle_amount
             refunded = 0
             for i, cut in enumerate([*cuts, price]):
                 part = min(cut, price - refunded)
