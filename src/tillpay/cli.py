@@ -734,5 +734,13 @@ from tillpay.ecr.cli import ecr as _ecr  # noqa: E402 - registered last, like ev
 
 main.add_command(_ecr)
 
+from tillpay.worker.cli import worker as _worker  # noqa: E402 - registered last, like every command group
+
+main.add_command(_worker)
+
+from tillpay.bench.cli import bench as _bench  # noqa: E402 - registered last, like every command group
+
+main.add_command(_bench)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
