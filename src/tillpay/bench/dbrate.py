@@ -203,8 +203,6 @@ def sqlite_rate(path: str, devices: int, merchant: int, partner: str, seconds: f
                 conn.execute("BEGIN IMMEDIATE")
             elif s.name == "code_use":
                 conn.execute("BEGIN IMMEDIATE")
-            params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v)
-            args = [_sqlite_time(params[k]) for k in names]
             if s.name == "postings":
                 conn.executemany(
                     sql,
@@ -214,6 +212,8 @@ def sqlite_rate(path: str, devices: int, merchant: int, partner: str, seconds: f
                     ],
                 )
                 continue
+            params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v)
+            args = [_sqlite_time(params[k]) for k in names]
             row = conn.execute(sql, args).fetchone()
             if s.name == "payment":
                 v["payment_id"] = row[0]
@@ -287,7 +287,8 @@ def pgbench_script(devices: int, merchant: int, partner: str) -> str:
         sql = re.sub(
             r"%\((\w+)\)s(::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+(?:\(\d+\))?))?", sub, str(c)
         ).replace("\n", " ")
-        return sql + (f" \\gset {gset}" if gset else "") + ";"
+        # A query ending in \\gset has no semicolon: pgbench stores its row in variables <gset>*.
+        return sql + (f" \\gset {gset}" if gset else ";")
 
     lines = [
         f"\\set dev random(1, {devices})",
@@ -300,9 +301,12 @@ def pgbench_script(devices: int, merchant: int, partner: str) -> str:
     ]
     for s in write:
         if s.name == "postings":
+            # The accounts are parameters in Tillpay; here chr(58) is their ':' (pgbench would read
+            # ':1' or ':payable' inside a literal as a variable).
             lines.append(
                 "INSERT INTO postings (entry_id, account, currency, amount) VALUES "
-                f"(:e_id, 'wallet:' || :dev, 'CNY', -1000), (:e_id, 'merchant:{merchant}:payable', 'CNY', 1000);"
+                "(:e_id, 'wallet' || chr(58) || :dev, 'CNY', -1000), "
+                f"(:e_id, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable', 'CNY', 1000);"
             )
         elif s.name == "payment":
             lines.append(render(s, "p_"))

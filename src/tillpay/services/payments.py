@@ -342,13 +342,35 @@ async def post_entry(
     now: datetime,
     payment_id: int | None = None,
     memo: str | None = None,
+    driver: paypath.Driver | None = None,
 ) -> None:
     """Write one balanced journal entry and apply its wallet postings to the stored balances.
 
     The stored wallet balance changes only here, in the same transaction as its postings; the
     ``WHERE balance + amount >= 0`` guard makes an overdraft impossible even if a caller forgot a check.
+    With ``driver`` (the pay path, inside its transaction) the same statements go through the driver.
     """
     lines = ledger.check_balanced(postings)
+    if driver is not None and driver.in_transaction:
+        entry = {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now}
+        entry_id = (await driver.rows(paypath.ENTRY, entry, tuple(entry)))[0][0]
+        await driver.many(
+            paypath.POSTINGS,
+            [
+                {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+                for ln in lines
+            ],
+            ("entry_id", "account", "currency", "amount"),
+        )
+        for ln in lines:
+            if ln.account.startswith("wallet:"):
+                changed = await driver.rows(
+                    paypath.WALLET_DELTA_RETURNING,
+                    {"wallet_id": int(ln.account.split(":", 1)[1]), "wallet_currency": ln.currency, "delta": ln.amount},
+                )
+                if len(changed) != 1:
+                    raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+        return
     entry_id = (
         await conn.execute(
             paypath.ENTRY,
@@ -472,47 +494,48 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
     except paycode.MalformedCode:
         return None
     now = p.now()
-    row = (
-        await conn.execute(
-            paypath.READ,
-            {
-                "merchant_id": cmd.merchant.id,
-                "ptid": cmd.partner_trans_id,
-                "since": now - timedelta(seconds=p.settings.bad_code_window_seconds),
-                "device_no": parsed.device_no,
-                "partner_id": cmd.merchant.partner_id,
-                "price_currency": cmd.price_currency,
-                "now": now,
-            },
-        )
-    ).first()
+    # One statement, outside any transaction (a statement reads one consistent snapshot).
+    found = await (await paypath.Driver.of(conn)).rows(
+        paypath.READ,
+        {
+            "merchant_id": cmd.merchant.id,
+            "ptid": cmd.partner_trans_id,
+            "since": now - timedelta(seconds=p.settings.bad_code_window_seconds),
+            "device_no": parsed.device_no,
+            "partner_id": cmd.merchant.partner_id,
+            "price_currency": cmd.price_currency,
+            "now": now,
+        },
+    )
+    row = found[0] if found else None
     limit = p.settings.max_bad_codes_per_device
     if (
         row is None
-        or row.existing is not None
-        or row.bad_merchant >= limit * 10
-        or row.bad_device >= limit
-        or row.device_status != "active"
+        or row["existing"] is not None
+        or row["bad_merchant"] >= limit * 10
+        or row["bad_device"] >= limit
+        or row["device_status"] != "active"
     ):
         return None
-    base_cfg, _ = risk_service.config_of(p, row.scheme_rules, row.merchant_rules, None)
+    base_cfg, _ = risk_service.config_of(p, row["scheme_rules"], row["merchant_rules"], None)
     if cmd.terminal_id and base_cfg.terminal_bad_codes:
         return None
-    step = paycode.match_step(row.secret, parsed, int(now.timestamp()))
+    step = paycode.match_step(bytes(row["secret"]), parsed, int(now.timestamp()))
     if step is None:
         return None
-    if cmd.price_currency == row.currency:
+    if cmd.price_currency == row["currency"]:
         margin = 0
     else:
-        margin = row.margin_bps if row.margin_bps is not None else p.settings.fx_default_margin_bps
+        bps = row["margin_bps"]
+        margin = bps if bps is not None else p.settings.fx_default_margin_bps
     return _Payer(
-        row.device_id,
-        row.user_id,
-        row.device_created_at,
+        row["device_id"],
+        row["user_id"],
+        paypath.utc(row["device_created_at"]),
         step,
         parsed.slot,
-        row.currency,
-        row.login_id,
+        row["currency"],
+        row["login_id"],
         int(margin),
     )
 
@@ -599,24 +622,29 @@ async def _charge(
     now: datetime,
 ) -> PayOutcome:
     """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger."""
-    used = await conn.execute(
-        paypath.code_use(conn),
-        {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now},
-    )
-    if used.rowcount != 1:
+    use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
+    drv = await paypath.Driver.of(conn)
+    if drv.in_transaction:  # SQLite: BEGIN IMMEDIATE has run
+        used = bool(await drv.rows(paypath.CODE_USE_RETURNING[conn.dialect.name], use, tuple(use)))
+    else:  # asyncpg: SQLAlchemy begins the transaction with its first statement
+        used = (await conn.execute(paypath.code_use(conn), use)).rowcount == 1
+        if not drv.in_transaction:
+            raise RuntimeError("the pay's statements would run outside its transaction")
+    if not used:
         raise _CodeTaken
-    wallet = (
-        await conn.execute(paypath.LOCK, {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id})
-    ).first()
-    if wallet is None:
+    locked = await drv.rows(paypath.LOCK, {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id})
+    if not locked:
         raise TillpayError(Code.BUYER_NOT_EXIST)
+    wallet = locked[0]
     # Limits are summed with the wallet row locked: a concurrent payment of the same customer waits
     # above, then sees this one.
-    cfg, cfg_text = risk_service.config_of(p, wallet.scheme_rules, wallet.merchant_rules, wallet.user_rules)
+    cfg, cfg_text = risk_service.config_of(
+        p, wallet["scheme_rules"], wallet["merchant_rules"], wallet["user_rules"]
+    )
     day, month = risk_service.periods(p, now)
     since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
     day_total, month_total, recent = (
-        await conn.execute(
+        await drv.rows(
             paypath.TOTALS,
             {
                 "day": day,
@@ -626,7 +654,7 @@ async def _charge(
                 "user_id": payer.user_id,
             },
         )
-    ).one()
+    )[0]
     inputs = risk.RiskInputs(
         wallet_amount=quote.wallet_amount,
         wallet_currency=quote.wallet_currency,
@@ -636,7 +664,7 @@ async def _charge(
         device_age_seconds=int((now - payer.device_created_at).total_seconds()),
         code_lag_steps=max(0, paycode.step_at(int(now.timestamp())) - payer.step),
         merchant_mcc=cmd.merchant.mcc,
-        buyer_active=wallet.status == "active",
+        buyer_active=wallet["status"] == "active",
         merchant_active=cmd.merchant.status == "active",
     )
     decision = risk.evaluate(cfg, inputs)
@@ -645,7 +673,7 @@ async def _charge(
         status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
     elif decision.verdict is Verdict.CONFIRM:
         status = Status.WAIT_BUYER_PAY
-    elif wallet.balance < quote.wallet_amount:
+    elif wallet["balance"] < quote.wallet_amount:
         status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
     else:
         status = Status.TRADE_SUCCESS
@@ -685,16 +713,18 @@ async def _charge(
         "paid_at": now if status is Status.TRADE_SUCCESS else None,
         "closed_at": now if status is Status.TRADE_CLOSED else None,
     }
-    payment_id = (await conn.execute(paypath.payment_insert(conn), values)).scalar()
-    if payment_id is None:
+    inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
+    if not inserted:
         raise _IdTaken
-    await risk_service.record(conn, payment_id, decision, inputs, cfg, now, config_text=cfg_text)
+    payment_id = int(inserted[0][0])
+    decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
+    await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
     # The payment as stored, from what was just written (the columns left out have their defaults).
     view = PaymentView.from_row(
         SimpleNamespace(
             id=payment_id, refunded_price=0, refunded_settle=0, refunded_wallet=0, pin_attempts=0, **values
         ),  # type: ignore[arg-type]
-        wallet.login_id,
+        wallet["login_id"],
     )
     if status is Status.TRADE_SUCCESS:
         await post_entry(
@@ -712,18 +742,20 @@ async def _charge(
             ),
             now=now,
             payment_id=payment_id,
+            driver=drv,
         )
-        await _enqueue(
-            p,
-            conn,
-            merchant_id=cmd.merchant.id,
-            url=cmd.notify_url,
-            event="payment",
-            dialect=cmd.dialect,
-            payload={"payment": view.to_json()},
-            payment_id=payment_id,
-            sign_type=cmd.sign_type,
-        )
+        if cmd.notify_url:
+            await _enqueue(
+                p,
+                conn,
+                merchant_id=cmd.merchant.id,
+                url=cmd.notify_url,
+                event="payment",
+                dialect=cmd.dialect,
+                payload={"payment": view.to_json()},
+                payment_id=payment_id,
+                sign_type=cmd.sign_type,
+            )
     log.info(
         "pay",
         merchant=cmd.merchant.partner_id,

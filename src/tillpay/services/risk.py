@@ -219,19 +219,24 @@ async def record(
     config_text: str | None = None,
 ) -> None:
     """Store a decision with the rules that fired, the facts they saw and the rules in force."""
-    await conn.execute(
-        _RECORD,
-        {
-            "payment_id": payment_id,
-            "verdict": decision.verdict.value,
-            "rule": decision.rule,
-            "code": decision.code.value if decision.code else None,
-            "fired": json.dumps(list(decision.fired)),
-            "inputs": json.dumps(risk.inputs_json(inputs)),
-            "config": config_text if config_text is not None else json.dumps(risk.to_text(cfg)),
-            "created_at": now,
-        },
-    )
+    text = config_text if config_text is not None else json.dumps(risk.to_text(cfg))
+    await conn.execute(_RECORD, decision_values(payment_id, decision, inputs, text, now))
+
+
+def decision_values(
+    payment_id: int, decision: risk.Decision, inputs: risk.RiskInputs, config_text: str, now: datetime
+) -> dict[str, Any]:
+    """The ``risk_decisions`` row of a decision."""
+    return {
+        "payment_id": payment_id,
+        "verdict": decision.verdict.value,
+        "rule": decision.rule,
+        "code": decision.code.value if decision.code else None,
+        "fired": json.dumps(list(decision.fired)),
+        "inputs": json.dumps(risk.inputs_json(inputs)),
+        "config": config_text,
+        "created_at": now,
+    }
 
 
 _RECORD = insert(t.risk_decisions)
