@@ -40,9 +40,7 @@ from tillpay.bench.requests import WORKLOADS
     show_default=True,
     help="Server processes (repeatable: one run each).",
 )
-@click.option(
-    "--separate-worker", is_flag=True, help="serve --no-worker plus one `tillpay worker` process."
-)
+@click.option("--separate-worker", is_flag=True, help="serve --no-worker plus one `tillpay worker` process.")
 @click.option("--seconds", default=60, show_default=True, help="Length of each measured run.")
 @click.option("--warmup", default=5, show_default=True, help="Warm-up before each run, in seconds.")
 @click.option("--connections", default=32, show_default=True, help="Keep-alive connections of the load.")
@@ -67,6 +65,11 @@ from tillpay.bench.requests import WORKLOADS
     show_default=True,
     help="Write OUT.md and OUT.json (the latest results table and every figure).",
 )
+@click.option(
+    "--server-pythonpath",
+    type=click.Path(file_okay=False, exists=True),
+    help="Serve another checkout's Tillpay (its src folder) under the same load, to compare builds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
 def bench(
     databases: tuple[str, ...],
@@ -84,6 +87,7 @@ def bench(
     limit_seconds: int,
     profile: str | None,
     out: str,
+    server_pythonpath: str | None,
     as_json: bool,
 ) -> None:
     """Measure sustained pays per second over loopback, with this machine's limits in the same run."""
@@ -94,7 +98,9 @@ def bench(
         generator = "wrk" if loadgen.wrk_available() else "python"
     chosen = list(WORKLOADS) if "all" in workloads else list(dict.fromkeys(workloads))
     if seconds < 1 or seconds > 120:
-        raise click.BadParameter("between 1 and 120 (prepared payment codes live three minutes)", param_hint="--seconds")
+        raise click.BadParameter(
+            "between 1 and 120 (prepared payment codes live three minutes)", param_hint="--seconds"
+        )
     info = report.machine(list(databases))
     results: list[RunResult] = []
     for db in databases:
@@ -115,6 +121,7 @@ def bench(
                     profile=profile,
                     limits=limits,
                     limit_seconds=limit_seconds,
+                    server_pythonpath=server_pythonpath,
                 )
                 name = "sqlite" if db == "sqlite" else "postgresql"
                 click.echo(f"== {name}, {workload}, {n} server process(es)", err=True)
@@ -127,7 +134,9 @@ def bench(
         "runs": [r.to_json() for r in results],
         "targets": verdicts,
     }
-    Path(f"{out}.md").write_text(table + ("\n" + "\n".join(f"- {v}" for v in verdicts) + "\n" if verdicts else ""))
+    Path(f"{out}.md").write_text(
+        table + ("\n" + "\n".join(f"- {v}" for v in verdicts) + "\n" if verdicts else "")
+    )
     Path(f"{out}.json").write_text(json.dumps(doc, indent=2, default=str))
     click.echo(json.dumps(doc, indent=2, default=str) if as_json else table)
     for v in verdicts:

@@ -20,6 +20,7 @@ and row counts are the ones the pays saw.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sqlite3
@@ -351,7 +352,7 @@ def pg_rate(
         u.username or "postgres",
         u.database or "postgres",
     ]
-    env = {"PGPASSWORD": u.password or "", "PATH": "/usr/bin:/bin:/usr/lib/postgresql/15/bin"}
+    env = {**os.environ, "PGPASSWORD": u.password or ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120, check=False)
     m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", proc.stdout)
     if proc.returncode != 0 or not m:

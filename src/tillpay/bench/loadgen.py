@@ -240,8 +240,15 @@ _MAPI = [
     re.compile(rb"<result_code>([A-Z_]+)</result_code>"),
     re.compile(rb"<alipay_trans_status>([A-Z_]+)</alipay_trans_status>"),
 ]
-_MAPI_ERR = (re.compile(rb"<detail_error_code>(\w+)</detail_error_code>"), re.compile(rb"<error>(\w+)</error>"))
-_OPEN = (re.compile(rb'"(alipay_\w+)_response"'), re.compile(rb'"code":"(\d+)"'), re.compile(rb'"sub_code":"([\w.]+)"'))
+_MAPI_ERR = (
+    re.compile(rb"<detail_error_code>(\w+)</detail_error_code>"),
+    re.compile(rb"<error>(\w+)</error>"),
+)
+_OPEN = (
+    re.compile(rb'"(alipay_\w+)_response"'),
+    re.compile(rb'"code":"(\d+)"'),
+    re.compile(rb'"sub_code":"([\w.]+)"'),
+)
 _ANTOM = (re.compile(rb'"resultStatus":"([A-Z])"'), re.compile(rb'"resultCode":"([A-Z_]+)"'))
 
 

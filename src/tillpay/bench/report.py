@@ -77,7 +77,9 @@ def _ms(v: float) -> str:  # float-ok: milliseconds
     return f"{v:.1f}"
 
 
-def markdown(runs: list[RunResult], info: dict[str, Any], *, load_after: list[float] | None = None) -> str:  # float-ok
+def markdown(
+    runs: list[RunResult], info: dict[str, Any], *, load_after: list[float] | None = None
+) -> str:  # float-ok
     """The results as Markdown: the pays, then the same run's limits side by side."""
     pg = info.get("postgresql")
     lines = [
@@ -94,8 +96,8 @@ def markdown(runs: list[RunResult], info: dict[str, Any], *, load_after: list[fl
         + ". The load generator, the servers and the database share these cores.",
         "",
         "| database | workload | server processes | pays/s | requests/s | p50 ms | p95 ms | p99 ms | errors "
-        "| database = generator | audit |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| database = generator | audit | server CPU ms/pay | machine busy |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for r in runs:
         c = r.config
@@ -105,7 +107,8 @@ def markdown(runs: list[RunResult], info: dict[str, Any], *, load_after: list[fl
             f"| {c['database']} | {c['workload']} | {procs} | {r.pays_per_second:,.0f} | "
             f"{r.requests_per_second:,.0f} | {_ms(lat.get('p50', 0))} | {_ms(lat.get('p95', 0))} | "
             f"{_ms(lat.get('p99', 0))} | {r.errors} | {'yes' if r.counts_match else 'NO'} ({r.db['paid']:,} paid) "
-            f"| {'clean' if r.audit_ok else 'FAILED'} |"
+            f"| {'clean' if r.audit_ok else 'FAILED'} | {r.cpu.get('server_ms_per_pay', 0):.2f} | "
+            f"{_ratio(r.cpu.get('machine_busy_s', 0), r.cpu.get('machine_total_s'))} |"
         )
     limited = [r for r in runs if r.limits]
     if limited:
@@ -113,8 +116,8 @@ def markdown(runs: list[RunResult], info: dict[str, Any], *, load_after: list[fl
             "",
             "Against the limits measured in the same run (Tillpay's pay rate as a share of each):",
             "",
-            "| database | workload | server processes | pays/s | signed no-op endpoint req/s | database alone, "
-            "pays/s | RSA-2048 signs/s, 1 core / all cores |",
+            "| database | workload | server processes | pays/s | signed no-op endpoint req/s (server CPU "
+            "ms/req) | database alone, pays/s | RSA-2048 signs/s, 1 core / all cores |",
             "|---|---|---|---:|---:|---:|---:|",
         ]
         for r in limited:
@@ -125,7 +128,8 @@ def markdown(runs: list[RunResult], info: dict[str, Any], *, load_after: list[fl
             procs = f"{c['servers']}" + (" + worker" if c["separate_worker"] else "")
             lines.append(
                 f"| {c['database']} | {c['workload']} | {procs} | {r.pays_per_second:,.0f} | "
-                f"{noop or 0:,.0f} ({_ratio(r.pays_per_second, noop)}) | "
+                f"{noop or 0:,.0f} ({_ratio(r.pays_per_second, noop)}; "
+                f"{lim.get('noop', {}).get('cpu', {}).get('server_ms_per_pay', 0):.2f}) | "
                 f"{db or 0:,.0f} ({_ratio(r.pays_per_second, db)}) | "
                 f"{rsa.get('one_core', 0):,.0f} / {rsa.get('all_cores', 0):,.0f} "
                 f"({_ratio(r.pays_per_second, rsa.get('all_cores'))}) |"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,8 @@ class RunConfig:
     profile: str | None = None  # a folder: py-spy records each server process there
     limits: bool = True  # measure the same-run limits (no-op endpoint, database's raw rate, RSA)
     limit_seconds: int = 10
+    #: Serve another checkout of Tillpay (its ``src`` folder) against the same load, to compare builds.
+    server_pythonpath: str | None = None
 
 
 @dataclass
@@ -80,6 +83,9 @@ class RunResult:
     exhausted: int
     generator: str
     limits: dict[str, Any] = field(default_factory=dict)
+    #: CPU seconds during the measured run: the server processes, the load generator, the whole machine
+    #: (busy and total, all cores), and the servers' CPU per successful pay in milliseconds.
+    cpu: dict[str, float] = field(default_factory=dict)  # float-ok: seconds
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -108,6 +114,8 @@ def server_env(cfg: RunConfig, url: str) -> dict[str, str]:
         "TILLPAY_LOG_LEVEL": "warning",
         "TILLPAY_BENCH_ROUTES": "true",
     }
+    if cfg.server_pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.server_pythonpath, env.get("PYTHONPATH")]))
     if cfg.workload == "confirm":
         env["TILLPAY_CONFIRM_ABOVE"] = requests.CONFIRM_ABOVE
         # Waiting payments are left to expire; a short timeout makes the worker close them during the run.
@@ -295,7 +303,9 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
                 )
             say(f"signed in {prep:.1f} s; measuring {cfg.seconds} s")
             profiler = _start_profiler(cfg, servers)
+            before = _cpu_now(servers)
             main = _load(cfg, servers.url, workdir / "main", main_paths, cfg.seconds)
+            after = _cpu_now(servers)
             _stop_profiler(profiler, notes)
             time.sleep(0.5)
             if cfg.limits:
@@ -361,6 +371,7 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
             exhausted=main.exhausted,
             generator=main.generator,
             limits=limits,
+            cpu=_cpu_used(before, after, pays_ok),
             notes=notes,
         )
     finally:
@@ -368,21 +379,56 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _noop(
-    cfg: RunConfig, fixture: data.Fixture, workdir: Path, servers: Servers, say: Any
-) -> dict[str, Any]:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_now(servers: Servers) -> dict[str, float]:  # float-ok: seconds
+    """CPU seconds so far: server processes, finished child processes (the load generator), machine."""
+    used = 0.0
+    for pid in servers.pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = cpu[3] + cpu[4]
+    return {
+        "servers": used,
+        "children": kids.ru_utime + kids.ru_stime,
+        "machine_busy": (sum(cpu) - idle) / _TICK,
+        "machine_total": sum(cpu) / _TICK,
+    }
+
+
+def _cpu_used(before: dict[str, float], after: dict[str, float], pays: int) -> dict[str, float]:  # float-ok
+    d = {k: round(after[k] - before[k], 2) for k in before}
+    return {
+        "servers_s": d["servers"],
+        "generator_s": d["children"],
+        "machine_busy_s": d["machine_busy"],
+        "machine_total_s": d["machine_total"],
+        "server_ms_per_pay": round(d["servers"] * 1000 / pays, 3) if pays else 0.0,
+    }
+
+
+def _noop(cfg: RunConfig, fixture: data.Fixture, workdir: Path, servers: Servers, say: Any) -> dict[str, Any]:
     """The signed no-op endpoint on the same server processes: the ceiling for a pay on this stack."""
     folder = workdir / "noop"
     noop_cfg = RunConfig(**{**asdict(cfg), "workload": requests.NOOP})
     paths, _ = _prepare(noop_cfg, fixture, folder, 1000, 0, "n")
     say(f"limit: signed no-op endpoint for {cfg.limit_seconds} s")
+    before = _cpu_now(servers)
     r = _load(cfg, servers.url, folder, paths, cfg.limit_seconds, cycle=True)
+    after = _cpu_now(servers)
     ok = sum(n for k, n in r.counts.items() if loadgen.outcome(k) == ("mapi.pay", "ok"))
     other = sum(r.counts.values()) - ok - r.counts.get("health", 0)
     return {
         "rate": round(ok / cfg.limit_seconds, 1),
         "latency_ms": {k: round(v, 2) for k, v in r.latency_ms.items()},
         "errors": other + sum(r.errors.values()),
+        "cpu": _cpu_used(before, after, ok),
     }
 
 
@@ -437,9 +483,21 @@ def _start_profiler(cfg: RunConfig, servers: Servers) -> list[subprocess.Popen[b
             continue
         procs.append(
             subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--rate", "250", "--duration", str(cfg.seconds),
-                 "--format", "raw", "--output", str(folder / f"{cfg.workload}-{stamp}-{pid}.txt"),
-                 "--nonblocking"],
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "250",
+                    "--duration",
+                    str(cfg.seconds),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(folder / f"{cfg.workload}-{stamp}-{pid}.txt"),
+                    "--nonblocking",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -454,4 +512,6 @@ def _stop_profiler(procs: list[subprocess.Popen[bytes]], notes: list[str]) -> No
         except subprocess.TimeoutExpired:
             p.kill()
     if procs:
-        notes.append("profiled with py-spy (sampling, --nonblocking): rates are a little lower than unprofiled")
+        notes.append(
+            "profiled with py-spy (sampling, --nonblocking): rates are a little lower than unprofiled"
+        )

@@ -366,7 +366,11 @@ async def post_entry(
             if ln.account.startswith("wallet:"):
                 changed = await driver.rows(
                     paypath.WALLET_DELTA_RETURNING,
-                    {"wallet_id": int(ln.account.split(":", 1)[1]), "wallet_currency": ln.currency, "delta": ln.amount},
+                    {
+                        "wallet_id": int(ln.account.split(":", 1)[1]),
+                        "wallet_currency": ln.currency,
+                        "delta": ln.amount,
+                    },
                 )
                 if len(changed) != 1:
                     raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
@@ -585,14 +589,13 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                 return found
             payer = found
         rates = await p.rates(conn)
-        await conn.rollback()  # end the read transaction before the write one
-
-    now = p.now()
-    quote = make_quote(
-        cmd.price_amount, cmd.price_currency, cmd.settle_currency, payer.currency, rates, payer.margin_bps
-    )
-    for _ in range(2):
-        async with p.engine.connect() as conn:
+        if conn.in_transaction():
+            await conn.rollback()  # end the read transaction before the write one
+        now = p.now()
+        quote = make_quote(
+            cmd.price_amount, cmd.price_currency, cmd.settle_currency, payer.currency, rates, payer.margin_bps
+        )
+        for _ in range(2):
             try:
                 async with conn.begin():
                     return await _charge(p, conn, cmd, payer, quote, digest, now)
@@ -605,7 +608,6 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
             except _IdTaken:
                 continue  # a concurrent request with the same id won; answer with its payment
         # Only reached when the insert lost a race: answer as a repeat of the winner.
-    async with p.engine.connect() as conn:
         existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is None:
             raise TillpayError(Code.SYSTEM_ERROR, "payment vanished after a conflicting insert")
@@ -1056,20 +1058,26 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
 # -------------------------------------------------------------------------------------------- expiry
 
 
-async def expire_payment(p: Platform, payment_id: int) -> bool:
-    """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due."""
+async def expire_payment(p: Platform, payment_id: int, *, skip_locked: bool = False) -> bool:
+    """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due.
+
+    With ``skip_locked`` (the workers) a payment another transaction holds is left alone: another worker
+    is closing it, or the customer is confirming it; if it is still due, the next pass takes it.
+    """
     async with p.engine.connect() as conn:
-        return await _expire_on(p, conn, payment_id)
+        return await _expire_on(p, conn, payment_id, skip_locked=skip_locked)
 
 
-async def _expire_on(p: Platform, conn: AsyncConnection, payment_id: int) -> bool:
+async def _expire_on(
+    p: Platform, conn: AsyncConnection, payment_id: int, *, skip_locked: bool = False
+) -> bool:
     await conn.rollback()
     async with conn.begin():
         row = (
             await conn.execute(
                 select(t.payments.c.id, t.payments.c.status, t.payments.c.expires_at)
                 .where(t.payments.c.id == payment_id)
-                .with_for_update()
+                .with_for_update(skip_locked=skip_locked)
             )
         ).first()
         if (
@@ -1103,7 +1111,7 @@ async def expire_due(p: Platform, limit: int = 500) -> int:
         await conn.rollback()
     closed = 0
     for pid in ids:
-        closed += await expire_payment(p, pid)
+        closed += await expire_payment(p, pid, skip_locked=True)
     return closed
 
 
