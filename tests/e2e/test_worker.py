@@ -9,8 +9,8 @@ import subprocess
 import time
 
 import pytest
-
 from test_serve import TILLPAY, Served, cli_json
+
 from tillpay.client import MapiClient
 
 

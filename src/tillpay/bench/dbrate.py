@@ -16,7 +16,7 @@ and row counts are the ones the pays saw.
 """
 
 # pgbench runs as a program on purpose; every argument is built here, none comes from a user.
-# ruff: noqa: S603, S607, S608
+# ruff: noqa: S603, S608
 from __future__ import annotations
 
 import json
@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.engine import make_url
-from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from tillpay.services import paypath
@@ -181,8 +181,8 @@ def _sqlite_time(v: Any) -> Any:
     return v
 
 
-def _sqlite_compiled(s: Statement) -> tuple[str, list[str], Compiled]:
-    c = s.stmt.compile(dialect=sqlite_dialect.dialect(), column_keys=list(s.keys) or None)
+def _sqlite_compiled(s: Statement) -> tuple[str, list[str], SQLCompiler]:
+    c = cast(SQLCompiler, s.stmt.compile(dialect=sqlite_dialect.dialect(), column_keys=list(s.keys) or None))
     return str(c), list(c.positiontup or []), c
 
 
@@ -213,7 +213,7 @@ def sqlite_rate(path: str, devices: int, merchant: int, partner: str, seconds: f
                     ],
                 )
                 continue
-            params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v)
+            params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v) or {}
             args = [_sqlite_time(params[k]) for k in names]
             row = conn.execute(sql, args).fetchone()
             if s.name == "payment":
@@ -271,11 +271,11 @@ def pgbench_script(devices: int, merchant: int, partner: str) -> str:
     """The pgbench script of one pay (two transactions, as the server runs it)."""
     read, write = statements("postgresql")
     v = _values(0, 1, merchant, partner, datetime.now(UTC))
-    d = psycopg.dialect()
+    d = psycopg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves this constructor untyped
 
     def render(s: Statement, gset: str = "") -> str:
         c = s.stmt.compile(dialect=d, column_keys=list(s.keys) or None)
-        params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v)
+        params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v) or {}
 
         def sub(m: re.Match[str]) -> str:
             name, cast = m.group(1), m.group(2) or ""

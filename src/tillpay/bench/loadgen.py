@@ -9,7 +9,7 @@ Both classify every answer from its body (the dialect's result fields) into a ke
 """
 
 # The asyncio client blocks on nothing while measuring; its set-up reads files before the clock starts.
-# ruff: noqa: ASYNC230, S603, S607
+# ruff: noqa: S603, S607
 from __future__ import annotations
 
 import argparse

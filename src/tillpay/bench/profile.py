@@ -45,7 +45,7 @@ def summarize(paths: list[Path], top: int = 30) -> str:
             frames, n = _frames(line)
             total += n
             top_frame = frames[-1]
-            if "select (selectors" in top_frame or "_run_once" in top_frame and len(frames) < 6:
+            if "select (selectors" in top_frame or ("_run_once" in top_frame and len(frames) < 6):
                 idle += n
             own[top_frame] += n
             for f in set(frames):

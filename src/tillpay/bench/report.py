@@ -46,7 +46,7 @@ def _postgres(url: str) -> dict[str, str]:
     out: dict[str, str] = {}
     with psycopg.connect(u.render_as_string(hide_password=False), autocommit=True) as conn:
         for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers", "max_connections"):
-            row = conn.execute(f"SHOW {name}").fetchone()  # noqa: S608 - fixed setting names
+            row = conn.execute(f"SHOW {name}").fetchone()
             out[name] = str(row[0]) if row else "?"
     return out
 

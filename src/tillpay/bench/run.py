@@ -131,7 +131,7 @@ class Servers:
         self.url = f"http://127.0.0.1:{self.port}"
         env = server_env(cfg, url)
         extra = ["--no-worker"] if cfg.separate_worker else []
-        self.log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        self.log = open(workdir / "server.log", "w")
         self.procs = [
             subprocess.Popen(
                 [*TILLPAY, "serve", "--port", str(self.port), "--workers", str(cfg.servers), *extra],
