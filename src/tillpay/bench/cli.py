@@ -43,7 +43,7 @@ from tillpay.bench.requests import WORKLOADS
 @click.option("--separate-worker", is_flag=True, help="serve --no-worker plus one `tillpay worker` process.")
 @click.option("--seconds", default=60, show_default=True, help="Length of each measured run.")
 @click.option("--warmup", default=5, show_default=True, help="Warm-up before each run, in seconds.")
-@click.option("--connections", default=32, show_default=True, help="Keep-alive connections of the load.")
+@click.option("--connections", default=16, show_default=True, help="Keep-alive connections of the load.")
 @click.option("--threads", default=2, show_default=True, help="Load-generator threads.")
 @click.option(
     "--users", type=int, help="Wallets to create first (3,000; more are added if the rate needs them)."

@@ -49,7 +49,7 @@ class RunConfig:
     separate_worker: bool = False  # serve --no-worker plus one ``tillpay worker`` process
     seconds: int = 60
     warmup: int = 5
-    connections: int = 32
+    connections: int = 16
     threads: int = 2  # load-generator threads (one request stream each)
     users: int = 3_000  # at first; more are added after the warm-up if the measured rate needs them
     merchants: int = 4
