@@ -745,5 +745,13 @@ from tillpay.console_cli import console as _console  # noqa: E402 - imports this
 
 main.add_command(_console)
 
+from tillpay.worker.cli import worker as _worker  # noqa: E402 - registered last, like every command group
+
+main.add_command(_worker)
+
+from tillpay.bench.cli import bench as _bench  # noqa: E402 - registered last, like every command group
+
+main.add_command(_bench)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     notify_schedule: str = "0,240,600,600,3600,7200,21600,54000"
     notify_timeout_seconds: float = 10.0  # float-ok: an HTTP timeout, not money
     log_level: str = "info"
+    #: Serve ``/bench/noop`` (a signed answer without the database), for ``tillpay bench`` only.
+    bench_routes: bool = False
 
     # Settlement (docs/settlement.md).
     #: The scheme's time zone: a business day and its cut-off are wall-clock times there.

@@ -224,4 +224,8 @@ def evaluate(cfg: RiskConfig, x: RiskInputs) -> Decision:
 
 def inputs_json(x: RiskInputs) -> dict[str, Any]:
     """The inputs as stored with the decision (amounts stay integers in minor units)."""
-    return asdict(x)
+    # Every field is a plain value, so a shallow copy is the same as asdict's deep one, at a tenth the cost.
+    return {f.name: getattr(x, f.name) for f in _INPUT_FIELDS}
+
+
+_INPUT_FIELDS = fields(RiskInputs)

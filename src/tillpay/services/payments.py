@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
@@ -24,8 +25,8 @@ from tillpay.domain.money import convert, exponent
 from tillpay.domain.payment import Event, Status, refund_shares, transition
 from tillpay.domain.risk import Verdict
 from tillpay.services import fx as fx_service
+from tillpay.services import paypath, stores
 from tillpay.services import risk as risk_service
-from tillpay.services import stores
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
@@ -341,22 +342,47 @@ async def post_entry(
     now: datetime,
     payment_id: int | None = None,
     memo: str | None = None,
+    driver: paypath.Driver | None = None,
 ) -> None:
     """Write one balanced journal entry and apply its wallet postings to the stored balances.
 
     The stored wallet balance changes only here, in the same transaction as its postings; the
     ``WHERE balance + amount >= 0`` guard makes an overdraft impossible even if a caller forgot a check.
+    With ``driver`` (the pay path, inside its transaction) the same statements go through the driver.
     """
     lines = ledger.check_balanced(postings)
+    if driver is not None and driver.in_transaction:
+        entry = {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now}
+        entry_id = (await driver.rows(paypath.ENTRY, entry, tuple(entry)))[0][0]
+        await driver.many(
+            paypath.POSTINGS,
+            [
+                {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+                for ln in lines
+            ],
+            ("entry_id", "account", "currency", "amount"),
+        )
+        for ln in lines:
+            if ln.account.startswith("wallet:"):
+                changed = await driver.rows(
+                    paypath.WALLET_DELTA_RETURNING,
+                    {
+                        "wallet_id": int(ln.account.split(":", 1)[1]),
+                        "wallet_currency": ln.currency,
+                        "delta": ln.amount,
+                    },
+                )
+                if len(changed) != 1:
+                    raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+        return
     entry_id = (
         await conn.execute(
-            insert(t.journal_entries)
-            .values(kind=kind, ref=ref, payment_id=payment_id, memo=memo, created_at=now)
-            .returning(t.journal_entries.c.id)
+            paypath.ENTRY,
+            {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now},
         )
     ).scalar_one()
     await conn.execute(
-        insert(t.postings),
+        paypath.POSTINGS,
         [
             {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
             for ln in lines
@@ -366,13 +392,8 @@ async def post_entry(
         if ln.account.startswith("wallet:"):
             user_id = int(ln.account.split(":", 1)[1])
             res = await conn.execute(
-                update(t.wallet_users)
-                .where(
-                    t.wallet_users.c.id == user_id,
-                    t.wallet_users.c.currency == ln.currency,
-                    t.wallet_users.c.balance + ln.amount >= 0,
-                )
-                .values(balance=t.wallet_users.c.balance + ln.amount)
+                paypath.WALLET_DELTA,
+                {"wallet_id": user_id, "wallet_currency": ln.currency, "delta": ln.amount},
             )
             if res.rowcount != 1:
                 raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
@@ -453,6 +474,107 @@ async def _notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, e
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Payer:
+    """Who pays, as the checks before the write transaction found: the device, the code's step and slot,
+    the wallet's currency and login, and the FX margin between the price and the wallet currency."""
+
+    device_id: int
+    user_id: int
+    device_created_at: datetime
+    step: int
+    slot: int
+    currency: str
+    login_id: str
+    margin_bps: int
+
+
+async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) -> _Payer | None:
+    """The common case in one statement (``paypath.READ``); None if anything needs the careful path:
+    a known transaction id, wrong codes counted, an unknown or inactive device, a code that does not
+    match, or a terminal rule to check. Reads only, so falling back changes nothing."""
+    if cmd.store_id or cmd.terminal_id:
+        return None  # a store or terminal the merchant may have disabled: checked on the careful path
+    try:
+        parsed = paycode.parse(cmd.code)
+    except paycode.MalformedCode:
+        return None
+    now = p.now()
+    # One statement, outside any transaction (a statement reads one consistent snapshot).
+    found = await (await paypath.Driver.of(conn)).rows(
+        paypath.READ,
+        {
+            "merchant_id": cmd.merchant.id,
+            "ptid": cmd.partner_trans_id,
+            "since": now - timedelta(seconds=p.settings.bad_code_window_seconds),
+            "device_no": parsed.device_no,
+            "partner_id": cmd.merchant.partner_id,
+            "price_currency": cmd.price_currency,
+            "now": now,
+        },
+    )
+    row = found[0] if found else None
+    limit = p.settings.max_bad_codes_per_device
+    if (
+        row is None
+        or row["existing"] is not None
+        or row["bad_merchant"] >= limit * 10
+        or row["bad_device"] >= limit
+        or row["device_status"] != "active"
+    ):
+        return None
+    base_cfg, _ = risk_service.config_of(p, row["scheme_rules"], row["merchant_rules"], None)
+    if cmd.terminal_id and base_cfg.terminal_bad_codes:
+        return None
+    step = paycode.match_step(bytes(row["secret"]), parsed, int(now.timestamp()))
+    if step is None:
+        return None
+    if cmd.price_currency == row["currency"]:
+        margin = 0
+    else:
+        bps = row["margin_bps"]
+        margin = bps if bps is not None else p.settings.fx_default_margin_bps
+    return _Payer(
+        row["device_id"],
+        row["user_id"],
+        paypath.utc(row["device_created_at"]),
+        step,
+        parsed.slot,
+        row["currency"],
+        row["login_id"],
+        int(margin),
+    )
+
+
+async def _payer_carefully(
+    p: Platform, conn: AsyncConnection, cmd: PayCommand, digest: str
+) -> _Payer | PayOutcome:
+    """Every check one by one: answers a repeated request, counts and refuses wrong codes."""
+    existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+    if existing is not None:
+        return await _replay(p, conn, existing, digest)
+    # Stores and terminals the merchant disabled in its console cannot take payments.
+    await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
+    base_cfg = risk.build(
+        await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
+    )
+    await _check_terminal(p, conn, cmd.merchant.id, cmd.terminal_id, base_cfg)
+    device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code, cmd.terminal_id)
+    user = (
+        await conn.execute(
+            select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
+                t.wallet_users.c.id == device.user_id
+            )
+        )
+    ).first()
+    if user is None:
+        raise TillpayError(Code.BUYER_NOT_EXIST)
+    margin = await fx_service.margin_for(p, conn, cmd.price_currency, user.currency)
+    return _Payer(
+        device.id, device.user_id, device.created_at, step, slot, user.currency, user.login_id, margin
+    )
+
+
 async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
     """Charge a customer-presented payment code, exactly once per (merchant, partner_trans_id)."""
     check_amount(cmd.price_amount, cmd.price_currency)
@@ -462,146 +584,25 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
             f"this merchant settles in {cmd.merchant.settlement_currency}, not {cmd.settle_currency}",
         )
     digest = _digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
-    bound = log.bind(merchant=cmd.merchant.partner_id, partner_trans_id=cmd.partner_trans_id)
 
     async with p.engine.connect() as conn:
-        existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
-        if existing is not None:
-            return await _replay(p, conn, existing, digest)
-        # Stores and terminals the merchant disabled in its console cannot take payments.
-        await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
-        base_cfg = risk.build(
-            await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
-        )
-        await _check_terminal(p, conn, cmd.merchant.id, cmd.terminal_id, base_cfg)
-        device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code, cmd.terminal_id)
+        payer = await _payer_at_once(p, conn, cmd)
+        if payer is None:
+            found = await _payer_carefully(p, conn, cmd, digest)
+            if isinstance(found, PayOutcome):
+                return found
+            payer = found
         rates = await p.rates(conn)
-        await conn.rollback()  # end the read transaction before the write one
-
-    now = p.now()
-    for _ in range(2):
-        async with p.engine.connect() as conn:
-            user = (
-                await conn.execute(
-                    select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
-                        t.wallet_users.c.id == device.user_id
-                    )
-                )
-            ).first()
-            if user is None:
-                raise TillpayError(Code.BUYER_NOT_EXIST)
-            margin = await fx_service.margin_for(p, conn, cmd.price_currency, user.currency)
-            quote = make_quote(
-                cmd.price_amount, cmd.price_currency, cmd.settle_currency, user.currency, rates, margin
-            )
-            await conn.rollback()
+        if conn.in_transaction():
+            await conn.rollback()  # end the read transaction before the write one
+        now = p.now()
+        quote = make_quote(
+            cmd.price_amount, cmd.price_currency, cmd.settle_currency, payer.currency, rates, payer.margin_bps
+        )
+        for _ in range(2):
             try:
                 async with conn.begin():
-                    used = await conn.execute(
-                        insert_ignore(conn, t.code_uses, "device_id", "step", "slot").values(
-                            device_id=device.id, step=step, slot=slot, created_at=now
-                        )
-                    )
-                    if used.rowcount != 1:
-                        raise _CodeTaken
-                    wallet = await _lock_wallet(conn, device.user_id)
-                    # Limits are summed with the wallet row locked: a concurrent payment of the same
-                    # customer waits here, then sees this one.
-                    cfg = risk.build(
-                        await risk_service.layers_for(
-                            p, conn, partner_id=cmd.merchant.partner_id, login_id=user.login_id
-                        )
-                    )
-                    day_total, month_total, recent = await risk_service.customer_totals(
-                        p, conn, device.user_id, cfg
-                    )
-                    inputs = risk.RiskInputs(
-                        wallet_amount=quote.wallet_amount,
-                        wallet_currency=quote.wallet_currency,
-                        day_total=day_total,
-                        month_total=month_total,
-                        recent_count=recent,
-                        device_age_seconds=int((now - device.created_at).total_seconds()),
-                        code_lag_steps=max(0, paycode.step_at(int(now.timestamp())) - step),
-                        merchant_mcc=cmd.merchant.mcc,
-                        buyer_active=wallet.status == "active",
-                        merchant_active=cmd.merchant.status == "active",
-                    )
-                    decision = risk.evaluate(cfg, inputs)
-                    result_code: Code | None = None
-                    if decision.verdict is Verdict.DECLINE:
-                        status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
-                    elif decision.verdict is Verdict.CONFIRM:
-                        status = Status.WAIT_BUYER_PAY
-                    elif wallet.balance < quote.wallet_amount:
-                        status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
-                    else:
-                        status = Status.TRADE_SUCCESS
-                    values = {
-                        "trade_no": p.ids.trade_no(now),
-                        "merchant_id": cmd.merchant.id,
-                        "partner_trans_id": cmd.partner_trans_id,
-                        "kind": "barcode",
-                        "dialect": cmd.dialect,
-                        "status": status.value,
-                        "result_code": result_code.value if result_code else None,
-                        "request_digest": digest,
-                        "subject": cmd.subject,
-                        "price_amount": quote.price_amount,
-                        "price_currency": quote.price_currency,
-                        "settle_amount": quote.settle_amount,
-                        "settle_currency": quote.settle_currency,
-                        "wallet_amount": quote.wallet_amount,
-                        "wallet_currency": quote.wallet_currency,
-                        "settle_rate": str(quote.settle_rate),
-                        "wallet_rate": str(quote.wallet_rate),
-                        "wallet_mid_rate": str(quote.wallet_mid_rate),
-                        "margin_bps": quote.margin_bps,
-                        "margin_amount": quote.margin_amount,
-                        "user_id": device.user_id,
-                        "device_id": device.id,
-                        "risk_rule": decision.rule,
-                        "notify_url": cmd.notify_url,
-                        "sign_type": cmd.sign_type,
-                        "store_id": cmd.store_id,
-                        "terminal_id": cmd.terminal_id,
-                        "memo": cmd.memo,
-                        "created_at": now,
-                        "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
-                        if status is Status.WAIT_BUYER_PAY
-                        else None,
-                        "paid_at": now if status is Status.TRADE_SUCCESS else None,
-                        "closed_at": now if status is Status.TRADE_CLOSED else None,
-                    }
-                    payment_id = (
-                        await conn.execute(
-                            insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
-                            .values(**values)
-                            .returning(t.payments.c.id)
-                        )
-                    ).scalar()
-                    if payment_id is None:
-                        raise _IdTaken
-                    await risk_service.record(conn, payment_id, decision, inputs, cfg, now)
-                    if status is Status.TRADE_SUCCESS:
-                        await post_entry(
-                            conn,
-                            kind="payment",
-                            ref=f"payment:{payment_id}",
-                            postings=_payment_postings(
-                                device.user_id,
-                                cmd.merchant.id,
-                                quote.wallet_amount,
-                                quote.wallet_currency,
-                                quote.settle_amount,
-                                quote.settle_currency,
-                                quote.margin_amount,
-                            ),
-                            now=now,
-                            payment_id=payment_id,
-                        )
-                        await _notify_payment(p, conn, payment_id, "payment")
-                    row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).one()
+                    return await _charge(p, conn, cmd, payer, quote, digest, now)
             except _CodeTaken:
                 # The code was used by another payment, or by this very request arriving twice.
                 existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
@@ -610,14 +611,166 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
                 raise TillpayError(Code.CODE_USED) from None
             except _IdTaken:
                 continue  # a concurrent request with the same id won; answer with its payment
-            bound.info("pay", status=status.value, code=result_code, trade_no=row.trade_no)
-            return _outcome(PaymentView.from_row(row, wallet.login_id))
         # Only reached when the insert lost a race: answer as a repeat of the winner.
-    async with p.engine.connect() as conn:
         existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is None:
             raise TillpayError(Code.SYSTEM_ERROR, "payment vanished after a conflicting insert")
         return await _replay(p, conn, existing, digest)
+
+
+async def _charge(
+    p: Platform,
+    conn: AsyncConnection,
+    cmd: PayCommand,
+    payer: _Payer,
+    quote: Any,
+    digest: str,
+    now: datetime,
+) -> PayOutcome:
+    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger."""
+    use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
+    drv = await paypath.Driver.of(conn)
+    if drv.in_transaction:  # SQLite: BEGIN IMMEDIATE has run
+        used = bool(await drv.rows(paypath.CODE_USE_RETURNING[conn.dialect.name], use, tuple(use)))
+    else:  # asyncpg: SQLAlchemy begins the transaction with its first statement
+        used = (await conn.execute(paypath.code_use(conn), use)).rowcount == 1
+        if not drv.in_transaction:
+            raise RuntimeError("the pay's statements would run outside its transaction")
+    if not used:
+        raise _CodeTaken
+    locked = await drv.rows(paypath.LOCK, {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id})
+    if not locked:
+        raise TillpayError(Code.BUYER_NOT_EXIST)
+    wallet = locked[0]
+    # Limits are summed with the wallet row locked: a concurrent payment of the same customer waits
+    # above, then sees this one.
+    cfg, cfg_text = risk_service.config_of(
+        p, wallet["scheme_rules"], wallet["merchant_rules"], wallet["user_rules"]
+    )
+    day, month = risk_service.periods(p, now)
+    since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
+    day_total, month_total, recent = (
+        await drv.rows(
+            paypath.TOTALS,
+            {
+                "day": day,
+                "month": month,
+                "velocity_since": since_velocity,
+                "lower": min(month, since_velocity),
+                "user_id": payer.user_id,
+            },
+        )
+    )[0]
+    inputs = risk.RiskInputs(
+        wallet_amount=quote.wallet_amount,
+        wallet_currency=quote.wallet_currency,
+        day_total=int(day_total),
+        month_total=int(month_total),
+        recent_count=int(recent),
+        device_age_seconds=int((now - payer.device_created_at).total_seconds()),
+        code_lag_steps=max(0, paycode.step_at(int(now.timestamp())) - payer.step),
+        merchant_mcc=cmd.merchant.mcc,
+        buyer_active=wallet["status"] == "active",
+        merchant_active=cmd.merchant.status == "active",
+    )
+    decision = risk.evaluate(cfg, inputs)
+    result_code: Code | None = None
+    if decision.verdict is Verdict.DECLINE:
+        status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
+    elif decision.verdict is Verdict.CONFIRM:
+        status = Status.WAIT_BUYER_PAY
+    elif wallet["balance"] < quote.wallet_amount:
+        status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
+    else:
+        status = Status.TRADE_SUCCESS
+    values: dict[str, Any] = {
+        "trade_no": p.ids.trade_no(now),
+        "merchant_id": cmd.merchant.id,
+        "partner_trans_id": cmd.partner_trans_id,
+        "kind": "barcode",
+        "dialect": cmd.dialect,
+        "status": status.value,
+        "result_code": result_code.value if result_code else None,
+        "request_digest": digest,
+        "subject": cmd.subject,
+        "price_amount": quote.price_amount,
+        "price_currency": quote.price_currency,
+        "settle_amount": quote.settle_amount,
+        "settle_currency": quote.settle_currency,
+        "wallet_amount": quote.wallet_amount,
+        "wallet_currency": quote.wallet_currency,
+        "settle_rate": str(quote.settle_rate),
+        "wallet_rate": str(quote.wallet_rate),
+        "wallet_mid_rate": str(quote.wallet_mid_rate),
+        "margin_bps": quote.margin_bps,
+        "margin_amount": quote.margin_amount,
+        "user_id": payer.user_id,
+        "device_id": payer.device_id,
+        "risk_rule": decision.rule,
+        "notify_url": cmd.notify_url,
+        "sign_type": cmd.sign_type,
+        "store_id": cmd.store_id,
+        "terminal_id": cmd.terminal_id,
+        "memo": cmd.memo,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
+        if status is Status.WAIT_BUYER_PAY
+        else None,
+        "paid_at": now if status is Status.TRADE_SUCCESS else None,
+        "closed_at": now if status is Status.TRADE_CLOSED else None,
+    }
+    inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
+    if not inserted:
+        raise _IdTaken
+    payment_id = int(inserted[0][0])
+    decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
+    await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
+    # The payment as stored, from what was just written (the columns left out have their defaults).
+    view = PaymentView.from_row(
+        SimpleNamespace(
+            id=payment_id, refunded_price=0, refunded_settle=0, refunded_wallet=0, pin_attempts=0, **values
+        ),  # type: ignore[arg-type]
+        wallet["login_id"],
+    )
+    if status is Status.TRADE_SUCCESS:
+        await post_entry(
+            conn,
+            kind="payment",
+            ref=f"payment:{payment_id}",
+            postings=_payment_postings(
+                payer.user_id,
+                cmd.merchant.id,
+                quote.wallet_amount,
+                quote.wallet_currency,
+                quote.settle_amount,
+                quote.settle_currency,
+                quote.margin_amount,
+            ),
+            now=now,
+            payment_id=payment_id,
+            driver=drv,
+        )
+        if cmd.notify_url:
+            await _enqueue(
+                p,
+                conn,
+                merchant_id=cmd.merchant.id,
+                url=cmd.notify_url,
+                event="payment",
+                dialect=cmd.dialect,
+                payload={"payment": view.to_json()},
+                payment_id=payment_id,
+                sign_type=cmd.sign_type,
+            )
+    log.info(
+        "pay",
+        merchant=cmd.merchant.partner_id,
+        partner_trans_id=cmd.partner_trans_id,
+        status=status.value,
+        code=result_code,
+        trade_no=view.trade_no,
+    )
+    return _outcome(view)
 
 
 # ------------------------------------------------------------------------------------------ precreate
@@ -910,20 +1063,26 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
 # -------------------------------------------------------------------------------------------- expiry
 
 
-async def expire_payment(p: Platform, payment_id: int) -> bool:
-    """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due."""
+async def expire_payment(p: Platform, payment_id: int, *, skip_locked: bool = False) -> bool:
+    """Close one waiting payment whose timeout passed; False if it was no longer waiting or not due.
+
+    With ``skip_locked`` (the workers) a payment another transaction holds is left alone: another worker
+    is closing it, or the customer is confirming it; if it is still due, the next pass takes it.
+    """
     async with p.engine.connect() as conn:
-        return await _expire_on(p, conn, payment_id)
+        return await _expire_on(p, conn, payment_id, skip_locked=skip_locked)
 
 
-async def _expire_on(p: Platform, conn: AsyncConnection, payment_id: int) -> bool:
+async def _expire_on(
+    p: Platform, conn: AsyncConnection, payment_id: int, *, skip_locked: bool = False
+) -> bool:
     await conn.rollback()
     async with conn.begin():
         row = (
             await conn.execute(
                 select(t.payments.c.id, t.payments.c.status, t.payments.c.expires_at)
                 .where(t.payments.c.id == payment_id)
-                .with_for_update()
+                .with_for_update(skip_locked=skip_locked)
             )
         ).first()
         if (
@@ -957,7 +1116,7 @@ async def expire_due(p: Platform, limit: int = 500) -> int:
         await conn.rollback()
     closed = 0
     for pid in ids:
-        closed += await expire_payment(p, pid)
+        closed += await expire_payment(p, pid, skip_locked=True)
     return closed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,31 @@ SCOPES = ("scheme", "merchant", "user")
 def _default_scheme(p: Platform) -> dict[str, Any]:
     # The scheme starts from TILLPAY_CONFIRM_ABOVE until the operator stores rules of its own.
     return {"confirm_above": {c: format_amount(v, c) for c, v in p.confirm_above.items()}}
+
+
+@functools.lru_cache(maxsize=4096)
+def _built(scheme: str, merchant: str | None, user: str | None) -> tuple[risk.RiskConfig, str]:
+    cfg = risk.build([json.loads(scheme), json.loads(merchant or "{}"), json.loads(user or "{}")])
+    return cfg, json.dumps(risk.to_text(cfg))
+
+
+_DEFAULT_SCHEME_TEXT: dict[tuple[tuple[str, int], ...], str] = {}
+
+
+def config_of(
+    p: Platform, scheme: str | None, merchant: str | None, user: str | None
+) -> tuple[risk.RiskConfig, str]:
+    """The rules in force from the stored layers' text (None: not stored), and their JSON for the record.
+
+    Built once per distinct text: a pay reads the layers with its other statements, never from a cache,
+    so a rule change applies to the very next payment.
+    """
+    if scheme is None:
+        key = tuple(sorted(p.confirm_above.items()))
+        scheme = _DEFAULT_SCHEME_TEXT.get(key)
+        if scheme is None:
+            scheme = _DEFAULT_SCHEME_TEXT[key] = json.dumps(_default_scheme(p))
+    return _built(scheme, merchant, user)
 
 
 async def _subject_exists(p: Platform, conn: AsyncConnection, scope: str, subject: str) -> None:
@@ -189,20 +215,31 @@ async def record(
     inputs: risk.RiskInputs,
     cfg: risk.RiskConfig,
     now: datetime,
+    *,
+    config_text: str | None = None,
 ) -> None:
     """Store a decision with the rules that fired, the facts they saw and the rules in force."""
-    await conn.execute(
-        insert(t.risk_decisions).values(
-            payment_id=payment_id,
-            verdict=decision.verdict.value,
-            rule=decision.rule,
-            code=decision.code.value if decision.code else None,
-            fired=json.dumps(list(decision.fired)),
-            inputs=json.dumps(risk.inputs_json(inputs)),
-            config=json.dumps(risk.to_text(cfg)),
-            created_at=now,
-        )
-    )
+    text = config_text if config_text is not None else json.dumps(risk.to_text(cfg))
+    await conn.execute(_RECORD, decision_values(payment_id, decision, inputs, text, now))
+
+
+def decision_values(
+    payment_id: int, decision: risk.Decision, inputs: risk.RiskInputs, config_text: str, now: datetime
+) -> dict[str, Any]:
+    """The ``risk_decisions`` row of a decision."""
+    return {
+        "payment_id": payment_id,
+        "verdict": decision.verdict.value,
+        "rule": decision.rule,
+        "code": decision.code.value if decision.code else None,
+        "fired": json.dumps(list(decision.fired)),
+        "inputs": json.dumps(risk.inputs_json(inputs)),
+        "config": config_text,
+        "created_at": now,
+    }
+
+
+_RECORD = insert(t.risk_decisions)
 
 
 @dataclass(frozen=True, slots=True)

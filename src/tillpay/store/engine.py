@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
 
+from tillpay.store.sqlite_inline import InlineConnection
+
 
 def async_url(url: str) -> str:
     """The async-driver form of a database URL (``sqlite://`` → aiosqlite, ``postgresql://`` → asyncpg)."""
@@ -45,7 +47,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` with the per-database settings Tillpay relies on."""
     url = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        path = make_url(url).database or ":memory:"
+        engine = create_async_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            # Statements run on the loop's thread instead of aiosqlite's (see sqlite_inline).
+            async_creator=lambda: InlineConnection.open(path),
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

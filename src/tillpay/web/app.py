@@ -81,16 +81,18 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
                 await task
             await platform.close()
 
-    app = Starlette(
-        routes=[
-            Route("/gateway.do", gateway, methods=["GET", "POST"]),
-            Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
-            Route("/health", health),
-            *wallet_routes(),
-            *settlement_api.routes,
-            *console_routes(),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/gateway.do", gateway, methods=["GET", "POST"]),
+        Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
+        Route("/health", health),
+        *wallet_routes(),
+        *settlement_api.routes,
+        *console_routes(),
+    ]
+    if platform.settings.bench_routes:
+        from tillpay.bench.noop import noop
+
+        routes.append(Route("/bench/noop", noop, methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.platform = platform
     return app

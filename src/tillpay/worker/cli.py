@@ -1,0 +1,51 @@
+"""``tillpay worker``: notification delivery and expiry as a process of its own (next to ``serve
+--no-worker`` processes). Several workers may run against one PostgreSQL database: each claims work with
+``SELECT ... FOR UPDATE SKIP LOCKED``, so no notification is sent twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import click
+import structlog
+
+from tillpay.services.platform import Platform
+from tillpay.store.migrate import upgrade
+from tillpay.worker import runner
+
+if TYPE_CHECKING:  # tillpay.cli imports this module at its end
+    from tillpay.cli import Ctx
+
+log = structlog.get_logger("tillpay.worker")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Do one pass (expire, deliver what is due) and exit.")
+@click.pass_obj
+def worker(c: Ctx, once: bool) -> None:
+    """Deliver notifications and close expired payments until stopped (SIGTERM or Ctrl-C)."""
+    upgrade(c.settings.database_url)
+
+    async def go() -> None:
+        p = Platform(c.settings)
+        try:
+            if once:
+                import httpx
+
+                async with httpx.AsyncClient(headers={"User-Agent": "Tillpay-Notify/1"}) as http:
+                    closed, sent = await runner.run_once(p, http)
+                c.out({"expired": closed, "attempted": sent}, f"expired {closed}, attempted {sent}")
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            log.info("worker_started", poll_seconds=p.settings.worker_poll_seconds)
+            await runner.run(p, stop)
+            log.info("worker_stopped")
+        finally:
+            await p.close()
+
+    asyncio.run(go())

@@ -1,0 +1,73 @@
+"""``tillpay bench`` end to end, short: it completes, prints figures, the counts agree and the audit is clean.
+
+The benchmark is not a timed test: these runs only prove that every part works (servers, prepared
+requests, load generator, the same-run limits, the checks); the figures themselves are not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import pg_admin_url
+
+TILLPAY = [sys.executable, "-m", "tillpay.cli"]
+SHORT = ["--seconds", "3", "--warmup", "1", "--limit-seconds", "1", "--users", "600", "--connections", "8"]
+
+
+def bench(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [*TILLPAY, "bench", *SHORT, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TILLPAY_LOG_LEVEL": "warning"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| pays/s |" in proc.stdout.replace("pays/s | requests/s", "pays/s |")
+    assert Path(f"{out}.md").read_text().startswith("Measured ")
+    return json.loads(Path(f"{out}.json").read_text())  # type: ignore[no-any-return]
+
+
+def check(run: dict) -> None:  # type: ignore[type-arg]
+    assert run["passed"], run
+    assert run["pays_ok"] > 0 and run["pays_per_second"] > 0
+    assert run["counts_match"] and run["audit_ok"] and run["errors"] == 0
+    assert set(run["latency_ms"]) >= {"p50", "p95", "p99"}
+    limits = run["limits"]
+    assert limits["noop"]["rate"] > 0 and limits["noop"]["errors"] == 0
+    assert limits["db"]["rate"] > 0
+    assert limits["rsa"]["one_core"] > 0 and limits["rsa"]["all_cores"] > 0
+    assert run["cpu"]["server_ms_per_pay"] > 0
+
+
+@pytest.mark.slow
+def test_bench_on_sqlite_completes_with_clean_audit_and_matching_counts(tmp_path: Path) -> None:
+    doc = bench(tmp_path)
+    assert doc["machine"]["cores"] and doc["machine"]["sqlite"]
+    [run] = doc["runs"]
+    assert run["config"]["database"] == "sqlite"
+    check(run)
+
+
+@pytest.mark.slow
+def test_bench_on_postgresql_with_a_separate_worker(tmp_path: Path) -> None:
+    doc = bench(tmp_path, "--database", pg_admin_url(), "--separate-worker")
+    assert doc["machine"]["postgresql"]["server_version"]
+    [run] = doc["runs"]
+    assert run["config"]["database"] == "postgresql" and run["config"]["separate_worker"]
+    check(run)
+
+
+@pytest.mark.slow
+def test_bench_with_the_asyncio_generator_and_confirmations(tmp_path: Path) -> None:
+    doc = bench(tmp_path, "--generator", "python", "--workload", "confirm", "--no-limits")
+    [run] = doc["runs"]
+    assert run["passed"] and run["generator"].startswith("asyncio")
+    assert run["outcomes"]["mapi.pay"]["wait"] > 0 and run["db"]["waiting_or_expired"] > 0

@@ -1,0 +1,78 @@
+"""The benchmark's request plan: every payment code fresh, references safely behind, clear limits."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tillpay.bench.data import BenchDevice, BenchMerchant
+from tillpay.bench.requests import plan
+
+MERCHANTS = [
+    BenchMerchant("2088000000000001", "k" * 32, "key", "2021000000000001", "TPA", "CNY"),
+    BenchMerchant("2088000000000002", "k" * 32, "key", "2021000000000002", "TPB", "USD"),
+]
+
+
+def devices(n: int) -> list[BenchDevice]:
+    return [BenchDevice(20_000_000 + i, os.urandom(20), i) for i in range(1, n + 1)]
+
+
+def test_no_payment_code_is_planned_twice_across_streams_and_runs() -> None:
+    devs = devices(50)
+    first = plan(
+        "dialects", MERCHANTS, devs, streams=3, per_stream=60, now_unix=1_800_000_000, gap=8, run_id="a"
+    )
+    used = sum(1 for s in first for o in s if o.code)
+    second = plan(
+        "pay",
+        MERCHANTS,
+        devs,
+        streams=2,
+        per_stream=100,
+        now_unix=1_800_000_000,
+        gap=8,
+        run_id="b",
+        first_code=used,
+    )
+    codes = [o.code for run in (first, second) for s in run for o in s]
+    assert len(codes) == 380 and len(set(codes)) == 380
+    assert {o.kind for s in first for o in s} == {"mapi.pay", "openapi.pay", "antom.pay"}
+
+
+def test_too_few_wallets_for_the_requests_is_refused_with_the_remedy() -> None:
+    with pytest.raises(ValueError, match="more --users"):
+        plan(
+            "pay", MERCHANTS, devices(5), streams=1, per_stream=51, now_unix=1_800_000_000, gap=8, run_id="c"
+        )
+
+
+def test_queries_and_refunds_name_a_pay_at_least_gap_requests_earlier_in_their_stream() -> None:
+    streams = plan(
+        "mix", MERCHANTS, devices(100), streams=2, per_stream=300, now_unix=1_800_000_000, gap=16, run_id="d"
+    )
+    for s in streams:
+        position = {o.ptid: i for i, o in enumerate(s) if o.kind == "mapi.pay"}
+        others = [(i, o) for i, o in enumerate(s) if o.kind != "mapi.pay"]
+        assert others, "the mix has queries and refunds"
+        for i, o in others:
+            assert o.ptid in position and i - position[o.ptid] >= 16
+            if o.kind == "mapi.refund":
+                pay = s[position[o.ptid]]
+                assert 0 < o.amount <= pay.amount and o.refund_id
+
+
+def test_a_quarter_of_confirm_workload_amounts_are_over_the_confirm_limit() -> None:
+    streams = plan(
+        "confirm",
+        MERCHANTS[:1],
+        devices(200),
+        streams=1,
+        per_stream=2000,
+        now_unix=1_800_000_000,
+        gap=8,
+        run_id="e",
+    )
+    big = sum(1 for o in streams[0] if o.amount > 10_000) / 2000
+    assert 0.2 < big < 0.3
