@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pg_admin_url
+from tillpay.bench import profile
 
 TILLPAY = [sys.executable, "-m", "tillpay.cli"]
 SHORT = ["--seconds", "3", "--warmup", "1", "--limit-seconds", "1", "--users", "600", "--connections", "8"]
@@ -49,20 +50,27 @@ def check(run: dict) -> None:  # type: ignore[type-arg]
 
 @pytest.mark.slow
 def test_bench_on_sqlite_completes_with_clean_audit_and_matching_counts(tmp_path: Path) -> None:
-    doc = bench(tmp_path)
+    doc = bench(tmp_path, "--profile", str(tmp_path / "profiles"))
     assert doc["machine"]["cores"] and doc["machine"]["sqlite"]
     [run] = doc["runs"]
     assert run["config"]["database"] == "sqlite"
     check(run)
+    # py-spy recorded the server, and the summary finds the pay's parts in it.
+    [stacks] = (tmp_path / "profiles").glob("sqlite-pay-1p-*.txt")
+    summary = profile.summarize([stacks])
+    assert "RSA sign/verify" in summary and "tillpay/services/payments.py" in summary
 
 
 @pytest.mark.slow
-def test_bench_on_postgresql_with_a_separate_worker(tmp_path: Path) -> None:
-    doc = bench(tmp_path, "--database", pg_admin_url(), "--separate-worker")
+def test_bench_mix_on_postgresql_with_a_separate_worker(tmp_path: Path) -> None:
+    doc = bench(tmp_path, "--database", pg_admin_url(), "--separate-worker", "--workload", "mix")
     assert doc["machine"]["postgresql"]["server_version"]
     [run] = doc["runs"]
     assert run["config"]["database"] == "postgresql" and run["config"]["separate_worker"]
     check(run)
+    # The mix's queries and refunds all found their payment.
+    assert set(run["outcomes"]) == {"mapi.pay", "mapi.query", "mapi.refund"}
+    assert all(set(c) == {"ok"} for c in run["outcomes"].values()), run["outcomes"]
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tillpay.bench.data import BenchDevice, BenchMerchant
-from tillpay.bench.requests import plan
+from tillpay.bench.requests import Order, plan
 
 MERCHANTS = [
     BenchMerchant("2088000000000001", "k" * 32, "key", "2021000000000001", "TPA", "CNY"),
@@ -21,9 +21,7 @@ def devices(n: int) -> list[BenchDevice]:
 
 def test_no_payment_code_is_planned_twice_across_streams_and_runs() -> None:
     devs = devices(50)
-    first = plan(
-        "dialects", MERCHANTS, devs, streams=3, per_stream=60, now_unix=1_800_000_000, gap=8, run_id="a"
-    )
+    first = plan("dialects", MERCHANTS, devs, streams=3, per_stream=60, now_unix=1_800_000_000, run_id="a")
     used = sum(1 for s in first for o in s if o.code)
     second = plan(
         "pay",
@@ -32,7 +30,6 @@ def test_no_payment_code_is_planned_twice_across_streams_and_runs() -> None:
         streams=2,
         per_stream=100,
         now_unix=1_800_000_000,
-        gap=8,
         run_id="b",
         first_code=used,
     )
@@ -43,24 +40,43 @@ def test_no_payment_code_is_planned_twice_across_streams_and_runs() -> None:
 
 def test_too_few_wallets_for_the_requests_is_refused_with_the_remedy() -> None:
     with pytest.raises(ValueError, match="more --users"):
-        plan(
-            "pay", MERCHANTS, devices(5), streams=1, per_stream=51, now_unix=1_800_000_000, gap=8, run_id="c"
-        )
+        plan("pay", MERCHANTS, devices(5), streams=1, per_stream=51, now_unix=1_800_000_000, run_id="c")
 
 
-def test_queries_and_refunds_name_a_pay_at_least_gap_requests_earlier_in_their_stream() -> None:
+def test_queries_and_refunds_name_only_paid_targets_each_stream_its_own_and_never_overrefund() -> None:
+    targets = [Order("mapi.pay", i % 2, f"Bw-0-{i}", amount=1_000 + i) for i in range(6)]
     streams = plan(
-        "mix", MERCHANTS, devices(100), streams=2, per_stream=300, now_unix=1_800_000_000, gap=16, run_id="d"
+        "mix",
+        MERCHANTS,
+        devices(100),
+        streams=2,
+        per_stream=400,
+        now_unix=1_800_000_000,
+        run_id="d",
+        targets=targets,
     )
-    for s in streams:
-        position = {o.ptid: i for i, o in enumerate(s) if o.kind == "mapi.pay"}
-        others = [(i, o) for i, o in enumerate(s) if o.kind != "mapi.pay"]
-        assert others, "the mix has queries and refunds"
-        for i, o in others:
-            assert o.ptid in position and i - position[o.ptid] >= 16
+    by_ptid = {o.ptid: o for o in targets}
+    seen: dict[str, int] = {}
+    for n, s in enumerate(streams):
+        kinds = {o.kind for o in s}
+        assert kinds == {"mapi.pay", "mapi.query", "mapi.refund"}
+        refunded: dict[str, int] = {}
+        for o in s:
+            if o.kind == "mapi.pay":
+                assert o.ptid.startswith(f"Bd-{n}-") and o.code
+                continue
+            target = by_ptid[o.ptid]  # only paid targets are named
+            assert o.merchant == target.merchant
+            assert seen.setdefault(o.ptid, n) == n, "a target belongs to one stream"
             if o.kind == "mapi.refund":
-                pay = s[position[o.ptid]]
-                assert 0 < o.amount <= pay.amount and o.refund_id
+                assert o.amount > 0 and o.refund_id
+                refunded[o.ptid] = refunded.get(o.ptid, 0) + o.amount
+        assert all(total < by_ptid[k].amount for k, total in refunded.items())
+
+
+def test_the_mix_without_paid_targets_is_refused() -> None:
+    with pytest.raises(ValueError, match="paid payment per stream"):
+        plan("mix", MERCHANTS, devices(10), streams=2, per_stream=10, now_unix=1_800_000_000, run_id="f")
 
 
 def test_a_quarter_of_confirm_workload_amounts_are_over_the_confirm_limit() -> None:
@@ -71,7 +87,6 @@ def test_a_quarter_of_confirm_workload_amounts_are_over_the_confirm_limit() -> N
         streams=1,
         per_stream=2000,
         now_unix=1_800_000_000,
-        gap=8,
         run_id="e",
     )
     big = sum(1 for o in streams[0] if o.amount > 10_000) / 2000

@@ -6,8 +6,10 @@ used twice and a customer's payments are ``D`` requests apart (two requests rare
 row). The step is the one after the current minute: the gateway accepts a code from one step ahead to
 two behind, so the prepared codes stay valid for at least three minutes (``CODE_LIFETIME_SECONDS``).
 
-Queries and refunds (the ``mix`` workload) name a pay sent at least ``gap`` requests earlier in the same
-stream; a stream's connections have at most ``gap`` requests in flight, so that pay has been answered.
+Queries and refunds (the ``mix`` workload) name payments that the database already shows paid (the
+warm-up's, ``targets``): a pay of the same run could still be in flight on another connection when its
+query is sent, however far back in the stream it is. Each stream has targets of its own, so refunds of
+one payment come from one stream and, each taking a quarter of what is left, never exceed it.
 
 A stream file is a sequence of records ``<length>\\n<raw request>``; ``loadgen`` reads it from Lua and
 from Python alike.
@@ -73,14 +75,17 @@ def plan(
     streams: int,
     per_stream: int,
     now_unix: int,
-    gap: int,
     run_id: str,
     first_code: int = 0,
+    targets: Sequence[Order] = (),
     seed: int = 8,
 ) -> list[list[Order]]:
-    """The orders of every stream; raises ValueError if the wallets have too few codes for them."""
+    """The orders of every stream; raises ValueError if the wallets have too few codes for them, or if
+    the ``mix`` has no paid ``targets`` to query and refund."""
     if workload not in (*WORKLOADS, NOOP):
         raise ValueError(f"workload is one of {', '.join(WORKLOADS)}")
+    if workload == "mix" and len(targets) < streams:
+        raise ValueError("the mix needs at least one paid payment per stream to query and refund")
     rng = random.Random(seed)
     step_unix = (paycode.step_at(now_unix) + 1) * paycode.TIME_STEP
     n_dev = len(devices)
@@ -94,21 +99,18 @@ def plan(
     out: list[list[Order]] = []
     for s in range(streams):
         orders: list[Order] = []
-        pays: list[Order] = []
+        mine = targets[s::streams]
         refundable: dict[str, int] = {}
         for i in range(per_stream):
             m = rng.randrange(len(merchants))
             ptid = f"B{run_id}-{s}-{i}"
             kind = "mapi.pay"
-            # Twice the in-flight window: the named pay has been answered even when the stream's
-            # connections run unevenly.
-            answered = len(pays) - 2 * gap
-            if workload == "mix" and answered > 0:
+            if workload == "mix":
                 roll = rng.random()
-                # 60 % pay, 25 % query, 15 % partial refund of an earlier pay of this stream; a refund
-                # takes a quarter of what is left, so refunds never exceed the payment or close it.
+                # 60 % pay, 25 % query, 15 % partial refund of a paid target; a refund takes a quarter
+                # of what is left, so refunds never exceed the payment or close it.
                 if roll < 0.40:
-                    done = pays[rng.randrange(answered)]
+                    done = mine[rng.randrange(len(mine))]
                     left = refundable.setdefault(done.ptid, done.amount)
                     if roll < 0.25 or left < 4:
                         orders.append(Order("mapi.query", done.merchant, done.ptid))
@@ -136,8 +138,6 @@ def plan(
             big = workload == "confirm" and rng.random() < 0.25
             order = Order(kind, m, ptid, _amount(rng, merchants[m].currency, big), code)
             orders.append(order)
-            if kind == "mapi.pay":
-                pays.append(order)
         out.append(orders)
     return out
 

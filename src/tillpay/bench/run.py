@@ -233,6 +233,26 @@ async def _db_counts(url: str, main_prefix: str) -> dict[str, Any]:
     }
 
 
+async def _paid(url: str, fixture: data.Fixture, prefix: str) -> list[requests.Order]:
+    """The paid payments whose transaction ids start with ``prefix``, as orders to query and refund."""
+    index = {m.partner_id: i for i, m in enumerate(fixture.merchants)}
+    p = Platform(Settings(database_url=url))
+    try:
+        async with p.engine.connect() as conn:
+            pay, mer = t.payments.c, t.merchants.c
+            rows = (
+                await conn.execute(
+                    select(mer.partner_id, pay.partner_trans_id, pay.price_amount)
+                    .join_from(t.payments, t.merchants, mer.id == pay.merchant_id)
+                    .where(pay.partner_trans_id.like(prefix + "%"), pay.status == "TRADE_SUCCESS")
+                    .order_by(pay.id)
+                )
+            ).all()
+    finally:
+        await p.close()
+    return [requests.Order("mapi.pay", index[r[0]], r[1], amount=int(r[2])) for r in rows]
+
+
 def _tally(result: loadgen.LoadResult) -> dict[str, Counter[str]]:
     out: dict[str, Counter[str]] = {}
     for key, n in result.counts.items():
@@ -248,6 +268,7 @@ def _prepare(
     per_stream: int,
     first_code: int,
     run_id: str,
+    targets: list[requests.Order] | None = None,
 ) -> tuple[list[Path], int]:
     streams = requests.plan(
         cfg.workload,
@@ -256,9 +277,9 @@ def _prepare(
         streams=cfg.threads,
         per_stream=per_stream,
         now_unix=int(time.time()),
-        gap=max(64, 4 * cfg.connections),
         run_id=run_id,
         first_code=first_code,
+        targets=targets or (),
     )
     used = sum(1 for s in streams for o in s if o.kind != requests.NOOP)
     paths = requests.write_streams(streams, fixture.merchants, folder, processes=os.cpu_count() or 2)
@@ -283,8 +304,11 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
         try:
             say(f"{cfg.servers} server process(es) on {servers.url}; warm-up {cfg.warmup} s")
             warm_per_stream = max(200, cfg.min_rate * cfg.warmup * 3 // cfg.threads)
-            warm_paths, next_code = _prepare(cfg, fixture, workdir / "warm", warm_per_stream, 0, "w")
+            # The mix's warm-up only pays: its queries and refunds name the payments the warm-up made.
+            warm_cfg = RunConfig(**{**asdict(cfg), "workload": "pay"}) if cfg.workload == "mix" else cfg
+            warm_paths, next_code = _prepare(warm_cfg, fixture, workdir / "warm", warm_per_stream, 0, "w")
             warm = _load(cfg, servers.url, workdir / "warm", warm_paths, cfg.warmup)
+            targets = asyncio.run(_paid(url, fixture, "Bw-")) if cfg.workload == "mix" else None
             warm_rate = warm.sent / max(cfg.warmup, 1)
             rate = max(cfg.min_rate, int(warm_rate * 1.6))
             per_stream = rate * cfg.seconds // cfg.threads + cfg.connections
@@ -294,7 +318,7 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
                 fixture.devices.extend(asyncio.run(_more_wallets(url, len(fixture.devices), need)))
             say(f"warm-up {warm_rate:.0f} req/s; preparing {per_stream * cfg.threads} signed requests")
             t1 = time.monotonic()
-            main_paths, _ = _prepare(cfg, fixture, workdir / "main", per_stream, next_code, "m")
+            main_paths, _ = _prepare(cfg, fixture, workdir / "main", per_stream, next_code, "m", targets)
             prep = time.monotonic() - t1
             if prep + cfg.seconds + 10 > requests.CODE_LIFETIME_SECONDS:
                 raise RuntimeError(
@@ -476,6 +500,7 @@ def _start_profiler(cfg: RunConfig, servers: Servers) -> list[subprocess.Popen[b
     folder = Path(cfg.profile)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%H%M%S")
+    db = "sqlite" if cfg.database == "sqlite" else "postgresql"
     procs = []
     for pid in servers.pids():
         # With several processes uvicorn's supervisor only forwards signals; profile those that serve.
@@ -495,7 +520,7 @@ def _start_profiler(cfg: RunConfig, servers: Servers) -> list[subprocess.Popen[b
                     "--format",
                     "raw",
                     "--output",
-                    str(folder / f"{cfg.workload}-{stamp}-{pid}.txt"),
+                    str(folder / f"{db}-{cfg.workload}-{cfg.servers}p-{stamp}-{pid}.txt"),
                     "--nonblocking",
                 ],
                 stdout=subprocess.DEVNULL,

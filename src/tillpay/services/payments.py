@@ -492,9 +492,8 @@ class _Payer:
 async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) -> _Payer | None:
     """The common case in one statement (``paypath.READ``); None if anything needs the careful path:
     a known transaction id, wrong codes counted, an unknown or inactive device, a code that does not
-    match, or a terminal rule to check. Reads only, so falling back changes nothing."""
-    if cmd.store_id or cmd.terminal_id:
-        return None  # a store or terminal the merchant may have disabled: checked on the careful path
+    match, a disabled store or terminal, or a terminal with a wrong code inside its rule's window. Reads
+    only, so falling back changes nothing."""
     try:
         parsed = paycode.parse(cmd.code)
     except paycode.MalformedCode:
@@ -511,6 +510,8 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
             "partner_id": cmd.merchant.partner_id,
             "price_currency": cmd.price_currency,
             "now": now,
+            "store_id": cmd.store_id,
+            "terminal_id": cmd.terminal_id,
         },
     )
     row = found[0] if found else None
@@ -521,11 +522,18 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
         or row["bad_merchant"] >= limit * 10
         or row["bad_device"] >= limit
         or row["device_status"] != "active"
+        or row["disabled"]
     ):
         return None
     base_cfg, _ = risk_service.config_of(p, row["scheme_rules"], row["merchant_rules"], None)
-    if cmd.terminal_id and base_cfg.terminal_bad_codes:
-        return None
+    bad_at = row["terminal_bad_at"]
+    if (
+        cmd.terminal_id
+        and base_cfg.terminal_bad_codes
+        and bad_at is not None
+        and paypath.utc(bad_at) > now - timedelta(minutes=base_cfg.terminal_window_minutes)
+    ):
+        return None  # the terminal may be blocked: counted on the careful path
     step = paycode.match_step(bytes(row["secret"]), parsed, int(now.timestamp()))
     if step is None:
         return None
@@ -618,6 +626,33 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
         return await _replay(p, conn, existing, digest)
 
 
+async def _pg_writes(
+    drv: paypath.Driver,
+    values: dict[str, Any],
+    decision: risk.Decision,
+    inputs: risk.RiskInputs,
+    cfg_text: str,
+    now: datetime,
+    postings: list[ledger.Posting],
+) -> int:
+    """PostgreSQL: the payment, its risk decision and (when paid) its ledger entry in one statement,
+    exactly what the SQLite branch of ``_charge`` writes statement by statement."""
+    d = risk_service.decision_values(0, decision, inputs, cfg_text, now)
+    args: list[Any] = [*values.values(), d["verdict"], d["rule"], d["code"], d["fired"], d["inputs"]]
+    args += [d["config"], now]
+    if postings:
+        lines = ledger.check_balanced(postings)
+        [wallet] = [ln for ln in lines if ln.account.startswith("wallet:")]
+        args += [[ln.account for ln in lines], [ln.currency for ln in lines], [ln.amount for ln in lines]]
+        args += [int(wallet.account.split(":", 1)[1]), wallet.currency, wallet.amount]
+    rows = await drv.pg_rows(paypath.pg_writes(tuple(values), bool(postings)), args)
+    if not rows:
+        raise _IdTaken
+    if rows[0]["wallet_rows"] != 1:
+        raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+    return int(rows[0]["id"])
+
+
 async def _charge(
     p: Platform,
     conn: AsyncConnection,
@@ -629,19 +664,27 @@ async def _charge(
 ) -> PayOutcome:
     """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger."""
     use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
+    who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
     drv = await paypath.Driver.of(conn)
-    if drv.in_transaction:  # SQLite: BEGIN IMMEDIATE has run
-        used = bool(await drv.rows(paypath.CODE_USE_RETURNING[conn.dialect.name], use, tuple(use)))
-    else:  # asyncpg: SQLAlchemy begins the transaction with its first statement
-        used = (await conn.execute(paypath.code_use(conn), use)).rowcount == 1
+    wallet: Any
+    if drv.sqlite:  # BEGIN IMMEDIATE has run; statements cost no round trip
         if not drv.in_transaction:
             raise RuntimeError("the pay's statements would run outside its transaction")
-    if not used:
-        raise _CodeTaken
-    locked = await drv.rows(paypath.LOCK, {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id})
-    if not locked:
-        raise TillpayError(Code.BUYER_NOT_EXIST)
-    wallet = locked[0]
+        if not await drv.rows(paypath.CODE_USE_RETURNING["sqlite"], use, tuple(use)):
+            raise _CodeTaken
+        locked = await drv.rows(paypath.LOCK, who)
+        if not locked:
+            raise TillpayError(Code.BUYER_NOT_EXIST)
+        wallet = locked[0]
+    else:  # asyncpg: SQLAlchemy begins the transaction with this first statement
+        row = (await conn.execute(paypath.LOCK_AND_USE_CODE, {**use, **who})).first()
+        if not drv.in_transaction:
+            raise RuntimeError("the pay's statements would run outside its transaction")
+        if row is None:
+            raise TillpayError(Code.BUYER_NOT_EXIST)
+        if not row.used:
+            raise _CodeTaken
+        wallet = row._mapping
     # Limits are summed with the wallet row locked: a concurrent payment of the same customer waits
     # above, then sees this one.
     cfg, cfg_text = risk_service.config_of(
@@ -719,12 +762,39 @@ async def _charge(
         "paid_at": now if status is Status.TRADE_SUCCESS else None,
         "closed_at": now if status is Status.TRADE_CLOSED else None,
     }
-    inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
-    if not inserted:
-        raise _IdTaken
-    payment_id = int(inserted[0][0])
-    decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
-    await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
+    paid = status is Status.TRADE_SUCCESS
+    postings = (
+        _payment_postings(
+            payer.user_id,
+            cmd.merchant.id,
+            quote.wallet_amount,
+            quote.wallet_currency,
+            quote.settle_amount,
+            quote.settle_currency,
+            quote.margin_amount,
+        )
+        if paid
+        else []
+    )
+    if drv.sqlite:
+        inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
+        if not inserted:
+            raise _IdTaken
+        payment_id = int(inserted[0][0])
+        decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
+        await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
+        if paid:
+            await post_entry(
+                conn,
+                kind="payment",
+                ref=f"payment:{payment_id}",
+                postings=postings,
+                now=now,
+                payment_id=payment_id,
+                driver=drv,
+            )
+    else:
+        payment_id = await _pg_writes(drv, values, decision, inputs, cfg_text, now, postings)
     # The payment as stored, from what was just written (the columns left out have their defaults).
     view = PaymentView.from_row(
         SimpleNamespace(
@@ -732,24 +802,7 @@ async def _charge(
         ),  # type: ignore[arg-type]
         wallet["login_id"],
     )
-    if status is Status.TRADE_SUCCESS:
-        await post_entry(
-            conn,
-            kind="payment",
-            ref=f"payment:{payment_id}",
-            postings=_payment_postings(
-                payer.user_id,
-                cmd.merchant.id,
-                quote.wallet_amount,
-                quote.wallet_currency,
-                quote.settle_amount,
-                quote.settle_currency,
-                quote.margin_amount,
-            ),
-            now=now,
-            payment_id=payment_id,
-            driver=drv,
-        )
+    if paid:
         if cmd.notify_url:
             await _enqueue(
                 p,

@@ -7,9 +7,11 @@ their compiled form and cache key, and the database driver its prepared statemen
 They also fold what a pay reads into few round trips, without changing what it reads:
 
 - ``READ``: before the write transaction, in one statement: an existing payment under the merchant's id,
-  the wrong-code counts for the merchant and the device, the device and its wallet, the scheme's,
-  merchant's and customer's risk rules, and the FX margin between the price and the wallet currency.
-- ``LOCK``: the wallet row, locked, with the three rule layers. The customer's totals (``TOTALS``) are a
+  the wrong-code counts for the merchant and the device, whether the store or terminal is disabled, the
+  terminal's latest wrong code, the device and its wallet, the scheme's, merchant's and customer's risk
+  rules, and the FX margin between the price and the wallet currency.
+- ``LOCK``: the wallet row, locked, with the three rule layers (on PostgreSQL, ``LOCK_AND_USE_CODE`` also
+  records the code's single use in the same statement). The customer's totals (``TOTALS``) are a
   separate statement on purpose: on PostgreSQL a statement's snapshot is taken before it waits for the
   lock, so totals read in the locking statement could miss a payment committed while it waited.
 """
@@ -20,12 +22,13 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Insert, Integer, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
 
+from tillpay.services.stores import disabled_clause
 from tillpay.store import tables as t
 
 _dev, _usr, _pay, _bad, _rs, _fxm = (
@@ -82,6 +85,13 @@ READ: Select[Any] = (
         .label("bad_device"),
         *_layers(_usr.c.login_id),
         _margin.label("margin_bps"),
+        disabled_clause(bindparam("merchant_id"), bindparam("store_id"), bindparam("terminal_id")).label(
+            "disabled"
+        ),
+        select(func.max(_bad.c.created_at))
+        .where(_bad.c.merchant_id == bindparam("merchant_id"), _bad.c.terminal_id == bindparam("terminal_id"))
+        .scalar_subquery()
+        .label("terminal_bad_at"),
         _dev.c.id.label("device_id"),
         _dev.c.user_id,
         _dev.c.secret,
@@ -139,6 +149,78 @@ _PAYMENT = {
     name: stmt.returning(t.payments.c.id)
     for name, stmt in _ignoring(t.payments, "merchant_id", "partner_trans_id").items()
 }
+
+
+_used = (
+    postgresql.insert(t.code_uses)
+    .values(
+        device_id=bindparam("device_id", type_=Integer),
+        step=bindparam("step", type_=BigInteger),
+        slot=bindparam("slot", type_=Integer),
+        created_at=bindparam("created_at", type_=t.UTCDateTime),
+    )
+    .on_conflict_do_nothing(index_elements=["device_id", "step", "slot"])
+    .returning(t.code_uses.c.id)
+    .cte("used")
+)
+#: PostgreSQL: the code's single use and the locked wallet row in one round trip. ``used`` is 0 when the
+#: code was taken (by another payment, or by this request arriving twice): the caller rolls back.
+LOCK_AND_USE_CODE: Select[Any] = (
+    select(select(func.count()).select_from(_used).scalar_subquery().label("used"), *LOCK.selected_columns)
+    .where(_usr.c.id == bindparam("user_id"))
+    .with_for_update(of=_usr)
+)
+
+
+def pg_writes(pay_keys: tuple[str, ...], ledger: bool) -> str:
+    """PostgreSQL: a pay's writes after its risk decision in one statement (one round trip instead of
+    five): the payment (``ON CONFLICT DO NOTHING``), its risk decision and, with ``ledger``, the journal
+    entry, its postings and the wallet's new balance, each a data-modifying CTE fed by the payment's
+    ``RETURNING id``. No row back means the transaction id was taken; ``wallet_rows`` 0 means the
+    overdraft guard refused (the caller raises, which rolls everything back).
+
+    Parameters, in order: the payment's ``pay_keys``; the decision's verdict, rule, code, fired, inputs,
+    config and time; with ``ledger``, the postings' accounts, currencies and amounts (arrays), the
+    wallet id, its currency and the wallet delta.
+    """
+    key = (pay_keys, ledger)
+    hit = _PG_WRITES.get(key)
+    if hit is not None:
+        return hit
+    # Only names of the payments table's columns go into the text; every value is a parameter.
+    unknown = set(pay_keys) - set(_pay.c.keys())
+    if unknown:
+        raise ValueError(f"not columns of payments: {sorted(unknown)}")
+    n = len(pay_keys)
+    d = n + 1  # the decision's first parameter
+    sql = (
+        f"WITH pay AS (INSERT INTO payments ({', '.join(pay_keys)}) "
+        f"VALUES ({', '.join(f'${i}' for i in range(1, n + 1))}) "
+        "ON CONFLICT (merchant_id, partner_trans_id) DO NOTHING RETURNING id), "
+        "rd AS (INSERT INTO risk_decisions (payment_id, verdict, rule, code, fired, inputs, config, "
+        f"created_at) SELECT id, ${d}::text, ${d + 1}::text, ${d + 2}::text, ${d + 3}::text, "
+        f"${d + 4}::text, ${d + 5}::text, ${d + 6}::timestamp FROM pay)"
+    )
+    if ledger:
+        g = d + 7  # the ledger's first parameter
+        sql += (
+            ", je AS (INSERT INTO journal_entries (kind, ref, payment_id, created_at) "
+            f"SELECT 'payment', 'payment:' || id, id, ${d + 6}::timestamp FROM pay RETURNING id), "
+            "po AS (INSERT INTO postings (entry_id, account, currency, amount) "
+            "SELECT je.id, x.account, x.currency, x.amount FROM je, "
+            f"unnest(${g}::text[], ${g + 1}::text[], ${g + 2}::bigint[]) AS x(account, currency, amount)), "
+            f"wd AS (UPDATE wallet_users SET balance = balance + ${g + 5}::bigint "
+            f"WHERE id = ${g + 3}::int AND currency = ${g + 4}::text AND balance + ${g + 5}::bigint >= 0 "
+            "AND EXISTS (SELECT 1 FROM pay) RETURNING id) "
+            "SELECT pay.id, (SELECT count(*) FROM wd) AS wallet_rows FROM pay"
+        )
+    else:
+        sql += " SELECT pay.id, 1 AS wallet_rows FROM pay"
+    _PG_WRITES[key] = sql
+    return sql
+
+
+_PG_WRITES: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
 def code_use(conn: AsyncConnection) -> Insert:
@@ -217,6 +299,10 @@ class Driver:
             finally:
                 cur.close()
         return list(await self.raw.fetch(sql, *args))
+
+    async def pg_rows(self, sql: str, args: list[Any]) -> list[Any]:
+        """PostgreSQL: run hand-written SQL with positional parameters (times as everywhere here)."""
+        return list(await self.raw.fetch(sql, *[self._bind(a) for a in args]))
 
     async def many(self, stmt: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
         """Run one statement for each parameter set (no rows back)."""

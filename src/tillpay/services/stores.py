@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.platform import Platform
@@ -137,38 +139,35 @@ async def set_status(p: Platform, merchant_id: int, kind: str, ident: str, statu
         raise TillpayError(Code.NOT_FOUND, f"no {kind} {ident!r}")
 
 
+def disabled_clause(merchant_id: Any, store_id: Any, terminal_id: Any) -> ColumnElement[bool]:
+    """True when the terminal, any store it is registered in, or the store is disabled.
+
+    The arguments are values or bind parameters (the pay path's one-statement read uses the latter); a
+    NULL store or terminal id matches nothing.
+    """
+    x, st = t.terminals, t.stores
+    return or_(
+        exists().where(
+            x.c.merchant_id == merchant_id, x.c.terminal_id == terminal_id, x.c.status == "disabled"
+        ),
+        # A terminal registered in a disabled store is off too, even when the till omits the store id.
+        exists().where(
+            x.c.merchant_id == merchant_id,
+            x.c.terminal_id == terminal_id,
+            st.c.merchant_id == merchant_id,
+            st.c.store_id == x.c.store_id,
+            st.c.status == "disabled",
+        ),
+        exists().where(st.c.merchant_id == merchant_id, st.c.store_id == store_id, st.c.status == "disabled"),
+    )
+
+
 async def refuse_if_disabled(
     conn: AsyncConnection, merchant_id: int, store_id: str | None, terminal_id: str | None
 ) -> None:
     """ILLEGAL_ARGUMENT if the terminal, or the store, of a pay is disabled: one indexed lookup."""
     if not store_id and not terminal_id:
         return
-    conds = []
-    if terminal_id:
-        x = t.terminals
-        conds.append(
-            exists().where(
-                x.c.merchant_id == merchant_id, x.c.terminal_id == terminal_id, x.c.status == "disabled"
-            )
-        )
-        # A terminal registered in a disabled store is off too, even when the till omits the store id.
-        st = t.stores
-        conds.append(
-            exists().where(
-                x.c.merchant_id == merchant_id,
-                x.c.terminal_id == terminal_id,
-                st.c.merchant_id == merchant_id,
-                st.c.store_id == x.c.store_id,
-                st.c.status == "disabled",
-            )
-        )
-    if store_id:
-        st = t.stores
-        conds.append(
-            exists().where(
-                and_(st.c.merchant_id == merchant_id, st.c.store_id == store_id, st.c.status == "disabled")
-            )
-        )
-    if (await conn.execute(select(or_(*conds)))).scalar():
+    if (await conn.execute(select(disabled_clause(merchant_id, store_id, terminal_id)))).scalar():
         where = f"terminal {terminal_id}" if terminal_id else f"store {store_id}"
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{where} is disabled in the merchant console")
