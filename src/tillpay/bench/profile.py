@@ -1,6 +1,7 @@
 """Where the time goes: summaries of py-spy's collapsed stacks (``py-spy record --format raw``).
 
-``python -m tillpay.bench.profile FILE...`` prints the share of samples spent in each function
+``python -m tillpay.bench.profile FILE...`` (files as ``tillpay bench --profile`` names them:
+``<database>-<workload>-<N>p-*.txt``) prints the share of samples spent in each function
 (inclusive: anywhere on the stack; self: at the top) and in a few named buckets (signing, SQL driver,
 SQLAlchemy, HTTP, logging), which is how docs/benchmark.md explains the pay rate.
 """
@@ -12,11 +13,19 @@ import re
 from collections import Counter
 from pathlib import Path
 
-#: bucket → patterns of frames (``function (file)``) whose time counts there; the first match wins,
-#: walking from the top of the stack down, so a bucket is where the CPU actually was.
+#: bucket → patterns of frames (``function (file)``) whose time counts there. A sample goes to the
+#: bucket of the topmost frame that matches any pattern (walking from the top of the stack down), so a
+#: bucket is where the CPU actually was; within one frame the first pattern listed wins.
+SQLITE = "SQLite statements (sqlite3, in C)"
+#: sqlite3 runs in C with no Python frame of its own: on SQLite, time at the top of the pay path's
+#: driver calls is the statements'.
+SQLITE_CALLER = re.compile(r"Driver\.(rows|many) \(tillpay/services/paypath")
 BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("RSA sign/verify (cryptography)", re.compile(r"\b(sign|verify) \(cryptography/|rsa_(sign|verify) ")),
-    ("SQLite (driver, in C)", re.compile(r"aiosqlite/|sqlite3")),
+    # The server uses threads only for SQLite's COMMIT (its fsync) and for waiting on another
+    # process's write lock.
+    ("SQLite COMMIT and lock waits (worker thread)", re.compile(r"concurrent/futures/thread\.py")),
+    (SQLITE, re.compile(r"aiosqlite/|sqlite3|sqlite_inline")),
     ("asyncpg (driver)", re.compile(r"asyncpg/")),
     ("SQLAlchemy (compile, execute, rows)", re.compile(r"sqlalchemy/")),
     ("logging (structlog)", re.compile(r"structlog/|logging/")),
@@ -29,6 +38,16 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
 def _frames(line: str) -> tuple[list[str], int]:
     stack, _, count = line.rstrip("\n").rpartition(" ")
     return stack.split(";"), int(count)
+
+
+def _bucket(frames: list[str], sqlite: bool = False) -> str:
+    if sqlite and SQLITE_CALLER.search(frames[-1]):
+        return SQLITE
+    for f in reversed(frames):
+        for name, rx in BUCKETS:
+            if rx.search(f):
+                return name
+    return "other"
 
 
 def summarize(paths: list[Path], top: int = 30) -> str:
@@ -50,12 +69,7 @@ def summarize(paths: list[Path], top: int = 30) -> str:
             own[top_frame] += n
             for f in set(frames):
                 inclusive[f] += n
-            for name, rx in BUCKETS:
-                if any(rx.search(f) for f in reversed(frames[-6:])):
-                    buckets[name] += n
-                    break
-            else:
-                buckets["other"] += n
+            buckets[_bucket(frames, path.name.startswith("sqlite"))] += n
     if not total:
         return "no samples"
     pct = 100 / total
