@@ -11,14 +11,8 @@ import httpx
 
 from tillpay.client._errors import GatewayRejected, ResponseError, SignatureError, TransportError
 from tillpay.protocols.mapi import signing as mapi_signing
+from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
 from tillpay.protocols.mapi.wire import Envelope, charset_of, form_body
-
-PAY = "alipay.acquire.overseas.spot.pay"
-QUERY = "alipay.acquire.overseas.query"
-CANCEL = "alipay.acquire.cancel"
-REFUND = "alipay.acquire.overseas.spot.refund"
-REFUND_QUERY = "alipay.acquire.refund.query"
-PRECREATE = "alipay.acquire.precreate"
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,13 @@ from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.protocols.mapi import signing
 from tillpay.protocols.mapi.codes import Level, mapi_error, result_code
+from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
 from tillpay.protocols.mapi.wire import Envelope, alipay_time
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 
 log = structlog.get_logger("tillpay.mapi")
-
-PAY = "alipay.acquire.overseas.spot.pay"
-QUERY = "alipay.acquire.overseas.query"
-CANCEL = "alipay.acquire.cancel"
-REFUND = "alipay.acquire.overseas.spot.refund"
-REFUND_QUERY = "alipay.acquire.refund.query"
-PRECREATE = "alipay.acquire.precreate"
 
 
 @dataclass(frozen=True, slots=True)
