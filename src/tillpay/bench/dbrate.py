@@ -1,12 +1,17 @@
 """The database's own rate for a pay's statements, without Tillpay: the limit the pay rate is held against.
 
 The statements are the pay path's own (``services.paypath`` and ``post_entry``), compiled by SQLAlchemy
-for the database, in the order a successful pay runs them:
+for the database, in the order a successful pay runs them. On SQLite:
 
     read transaction:  BEGIN; READ; ROLLBACK
     write transaction: BEGIN; INSERT code_uses; LOCK wallet; TOTALS; INSERT payments RETURNING id;
                        INSERT risk_decisions; INSERT journal_entries RETURNING id; INSERT postings (2 rows);
                        UPDATE wallet_users; COMMIT
+
+On PostgreSQL, as the pay sends them (six round trips):
+
+    READ (outside a transaction); BEGIN; LOCK_AND_USE_CODE; TOTALS; pg_writes (payment, risk decision,
+    journal entry, postings and wallet balance in one statement); COMMIT
 
 SQLite: a ``sqlite3`` loop on one connection with Tillpay's PRAGMAs (WAL, ``synchronous=FULL``,
 ``BEGIN IMMEDIATE``). PostgreSQL: ``pgbench -M prepared`` with a script of the same statements; what
@@ -16,7 +21,7 @@ and row counts are the ones the pays saw.
 """
 
 # pgbench runs as a program on purpose; every argument is built here, none comes from a user.
-# ruff: noqa: S603, S608
+# ruff: noqa: S603
 from __future__ import annotations
 
 import json
@@ -27,7 +32,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,13 +96,13 @@ PAYMENT_KEYS = (
 )
 
 
-def statements(dialect: str) -> tuple[list[Statement], list[Statement]]:
-    """(read transaction, write transaction) of a successful pay."""
+def statements() -> tuple[list[Statement], list[Statement]]:
+    """(read transaction, write transaction) of a successful pay on SQLite."""
     write = [
-        Statement("code_use", paypath._CODE_USE[dialect], ("device_id", "step", "slot", "created_at")),
+        Statement("code_use", paypath._CODE_USE["sqlite"], ("device_id", "step", "slot", "created_at")),
         Statement("lock", paypath.LOCK),
         Statement("totals", paypath.TOTALS),
-        Statement("payment", paypath._PAYMENT[dialect], PAYMENT_KEYS),
+        Statement("payment", paypath._PAYMENT["sqlite"], PAYMENT_KEYS),
         Statement(
             "risk_decision",
             paypath.RISK_DECISION,
@@ -191,7 +196,7 @@ def sqlite_rate(path: str, devices: int, merchant: int, partner: str, seconds: f
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
         conn.execute(f"PRAGMA {pragma}")
-    read, write = statements("sqlite")
+    read, write = statements()
     plan = [(s, *_sqlite_compiled(s)) for s in (*read, *write)]
     rng = random.Random(8)
     base = int(time.time() * 1000) % 10**9 * 1000
@@ -242,8 +247,6 @@ _PG_VARS = {
     "device_id": ":dev",
     "wallet_id": ":dev",
     "step": ":tx",
-    "payment_id": ":p_id",
-    "ref": "('payment:' || :p_id)",
 }
 _PG_TIMES = {
     "since": "now() - interval '600 seconds'",
@@ -268,54 +271,49 @@ def _pg_literal(v: Any) -> str:
 
 
 def pgbench_script(devices: int, merchant: int, partner: str) -> str:
-    """The pgbench script of one pay (two transactions, as the server runs it)."""
-    read, write = statements("postgresql")
+    """The pgbench script of one pay, statement for statement as the server sends it."""
     v = _values(0, 1, merchant, partner, datetime.now(UTC))
     d = psycopg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves this constructor untyped
 
-    def render(s: Statement, gset: str = "") -> str:
-        c = s.stmt.compile(dialect=d, column_keys=list(s.keys) or None)
-        params = c.construct_params({**v, "kind": "payment"} if s.name == "entry" else v) or {}
+    def expr(name: str, params: Mapping[str, Any] = v) -> str:
+        if name in _PG_VARS:
+            return _PG_VARS[name]
+        if name in _PG_TIMES:
+            return f"({_PG_TIMES[name]})::timestamp"
+        return _pg_literal(params[name])
 
-        def sub(m: re.Match[str]) -> str:
-            name, cast = m.group(1), m.group(2) or ""
-            if name in _PG_VARS:
-                return f"{_PG_VARS[name]}{cast}"
-            if name in _PG_TIMES:
-                return f"({_PG_TIMES[name]})::timestamp"
-            return f"{_pg_literal(params[name])}{cast}"
-
+    def render(stmt: ClauseElement) -> str:
+        c = stmt.compile(dialect=d)
+        # Literals in the statement ('scheme', LIMIT 1, ...) are binds with their value set.
+        params = c.construct_params(v) or {}
         sql = re.sub(
-            r"%\((\w+)\)s(::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+(?:\(\d+\))?))?", sub, str(c)
-        ).replace("\n", " ")
-        # A query ending in \\gset has no semicolon: pgbench stores its row in variables <gset>*.
-        return sql + (f" \\gset {gset}" if gset else ";")
+            r"%\((\w+)\)s(::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+(?:\(\d+\))?))?",
+            lambda m: expr(m.group(1), params) + (m.group(2) or ""),
+            str(c),
+        )
+        return sql.replace("\n", " ") + ";"
 
+    # The writes' parameters in pg_writes' order (see payments._pg_writes); the accounts are
+    # parameters in Tillpay, here chr(58) is their ':' (pgbench would read ':1' inside a literal as a
+    # variable).
+    accounts = (
+        f"ARRAY['wallet' || chr(58) || :dev, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable']"
+    )
+    args = [expr(k) for k in PAYMENT_KEYS]
+    args += [expr(k) for k in ("verdict", "rule", "code", "fired", "inputs", "config", "now")]
+    args += [accounts, "ARRAY['CNY', 'CNY']", "ARRAY[-1000, 1000]", ":dev", "'CNY'", "-1000"]
+    writes = re.sub(r"\$(\d+)", lambda m: args[int(m.group(1)) - 1], paypath.pg_writes(PAYMENT_KEYS, True))
     lines = [
         f"\\set dev random(1, {devices})",
         "\\set k :k + 1",
         "\\set tx :client_id * 10000000000 + :k + :base",
+        render(paypath.READ),
         "BEGIN;",
-        render(read[0]),
-        "ROLLBACK;",
-        "BEGIN;",
+        render(paypath.LOCK_AND_USE_CODE),
+        render(paypath.TOTALS),
+        writes + ";",
+        "COMMIT;",
     ]
-    for s in write:
-        if s.name == "postings":
-            # The accounts are parameters in Tillpay; here chr(58) is their ':' (pgbench would read
-            # ':1' or ':payable' inside a literal as a variable).
-            lines.append(
-                "INSERT INTO postings (entry_id, account, currency, amount) VALUES "
-                "(:e_id, 'wallet' || chr(58) || :dev, 'CNY', -1000), "
-                f"(:e_id, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable', 'CNY', 1000);"
-            )
-        elif s.name == "payment":
-            lines.append(render(s, "p_"))
-        elif s.name == "entry":
-            lines.append(render(s, "e_"))
-        else:
-            lines.append(render(s))
-    lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
 

@@ -223,11 +223,6 @@ def pg_writes(pay_keys: tuple[str, ...], ledger: bool) -> str:
 _PG_WRITES: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
-def code_use(conn: AsyncConnection) -> Insert:
-    """``INSERT INTO code_uses ... ON CONFLICT DO NOTHING`` for the connection's database."""
-    return _CODE_USE[conn.dialect.name]
-
-
 def payment_insert(conn: AsyncConnection) -> Insert:
     """``INSERT INTO payments ... ON CONFLICT DO NOTHING RETURNING id`` for the connection's database."""
     return _PAYMENT[conn.dialect.name]
