@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 import factories as f
 from conftest import LiveServer
+from mapi_reference import CheckedTransport, ReferenceClient, Style
 from tillpay.client import MapiClient
 from tillpay.services import wallets
 from tillpay.services.merchants import NewMerchant
@@ -25,7 +26,9 @@ class Shop:
         return self.new.merchant.partner_id
 
     def client(self, live: LiveServer, sign_type: str = "RSA2", **kw: Any) -> MapiClient:
+        """Tillpay's own client; every answer it gets is also checked by the public clients' rule."""
         m = self.new.merchant
+        kw.setdefault("transport", CheckedTransport(md5_key=m.md5_key, public_key_pem=m.gateway_public_key))
         return MapiClient(
             live.url,
             m.partner_id,
@@ -34,6 +37,22 @@ class Shop:
             private_key=self.new.merchant_private_key or "",
             gateway_public_key=m.gateway_public_key,
             **kw,
+        )
+
+    def reference(
+        self, live: LiveServer, sign_type: str = "MD5", style: Style = "classic", charset: str = "UTF-8"
+    ) -> ReferenceClient:
+        """A client written from the public MAPI clients' rules (tests/mapi_reference.py)."""
+        m = self.new.merchant
+        return ReferenceClient(
+            live.url,
+            m.partner_id,
+            sign_type=sign_type,
+            md5_key=m.md5_key,
+            private_key_pem=self.new.merchant_private_key or "",
+            gateway_public_key_pem=m.gateway_public_key,
+            charset=charset,
+            style=style,
         )
 
     def code(self, live: LiveServer) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +62,16 @@ class Settings(BaseSettings):
     payout_debtor_bic: str = "COBADEFFXXX"
     #: How far a signed download request's ``timestamp`` may be from the server's clock.
     download_timestamp_tolerance_seconds: int = 900
+    #: The wallet's name in MAPI ``payment_inst`` (Alipay answers ``ALIPAYCN`` or ``ALIPAYHK``; a scheme
+    #: that mimics one for its tills may say so). Upper-case letters and digits, at most 32.
+    payment_inst: str = "TILLPAY"
+
+    @field_validator("payment_inst")
+    @classmethod
+    def _payment_inst(cls, value: str) -> str:
+        if not value or len(value) > 32 or not value.isascii() or not value.isalnum() or not value.isupper():
+            raise ValueError("payment_inst is 1-32 upper-case letters and digits, e.g. ALIPAYCN")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+import mapi_reference as ref
 from conftest import LiveServer
 from mapi_helpers import Shop, counts, make_shop
 from tillpay import signing
@@ -50,17 +51,38 @@ def test_rsa_request_signatures_verify_with_the_merchants_public_key(sign_type: 
     sig = mapi_signing.sign_request(params, sign_type=sign_type, private_key_pem=signing.private_key_pem(key))
     pub = signing.public_key_pem(key.public_key())
     mapi_signing.verify_request({**params, "sign": sig}, md5_key="", public_key_pem=pub, charset="utf-8")
+    # and the public clients' rule agrees on the bytes
+    assert (
+        ref.sign(
+            ref.pre_sign_string(params),
+            sign_type,
+            private_key_pem=signing.private_key_pem(key),
+            charset="utf-8",
+        )
+        == sig
+    )
     with pytest.raises(Exception, match="does not verify"):
         mapi_signing.verify_request(
             {**params, "trans_name": "茶", "sign": sig}, md5_key="", public_key_pem=pub, charset="utf-8"
         )
 
 
-def test_response_signature_covers_is_success_and_the_business_fields() -> None:
-    env = Envelope(True, [("service", "x")], {"result_code": "SUCCESS", "trans_amount": "1.00"})
-    assert mapi_signing.content(env.signed_fields()) == "is_success=T&result_code=SUCCESS&trans_amount=1.00"
+def test_response_signature_covers_only_the_business_fields_as_the_public_clients_verify() -> None:
+    key = "760bdzec6y9goq7ctyx96ezkz78287de"
+    env = Envelope(True, [("service", "x")], {"trans_amount": "1.00", "result_code": "SUCCESS", "memo": ""})
+    assert mapi_signing.content(env.signed_fields()) == "result_code=SUCCESS&trans_amount=1.00"
+    env.sign = mapi_signing.sign(
+        env.signed_fields(), sign_type="MD5", md5_key=key, private_key_pem="", charset="gbk"
+    )
+    env.sign_type = "MD5"
+    answer = ref.parse(env.to_xml("gbk"), "text/xml; charset=GBK")
+    assert answer.fields == {"result_code": "SUCCESS", "trans_amount": "1.00"}  # no empty element is sent
+    ref.check_answer(answer, md5_key=key, public_key_pem="", charset="gbk")  # melitigo's and Yurunsoft's rule
+    assert env.sign == hashlib.md5(f"result_code=SUCCESS&trans_amount=1.00{key}".encode()).hexdigest()
     parsed = Envelope.from_xml(env.to_xml("gbk"))
     assert parsed.fields == env.fields and parsed.request == [("service", "x")]
+    refusal = Envelope(False, error="ILLEGAL_SIGN", detail="the MD5 signature does not verify")
+    assert mapi_signing.content(refusal.signed_fields()) == "error=ILLEGAL_SIGN"  # melitigo's string
 
 
 # ------------------------------------------------------------------------------------------- flows
@@ -80,6 +102,7 @@ def test_pay_query_and_refund_with_each_sign_type(live: LiveServer, sign_type: s
         rf = c.refund("T-1", "T-1-R1", "5.00", "USD", reason="chipped cup")
         assert rf.ok and rf.refund_amount == Decimal("5.00")
         assert c.refund_query("T-1", "T-1-R1").ok
+        assert c._http._transport.checked == 4  # type: ignore[attr-defined]  # every answer, by the public rule
     assert shop.balance(live) == 1_000_000 - 14197 + 3551  # 5.00 USD back at the locked rate
 
 
@@ -88,14 +111,10 @@ def test_get_requests_and_gbk_charset_work(live: LiveServer) -> None:
     with shop.client(live, "MD5", method="GET", charset="GBK") as c:
         r = c.pay("G-1", shop.code(live), "8.80", "CNY", "奶茶 两杯")
         assert r.ok and r.status == "TRADE_SUCCESS"
-    raw = httpx.get(
-        live.url + "/gateway.do",
-        params=shop.client(live, "MD5").signed_params(
-            "alipay.acquire.overseas.query", {"partner_trans_id": "G-1"}
-        ),
+    answer = shop.reference(live, "MD5", "get", "GBK").call(
+        "alipay.acquire.overseas.query", partner_trans_id="G-1"
     )
-    assert raw.headers["content-type"].startswith("text/xml")
-    assert Envelope.from_xml(raw.content).fields["alipay_trans_status"] == "TRADE_SUCCESS"
+    assert answer.content_type == "text/xml; charset=GBK" and answer["alipay_trans_status"] == "TRADE_SUCCESS"
 
 
 def test_several_partial_refunds_never_exceed_the_payment(live: LiveServer) -> None:
@@ -105,7 +124,7 @@ def test_several_partial_refunds_never_exceed_the_payment(live: LiveServer) -> N
         assert c.refund("P-1", "R-1", "30.00", "CNY").ok
         assert c.refund("P-1", "R-2", "30.00", "CNY").ok
         over = c.refund("P-1", "R-3", "40.01", "CNY")
-        assert over.result_code == "FAIL" and over.error == "REFUND_AMT_RESTRICTION"
+        assert over.result_code == "FAILED" and over.error == "REFUND_AMT_RESTRICTION"
         assert c.refund("P-1", "R-3", "40.00", "CNY").ok
         assert c.query("P-1").status == "TRADE_CLOSED"
         again = c.refund("P-1", "R-2", "30.00", "CNY")  # a retry of an earlier refund answers it again
@@ -119,7 +138,7 @@ def test_cancel_before_and_after_payment(live: LiveServer) -> None:
         early = c.cancel("C-1")
         assert early.ok and early.action == "none"
         late = c.pay("C-1", shop.code(live), "10.00", "CNY", "Tea")
-        assert late.result_code == "FAIL" and late.error == "TRADE_HAS_CLOSE"
+        assert late.result_code == "FAILED" and late.error == "TRADE_HAS_CLOSE"
         assert c.pay("C-2", shop.code(live), "10.00", "CNY", "Tea").ok
         done = c.cancel("C-2")
         assert done.ok and done.action == "refund"
@@ -183,10 +202,10 @@ def test_precreate_gives_a_qr_url_the_wallet_can_pay(live: LiveServer) -> None:
     shop = make_shop(live)
     with shop.client(live) as c:
         pre = c.precreate("Q-1", "5.00", "USD", "Lunch set")
-        assert pre.ok and pre.qr_code == f"{live.url}/wallet/qr/{pre.get('alipay_trans_id')}"
+        assert pre.ok and pre.qr_code == f"{live.url}/wallet/qr/{pre.trade_no}"
         page = httpx.get(pre.qr_code)
         assert page.status_code == 200 and "Lunch set" in page.text
-        trade_no = pre.get("alipay_trans_id")
+        trade_no = pre.trade_no
         live.run(lambda p: payments.confirm(p, shop.customer.user.id, "123456", trade_no, precreated=True))
         q = c.query("Q-1")
         assert q.status == "TRADE_SUCCESS" and q.trans_amount_cny == Decimal("35.51")
@@ -195,10 +214,9 @@ def test_precreate_gives_a_qr_url_the_wallet_can_pay(live: LiveServer) -> None:
 # --------------------------------------------------------------------------------------- bad input
 
 
-def raw_call(live: LiveServer, shop: Shop, params: dict[str, str], sign_type: str = "MD5") -> Envelope:
-    c = shop.client(live, sign_type)
-    signed = c.signed_params(params.pop("service"), params)
-    return Envelope.from_xml(httpx.post(live.url + "/gateway.do", data=signed).content)
+def raw_call(live: LiveServer, shop: Shop, params: dict[str, str], sign_type: str = "MD5") -> ref.Answer:
+    c = shop.reference(live, sign_type)
+    return c.check(c.send(c.signed(params.pop("service"), params)))
 
 
 def pay_params(shop: Shop, code: str, **over: str) -> dict[str, str]:
@@ -225,7 +243,9 @@ BAD_PAYS = [
     ({"trans_amount": "100.5", "trans_currency": "JPY"}, "ILLEGAL_ARGUMENT"),
     ({"trans_amount": "<drop>"}, "ILLEGAL_ARGUMENT"),
     ({"trans_name": "<drop>"}, "ILLEGAL_ARGUMENT"),
-    ({"surprise": "1"}, "ILLEGAL_ARGUMENT"),
+    ({"surprise": "x" * 1025}, "ILLEGAL_ARGUMENT"),
+    ({"extend_info": "[1]"}, "ILLEGAL_ARGUMENT"),
+    ({"timestamp": "2026-13"}, "ILLEGAL_ARGUMENT"),
     ({"partner_trans_id": "x" * 65}, "ILLEGAL_ARGUMENT"),
     ({"trans_name": "y" * 257}, "ILLEGAL_ARGUMENT"),
     ({"alipay_seller_id": "2088000000000999"}, "ILLEGAL_ARGUMENT"),
@@ -242,7 +262,10 @@ def test_malformed_pay_requests_get_a_gateway_error_and_change_nothing(live: Liv
     for over, error in BAD_PAYS:
         env = raw_call(live, shop, pay_params(shop, code, **over))
         assert (env.is_success, env.error) == (False, error), (over, env)
-        assert env.detail and env.sign, over  # a clear reason, and signed
+        assert env.detail and env.sign, over  # a clear reason, and signed (over error=...)
+        assert ref.verify(
+            f"error={error}", env.sign, "MD5", md5_key=shop.new.merchant.md5_key, charset="utf-8"
+        )
     assert counts(live) == before
     # and the code is still good afterwards
     with shop.client(live) as c:
@@ -264,7 +287,7 @@ def test_refused_business_requests_fail_in_the_signed_envelope_and_change_nothin
     before = counts(live)
     for over, error in BAD_BUSINESS:
         env = raw_call(live, shop, pay_params(shop, code, **over))
-        assert env.is_success and env.fields["result_code"] == "FAIL" and env.fields["error"] == error, over
+        assert env.is_success and env.fields["result_code"] == "FAILED" and env.fields["error"] == error, over
     after = counts(live)
     assert {k: v for k, v in after.items()} == before
 
@@ -273,29 +296,22 @@ def test_wrong_missing_or_foreign_signatures_are_illegal_sign(live: LiveServer) 
     shop = make_shop(live)
     other = make_shop(live)
     before = counts(live)
-    good = shop.client(live, "MD5").signed_params(
-        "alipay.acquire.overseas.spot.pay", pay_params(shop, shop.code(live))
-    )
+    good = shop.reference(live).signed("alipay.acquire.overseas.spot.pay", pay_params(shop, shop.code(live)))
     cases = {
         "tampered": {**good, "trans_amount": "0.01"},
         "missing": {k: v for k, v in good.items() if k != "sign"},
-        "other key": other.client(live, "MD5").signed_params(
-            "alipay.acquire.overseas.spot.pay", pay_params(shop, shop.code(live))
-        )
-        | {"partner": shop.partner},
+        "other key": other.reference(live).signed(
+            "alipay.acquire.overseas.spot.pay", pay_params(shop, shop.code(live)) | {"partner": shop.partner}
+        ),
         "bad sign_type": {**good, "sign_type": "md5"},
         "rsa garbage": {**good, "sign_type": "RSA2", "sign": "AAAA"},
     }
     for name, params in cases.items():
-        env = Envelope.from_xml(httpx.post(live.url + "/gateway.do", data=params).content)
+        env = shop.reference(live).send(params)
         assert not env.is_success and env.error in ("ILLEGAL_SIGN", "ILLEGAL_SIGN_TYPE"), name
-    env = Envelope.from_xml(
-        httpx.post(live.url + "/gateway.do", data={**good, "partner": "2088999999999999"}).content
-    )
+    env = shop.reference(live).send({**good, "partner": "2088999999999999"})
     assert (env.is_success, env.error, env.sign) == (False, "ILLEGAL_PARTNER", None)
-    env = Envelope.from_xml(
-        httpx.post(live.url + "/gateway.do", data={**good, "service": "alipay.nope"}).content
-    )
+    env = shop.reference(live).send({**good, "service": "alipay.nope"})
     assert env.error == "ILLEGAL_SERVICE"
     assert counts(live) == before
 
@@ -305,7 +321,7 @@ def test_undecodable_charset_is_refused(live: LiveServer) -> None:
     body = (
         b"service=alipay.acquire.overseas.query&partner=" + shop.partner.encode() + b"&trans_name=%FF%FE%FD"
     )
-    env = Envelope.from_xml(
+    env = ref.parse(
         httpx.post(
             live.url + "/gateway.do?_input_charset=UTF-8",
             content=body,
@@ -313,9 +329,7 @@ def test_undecodable_charset_is_refused(live: LiveServer) -> None:
         ).content
     )
     assert (env.is_success, env.error) == (False, "ILLEGAL_CHARSET")
-    env = Envelope.from_xml(
-        httpx.post(live.url + "/gateway.do?_input_charset=latin9", content=b"a=b").content
-    )
+    env = ref.parse(httpx.post(live.url + "/gateway.do?_input_charset=latin9", content=b"a=b").content)
     assert env.error == "ILLEGAL_CHARSET"
 
 
@@ -343,9 +357,9 @@ def test_refund_and_cancel_of_another_merchants_order_fail(live: LiveServer) -> 
     with a.client(live) as ca, b.client(live) as cb:
         assert ca.pay("O-1", a.code(live), "10.00", "CNY", "x").ok
         r = cb.refund("O-1", "R-1", "1.00", "CNY")
-        assert r.result_code == "FAIL" and r.error == "TRADE_NOT_EXIST"
+        assert r.result_code == "FAILED" and r.error == "TRADE_NOT_EXIST"
         q = cb.query(trade_no=ca.query("O-1").trade_no)
-        assert q.result_code == "FAIL" and q.error == "TRADE_NOT_EXIST"
+        assert q.result_code == "FAIL" and q.error == "TRADE_NOT_EXIST"  # the query page's spelling
         assert cb.cancel("O-1").action == "none"
         assert ca.query("O-1").status == "TRADE_SUCCESS"
 
@@ -407,15 +421,11 @@ def test_notifications_are_signed_and_repeated_until_the_merchant_says_success(
     assert first == second  # the same notification, same notify_id, retried
     assert first["trade_status"] == "TRADE_SUCCESS" and first["out_trade_no"] == "N-1"
     assert first["sign_type"] == sign_type and first["notify_type"] == "trade_status_sync"
-    fields = {k: v for k, v in first.items() if k not in ("sign", "sign_type")}
     m = shop.new.merchant
-    assert mapi_signing.verify_response(
-        fields,
-        first["sign"],
-        sign_type=sign_type,
-        md5_key=m.md5_key,
-        public_key_pem=m.gateway_public_key,
-        charset="utf-8",
+    # as a merchant checks it: every posted field but sign/sign_type, sorted (classic notify rule)
+    assert ref.verify_notification(first, md5_key=m.md5_key, public_key_pem=m.gateway_public_key)
+    assert not ref.verify_notification(
+        {**first, "trans_amount": "0.01"}, md5_key=m.md5_key, public_key_pem=m.gateway_public_key
     )
     time.sleep(0.3)
     assert len(receiver.received) == 2  # acknowledged: no more attempts

@@ -11,13 +11,18 @@ import httpx
 
 from tillpay.client._errors import GatewayRejected, ResponseError, SignatureError, TransportError
 from tillpay.protocols.mapi import signing as mapi_signing
+from tillpay.protocols.mapi.codes import FAILED, UNKNOWN_RESULT
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
 from tillpay.protocols.mapi.wire import Envelope, charset_of, form_body
 
 
 @dataclass(frozen=True)
 class Result:
-    """Any MAPI answer: ``result_code`` (SUCCESS, FAIL, UNKNOW), ``error`` and every field as text."""
+    """Any MAPI answer: ``result_code``, ``error`` and every field as text.
+
+    ``result_code`` is spelled as the service's model spells it (SUCCESS; FAIL or FAILED; UNKNOW or
+    UNKNOWN): use :attr:`ok`, :attr:`failed` and :attr:`unknown` rather than comparing text.
+    """
 
     result_code: str
     error: str | None
@@ -28,6 +33,16 @@ class Result:
     def ok(self) -> bool:
         """Whether ``result_code`` is SUCCESS."""
         return self.result_code == "SUCCESS"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the operation definitely failed (``FAIL`` or ``FAILED``)."""
+        return self.result_code in FAILED
+
+    @property
+    def unknown(self) -> bool:
+        """Whether the outcome is not known yet (``UNKNOW`` or ``UNKNOWN``): query again."""
+        return self.result_code in UNKNOWN_RESULT
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """One response field by its MAPI name."""
@@ -74,8 +89,18 @@ class CancelResult(Result):
 
     @property
     def action(self) -> str | None:
-        """What the cancel did."""
+        """What the cancel did (Tillpay's addition to Alipay's cancel answer)."""
         return self.fields.get("action")
+
+    @property
+    def retry_flag(self) -> str | None:
+        """``Y`` when another cancel may still succeed, ``N`` when it cannot."""
+        return self.fields.get("retry_flag")
+
+    @property
+    def trade_no(self) -> str | None:
+        """The gateway's transaction id."""
+        return self.fields.get("trade_no")
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,16 @@ class PrecreateResult(Result):
     def qr_code(self) -> str | None:
         """The URL to show as a QR code."""
         return self.fields.get("qr_code")
+
+    @property
+    def pic_url(self) -> str | None:
+        """A PNG picture of the QR code, served by the gateway."""
+        return self.fields.get("pic_url")
+
+    @property
+    def trade_no(self) -> str | None:
+        """The gateway's transaction id."""
+        return self.fields.get("trade_no")
 
 
 @dataclass(frozen=True)
@@ -206,8 +241,12 @@ class MapiClient:
         if not env.is_success:
             raise GatewayRejected(env.error or "UNKNOWN", env.detail)
         fields = dict(env.fields)
+        # cancel and precreate name the failure in detail_error_code; the other services in error.
         return Result(
-            fields.get("result_code", ""), fields.get("error"), fields.get("detail_error_des"), fields
+            fields.get("result_code", ""),
+            fields.get("error") or fields.get("detail_error_code"),
+            fields.get("detail_error_des"),
+            fields,
         )
 
     def _verify(self, env: Envelope) -> None:
@@ -317,9 +356,21 @@ class MapiClient:
         return RefundResult(r.result_code, r.error, r.detail, r.fields)
 
     def refund_query(self, partner_trans_id: str, partner_refund_id: str) -> RefundResult:
-        """``alipay.acquire.refund.query``: one refund's state."""
+        """``alipay.acquire.refund.query``: one refund's state.
+
+        Its answer carries ``response_code`` (SUCCESS, NOT_FOUND, TRADE_NOT_EXIST, ...) instead of
+        ``result_code``; the result is ``ok`` when the refund was found and succeeded, and otherwise
+        failed with ``error`` set to the ``response_code`` (or to ``refund_result_code``).
+        """
         r = self.call(REFUND_QUERY, {"out_trade_no": partner_trans_id, "out_return_no": partner_refund_id})
-        return RefundResult(r.result_code, r.error, r.detail, r.fields)
+        response_code = r.fields.get("response_code", "")
+        refund_code = r.fields.get("refund_result_code", "")
+        if response_code == "SUCCESS" and refund_code == "SUCCESS":
+            return RefundResult("SUCCESS", None, None, r.fields)
+        if response_code == "SUCCESS" and refund_code == "PROCESSING":
+            return RefundResult("UNKNOW", "PROCESSING", r.detail, r.fields)
+        error = refund_code if response_code == "SUCCESS" else response_code
+        return RefundResult("FAIL", error or "UNKNOWN", r.detail, r.fields)
 
     def precreate(
         self,
@@ -413,7 +464,7 @@ class MapiClient:
                 if last.ok and last.status == "TRADE_CLOSED":
                     tell("failed", last)
                     return CheckoutResult("FAILED", last, history=history)
-                if last.result_code == "FAIL" and last.error != "TRADE_NOT_EXIST":
+                if last.failed and last.error != "TRADE_NOT_EXIST":
                     # A definite business failure of pay (declined, no balance, bad code): nothing charged.
                     tell("failed", last)
                     return CheckoutResult("FAILED", last, history=history)

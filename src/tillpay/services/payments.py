@@ -889,6 +889,11 @@ def qr_url(p: Platform, trade_no: str) -> str:
     return f"{p.settings.public_url.rstrip('/')}/wallet/qr/{trade_no}"
 
 
+def qr_picture_url(p: Platform, trade_no: str) -> str:
+    """A PNG picture of that QR code (MAPI precreate's ``pic_url``)."""
+    return f"{p.settings.public_url.rstrip('/')}/qr/{trade_no}.png"
+
+
 # ------------------------------------------------------------------------------ customer confirmation
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
+import re
 from collections.abc import AsyncIterator
 
 import structlog
@@ -20,6 +23,7 @@ from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
 from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.wire import raw_keys
+from tillpay.services import payments
 from tillpay.services.platform import Platform
 from tillpay.web import settlement_api
 from tillpay.web.console import console_routes
@@ -60,6 +64,34 @@ async def antom_api(request: Request) -> Response:
     return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
+_TRADE_NO = re.compile(r"\d{16,64}")
+
+
+@functools.lru_cache(maxsize=256)
+def _qr_png(text: str) -> bytes:
+    import qrcode  # a dependency of python-escpos too; imported here, off the pay path
+
+    out = io.BytesIO()
+    qrcode.make(text, box_size=8, border=4).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def qr_picture(request: Request) -> Response:
+    """``/qr/{trade_no}.png``: the precreate order's QR code as a picture (MAPI ``pic_url``)."""
+    p: Platform = request.app.state.platform
+    trade_no = request.path_params["trade_no"]
+    if not _TRADE_NO.fullmatch(trade_no):
+        return Response("not found", status_code=404)
+    try:
+        view = await payments.payment_by_trade_no(p, trade_no)
+    except TillpayError:
+        view = None
+    if view is None or view.kind != "precreate":
+        return Response("not found", status_code=404)
+    png = await asyncio.to_thread(_qr_png, payments.qr_url(p, trade_no))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
 async def health(request: Request) -> Response:
     """Liveness and version."""
     return JSONResponse({"status": "ok", "version": __version__})
@@ -84,6 +116,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
     routes = [
         Route("/gateway.do", gateway, methods=["GET", "POST"]),
         Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
+        Route("/qr/{trade_no}.png", qr_picture),
         Route("/health", health),
         *wallet_routes(),
         *settlement_api.routes,

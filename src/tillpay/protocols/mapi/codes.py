@@ -2,8 +2,8 @@
 
 MAPI has two levels of failure. A request the gateway rejects outright answers ``is_success=F`` with a
 top-level ``<error>`` (bad signature, unknown partner, malformed parameters). A request it accepted
-answers ``is_success=T`` and carries ``result_code`` SUCCESS, FAIL or UNKNOW with ``error`` inside
-``response/alipay``.
+answers ``is_success=T`` and carries ``result_code`` (SUCCESS, or the service's spelling of a failure
+or an unknown outcome) with ``error`` inside ``response/alipay``.
 
 Values marked *guessed* are not in the public reference (see ``docs/mapi.md``); everything else is
 confirmed in Alipay's documentation or captured responses. Change a guess here and nowhere else.
@@ -70,8 +70,28 @@ def mapi_error(code: Code) -> tuple[str, Level]:
     return MAPI_ERRORS.get(code, (code.value, Level.BUSINESS))
 
 
-def result_code(code: Code | None) -> str:
-    """MAPI ``result_code``: SUCCESS, FAIL or UNKNOW (Alipay's own spelling)."""
+#: How each service's response model spells a failure and an unknown outcome in ``result_code``. The
+#: sources disagree, so each service follows its own model: spot.pay and spot.refund say ``FAILED`` and
+#: ``UNKNOW`` (Alipay's AOP models ``AlipayAcquireOverseasSpotPayResponse``/``...SpotRefundResponse``),
+#: cancel and precreate ``FAIL`` and ``UNKNOWN`` (alipay-sdk-java-all ``AlipayAcquireCancelResponse``,
+#: ``AlipayAcquirePrecreateResponse``), the query page ``FAIL`` (``global/overseas_query_cn``; its
+#: ``UNKNOW`` is guessed). Services not listed use the query's spelling.
+_SPELLING: dict[str, tuple[str, str]] = {
+    "alipay.acquire.overseas.spot.pay": ("FAILED", "UNKNOW"),
+    "alipay.acquire.overseas.spot.refund": ("FAILED", "UNKNOW"),
+    "alipay.acquire.cancel": ("FAIL", "UNKNOWN"),
+    "alipay.acquire.precreate": ("FAIL", "UNKNOWN"),
+}
+_DEFAULT_SPELLING = ("FAIL", "UNKNOW")
+
+#: Every spelling a client may meet, by meaning.
+FAILED = frozenset({"FAIL", "FAILED"})
+UNKNOWN_RESULT = frozenset({"UNKNOW", "UNKNOWN"})
+
+
+def result_code(code: Code | None, service: str = "") -> str:
+    """MAPI ``result_code`` for an outcome: SUCCESS, or the service's spelling of failed or unknown."""
     if code is None:
         return "SUCCESS"
-    return "UNKNOW" if code in UNKNOWN else "FAIL"
+    failed, unknown = _SPELLING.get(service, _DEFAULT_SPELLING)
+    return unknown if code in UNKNOWN else failed

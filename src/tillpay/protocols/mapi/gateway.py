@@ -13,9 +13,9 @@ import structlog
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.protocols.mapi import signing
-from tillpay.protocols.mapi.codes import Level, mapi_error, result_code
+from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
-from tillpay.protocols.mapi.wire import Envelope, alipay_time
+from tillpay.protocols.mapi.wire import Envelope, alipay_time, notify_time
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -35,7 +35,11 @@ class P:
 
 
 _AMOUNT = r"[0-9.]+|-[0-9.]+|.*"  # format is checked by money.parse_amount for a precise error
-_MS = r"\d{10,16}"
+#: ``timestamp``: epoch milliseconds (``global/acquire_cancel``, ``hkapi/precreate``) or
+#: ``yyyy-MM-dd HH:mm:ss`` GMT+8 (``global/precreate_transaction``, ``global/offline_maintain``).
+_TIMESTAMP = r"\d{10,16}|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+_URL = r"https?://\S+"
+_ID = r"[A-Za-z0-9_\-.]+"
 _COMMON = {
     "service": P(True, 64),
     "partner": P(True, 16, r"2088\d{12}"),
@@ -44,81 +48,117 @@ _COMMON = {
     "sign": P(True, 1024),
 }
 SPECS: dict[str, dict[str, P]] = {
+    # global/spot_pay, spotpay_cn; extras from the AOP request class, reference §1.5 and §7.
     PAY: {
         **_COMMON,
-        "notify_url": P(False, 200, r"https?://\S+"),
+        "notify_url": P(False, 200, _URL),
         "alipay_seller_id": P(True, 16, r"2088\d{12}"),
         "quantity": P(False, 10, r"[1-9]\d{0,8}"),
         "trans_name": P(True, 256),
-        "partner_trans_id": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "partner_trans_id": P(True, 64, _ID),
         "currency": P(True, 8, r"[A-Z]{3}"),
         "trans_currency": P(False, 8, r"[A-Z]{3}"),
         "trans_amount": P(True, 16),
         "buyer_identity_code": P(True, 32),
-        "identity_code_type": P(False, 16, r"barcode|qrcode"),
+        "identity_code_type": P(False, 16, r"barcode|qrcode|soundwave"),
         "trans_create_time": P(False, 14, r"\d{14}"),
         "memo": P(False, 256),
         "biz_product": P(False, 32, r"OVERSEAS_MBARCODE_PAY"),
-        "extend_info": P(False, 1024, json=True),
-        "timestamp": P(False, 16, _MS),
-        "terminal_timestamp": P(False, 16, _MS),
+        "extend_info": P(False, 2048, json=True),
+        "trade_information": P(False, 4096, json=True),
+        "timestamp": P(False, 19, _TIMESTAMP),
+        "terminal_timestamp": P(False, 19, _TIMESTAMP),
     },
+    # global/overseas_query
     QUERY: {
         **_COMMON,
         "partner_trans_id": P(False, 64),
         "alipay_trans_id": P(False, 64),
     },
+    # global/acquire_cancel; AlipayAcquireCancelRequest (alipay-sdk-java-all)
     CANCEL: {
         **_COMMON,
         "_input_charset": P(True, 8),
-        "out_trade_no": P(True, 64),
-        "timestamp": P(True, 16, _MS),
-        "terminal_timestamp": P(False, 16, _MS),
-        "notify_url": P(False, 200, r"https?://\S+"),
+        "out_trade_no": P(False, 64),
+        "trade_no": P(False, 64),
+        "operator_id": P(False, 28),
+        "operator_type": P(False, 2, r"[0-9]{1,2}"),
+        "timestamp": P(True, 19, _TIMESTAMP),
+        "terminal_timestamp": P(False, 19, _TIMESTAMP),
+        "notify_url": P(False, 200, _URL),
     },
+    # global/spot_refund
     REFUND: {
         **_COMMON,
         "partner_trans_id": P(True, 64),
         "alipay_trans_id": P(False, 64),
-        "partner_refund_id": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "partner_refund_id": P(True, 64, _ID),
         "refund_amount": P(True, 16),
         "currency": P(True, 10, r"[A-Z]{3}"),
         "refund_reason": P(False, 128),
         "is_sync": P(False, 1, r"[YN]"),
-        "notify_url": P(False, 200, r"https?://\S+"),
+        "notify_url": P(False, 200, _URL),
     },
+    # global/refundquerycn
     REFUND_QUERY: {
         **_COMMON,
+        "_input_charset": P(True, 8),
         "out_trade_no": P(True, 64),
         "out_return_no": P(True, 128),
     },
+    # global/precreate_transaction, hkapi/precreate, 3rdpartryqrcode/simplified_1
     PRECREATE: {
         **_COMMON,
         "_input_charset": P(True, 8),
-        "notify_url": P(False, 200, r"https?://\S+"),
-        "timestamp": P(True, 16, _MS),
-        "terminal_timestamp": P(False, 16, _MS),
-        "out_trade_no": P(True, 64, r"[A-Za-z0-9_\-.]+"),
+        "notify_url": P(False, 200, _URL),
+        "timestamp": P(True, 19, _TIMESTAMP),
+        "terminal_timestamp": P(False, 19, _TIMESTAMP),
+        "out_trade_no": P(True, 64, _ID),
         "subject": P(True, 256),
-        "total_fee": P(True, 16),
+        "body": P(False, 400),
+        "total_fee": P(False, 16),
+        "price": P(False, 16),
+        "quantity": P(False, 10, r"[1-9]\d{0,8}"),
         "currency": P(True, 8, r"[A-Z]{3}"),
         "trans_currency": P(False, 8, r"[A-Z]{3}"),
+        "seller_id": P(False, 16, r"2088\d{12}"),
+        "seller_email": P(False, 100, r"[^@\s]+@[^@\s]+"),
+        "show_url": P(False, 400, _URL),
+        "goods_detail": P(False, 4096, json=True),
+        "operator_id": P(False, 28),
         "product_code": P(False, 32, r"OVERSEAS_MBARCODE_PAY"),
-        "extend_params": P(False, 1024, json=True),
+        "extend_params": P(False, 2048, json=True),
         "passback_parameters": P(False, 256),
         "it_b_pay": P(False, 8),
     },
 }
 
+#: A parameter no page documents for the service is accepted and ignored (and logged), not refused:
+#: the global and HK pages and the public clients each send fields the others do not list
+#: (``sys_service_provider_id``, ``biz_product``, ``password``...), and a till that works against
+#: Alipay must work here. The signature still covers it, so it cannot be slipped in by anyone else.
+_UNKNOWN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+_MAX_UNKNOWN = 1024
 
-def _validate(service: str, params: dict[str, str]) -> None:
+
+def _validate(service: str, params: dict[str, str]) -> dict[str, str]:
+    """Check every parameter against the service's table; the documented, non-empty ones, to use.
+
+    Empty parameters count as absent: Alipay's rule is that a parameter without a value is neither
+    signed nor meaningful, and some tills send them anyway.
+    """
     spec = SPECS[service]
+    out: dict[str, str] = {}
+    ignored: list[str] = []
     for name, value in params.items():
         rule = spec.get(name)
         if rule is None:
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"unknown parameter {name!r} for {service}")
+            if not _UNKNOWN_NAME.fullmatch(name) or len(value) > _MAX_UNKNOWN:
+                raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} is malformed")
+            ignored.append(name)
+            continue
         if value == "":
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is empty")
+            continue
         if len(value) > rule.max_len:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is longer than {rule.max_len}")
         if '"' in value and not rule.json:
@@ -126,9 +166,25 @@ def _validate(service: str, params: dict[str, str]) -> None:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} contains a quotation mark")
         if rule.pattern and not re.fullmatch(rule.pattern, value):
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is malformed")
+        if rule.json:
+            _json_object(name, value)
+        out[name] = value
     for name, rule in spec.items():
-        if rule.required and name not in params:
+        if rule.required and name not in out:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r} is missing")
+    if ignored:
+        log.info("mapi_ignored_parameters", service=service, names=sorted(ignored))
+    return out
+
+
+def _json_object(name: str, value: str) -> dict[str, object]:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} is not JSON") from None
+    if not isinstance(parsed, (dict, list)):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} must be a JSON object or array")
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _amount(text: str, currency: str, name: str) -> int:
@@ -144,8 +200,8 @@ def _rate(rate: Decimal | None) -> str:
     return format(rate.normalize(), "f") if rate is not None else ""
 
 
-def payment_fields(v: PaymentView) -> dict[str, str]:
-    """The MAPI fields that describe a payment (pay and query responses, notifications)."""
+def payment_fields(v: PaymentView, payment_inst: str = "TILLPAY") -> dict[str, str]:
+    """The MAPI fields that describe a payment (pay and query responses)."""
     f = {
         "alipay_trans_id": v.trade_no,
         "partner_trans_id": v.partner_trans_id,
@@ -170,7 +226,7 @@ def payment_fields(v: PaymentView) -> dict[str, str]:
         f["alipay_pay_time"] = alipay_time(v.paid_at)
     if v.refunded_price:
         f["refund_amount_total"] = format_amount(v.refunded_price, v.price_currency)
-    f["payment_inst"] = "TILLPAY"
+    f["payment_inst"] = payment_inst
     return f
 
 
@@ -196,13 +252,52 @@ def refund_fields(r: RefundView) -> dict[str, str]:
     return f
 
 
-def _business(code: Code | None, fields: dict[str, str], detail: str | None = None) -> dict[str, str]:
-    out = {"result_code": result_code(code), **fields}
+#: Services whose response model names the failure ``detail_error_code``/``detail_error_des`` and has
+#: no ``error`` (alipay-sdk-java-all ``AlipayAcquireCancelResponse``, ``AlipayAcquirePrecreateResponse``).
+_DETAIL_ONLY = frozenset({CANCEL, PRECREATE})
+
+#: ``alipay.acquire.refund.query`` answers ``response_code`` instead of ``result_code``
+#: (``global/refundquerycn``): SUCCESS, ACCESS_FORBIDDEN, NOT_FOUND, QUERY_FAILED, TRADE_NOT_EXIST.
+_REFUND_QUERY_CODES = {
+    Code.TRADE_NOT_EXIST: "TRADE_NOT_EXIST",
+    Code.NOT_FOUND: "NOT_FOUND",
+    Code.MERCHANT_FROZEN: "ACCESS_FORBIDDEN",
+}
+
+
+def _business(
+    service: str, code: Code | None, fields: dict[str, str], detail: str | None = None
+) -> dict[str, str]:
+    """The ``response/alipay`` fields of an accepted request: the outcome in the service's own words."""
+    if service == REFUND_QUERY:
+        response_code = "SUCCESS" if code is None else _REFUND_QUERY_CODES.get(code, "QUERY_FAILED")
+        out = {"response_code": response_code, **fields}
+        if code is not None:
+            out["detail_error_code"] = code.value
+            out["detail_error_des"] = detail or DESCRIPTIONS[code]
+        return out
+    out = {"result_code": result_code(code, service), **fields}
     if code is not None:
-        out["error"] = mapi_error(code)[0]
-        out["detail_error_code"] = code.value
+        value = mapi_error(code)[0]
+        if service in _DETAIL_ONLY:
+            out["detail_error_code"] = value
+        else:
+            out["error"] = value
+            out["detail_error_code"] = code.value  # Tillpay's stable code, beside Alipay's value
         out["detail_error_des"] = detail or DESCRIPTIONS[code]
+        if service == CANCEL:
+            # retry_flag: whether another cancel may still succeed (Y only when the outcome is unknown).
+            out["retry_flag"] = "Y" if code in UNKNOWN else "N"
     return out
+
+
+def _extend_info(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    extend = _json_object("extend_info", text)
+    if not extend and text.strip().startswith("["):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info must be a JSON object")
+    return {k: str(v) for k, v in extend.items() if v not in (None, "")}
 
 
 async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
@@ -211,16 +306,9 @@ async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> d
     settle = q["currency"]
     price_currency = q.get("trans_currency", settle)
     amount = _amount(q["trans_amount"], price_currency, "trans_amount")
-    store_id = terminal_id = None
-    if "extend_info" in q:
-        try:
-            extend = json.loads(q["extend_info"])
-        except ValueError:
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info is not JSON") from None
-        if not isinstance(extend, dict):
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info must be a JSON object")
-        store_id = str(extend.get("store_id", "")) or None
-        terminal_id = str(extend.get("terminal_id", "")) or None
+    extend = _extend_info(q.get("extend_info"))
+    store_id = extend.get("store_id") or None
+    terminal_id = extend.get("terminal_id") or None
     outcome = await payments.pay(
         p,
         payments.PayCommand(
@@ -239,7 +327,7 @@ async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> d
             memo=q.get("memo"),
         ),
     )
-    return _business(outcome.code, payment_fields(outcome.payment))
+    return _business(PAY, outcome.code, payment_fields(outcome.payment, p.settings.payment_inst))
 
 
 async def _query(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
@@ -248,23 +336,30 @@ async def _query(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) ->
     view = await payments.query(
         p, m, partner_trans_id=q.get("partner_trans_id"), trade_no=q.get("alipay_trans_id")
     )
-    fields = payment_fields(view)
+    fields = payment_fields(view, p.settings.payment_inst)
     if view.result_code and view.paid_at is None:
         fields["close_reason"] = mapi_error(view.result_code)[0]
-    return _business(None, fields)
+    return _business(QUERY, None, fields)
 
 
 async def _cancel(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
-    outcome = await payments.cancel(p, m, partner_trans_id=q["out_trade_no"], dialect="mapi")
+    # AlipayAcquireCancelRequest: out_trade_no and/or trade_no; "if both, trade_no governs".
+    if "trade_no" in q:
+        partner_trans_id = (await payments.query(p, m, trade_no=q["trade_no"])).partner_trans_id
+    elif "out_trade_no" in q:
+        partner_trans_id = q["out_trade_no"]
+    else:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "give out_trade_no or trade_no")
+    outcome = await payments.cancel(p, m, partner_trans_id=partner_trans_id, dialect="mapi")
     v = outcome.payment
     fields = {
         "out_trade_no": v.partner_trans_id,
-        "alipay_trans_id": v.trade_no,
-        "action": outcome.action,
+        "trade_no": v.trade_no,
         "retry_flag": "N",
-        "alipay_trans_status": v.status.value,
+        # Tillpay's addition: close (was unpaid), refund (was paid) or none (never seen; reserved closed).
+        "action": outcome.action,
     }
-    return _business(None, fields)
+    return _business(CANCEL, None, fields)
 
 
 async def _refund(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
@@ -285,21 +380,51 @@ async def _refund(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -
             sign_type=sign_type,
         ),
     )
-    return _business(None, refund_fields(view))
+    return _business(REFUND, None, refund_fields(view))
 
 
 async def _refund_query(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
-    view = await payments.refund_query(p, m, q["out_return_no"], partner_trans_id=q["out_trade_no"])
-    fields = refund_fields(view)
-    fields["out_trade_no"] = view.payment.partner_trans_id
-    fields["out_return_no"] = view.partner_refund_id
-    return _business(None, fields)
+    payment = await payments.query(p, m, partner_trans_id=q["out_trade_no"])  # TRADE_NOT_EXIST
+    try:
+        view = await payments.refund_query(p, m, q["out_return_no"], partner_trans_id=q["out_trade_no"])
+    except TillpayError as e:
+        if e.code is not Code.TRADE_NOT_EXIST:
+            raise
+        raise TillpayError(Code.NOT_FOUND, f"no refund {q['out_return_no']!r} of this order") from None
+    # global/refundquerycn's fields, then Tillpay's: the amounts, as the refund answered them.
+    fields = {
+        "out_trade_no": payment.partner_trans_id,
+        "trade_no": payment.trade_no,
+        "out_return_no": view.partner_refund_id,
+        "refund_result_code": "SUCCESS",  # a Tillpay refund is final when it is answered
+        "gmt_create": notify_time(view.created_at),
+        "refund_amount": format_amount(view.price_amount, view.price_currency),
+        "currency": view.price_currency,
+    }
+    if payment.wallet_currency:
+        fields["refund_amount_cny"] = format_amount(view.wallet_amount, payment.wallet_currency)
+    return _business(REFUND_QUERY, None, fields)
+
+
+def _precreate_amount(q: dict[str, str], currency: str) -> int:
+    """``total_fee``, or ``price`` times ``quantity`` (the classic precreate takes either)."""
+    quantity = int(q.get("quantity", "1"))
+    if "price" in q:
+        total = _amount(q["price"], currency, "price") * quantity
+        if "total_fee" in q and _amount(q["total_fee"], currency, "total_fee") != total:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "total_fee is not price times quantity")
+        return total
+    if "total_fee" not in q:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "give total_fee, or price (and quantity)")
+    return _amount(q["total_fee"], currency, "total_fee")
 
 
 async def _precreate(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
+    if "seller_id" in q and q["seller_id"] != m.partner_id:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "seller_id must equal partner")
     settle = q["currency"]
     price_currency = q.get("trans_currency", settle)
-    amount = _amount(q["total_fee"], price_currency, "total_fee")
+    amount = _precreate_amount(q, price_currency)
     view = await payments.precreate(
         p,
         payments.PrecreateCommand(
@@ -314,16 +439,15 @@ async def _precreate(p: Platform, m: Merchant, q: dict[str, str], sign_type: str
             sign_type=sign_type,
         ),
     )
+    # AlipayAcquirePrecreateResponse: trade_no, out_trade_no, qr_code, pic_url, voucher_type.
     fields = {
         "out_trade_no": view.partner_trans_id,
-        "alipay_trans_id": view.trade_no,
+        "trade_no": view.trade_no,
         "qr_code": payments.qr_url(p, view.trade_no),
+        "pic_url": payments.qr_picture_url(p, view.trade_no),
         "voucher_type": "qrcode",
-        "currency": view.settle_currency,
-        "trans_currency": view.price_currency,
-        "total_fee": format_amount(view.price_amount, view.price_currency),
     }
-    return _business(None, fields)
+    return _business(PRECREATE, None, fields)
 
 
 Handler = Callable[[Platform, Merchant, dict[str, str], str], Awaitable[dict[str, str]]]
@@ -357,6 +481,7 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
     echo = list(params.items())
     merchant: Merchant | None = None
     sign_type = params.get("sign_type")
+    service = params.get("service", "")
     try:
         partner = params.get("partner", "")
         if partner:
@@ -364,7 +489,6 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
                 merchant = await p.merchant_by_partner(partner)
             except TillpayError:
                 merchant = None
-        service = params.get("service", "")
         if service not in SPECS:
             raise TillpayError(Code.ILLEGAL_SERVICE, f"unsupported service {service!r}")
         if not partner:
@@ -374,9 +498,9 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
         signing.verify_request(
             params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
         )
-        _validate(service, params)
+        q = _validate(service, params)
         assert sign_type is not None
-        fields = await HANDLERS[service](p, merchant, params, sign_type)
+        fields = await HANDLERS[service](p, merchant, q, sign_type)
         return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
     except TillpayError as e:
         value, level = mapi_error(e.code)
@@ -384,9 +508,9 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
         if level is Level.GATEWAY:
             env = Envelope(False, echo, error=value, detail=e.detail)
         else:
-            env = Envelope(True, echo, _business(e.code, {}, e.detail))
+            env = Envelope(True, echo, _business(service, e.code, {}, e.detail))
         return _sign(env, merchant, sign_type, codec)
     except Exception:
-        log.exception("mapi_internal_error", partner=params.get("partner"), service=params.get("service"))
-        env = Envelope(True, echo, _business(Code.SYSTEM_ERROR, {}))
+        log.exception("mapi_internal_error", partner=params.get("partner"), service=service)
+        env = Envelope(True, echo, _business(service, Code.SYSTEM_ERROR, {}))
         return _sign(env, merchant, sign_type, codec)

@@ -4,13 +4,17 @@ Requests (confirmed): every parameter except ``sign`` and ``sign_type``, empty o
 name, joined ``k=v&...`` with raw values, encoded in ``_input_charset``; MD5 appends the merchant's key
 and hashes, RSA is SHA1withRSA and RSA2 SHA256withRSA with the merchant's private key, Base64.
 
-Responses (guessed; Alipay does not publish which bytes ``<sign>`` covers): the same rule applied to
-every element of the envelope except ``request``, ``sign`` and ``sign_type``, the children of
-``response/alipay`` taken by their own names. So a success signs ``is_success=T`` and the business
-fields; a gateway error signs ``is_success``, ``error`` and ``detail_error_des``. RSA and RSA2
-responses are signed with Tillpay's key for the merchant, MD5 responses with the merchant's MD5 key.
+Responses (as the public MAPI clients verify them: melitigo/AlipaySDK
+``AlipayResponse.getPreSignString``, Yurunsoft/PaySDK ``SDK::verifySync``, and a Python production client
+that verifies ``obj['alipay']['response']['alipay']``): the same rule over the children of
+``<response><alipay>`` only. ``is_success``, ``error``, ``sign``, ``sign_type`` and the ``<request>`` echo
+are not covered. A refusal (``is_success=F``) has no ``<response>``; Tillpay signs ``error=<value>``
+there, the string melitigo/AlipaySDK builds for such a response (the clients do not verify refusals;
+this is Tillpay's choice). RSA and RSA2 responses are signed with Tillpay's key for the merchant, MD5
+responses with the merchant's MD5 key.
 
-Notifications: the request rule over the form fields, signed like responses.
+Notifications: the request rule over every posted field except ``sign`` and ``sign_type``, as the
+classic notify verification (and Yurunsoft/PaySDK ``verifyCallback``) checks them.
 """
 
 from __future__ import annotations

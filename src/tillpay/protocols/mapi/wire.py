@@ -71,6 +71,15 @@ def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
         except UnicodeDecodeError:
             raise TillpayError(Code.ILLEGAL_CHARSET, f"the request cannot be decoded as {codec}") from None
         if key in params:
+            if key == "_input_charset" and params[key] == value:
+                # Alipay's classic demo (AlipaySubmit.buildRequest) POSTs to
+                # gateway.do?_input_charset=UTF-8 and also signs and sends it in the form: one parameter.
+                continue
+            if key == "_input_charset":
+                raise TillpayError(
+                    Code.ILLEGAL_ARGUMENT,
+                    f"_input_charset is {params[key]!r} in the URL and {value!r} in the body: send one value",
+                )
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {key!r} is given twice")
         params[key] = value
     return params, codec
@@ -88,15 +97,22 @@ class Envelope:
     sign: str | None = None
     sign_type: str | None = None
 
+    def __post_init__(self) -> None:
+        # An empty element would be signed by some clients (melitigo/AlipaySDK signs every child) and
+        # skipped by others (Yurunsoft/PaySDK drops empty values): never send one.
+        self.fields = {k: v for k, v in self.fields.items() if v not in (None, "")}
+
     def signed_fields(self) -> dict[str, str]:
-        """The fields the response signature covers (see ``signing``)."""
-        out = {"is_success": "T" if self.is_success else "F"}
-        if self.error:
-            out["error"] = self.error
-        if self.detail:
-            out["detail_error_des"] = self.detail
-        out.update(self.fields)
-        return out
+        """The fields the response signature covers (see ``signing``).
+
+        An accepted request (``is_success=T``): the children of ``<response><alipay>`` and nothing else,
+        as the public MAPI clients verify (melitigo/AlipaySDK ``AlipayResponse.getPreSignString``,
+        Yurunsoft/PaySDK ``verifySync``). A refusal has no business fields; its string is
+        ``error=<value>``, as melitigo/AlipaySDK builds it for a response without ``<response>``.
+        """
+        if self.fields:
+            return dict(self.fields)
+        return {"error": self.error or ""}
 
     def to_xml(self, charset: str) -> bytes:
         """Render the envelope in ``charset`` (characters it lacks become character references)."""
