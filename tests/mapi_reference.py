@@ -58,7 +58,7 @@ def sign(content: str, sign_type: str, *, md5_key: str = "", private_key_pem: st
     """The signature a merchant sends for ``content``."""
     data = content.encode(charset)
     if sign_type == "MD5":
-        return hashlib.md5(data + md5_key.encode(charset)).hexdigest()  # noqa: S324 - Alipay's MD5 rule
+        return hashlib.md5(data + md5_key.encode(charset)).hexdigest()
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return base64.b64encode(key.sign(data, padding.PKCS1v15(), _hash(sign_type))).decode()
@@ -70,7 +70,7 @@ def verify(
     """Whether ``signature`` is the gateway's signature of ``content``."""
     data = content.encode(charset)
     if sign_type == "MD5":
-        return hashlib.md5(data + md5_key.encode(charset)).hexdigest() == signature  # noqa: S324
+        return hashlib.md5(data + md5_key.encode(charset)).hexdigest() == signature
     key = serialization.load_pem_public_key(public_key_pem.encode())
     assert isinstance(key, rsa.RSAPublicKey)
     try:

@@ -64,7 +64,7 @@ async def test_gateway_down_when_pay_is_sent_is_resolved_by_query_and_cancel(sho
     # ...and now it never can charge: the cancel closed the order id for good.
     with make_client(shop.cfg) as c:
         late = c.pay(ptid, shop.code(), "349.00", "USD", "late retry")
-    assert late.result_code == "FAIL" and late.error == "TRADE_HAS_CLOSE"
+    assert late.failed and late.error == "TRADE_HAS_CLOSE"
     assert shop.balance() == "10000.00"
     till.close()
 

@@ -424,6 +424,8 @@ def test_notifications_are_signed_and_repeated_until_the_merchant_says_success(
     m = shop.new.merchant
     # as a merchant checks it: every posted field but sign/sign_type, sorted (classic notify rule)
     assert ref.verify_notification(first, md5_key=m.md5_key, public_key_pem=m.gateway_public_key)
+    with shop.client(live, sign_type) as c:  # and the client library's check agrees
+        assert c.verify_notification(first) and not c.verify_notification({**first, "trade_status": "X"})
     assert not ref.verify_notification(
         {**first, "trans_amount": "0.01"}, md5_key=m.md5_key, public_key_pem=m.gateway_public_key
     )

@@ -50,7 +50,7 @@ def test_per_payment_limit_declines(live: LiveServer) -> None:
     with shop.client(live) as c:
         assert c.pay("L-1", shop.code(live), "500.00", "CNY", "ok").ok
         r = c.pay("L-2", shop.code(live), "500.01", "CNY", "too much")
-        assert r.result_code == "FAIL" and r.error == "BEYOND_PER_RECEIPT_RESTRICTION"
+        assert r.failed and r.error == "BEYOND_PER_RECEIPT_RESTRICTION"
         assert c.query("L-2").status == "TRADE_CLOSED"
     assert shop.balance(live) == 1_000_000 - 50_000
     assert explain(live, r.trade_no).code == "PAYMENT_AMOUNT_EXCEED_LIMIT"
@@ -64,7 +64,7 @@ def test_daily_limit_counts_paid_and_waiting_payments(live: LiveServer) -> None:
         waiting = c.pay("D-2", shop.code(live), "2000.00", "CNY", "b")  # still under: waits (not > 2000)
         assert waiting.ok
         over = c.pay("D-3", shop.code(live), "1000.00", "CNY", "c")
-        assert over.result_code == "FAIL" and over.error == "BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"
+        assert over.failed and over.error == "BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"
         big = c.pay("D-4", shop.code(live), "2100.00", "CNY", "d")
         assert big.error == "BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"
 

@@ -161,7 +161,7 @@ def test_anonymous_visitor_sees_a_qr_order_and_a_sign_in_prompt(live: LiveServer
     page = httpx.get(pre.qr_code, headers={"accept-language": "en"})
     assert page.status_code == 200 and "Lunch set" in page.text and "Web Shop" in page.text
     assert "$5.00" in page.text
-    assert f"/wallet/login?next=%2Fwallet%2Fqr%2F{pre.get('alipay_trans_id')}" in page.text
+    assert f"/wallet/login?next=%2Fwallet%2Fqr%2F{pre.trade_no}" in page.text
     assert httpx.get(f"{live.url}/wallet/qr/2026112622999999999999999999").status_code == 404
 
 

@@ -269,6 +269,25 @@ class MapiClient:
         if not ok:
             raise SignatureError("the response signature does not verify")
 
+    def verify_notification(self, form: Mapping[str, str]) -> bool:
+        """Whether a notification POSTed to your ``notify_url`` is the gateway's, unchanged.
+
+        Alipay's classic rule: every posted parameter except ``sign`` and ``sign_type``, sorted; check
+        ``sign`` with the MD5 key or the gateway's public key. Answer ``success`` only when this is True.
+        """
+        sign, sign_type = form.get("sign", ""), form.get("sign_type", "")
+        if not sign or sign_type not in mapi_signing.SIGN_TYPES:
+            return False
+        fields = {k: v for k, v in form.items() if k not in ("sign", "sign_type")}
+        return mapi_signing.verify_response(
+            fields,
+            sign,
+            sign_type=sign_type,
+            md5_key=self.md5_key,
+            public_key_pem=self.gateway_public_key,
+            charset="utf-8",
+        )
+
     def _timestamp(self) -> str:
         return str(int(self._clock() * 1000))
 

@@ -72,7 +72,7 @@ def _qr_png(text: str) -> bytes:
     import qrcode  # a dependency of python-escpos too; imported here, off the pay path
 
     out = io.BytesIO()
-    qrcode.make(text, box_size=8, border=4).save(out, format="PNG")
+    qrcode.make(text, box_size=8, border=4).save(out)  # PNG, the image kind's default
     return out.getvalue()
 
 
