@@ -273,3 +273,39 @@ async def test_a_pay_naming_a_disabled_secondary_merchant_or_store_is_refused_an
         await payments.pay(platform, cmd)
     await secmerchants.set_status(platform, m.id, "MID_1001", store, "active")
     assert (await payments.pay(platform, replace(cmd, code=await f.code(platform, c)))).code is None
+
+
+@pytest.mark.parametrize("careful", [False, True])
+async def test_the_one_statement_read_and_the_careful_path_record_and_refuse_alike(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, careful: bool
+) -> None:
+    if careful:
+        # The careful path runs when the one-statement read cannot decide (wrong codes counted, a
+        # known id...); forcing it shows both paths take the registration the same way.
+        async def undecided(*args: Any) -> None:
+            return None
+
+        monkeypatch.setattr(payments, "_payer_at_once", undecided)
+    await f.rates(platform)
+    m = (await f.merchant(platform)).merchant
+    c = await f.customer(platform, "USD", balance=100_000)
+    await secmerchants.maintain(platform, m.id, reg())
+    await secmerchants.maintain(platform, m.id, reg(store_id="SID_OFF"))
+    await secmerchants.set_status(platform, m.id, "MID_1001", "SID_OFF", "disabled")
+    ok = await payments.pay(
+        platform,
+        pay_cmd(m, await f.code(platform, c), "P-1", secondary_merchant_id="MID_1001", store_id="SID_2001"),
+    )
+    assert (ok.payment.secondary_merchant_name, ok.payment.secondary_merchant_industry) == (
+        "Mika's coffee shop",
+        "5499",
+    )
+    with pytest.raises(TillpayError) as e:
+        await payments.pay(
+            platform,
+            pay_cmd(
+                m, await f.code(platform, c), "P-2", secondary_merchant_id="MID_1001", store_id="SID_OFF"
+            ),
+        )
+    assert e.value.code is Code.ILLEGAL_ARGUMENT
+    assert await count(platform, t.payments) == 1
