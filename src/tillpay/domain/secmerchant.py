@@ -69,11 +69,9 @@ class Registered:
 
 
 def parse_extend_info(value: object) -> SecondaryRef:
-    """The parts of a decoded ``extend_info`` JSON value Tillpay uses, checked; ILLEGAL_ARGUMENT if bad.
-
-    Keys Tillpay does not use (the AOP class lists ``merchant_name``, ``mcc``, ``region_code``...) are
-    accepted and ignored, so a till that sends them still pays.
-    """
+    """The parts of a decoded ``extend_info`` JSON value Tillpay uses, checked; ILLEGAL_ARGUMENT if bad."""
+    # Keys Tillpay does not use (the AOP class lists merchant_name, mcc, region_code...) are accepted and
+    # ignored, so a till that sends them still pays.
     if not isinstance(value, dict):
         raise _bad("extend_info must be a JSON object")
     found: dict[str, str] = {}
@@ -101,9 +99,8 @@ def parse_extend_info(value: object) -> SecondaryRef:
 
 
 def resolve(given: SecondaryRef, reg: Registered | None) -> SecondaryRef:
-    """What a pay records: what it sent, with the name, industry and store name it left out taken from
-    the registration. A registered secondary merchant or store that is disabled cannot take payments
-    (ILLEGAL_ARGUMENT); an unregistered one is recorded as sent, as registration is optional."""
+    """What a pay records: what it sent, completed from the registration; ILLEGAL_ARGUMENT if disabled."""
+    # An unregistered secondary merchant is recorded as sent: registration is an optional service.
     if reg is None or given.secondary_merchant_id is None:
         return given
     if reg.merchant_active is False:

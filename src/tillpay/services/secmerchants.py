@@ -322,8 +322,7 @@ async def set_status(
 
 
 def _registered_select(merchant_id: Any, smid: Any, store_id: Any) -> list[Any]:
-    """Scalar subqueries for what is registered about a pay's secondary merchant and store: NULL when
-    nothing is (a NULL id matches nothing, so a pay naming none costs two empty index probes)."""
+    # A NULL id matches nothing, so a pay that names no secondary merchant costs empty index probes.
     m_where = (_sm.c.merchant_id == merchant_id, _sm.c.secondary_merchant_id == smid)
     s_where = (
         _ss.c.merchant_id == merchant_id,
@@ -340,9 +339,8 @@ def _registered_select(merchant_id: Any, smid: Any, store_id: Any) -> list[Any]:
 
 
 def registered_columns() -> list[Any]:
-    """The pay path's one-statement read adds these (bind parameters ``merchant_id``, ``smid``,
-    ``sm_store_id``); :func:`registered_of` turns a row into what :func:`domain.secmerchant.resolve`
-    takes."""
+    """What is registered about a pay's secondary merchant and store, as columns of the pay's one read."""
+    # Bind parameters: merchant_id, smid, sm_store_id; registered_of() reads the row back.
     return _registered_select(bindparam("merchant_id"), bindparam("smid"), bindparam("sm_store_id"))
 
 
