@@ -59,7 +59,7 @@ class SecondaryRef:
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """What is registered about a pay's secondary merchant and store (None: not registered)."""
+    """What is registered about a pay's secondary merchant and its store (store fields None: no such store)."""
 
     merchant_name: str | None
     merchant_active: bool | None
