@@ -730,6 +730,10 @@ from tillpay.cli_keys import key_add  # noqa: E402 - it imports this module's Ct
 
 merchant.add_command(key_add)
 
+from tillpay.secmerchant_cli import secondary  # noqa: E402 - it imports this module's Ctx
+
+merchant.add_command(secondary)
+
 from tillpay.ecr.cli import ecr as _ecr  # noqa: E402 - registered last, like every command group
 
 main.add_command(_ecr)

@@ -333,6 +333,23 @@ class FileRow:
     store_id: str | None
     terminal_id: str | None
     payment_kind: str
+    #: The pay's secondary merchant and store (MAPI ``extend_info``), when it named them.
+    secondary_merchant_id: str | None = None
+    secondary_merchant_name: str | None = None
+    secondary_merchant_industry: str | None = None
+    store_name: str | None = None
+
+    def secondary_columns(self) -> tuple[str, str, str, str]:
+        """``Secondary_merchant_industry``, ``_name``, ``_id`` and ``Operator_name``: the secondary
+        merchant the pay named, else the merchant's own MCC and name, the store id and the terminal id.
+        ``Operator_name`` is "store or driver name" (reference §1.14): the store name when the pay
+        gave one."""
+        return (
+            self.secondary_merchant_industry or self.mcc,
+            clean(self.secondary_merchant_name or self.merchant_name),
+            clean(self.secondary_merchant_id or self.store_id),
+            clean(self.store_name or self.terminal_id),
+        )
 
 
 def _local(instant: datetime, z: ZoneInfo) -> str:
@@ -357,10 +374,7 @@ def transaction_line(r: FileRow, z: ZoneInfo) -> str:
                 _local(r.occurred_at, z),
                 TRANSACTION_TYPES[r.kind],
                 REMARKS[r.kind],
-                r.mcc,
-                clean(r.merchant_name),
-                clean(r.store_id),
-                clean(r.terminal_id),
+                *r.secondary_columns(),
                 order_scene(r.payment_kind),
                 r.trans_currency,
                 format_amount(r.trans_amount, r.trans_currency),
@@ -388,10 +402,7 @@ def settlement_line(r: FileRow, settled_at: datetime, z: ZoneInfo) -> str:
                 SETTLEMENT_TYPES[r.kind],
                 LIQUIDATED,
                 REMARKS[r.kind],
-                r.mcc,
-                clean(r.merchant_name),
-                clean(r.store_id),
-                clean(r.terminal_id),
+                *r.secondary_columns(),
                 order_scene(r.payment_kind),
                 r.trans_currency,
                 format_amount(r.trans_amount, r.trans_currency),

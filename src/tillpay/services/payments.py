@@ -18,14 +18,14 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillpay.domain import ledger, paycode, risk
+from tillpay.domain import ledger, paycode, risk, secmerchant
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import find_rate, make_quote
 from tillpay.domain.money import convert, exponent
 from tillpay.domain.payment import Event, Status, refund_shares, transition
 from tillpay.domain.risk import Verdict
 from tillpay.services import fx as fx_service
-from tillpay.services import paypath, stores
+from tillpay.services import paypath, secmerchants, stores
 from tillpay.services import risk as risk_service
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import verify_secret
@@ -73,6 +73,22 @@ class PayCommand:
     store_id: str | None = None
     terminal_id: str | None = None
     memo: str | None = None
+    #: MAPI ``extend_info``: the secondary merchant and store the pay is for (checked by the dialect).
+    secondary_merchant_id: str | None = None
+    secondary_merchant_name: str | None = None
+    secondary_merchant_industry: str | None = None
+    store_name: str | None = None
+
+    def secondary(self) -> secmerchant.SecondaryRef:
+        """The pay's secondary merchant and store, as sent."""
+        return secmerchant.SecondaryRef(
+            secondary_merchant_id=self.secondary_merchant_id,
+            secondary_merchant_name=self.secondary_merchant_name,
+            secondary_merchant_industry=self.secondary_merchant_industry,
+            store_id=self.store_id,
+            store_name=self.store_name,
+            terminal_id=self.terminal_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,12 +503,14 @@ class _Payer:
     currency: str
     login_id: str
     margin_bps: int
+    #: What the pay records about its secondary merchant and store (registration filled in).
+    secondary: secmerchant.SecondaryRef
 
 
 async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) -> _Payer | None:
     """The common case in one statement (``paypath.READ``); None if anything needs the careful path:
     a known transaction id, wrong codes counted, an unknown or inactive device, a code that does not
-    match, a disabled store or terminal, or a terminal with a wrong code inside its rule's window. Reads
+    match, a disabled store or terminal or secondary merchant, or a terminal with a wrong code inside its rule's window. Reads
     only, so falling back changes nothing."""
     try:
         parsed = paycode.parse(cmd.code)
@@ -512,6 +530,8 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
             "now": now,
             "store_id": cmd.store_id,
             "terminal_id": cmd.terminal_id,
+            "smid": cmd.secondary_merchant_id,
+            "sm_store_id": cmd.store_id,
         },
     )
     row = found[0] if found else None
@@ -537,6 +557,10 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
     step = paycode.match_step(bytes(row["secret"]), parsed, int(now.timestamp()))
     if step is None:
         return None
+    try:
+        secondary = secmerchant.resolve(cmd.secondary(), secmerchants.registered_of(row))
+    except TillpayError:
+        return None  # a disabled secondary merchant or store: refused on the careful path
     if cmd.price_currency == row["currency"]:
         margin = 0
     else:
@@ -551,6 +575,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
         row["currency"],
         row["login_id"],
         int(margin),
+        secondary,
     )
 
 
@@ -563,6 +588,10 @@ async def _payer_carefully(
         return await _replay(p, conn, existing, digest)
     # Stores and terminals the merchant disabled in its console cannot take payments.
     await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
+    secondary = secmerchant.resolve(
+        cmd.secondary(),
+        await secmerchants.registered(conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id),
+    )
     base_cfg = risk.build(
         await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
     )
@@ -579,7 +608,15 @@ async def _payer_carefully(
         raise TillpayError(Code.BUYER_NOT_EXIST)
     margin = await fx_service.margin_for(p, conn, cmd.price_currency, user.currency)
     return _Payer(
-        device.id, device.user_id, device.created_at, step, slot, user.currency, user.login_id, margin
+        device.id,
+        device.user_id,
+        device.created_at,
+        step,
+        slot,
+        user.currency,
+        user.login_id,
+        margin,
+        secondary,
     )
 
 
@@ -755,6 +792,10 @@ async def _charge(
         "store_id": cmd.store_id,
         "terminal_id": cmd.terminal_id,
         "memo": cmd.memo,
+        "secondary_merchant_id": payer.secondary.secondary_merchant_id,
+        "secondary_merchant_name": payer.secondary.secondary_merchant_name,
+        "secondary_merchant_industry": payer.secondary.secondary_merchant_industry,
+        "store_name": payer.secondary.store_name,
         "created_at": now,
         "expires_at": now + timedelta(seconds=p.settings.payment_timeout_seconds)
         if status is Status.WAIT_BUYER_PAY

@@ -8,7 +8,7 @@ They also fold what a pay reads into few round trips, without changing what it r
 
 - ``READ``: before the write transaction, in one statement: an existing payment under the merchant's id,
   the wrong-code counts for the merchant and the device, whether the store or terminal is disabled, the
-  terminal's latest wrong code, the device and its wallet, the scheme's, merchant's and customer's risk
+  terminal's latest wrong code, what is registered about the pay's secondary merchant and store, the device and its wallet, the scheme's, merchant's and customer's risk
   rules, and the FX margin between the price and the wallet currency.
 - ``LOCK``: the wallet row, locked, with the three rule layers (on PostgreSQL, ``LOCK_AND_USE_CODE`` also
   records the code's single use in the same statement). The customer's totals (``TOTALS``) are a
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
 
+from tillpay.services.secmerchants import registered_columns
 from tillpay.services.stores import disabled_clause
 from tillpay.store import tables as t
 
@@ -92,6 +93,7 @@ READ: Select[Any] = (
         .where(_bad.c.merchant_id == bindparam("merchant_id"), _bad.c.terminal_id == bindparam("terminal_id"))
         .scalar_subquery()
         .label("terminal_bad_at"),
+        *registered_columns(),
         _dev.c.id.label("device_id"),
         _dev.c.user_id,
         _dev.c.secret,

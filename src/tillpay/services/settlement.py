@@ -651,6 +651,10 @@ def _file_rows_query(batch_id: int, after: int, limit: int) -> Any:
             pay.c.kind.label("payment_kind"),
             pay.c.store_id,
             pay.c.terminal_id,
+            pay.c.secondary_merchant_id,
+            pay.c.secondary_merchant_name,
+            pay.c.secondary_merchant_industry,
+            pay.c.store_name,
             ref.c.partner_refund_id,
             ref.c.price_amount.label("refund_price_amount"),
         )
@@ -679,6 +683,10 @@ def _file_row(r: Any, mcc: str, merchant_name: str) -> dom.FileRow:
         store_id=r.store_id,
         terminal_id=r.terminal_id,
         payment_kind=r.payment_kind,
+        secondary_merchant_id=r.secondary_merchant_id,
+        secondary_merchant_name=r.secondary_merchant_name,
+        secondary_merchant_industry=r.secondary_merchant_industry,
+        store_name=r.store_name,
     )
 
 

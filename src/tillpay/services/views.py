@@ -63,6 +63,10 @@ class PaymentView:
     closed_at: datetime | None
     store_id: str | None
     terminal_id: str | None
+    secondary_merchant_id: str | None = None
+    secondary_merchant_name: str | None = None
+    secondary_merchant_industry: str | None = None
+    store_name: str | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any], login_id: str | None = None) -> PaymentView:
@@ -99,6 +103,10 @@ class PaymentView:
             closed_at=row.closed_at,
             store_id=row.store_id,
             terminal_id=row.terminal_id,
+            secondary_merchant_id=row.secondary_merchant_id,
+            secondary_merchant_name=row.secondary_merchant_name,
+            secondary_merchant_industry=row.secondary_merchant_industry,
+            store_name=row.store_name,
         )
 
     def to_json(self) -> dict[str, Any]:

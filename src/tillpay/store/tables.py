@@ -170,6 +170,12 @@ payments = Table(
     Column("store_id", String(64)),
     Column("terminal_id", String(64)),
     Column("memo", String(256)),
+    #: The secondary merchant the pay named (MAPI ``extend_info``), as sent or filled from its
+    #: registration (``secondary_merchants``); the settlement files and notifications show them.
+    Column("secondary_merchant_id", String(64)),
+    Column("secondary_merchant_name", String(128)),
+    Column("secondary_merchant_industry", String(4)),
+    Column("store_name", String(256)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime),
     Column("paid_at", UTCDateTime),
@@ -534,6 +540,59 @@ terminals = Table(
     Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("merchant_id", "terminal_id", name="uq_terminals_merchant_terminal"),
+)
+
+#: Secondary merchants an acquirer or ISV (a Tillpay merchant) registered through MAPI's
+#: ``alipay.overseas.secmerchant.offline.maintain``; scoped by the merchant, keyed by its own id.
+secondary_merchants = Table(
+    "secondary_merchants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("secondary_merchant_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("merchant_type", String(16)),  # INDIVIDUAL | ENTERPRISE
+    Column("registration_no", String(64)),
+    Column("register_country", String(2)),
+    Column("register_address", String(256)),
+    Column("shareholder_name", String(64)),
+    Column("shareholder_id", String(64)),
+    Column("representative_name", String(64)),
+    Column("representative_id", String(64)),
+    Column("settlement_no", String(64)),
+    Column("contact_no", String(64)),
+    Column("contact_email", String(128)),
+    Column("cs_no", String(64)),
+    Column("cs_email", String(128)),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
+    Column("reject_reason", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("merchant_id", "secondary_merchant_id", name="uq_secondary_merchants_merchant_smid"),
+)
+
+#: The stores of a secondary merchant: Alipay keys a store by partner + secondary merchant + store id.
+secondary_stores = Table(
+    "secondary_stores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("secondary_merchant_id", String(64), nullable=False),
+    Column("store_id", String(64), nullable=False),
+    Column("store_name", String(256), nullable=False),
+    Column("store_country", String(2), nullable=False),
+    Column("store_address", String(256), nullable=False),
+    Column("store_industry", String(4), nullable=False),
+    Column("internal_store_photo", String(512)),
+    Column("external_storefront_photo", String(512)),
+    Column("extend_params", Text),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | disabled
+    Column("reject_reason", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint(
+        "merchant_id", "secondary_merchant_id", "store_id", name="uq_secondary_stores_merchant_smid_store"
+    ),
 )
 
 # The console lists a merchant's payments newest first and filters them by store and terminal.

@@ -12,7 +12,7 @@ import structlog
 
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
-from tillpay.protocols.mapi import signing
+from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
 from tillpay.protocols.mapi.wire import Envelope, alipay_time, notify_time
@@ -131,6 +131,7 @@ SPECS: dict[str, dict[str, P]] = {
         "passback_parameters": P(False, 256),
         "it_b_pay": P(False, 8),
     },
+    **secmerchant.specs(P, _COMMON),
 }
 
 #: A parameter no page documents for the service is accepted and ignored (and logged), not refused:
@@ -291,24 +292,14 @@ def _business(
     return out
 
 
-def _extend_info(text: str | None) -> dict[str, str]:
-    if text is None:
-        return {}
-    extend = _json_object("extend_info", text)
-    if not extend and text.strip().startswith("["):
-        raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info must be a JSON object")
-    return {k: str(v) for k, v in extend.items() if v not in (None, "")}
-
-
 async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
     if q["alipay_seller_id"] != m.partner_id:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "alipay_seller_id must equal partner")
     settle = q["currency"]
     price_currency = q.get("trans_currency", settle)
     amount = _amount(q["trans_amount"], price_currency, "trans_amount")
-    extend = _extend_info(q.get("extend_info"))
-    store_id = extend.get("store_id") or None
-    terminal_id = extend.get("terminal_id") or None
+    # Where the pay happened: the secondary merchant, its store and the terminal (all optional).
+    extend = secmerchant.extend_info(q["extend_info"]) if "extend_info" in q else secmerchant.SecondaryRef()
     outcome = await payments.pay(
         p,
         payments.PayCommand(
@@ -322,9 +313,13 @@ async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> d
             dialect="mapi",
             notify_url=q.get("notify_url"),
             sign_type=sign_type,
-            store_id=store_id,
-            terminal_id=terminal_id,
+            store_id=extend.store_id,
+            terminal_id=extend.terminal_id,
             memo=q.get("memo"),
+            secondary_merchant_id=extend.secondary_merchant_id,
+            secondary_merchant_name=extend.secondary_merchant_name,
+            secondary_merchant_industry=extend.secondary_merchant_industry,
+            store_name=extend.store_name,
         ),
     )
     return _business(PAY, outcome.code, payment_fields(outcome.payment, p.settings.payment_inst))
@@ -458,6 +453,7 @@ HANDLERS: dict[str, Handler] = {
     REFUND: _refund,
     REFUND_QUERY: _refund_query,
     PRECREATE: _precreate,
+    **secmerchant.HANDLERS,
 }
 
 

@@ -19,6 +19,16 @@ from tillpay.services.platform import Merchant
 #: The body a merchant answers with to acknowledge; anything else is retried.
 ACK = "success"
 
+#: Where the pay happened, under ``extend_info``'s names (Tillpay's addition to the guessed field list).
+_EXTEND_FIELDS = (
+    "secondary_merchant_id",
+    "secondary_merchant_name",
+    "secondary_merchant_industry",
+    "store_id",
+    "store_name",
+    "terminal_id",
+)
+
 _ACTIONS = {"TRADE_SUCCESS": "payByAccountAction", "TRADE_CLOSED": "closeTradeAction"}
 
 
@@ -52,6 +62,9 @@ def fields(
         "buyer_email": v["buyer_login"],
         "subject": v["subject"] or None,
     }
+    # The pay's extend_info, as recorded (``.get``: notifications queued before these were stored lack them).
+    for key in _EXTEND_FIELDS:
+        f[key] = v.get(key)
     if v["wallet_amount"] is not None:
         f["trans_amount_cny"] = format_amount(v["wallet_amount"], v["wallet_currency"])
         f["exchange_rate"] = format(Decimal(v["wallet_rate"]).normalize(), "f")

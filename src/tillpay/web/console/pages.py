@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, stores
+from tillpay.services import console, console_auth, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web.console import charts
@@ -644,13 +644,15 @@ async def redeliver(ctx: Ctx) -> Response:
 
 @page()
 async def store_list(ctx: Ctx) -> Response:
-    """Stores and terminals, with links to their payments; add and disable them."""
+    """Stores and terminals, with links to their payments; add and disable them. Below them, the
+    secondary merchants and stores registered through MAPI ``offline.maintain``."""
     mid = ctx.user.merchant_id
     return _render(
         ctx,
         "stores.html",
         store_list=await stores.list_stores(ctx.p, mid),
         terminal_list=await stores.list_terminals(ctx.p, mid),
+        secondary_list=await secmerchants.list_secondary(ctx.p, mid),
         error=ctx.request.query_params.get("error", "")[:200] or None,
     )
 
