@@ -455,10 +455,18 @@ async def _enqueue(
     )
 
 
+#: Dialects that notify a payment only when it is paid. Antom's in-store ``notifyPayment`` is sent "when
+#: the payment processing reaches a final state of success" (reference §7, ``ams/paymentrn``): a payment
+#: that closes unpaid, or a paid one the merchant cancels, is learned from ``inquiryPayment``.
+SUCCESS_ONLY_DIALECTS = frozenset({"antom"})
+
+
 async def _notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, event: str) -> None:
     row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).first()
     assert row is not None
     if not row.notify_url:
+        return
+    if row.dialect in SUCCESS_ONLY_DIALECTS and row.status != Status.TRADE_SUCCESS.value:
         return
     view = await _view(conn, row)
     await _enqueue(
