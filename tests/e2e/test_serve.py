@@ -115,12 +115,21 @@ def test_pay_confirm_refund_through_the_server_process(shop: dict[str, Any]) -> 
         r = c.checkout("E2E-1", code(shop), "12.50", "CNY", "Latte", poll_interval=0.2, merchant_timeout=10)
         assert r.outcome == "PAID"
         assert balance(shop) == "487.50"
-        big = c.pay("E2E-2", code(shop), "2100.00", "CNY", "Espresso machine")
+        # 2100.00 is more than the 487.50 left: refused at once, never sent to the customer to confirm.
+        poor = c.pay("E2E-2", code(shop), "2100.00", "CNY", "Espresso machine")
+        assert poor.error == "BUYER_BALANCE_NOT_ENOUGH" and poor.status != "WAIT_BUYER_PAY"
+        why = cli_json(shop["db"], "risk", "explain", poor.trade_no or "")
+        assert (why["verdict"], why["rule"]) == ("DECLINE", "balance")
+        assert cli_json(shop["db"], "wallet", "pending", "--login", "alice@example.test")["pending"] == []
+        q = c.query("E2E-2")
+        assert q.status == "TRADE_CLOSED" and q.get("close_reason") == "BUYER_BALANCE_NOT_ENOUGH"
+        cli_json(shop["db"], "wallet", "topup", "--login", "alice@example.test", "--amount", "2000.00")
+        big = c.pay("E2E-3", code(shop), "2100.00", "CNY", "Espresso machine")
         assert big.result_code == "UNKNOW" and big.status == "WAIT_BUYER_PAY"
         why = cli_json(shop["db"], "risk", "explain", big.trade_no or "")
         assert (why["verdict"], why["rule"]) == ("CONFIRM", "amount_over_confirm_limit")
         pending = cli_json(shop["db"], "wallet", "pending", "--login", "alice@example.test")["pending"]
-        assert [p["partner_trans_id"] for p in pending] == ["E2E-2"]
+        assert [p["partner_trans_id"] for p in pending] == ["E2E-3"]
         wrong = cli(
             shop["db"], "wallet", "confirm", "--login", "alice@example.test", "--pin", "000000", check=False
         )
@@ -128,12 +137,10 @@ def test_pay_confirm_refund_through_the_server_process(shop: dict[str, Any]) -> 
         confirmed = cli(
             shop["db"], "wallet", "confirm", "--login", "alice@example.test", "--pin", "246810", check=False
         )
-        # 2100.00 is more than the 487.50 left: the confirmation closes the payment without charging.
-        assert json.loads(confirmed.stdout)["status"] == "TRADE_CLOSED"
-        q = c.query("E2E-2")
-        assert q.status == "TRADE_CLOSED" and q.get("close_reason") == "BUYER_BALANCE_NOT_ENOUGH"
+        assert json.loads(confirmed.stdout)["status"] == "TRADE_SUCCESS"
+        assert c.query("E2E-3").status == "TRADE_SUCCESS"
         assert c.refund("E2E-1", "E2E-1-R", "2.50", "CNY").ok
-    assert balance(shop) == "490.00"
+    assert balance(shop) == "390.00"  # 500.00 - 12.50 + 2000.00 - 2100.00 + 2.50
 
 
 def fire(

@@ -19,6 +19,12 @@ from tillpay.protocols.antom import signing as antom_signing
 from tillpay.services import merchants
 
 
+def assert_epoch_ms(header: str) -> None:
+    """Antom's header times are epoch milliseconds (``1685599933871``), near now."""
+    assert header.isdigit() and len(header) == 13, header
+    assert abs(int(header) - time.time() * 1000) < 60_000, header
+
+
 def test_pay_inquiry_refund_and_inquiry_refund(live: LiveServer) -> None:
     shop = make_shop(live)
     c = shop.antom()
@@ -31,7 +37,8 @@ def test_pay_inquiry_refund_and_inquiry_refund(live: LiveServer) -> None:
         and pay["paymentQuote"]["quotePrice"] == "7.1023"
     )
     assert pay["paymentTime"] and pay["customerId"].startswith("2088")
-    assert pay.headers["client-id"] == shop.merchant.client_id and pay.headers["response-time"]
+    assert pay.headers["client-id"] == shop.merchant.client_id
+    assert_epoch_ms(pay.headers["response-time"])
     q = c.call("inquiryPayment", {"paymentRequestId": "AP-1"})
     assert (
         q.result == ("S", "SUCCESS")
@@ -104,15 +111,38 @@ def test_failures_and_cancel(live: LiveServer) -> None:
     assert (q["paymentStatus"], q["paymentResultCode"]) == ("FAIL", "USER_BALANCE_NOT_ENOUGH")
     assert c.pay("AF-2", "281234567890123456", 100, "CNY").result == ("F", "INVALID_CODE")
     assert c.call("inquiryPayment", {"paymentRequestId": "AF-9"}).result == ("F", "ORDER_NOT_EXIST")
-    early = c.call("cancel", {"paymentRequestId": "AF-3"})
-    assert early.result == ("S", "SUCCESS") and early["cancelTime"]
-    assert c.pay("AF-3", shop.code(), 100, "CNY").result == ("F", "ORDER_IS_CLOSED")
+    # Cancel of an id Antom never saw: ORDER_NOT_EXIST, every time; the id is closed all the same.
+    for _ in range(2):
+        early = c.call("cancel", {"paymentRequestId": "AF-3"})
+        assert early.result == ("F", "ORDER_NOT_EXIST") and "cancelTime" not in early.body
+        assert "paymentId" not in early.body
+    assert c.call("inquiryPayment", {"paymentRequestId": "AF-3"}).result == ("F", "ORDER_NOT_EXIST")
+    code = shop.code()
+    assert c.pay("AF-3", code, 100, "CNY").result == ("F", "ORDER_IS_CLOSED")
+    assert shop.code() == code  # the late pay charged nothing and used nothing
     paid = c.pay("AF-4", shop.code(), 300, "CNY")
     assert paid.result[0] == "S"
     assert c.call("cancel", {"paymentId": paid["paymentId"]}).result[0] == "S"
     q = c.call("inquiryPayment", {"paymentRequestId": "AF-4"})
     assert q["paymentStatus"] == "CANCELLED"
     assert shop.balance() == 500
+
+
+def test_over_balance_above_the_confirm_limit_fails_at_once_with_the_balance_code(live: LiveServer) -> None:
+    shop = make_shop(live, currency="CNY", balance=100_000)  # 1000.00 CNY; confirm above 2000.00
+    c = shop.antom()
+    code = shop.code()
+    before = counts(live)
+    poor = c.pay("AB-1", code, 250_000, "CNY", "Watch")
+    assert poor.result == ("F", "USER_BALANCE_NOT_ENOUGH") and "paymentTime" not in poor.body
+    q = c.call("inquiryPayment", {"paymentRequestId": "AB-1"})
+    assert (q["paymentStatus"], q["paymentResultCode"]) == ("FAIL", "USER_BALANCE_NOT_ENOUGH")
+    after = counts(live)
+    assert after["payments"] == before["payments"] + 1
+    assert {k: after[k] for k in ("code_uses", "postings", "outbox")} == {
+        k: before[k] for k in ("code_uses", "postings", "outbox")
+    }
+    assert shop.balance() == 100_000 and shop.code() == code
 
 
 # --------------------------------------------------------------------------------------- bad input
@@ -318,6 +348,7 @@ def test_notify_payment_is_signed_json_repeated_until_acknowledged(
     assert pay.result[0] == "S"
     receiver.wait(2)
     (path, headers, body), second = receiver.received[0], receiver.received[1]
+    assert_epoch_ms(headers["request-time"])
     assert json.loads(second[2])["notifyId"] == json.loads(body)["notifyId"] and path == "/antom/notify"
     data = json.loads(body)
     assert data["notifyType"] == "PAYMENT_RESULT" and data["result"]["resultStatus"] == "S"
@@ -329,3 +360,59 @@ def test_notify_payment_is_signed_json_repeated_until_acknowledged(
     assert not antom_signing.verify(content.replace(b"300", b"301"), sig, shop.merchant.gateway_public_key)
     time.sleep(0.3)
     assert len(receiver.received) == 2
+
+
+def test_only_a_paid_payment_is_notified_and_refunds_are_refund_result(
+    live: LiveServer, receiver: JsonReceiver
+) -> None:
+    shop = make_shop(live, currency="CNY")
+    c = shop.antom()
+    # Never paid: declined for the balance, and waiting then cancelled. Antom notifies success only.
+    before = counts(live)["outbox"]
+    poor = c.pay("AS-1", shop.code(), 2_000_000, "CNY", paymentNotifyUrl=receiver.url)
+    assert poor.result == ("F", "USER_BALANCE_NOT_ENOUGH")
+    waiting = c.pay("AS-2", shop.code(), 250_000, "CNY", paymentNotifyUrl=receiver.url)
+    assert waiting.result == ("U", "PAYMENT_IN_PROCESS")
+    assert c.call("cancel", {"paymentRequestId": "AS-2"}).result == ("S", "SUCCESS")
+    assert counts(live)["outbox"] == before
+    # Paid after the customer confirms: one PAYMENT_RESULT S. A cancel of it afterwards adds nothing.
+    confirmed = c.pay("AS-3", shop.code(), 250_000, "CNY", paymentNotifyUrl=receiver.url)
+    shop.confirm(confirmed["paymentId"])
+    receiver.wait(1)
+    first = json.loads(receiver.received[0][2])
+    assert (first["notifyType"], first["paymentRequestId"]) == ("PAYMENT_RESULT", "AS-3")
+    assert first["result"]["resultStatus"] == "S" and first["paymentTime"]
+    paid = c.pay("AS-4", shop.code(), 500, "CNY", paymentNotifyUrl=receiver.url)
+    refund = c.call(
+        "refund",
+        {
+            "refundRequestId": "ASR-1",
+            "paymentId": paid["paymentId"],
+            "refundAmount": {"currency": "CNY", "value": "200"},
+            "refundNotifyUrl": receiver.url,
+        },
+    )
+    assert refund.result == ("S", "SUCCESS")
+    assert c.call("cancel", {"paymentRequestId": "AS-3"}).result == ("S", "SUCCESS")
+    assert counts(live)["outbox"] == before + 3  # AS-3 paid, AS-4 paid, the refund of AS-4
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = {json.loads(b)["notifyId"]: json.loads(b) for _, _, b in receiver.received}
+        if len(seen) == 3:
+            break
+        time.sleep(0.05)
+    kinds = sorted(
+        (d["notifyType"], d.get("paymentRequestId") or d.get("refundRequestId"), d["result"]["resultStatus"])
+        for d in seen.values()
+    )
+    assert kinds == [
+        ("PAYMENT_RESULT", "AS-3", "S"),
+        ("PAYMENT_RESULT", "AS-4", "S"),
+        ("REFUND_RESULT", "ASR-1", "S"),
+    ]
+    notified = next(d for d in seen.values() if d["notifyType"] == "REFUND_RESULT")
+    assert notified["refundStatus"] == "SUCCESS" and notified["refundAmount"] == {
+        "currency": "CNY",
+        "value": "200",
+    }
+    assert notified["refundId"] == refund["refundId"] and notified["refundTime"]

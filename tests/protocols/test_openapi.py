@@ -73,6 +73,7 @@ def test_confirmation_answers_10003_until_the_customer_confirms(live: LiveServer
         },
     )
     assert pay.code == "10003" and pay["receipt_amount"] == "0.00"
+    assert pay["msg"] == " order success pay inprocess"  # as captured from production (reference §7)
     assert c.call("alipay.trade.query", {"out_trade_no": "W-1"})["trade_status"] == "WAIT_BUYER_PAY"
     shop.confirm()
     q = c.call("alipay.trade.query", {"out_trade_no": "W-1"})
@@ -106,6 +107,28 @@ def test_declines_are_40004_with_the_acq_sub_code(live: LiveServer) -> None:
     )
     assert bad.sub_code == "ACQ.PAYMENT_AUTH_CODE_INVALID"
     assert shop.balance() == 500
+
+
+def test_over_balance_above_the_confirm_limit_is_40004_at_once_not_10003(live: LiveServer) -> None:
+    # 300.00 USD is 2130.69 CNY: above the 2000.00 CNY confirm limit and above the 2000.00 CNY balance
+    # (though 300.00 alone is not).
+    shop = make_shop(live, currency="USD", balance=200_000)
+    c = shop.open()
+    code = shop.code()
+    pay = c.call(
+        "alipay.trade.pay",
+        {
+            "out_trade_no": "B-1",
+            "scene": "bar_code",
+            "auth_code": code,
+            "subject": "TV",
+            "total_amount": "300.00",
+        },
+    )
+    assert (pay.code, pay.sub_code) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
+    q = c.call("alipay.trade.query", {"out_trade_no": "B-1"})
+    assert q["trade_status"] == "TRADE_CLOSED"
+    assert shop.balance() == 200_000 and shop.code() == code  # nothing charged, the code still unused
 
 
 def test_cancel_before_and_after_payment_and_close(live: LiveServer) -> None:

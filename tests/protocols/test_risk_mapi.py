@@ -188,3 +188,26 @@ def test_two_parallel_payments_cannot_both_slip_under_the_daily_limit(live: Live
     assert {r.error for r in results if not r.ok} == {"BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"}
     assert shop.balance(live) == 10_000_000 - 40_000
     assert live.run(lambda p: payments.count_payments(p, shop.new.merchant.id)) == len(codes)
+
+
+def test_a_payment_the_balance_cannot_cover_is_declined_at_once_even_above_the_confirm_limit(
+    live: LiveServer,
+) -> None:
+    # 300.00 USD is 2130.69 CNY: above the 2000.00 CNY confirm limit and above the 2000.00 CNY balance,
+    # though the price alone (300.00) is not.
+    shop = make_shop(live, currency="USD", balance=200_000)
+    code = shop.code(live)
+    with shop.client(live) as c:
+        r = c.pay("O-1", code, "300.00", "USD", "TV")
+        assert not r.ok and r.error == "BUYER_BALANCE_NOT_ENOUGH" and r.status != "WAIT_BUYER_PAY"
+        assert c.query("O-1").status == "TRADE_CLOSED"
+    e = explain(live, r.trade_no)
+    assert (e.verdict, e.rule, e.code) == ("DECLINE", "balance", "BUYER_BALANCE_NOT_ENOUGH")
+    assert e.inputs["wallet_amount"] == 213_069 and e.inputs["balance"] == 200_000
+    assert "amount_over_confirm_limit" in e.fired
+    pending = live.run(lambda p: payments.pending_for_user(p, shop.customer.user.id))
+    assert pending == [] and shop.balance(live) == 200_000
+    assert shop.code(live) == code  # the code is still unused: after a top-up it pays
+    live.run(lambda p: wallets.topup(p, shop.customer.user.login_id, 13_069))
+    with shop.client(live) as c:
+        assert c.pay("O-2", code, "300.00", "USD", "TV").status == "WAIT_BUYER_PAY"

@@ -162,7 +162,7 @@ def test_open_platform_confirmation_while_the_sdk_polls(sdk_env: Env, sdk: str) 
     pay = d.call(
         "pay", out_trade_no=f"{sdk}-W1", auth_code=code(sdk_env, c), subject="TV", total_amount="2500.00"
     )
-    assert pay["code"] == "10003"
+    assert pay["code"] == "10003" and pay["msg"] == " order success pay inprocess"
     customer_thread = confirm_when_asked(sdk_env, c)
     seen = []
     for _ in range(60):
@@ -184,6 +184,11 @@ def test_open_platform_insufficient_balance(sdk_env: Env, sdk: str) -> None:
     )
     assert (pay["code"], pay["sub_code"]) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
     assert d.call("query", out_trade_no=f"{sdk}-D1")["trade_status"] == "TRADE_CLOSED"
+    # Above the confirm limit too: refused at once, never 10003.
+    big = d.call(
+        "pay", out_trade_no=f"{sdk}-D2", auth_code=code(sdk_env, c), subject="TV", total_amount="2500.00"
+    )
+    assert (big["code"], big["sub_code"]) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
     assert balance(sdk_env, c) == 500
 
 
@@ -313,12 +318,19 @@ def test_antom_insufficient_balance(sdk_env: Env) -> None:
     pay = d.call("pay", request_id="A-D1", code=code(sdk_env, c), currency="CNY", value="1000", subject="Tea")
     assert (pay["result"]["resultStatus"], pay["result"]["resultCode"]) == ("F", "USER_BALANCE_NOT_ENOUGH")
     assert d.call("inquiry", request_id="A-D1")["paymentStatus"] == "FAIL"
+    # Above the confirm limit too: refused at once, never PAYMENT_IN_PROCESS.
+    big = d.call(
+        "pay", request_id="A-D2", code=code(sdk_env, c), currency="CNY", value="250000", subject="TV"
+    )
+    assert (big["result"]["resultStatus"], big["result"]["resultCode"]) == ("F", "USER_BALANCE_NOT_ENOUGH")
     assert balance(sdk_env, c) == 500
 
 
 def test_antom_cancel_before_and_after_payment(sdk_env: Env) -> None:
     c, d = customer(sdk_env), sdk_env.antom
-    assert d.call("cancel", request_id="A-C1")["result"]["resultStatus"] == "S"
+    # An id Antom never saw: ORDER_NOT_EXIST, and the id is closed for a late pay all the same.
+    early = d.call("cancel", request_id="A-C1")
+    assert (early["result"]["resultStatus"], early["result"]["resultCode"]) == ("F", "ORDER_NOT_EXIST")
     late = d.call("pay", request_id="A-C1", code=code(sdk_env, c), currency="CNY", value="100", subject="x")
     assert late["result"]["resultCode"] == "ORDER_IS_CLOSED"
     assert (
@@ -391,6 +403,7 @@ def test_antom_notify_payment_verifies_with_the_sdk(sdk_env: Env, json_receiver:
     path, headers, body = json_receiver.received[0]
     data = json.loads(body)
     assert data["notifyType"] == "PAYMENT_RESULT" and data["paymentRequestId"] == "A-N1"
+    assert headers["request-time"].isdigit() and len(headers["request-time"]) == 13  # epoch milliseconds
     args = {
         "path": path,
         "client_id": headers["client-id"],

@@ -12,8 +12,10 @@ from tillpay.domain import paycode
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.payment import Status
 from tillpay.services import payments, wallets
+from tillpay.services import risk as risk_service
 from tillpay.services.payments import PayCommand, PrecreateCommand, RefundCommand
 from tillpay.services.platform import FakeClock, Merchant, Platform
+from tillpay.services.views import PayOutcome
 from tillpay.store import tables as t
 
 pytestmark = pytest.mark.anyio
@@ -131,13 +133,103 @@ async def test_too_many_bad_codes_for_a_device_blocks_even_a_good_one(platform: 
     assert await balance(platform, c) == 10_000
 
 
+async def assert_refused_for_balance(
+    p: Platform, c: f.Customer, out: PayOutcome, code: str, left: int
+) -> None:
+    """Closed with the balance failure at once: never waiting for the customer, nothing charged, nothing
+    posted, nothing notified, and the code still unused (the customer's next code is the same one)."""
+    assert out.code is Code.BUYER_BALANCE_NOT_ENOUGH
+    assert out.payment.status is Status.TRADE_CLOSED and out.payment.paid_at is None
+    assert out.payment.result_code is Code.BUYER_BALANCE_NOT_ENOUGH
+    assert await payments.pending_for_user(p, c.user.id) == []
+    assert await balance(p, c) == left
+    assert await count(p, t.code_uses) == 0 and await f.code(p, c) == code
+    async with p.engine.connect() as conn:
+        paid_entries = select(func.count()).where(t.journal_entries.c.payment_id == out.payment.id)
+        assert (await conn.execute(paid_entries)).scalar_one() == 0
+    explained = await risk_service.explain(p, out.payment.trade_no)
+    assert (explained.verdict, explained.rule) == ("DECLINE", "balance")
+
+
 async def test_insufficient_balance_closes_the_payment_and_charges_nothing(platform: Platform) -> None:
     m = (await f.merchant(platform, "CNY")).merchant
     c = await f.customer(platform, "CNY", balance=1000)
-    out = await payments.pay(platform, pay_cmd(m, await f.code(platform, c)))
-    assert out.code is Code.BUYER_BALANCE_NOT_ENOUGH
-    assert out.payment.status is Status.TRADE_CLOSED
-    assert await balance(platform, c) == 1000
+    code = await f.code(platform, c)
+    out = await payments.pay(platform, pay_cmd(m, code))
+    await assert_refused_for_balance(platform, c, out, code, 1000)
+    # The same request again answers the same failure; after a top-up the same code pays a new order.
+    again = await payments.pay(platform, pay_cmd(m, code))
+    assert again.replayed and again.code is Code.BUYER_BALANCE_NOT_ENOUGH
+    await wallets.topup(platform, c.user.login_id, 1000)
+    paid = await payments.pay(platform, pay_cmd(m, code, ptid="ORDER-2"))
+    assert paid.code is None and await balance(platform, c) == 2000 - 1250
+
+
+async def test_over_balance_above_the_confirm_limit_is_refused_at_once_not_sent_to_confirm(
+    platform: Platform,
+) -> None:
+    m = (await f.merchant(platform, "CNY")).merchant
+    c = await f.customer(platform, "CNY", balance=100_000)  # 1000.00 CNY; the confirm limit is 2000.00
+    code = await f.code(platform, c)
+    out = await payments.pay(platform, pay_cmd(m, code, amount=250_000))
+    await assert_refused_for_balance(platform, c, out, code, 100_000)
+    with pytest.raises(TillpayError) as e:
+        await payments.confirm(platform, c.user.id, c.pin)
+    assert e.value.code is Code.CONFIRMATION_NOT_FOUND
+    assert await balance(platform, c) == 100_000
+
+
+async def test_over_balance_compares_the_converted_wallet_amount(platform: Platform) -> None:
+    await f.rates(platform)
+    m = (await f.merchant(platform, "USD")).merchant
+    # 19.99 USD is 141.97 CNY: 100.00 CNY is more than 1999 but not enough.
+    c = await f.customer(platform, "CNY", balance=10_000)
+    code = await f.code(platform, c)
+    out = await payments.pay(platform, pay_cmd(m, code, amount=1999))
+    assert out.payment.wallet_amount == 14197 and out.payment.wallet_currency == "CNY"
+    await assert_refused_for_balance(platform, c, out, code, 10_000)
+    # 300.00 USD is 2130.69 CNY, above the 2000.00 CNY confirm limit: refused, not sent to confirm.
+    big = await payments.pay(platform, pay_cmd(m, code, amount=30_000, ptid="ORDER-2"))
+    await assert_refused_for_balance(platform, c, big, code, 10_000)
+    # Exactly enough pays.
+    await wallets.topup(platform, c.user.login_id, 14197 - 10_000)
+    paid = await payments.pay(platform, pay_cmd(m, code, amount=1999, ptid="ORDER-3"))
+    assert paid.code is None and await balance(platform, c) == 0
+
+
+async def test_over_balance_is_refused_on_the_careful_path_too(platform: Platform) -> None:
+    m = (await f.merchant(platform, "CNY")).merchant
+    c = await f.customer(platform, "CNY", balance=1000)
+    # A wrong code from this terminal within the rule's window sends its next pay down the careful path.
+    await risk_service.set_rules(platform, "scheme", "", {"terminal_bad_codes": 5})
+    with pytest.raises(TillpayError):
+        await payments.pay(platform, pay_cmd(m, "281234567800000000", ptid="BAD", terminal_id="T1"))
+    code = await f.code(platform, c)
+    out = await payments.pay(platform, pay_cmd(m, code, amount=250_000, terminal_id="T1"))
+    await assert_refused_for_balance(platform, c, out, code, 1000)
+
+
+async def test_other_declines_are_reported_before_the_balance_and_spend_the_code(platform: Platform) -> None:
+    m = (await f.merchant(platform, "CNY")).merchant
+    c = await f.customer(platform, "CNY", balance=1000)
+    await risk_service.set_rules(platform, "scheme", "", {"per_payment_limit": {"CNY": "10.00"}})
+    code = await f.code(platform, c)
+    out = await payments.pay(platform, pay_cmd(m, code, amount=1250))
+    assert out.code is Code.PAYMENT_AMOUNT_EXCEED_LIMIT
+    assert await count(platform, t.code_uses) == 1 and await f.code(platform, c) != code
+
+
+async def test_balance_that_drops_before_the_confirm_closes_the_payment(platform: Platform) -> None:
+    m = (await f.merchant(platform, "CNY")).merchant
+    c = await f.customer(platform, "CNY", balance=300_000)
+    waiting = await payments.pay(platform, pay_cmd(m, await f.code(platform, c), amount=250_000))
+    assert waiting.code is Code.WAIT_BUYER_CONFIRM
+    small = await payments.pay(platform, pay_cmd(m, await f.code(platform, c), amount=100_000, ptid="B"))
+    assert small.code is None and await balance(platform, c) == 200_000
+    closed = await payments.confirm(platform, c.user.id, c.pin)
+    assert closed.status is Status.TRADE_CLOSED and closed.result_code is Code.BUYER_BALANCE_NOT_ENOUGH
+    assert await balance(platform, c) == 200_000
+    assert await payments.pending_for_user(platform, c.user.id) == []
 
 
 async def test_amount_over_the_limit_waits_for_the_customer_then_pays_on_confirm(platform: Platform) -> None:

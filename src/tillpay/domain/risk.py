@@ -165,6 +165,8 @@ class RiskInputs:
     merchant_active: bool = True
     #: False when the customer is confirming anyway (paying a QR order with the PIN).
     may_confirm: bool = True
+    #: The wallet's balance (wallet currency, read with the wallet row locked); None: not checked.
+    balance: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +178,32 @@ class Decision:
     code: Code | None = None
     fired: tuple[str, ...] = ()
 
+    @property
+    def spends_code(self) -> bool:
+        """Whether the payment uses up its payment code: not when only the balance refused it.
+
+        Such a payment moved no money and never reached the customer, so the customer can top up and
+        show the same code again.
+        """
+        return self.rule != BALANCE_RULE
+
+
+#: The rule that refuses a payment the wallet's balance cannot cover.
+BALANCE_RULE = "balance"
+
+
+def covers(balance: int, wallet_amount: int) -> bool:
+    """Whether a wallet's balance pays an amount; both in the wallet's currency (after any FX quote)."""
+    return balance >= wallet_amount
+
 
 def evaluate(cfg: RiskConfig, x: RiskInputs) -> Decision:
-    """Decide: any declining rule wins, then any confirming rule, else ALLOW."""
+    """Decide: any declining rule wins, then any confirming rule, else ALLOW.
+
+    A balance that cannot cover the payment declines it, so a payment that could never succeed is
+    never sent to the customer to confirm; every other declining rule is reported before it (a top-up
+    would not help those).
+    """
     declines: list[tuple[str, Code]] = []
     confirms: list[str] = []
     cur = x.wallet_currency
@@ -202,6 +227,8 @@ def evaluate(cfg: RiskConfig, x: RiskInputs) -> Decision:
             declines.append(("velocity", Code.RISK_REJECT))
         else:
             confirms.append("velocity")
+    if x.balance is not None and not covers(x.balance, x.wallet_amount):
+        declines.append((BALANCE_RULE, Code.BUYER_BALANCE_NOT_ENOUGH))
     limit = cfg.confirm_above.get(cur)
     if limit is not None and x.wallet_amount > limit:
         confirms.append("amount_over_confirm_limit")

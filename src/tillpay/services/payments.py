@@ -471,10 +471,18 @@ async def _enqueue(
     )
 
 
+#: Dialects that notify a payment only when it is paid. Antom's in-store ``notifyPayment`` is sent "when
+#: the payment processing reaches a final state of success" (reference §7, ``ams/paymentrn``): a payment
+#: that closes unpaid, or a paid one the merchant cancels, is learned from ``inquiryPayment``.
+SUCCESS_ONLY_DIALECTS = frozenset({"antom"})
+
+
 async def _notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, event: str) -> None:
     row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).first()
     assert row is not None
     if not row.notify_url:
+        return
+    if row.dialect in SUCCESS_ONLY_DIALECTS and row.status != Status.TRADE_SUCCESS.value:
         return
     view = await _view(conn, row)
     await _enqueue(
@@ -671,9 +679,11 @@ async def _pg_writes(
     cfg_text: str,
     now: datetime,
     postings: list[ledger.Posting],
+    release: dict[str, Any] | None = None,
 ) -> int:
-    """PostgreSQL: the payment, its risk decision and (when paid) its ledger entry in one statement,
-    exactly what the SQLite branch of ``_charge`` writes statement by statement."""
+    """PostgreSQL: the payment, its risk decision and (when paid) its ledger entry, or (``release``)
+    the code's use taken back, in one statement: exactly what the SQLite branch of ``_charge`` writes
+    statement by statement."""
     d = risk_service.decision_values(0, decision, inputs, cfg_text, now)
     args: list[Any] = [*values.values(), d["verdict"], d["rule"], d["code"], d["fired"], d["inputs"]]
     args += [d["config"], now]
@@ -682,7 +692,10 @@ async def _pg_writes(
         [wallet] = [ln for ln in lines if ln.account.startswith("wallet:")]
         args += [[ln.account for ln in lines], [ln.currency for ln in lines], [ln.amount for ln in lines]]
         args += [int(wallet.account.split(":", 1)[1]), wallet.currency, wallet.amount]
-    rows = await drv.pg_rows(paypath.pg_writes(tuple(values), bool(postings)), args)
+    elif release is not None:
+        args += [release["device_id"], release["step"], release["slot"]]
+    sql = paypath.pg_writes(tuple(values), bool(postings), release=not postings and release is not None)
+    rows = await drv.pg_rows(sql, args)
     if not rows:
         raise _IdTaken
     if rows[0]["wallet_rows"] != 1:
@@ -752,15 +765,15 @@ async def _charge(
         merchant_mcc=cmd.merchant.mcc,
         buyer_active=wallet["status"] == "active",
         merchant_active=cmd.merchant.status == "active",
+        balance=int(wallet["balance"]),
     )
+    # One decision for every path: a balance too low declines here, before any confirmation request.
     decision = risk.evaluate(cfg, inputs)
     result_code: Code | None = None
     if decision.verdict is Verdict.DECLINE:
         status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
     elif decision.verdict is Verdict.CONFIRM:
         status = Status.WAIT_BUYER_PAY
-    elif wallet["balance"] < quote.wallet_amount:
-        status, result_code = Status.TRADE_CLOSED, Code.BUYER_BALANCE_NOT_ENOUGH
     else:
         status = Status.TRADE_SUCCESS
     values: dict[str, Any] = {
@@ -817,6 +830,9 @@ async def _charge(
         if paid
         else []
     )
+    # A payment refused for its balance alone leaves the code unused (the customer may top up and show it
+    # again): the single use recorded above is taken back in the same transaction.
+    release = None if decision.spends_code else use
     if drv.sqlite:
         inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
         if not inserted:
@@ -824,6 +840,8 @@ async def _charge(
         payment_id = int(inserted[0][0])
         decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
         await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
+        if release is not None:
+            await drv.rows(paypath.CODE_RELEASE, release)
         if paid:
             await post_entry(
                 conn,
@@ -835,7 +853,7 @@ async def _charge(
                 driver=drv,
             )
     else:
-        payment_id = await _pg_writes(drv, values, decision, inputs, cfg_text, now, postings)
+        payment_id = await _pg_writes(drv, values, decision, inputs, cfg_text, now, postings, release)
     # The payment as stored, from what was just written (the columns left out have their defaults).
     view = PaymentView.from_row(
         SimpleNamespace(
@@ -1095,6 +1113,7 @@ async def _confirm_in_tx(
                 buyer_active=wallet.status == "active",
                 merchant_active=merchant.status == "active",
                 may_confirm=False,
+                balance=wallet.balance,
             )
             decision = risk.evaluate(cfg, inputs)
             await risk_service.record(conn, row.id, decision, inputs, cfg, now)
@@ -1110,7 +1129,9 @@ async def _confirm_in_tx(
             return await _view(
                 conn, (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             )
-        if wallet.balance < wallet_amount:
+        # The balance was enough when the customer was asked, but may have dropped since (another
+        # payment of the same customer was paid first): the payment closes with the balance failure.
+        if not risk.covers(wallet.balance, wallet_amount):
             if values:
                 await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
             await _close(p, conn, row.id, Event.REJECT, Code.BUYER_BALANCE_NOT_ENOUGH)

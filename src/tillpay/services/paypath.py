@@ -22,7 +22,19 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Insert, Integer, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Insert,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -137,6 +149,12 @@ WALLET_DELTA = (
     .values(balance=_usr.c.balance + bindparam("delta"))
 )
 RISK_DECISION = t.risk_decisions.insert()
+#: Takes back a code's single use, in the pay's transaction, when only the balance refused the payment.
+CODE_RELEASE = delete(t.code_uses).where(
+    t.code_uses.c.device_id == bindparam("device_id"),
+    t.code_uses.c.step == bindparam("step"),
+    t.code_uses.c.slot == bindparam("slot"),
+)
 
 
 def _ignoring(table: Table, *conflict: str) -> dict[str, Insert]:
@@ -174,18 +192,22 @@ LOCK_AND_USE_CODE: Select[Any] = (
 )
 
 
-def pg_writes(pay_keys: tuple[str, ...], ledger: bool) -> str:
+def pg_writes(pay_keys: tuple[str, ...], ledger: bool, *, release: bool = False) -> str:
     """PostgreSQL: a pay's writes after its risk decision in one statement (one round trip instead of
     five): the payment (``ON CONFLICT DO NOTHING``), its risk decision and, with ``ledger``, the journal
     entry, its postings and the wallet's new balance, each a data-modifying CTE fed by the payment's
     ``RETURNING id``. No row back means the transaction id was taken; ``wallet_rows`` 0 means the
-    overdraft guard refused (the caller raises, which rolls everything back).
+    overdraft guard refused (the caller raises, which rolls everything back). With ``release`` (a
+    payment declined for its balance; never with ``ledger``) the code's single use, recorded by
+    ``LOCK_AND_USE_CODE``, is deleted again (``CODE_RELEASE``).
 
     Parameters, in order: the payment's ``pay_keys``; the decision's verdict, rule, code, fired, inputs,
     config and time; with ``ledger``, the postings' accounts, currencies and amounts (arrays), the
-    wallet id, its currency and the wallet delta.
+    wallet id, its currency and the wallet delta; with ``release``, the code's device id, step and slot.
     """
-    key = (pay_keys, ledger)
+    if ledger and release:
+        raise ValueError("a paid payment spends its code")
+    key = (pay_keys, ledger, release)
     hit = _PG_WRITES.get(key)
     if hit is not None:
         return hit
@@ -216,13 +238,20 @@ def pg_writes(pay_keys: tuple[str, ...], ledger: bool) -> str:
             "AND EXISTS (SELECT 1 FROM pay) RETURNING id) "
             "SELECT pay.id, (SELECT count(*) FROM wd) AS wallet_rows FROM pay"
         )
+    elif release:
+        r = d + 7  # the code's first parameter
+        sql += (
+            ", rc AS (DELETE FROM code_uses "
+            f"WHERE device_id = ${r}::int AND step = ${r + 1}::bigint AND slot = ${r + 2}::int) "
+            "SELECT pay.id, 1 AS wallet_rows FROM pay"
+        )
     else:
         sql += " SELECT pay.id, 1 AS wallet_rows FROM pay"
     _PG_WRITES[key] = sql
     return sql
 
 
-_PG_WRITES: dict[tuple[tuple[str, ...], bool], str] = {}
+_PG_WRITES: dict[tuple[tuple[str, ...], bool, bool], str] = {}
 
 
 def payment_insert(conn: AsyncConnection) -> Insert:

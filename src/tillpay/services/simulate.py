@@ -36,7 +36,7 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, func, insert, select, update
 
-from tillpay.domain import ledger, paycode
+from tillpay.domain import ledger, paycode, risk
 from tillpay.domain import settlement as sdom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
@@ -652,7 +652,7 @@ async def _bulk(
                 c = customers[plan.customer]
                 q = make_quote(plan.amount, plan.price_currency, m.settlement_currency, c.currency, rates)
                 ptid = f"{prefix}{plan.index:07d}"
-                ok = not plan.reject and balances[c.user_id] >= q.wallet_amount
+                ok = not plan.reject and risk.covers(balances[c.user_id], q.wallet_amount)
                 if ok:
                     balances[c.user_id] -= q.wallet_amount
                 pay_rows.append(

@@ -194,3 +194,8 @@ class CancelOutcome:
 
     action: str
     payment: PaymentView
+
+    @property
+    def reserved(self) -> bool:
+        """True when no payment had used the merchant's id: the cancel only closed the id for good."""
+        return self.payment.kind == "tombstone"

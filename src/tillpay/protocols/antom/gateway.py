@@ -42,6 +42,12 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(BEIJING).isoformat(timespec="seconds")
 
 
+def epoch_ms(dt: datetime) -> str:
+    """Milliseconds since the epoch, as Antom's ``request-time``/``response-time`` headers carry time
+    (``1685599933871``, reference §7, ``ams_zh-cn/api_fund``)."""
+    return str(int(dt.timestamp() * 1000))
+
+
 class Failure(Exception):
     """An answer with a non-success ``result`` and the fields known so far."""
 
@@ -302,7 +308,13 @@ async def _cancel(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, 
     request_id, payment_id = _ids(b)
     outcome = await payments.cancel(p, m, partner_trans_id=request_id, trade_no=payment_id, dialect="antom")
     v = outcome.payment
-    # Cancelling an id no payment has used yet succeeds too: the id is closed, so a late pay cannot charge.
+    if outcome.reserved:
+        # Antom answers ORDER_NOT_EXIST for an id it never saw (reference §7, ams_zh-cn/paymentc). The
+        # core cancel has still closed the id, so a pay that arrives late with it cannot charge.
+        raise Failure(
+            antom_result(Code.TRADE_NOT_EXIST),
+            f"no payment has paymentRequestId {v.partner_trans_id!r}; a later pay with it will fail",
+        )
     return SUCCESS, {
         "paymentRequestId": v.partner_trans_id,
         "paymentId": v.trade_no,
@@ -442,7 +454,8 @@ async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], bo
     body_text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
     hdrs = {"content-type": "application/json; charset=UTF-8"}
     if merchant is not None and merchant.client_id:
-        now = iso(p.now())
+        # The header is signed verbatim, so any form verifies; Antom's own is epoch milliseconds.
+        now = epoch_ms(p.now())
         sig = signing.sign(
             signing.content("POST", path, merchant.client_id, now, body_text), merchant.gateway_private_key
         )

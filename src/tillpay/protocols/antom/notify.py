@@ -5,9 +5,13 @@ over ``"POST <path of the notify URL>\\n<client-id>.<request-time>.<body>"``, ma
 the merchant (global-open-sdk-python's ``webhook_tool.check_signature`` verifies it). The merchant
 acknowledges with ``{"result":{"resultCode":"SUCCESS","resultStatus":"S",...}}`` (reference §2.8).
 
-Refunds are notified with ``notifyType`` ``REFUND_RESULT`` (guessed: Antom's in-store refunds answer
-synchronously and the reference has no refund notification). ``notifyId`` is Tillpay's addition: stable
-across retries, so a merchant can drop duplicates.
+``notifyPayment`` is sent only for a payment that is paid: Antom's in-store page sends it "when the
+payment processing reaches a final state of success" (reference §7, ``ams/paymentrn``), so a payment that
+closes unpaid (declined, expired, rejected, cancelled) is learned from ``inquiryPayment``
+(``services.payments`` leaves such notifications out of the outbox). Refunds are notified with
+``notifyType`` ``REFUND_RESULT`` (``ams/notify_refund``). ``request-time`` is epoch milliseconds, as
+Antom's headers are (``ams_zh-cn/api_fund``). ``notifyId`` and the refund's ``paymentId`` are Tillpay's
+additions: ``notifyId`` is stable across retries, so a merchant can drop duplicates.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from tillpay.domain.errors import Code
 from tillpay.domain.payment import Status
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import SUCCESS, antom_result
-from tillpay.protocols.antom.gateway import iso
+from tillpay.protocols.antom.gateway import epoch_ms, iso
 from tillpay.services.platform import Merchant
 
 
@@ -54,7 +58,7 @@ def body(notify_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     if v["status"] == Status.TRADE_SUCCESS.value:
         result = SUCCESS
     else:
-        # Closed: unpaid for a reason, or paid and then cancelled by the merchant (reversed).
+        # Not enqueued any more (success only, see above); kept for notifications queued before that.
         code = Code(v["result_code"]) if v["result_code"] and not v["paid_at"] else Code.TRADE_HAS_CLOSE
         result = antom_result(code)
     out: dict[str, Any] = {
@@ -93,7 +97,7 @@ def render(
     """The signed request: JSON body bytes and headers."""
     text = json.dumps(body(notify_id, payload), ensure_ascii=False, separators=(",", ":"))
     client_id = merchant.client_id or merchant.partner_id
-    when = iso(now)
+    when = epoch_ms(now)
     path = urlsplit(url).path or "/"
     sig = signing.sign(signing.content("POST", path, client_id, when, text), merchant.gateway_private_key)
     headers = {

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from tillpay.domain.errors import Code
 
 SUCCESS = ("10000", "Success")
-WAITING = ("10003", "Order success pay inprocess")  # guessed msg; the code is confirmed
+#: The msg as captured from production ``alipay_trade_pay_response`` bodies: leading space, lower case
+#: (reference §7).
+WAITING = ("10003", " order success pay inprocess")
 UNKNOWN = ("20000", "Service Currently Unavailable")
 MISSING = ("40001", "Missing Required Arguments")
 INVALID = ("40002", "Invalid Arguments")
