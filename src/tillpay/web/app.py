@@ -15,6 +15,7 @@ from starlette.routing import Route
 from tillpay import __version__
 from tillpay.domain.errors import TillpayError
 from tillpay.protocols.antom import gateway as antom
+from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
 from tillpay.protocols.mapi import gateway as mapi
 from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
@@ -23,6 +24,7 @@ from tillpay.protocols.openapi.wire import raw_keys
 from tillpay.services.platform import Platform
 from tillpay.web import settlement_api
 from tillpay.web.console import console_routes
+from tillpay.web.heartbeat import heartbeat_api
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -85,6 +87,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
         Route("/gateway.do", gateway, methods=["GET", "POST"]),
         Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
         Route("/health", health),
+        Route(HEARTBEAT_PATH, heartbeat_api, methods=["POST"]),
         *wallet_routes(),
         *settlement_api.routes,
         *console_routes(),
