@@ -171,3 +171,29 @@ def test_the_heartbeat_body_names_the_till_and_its_digest_is_salted_with_the_md5
     from tillpay import signing
 
     assert signing.salted_sha256(body, "k" * 32) == hashlib.sha256(body + b"k" * 32).hexdigest()
+
+
+def test_init_writes_the_heartbeat_timer_and_the_file_round_trips(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from harness import TILLPAY
+
+    run = [*TILLPAY, "ecr", "init", "--gateway-url", "http://127.0.0.1:8000", "--partner", "2088000000000001"]
+    run += ["--sign-type", "MD5", "--md5-key", "k" * 32, "--heartbeat-interval", "15"]
+    proc = subprocess.run(
+        [*run, "--heartbeat-timeout", "2"], cwd=tmp_path, env={**os.environ}, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    cfg = EcrConfig.load(tmp_path / "tillpay-ecr.toml")
+    assert (cfg.heartbeat_interval, cfg.heartbeat_timeout, cfg.log_file) == (15, 2, "ecr.log")
+    assert HeartbeatSender(cfg).enabled
+    off = subprocess.run(
+        [*run[:-1], "0", "--config", "off.toml"],
+        cwd=tmp_path,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+    )
+    assert off.returncode == 0, off.stderr
+    assert not HeartbeatSender(EcrConfig.load(tmp_path / "off.toml")).enabled

@@ -51,7 +51,9 @@ async def record(p: Platform, merchant_id: int, beats: Sequence[Beat], reported_
     """Record one heartbeat request: all of its terminals, or (on any refusal) none of them."""
     now = p.now()
     async with p.engine.begin() as conn:
-        for beat in beats:
+        # In terminal-id order, so two requests naming the same terminals lock their rows in the same
+        # order on PostgreSQL (no deadlock); the sort is stable, so a repeated id keeps its last entry.
+        for beat in sorted(beats, key=lambda b: b.terminal_id):
             await _record_one(p, conn, merchant_id, beat, reported_at, now)
 
 
