@@ -73,6 +73,14 @@ class Settings(BaseSettings):
             raise ValueError("payment_inst is 1-32 upper-case letters and digits, e.g. ALIPAYCN")
         return value
 
+    # Terminal heartbeats (docs/heartbeat.md).
+    #: A terminal whose latest heartbeat is older than this is flagged as gone quiet in the console
+    #: (a few of the ECR's default 60-second intervals).
+    heartbeat_quiet_seconds: int = 300
+    #: Most terminals one merchant may report heartbeats for (registered or not); a beat from one more
+    #: new terminal id is refused, so the table stays bounded.
+    heartbeat_max_terminals: int = 1000
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -31,6 +31,8 @@ __all__ = [
     "public_key_pem",
     "rsa_sign",
     "rsa_verify",
+    "salted_sha256",
+    "salted_sha256_verify",
 ]
 
 # RSA = SHA1withRSA, RSA2 = SHA256withRSA, both PKCS#1 v1.5 as Alipay defines them.
@@ -65,6 +67,18 @@ def md5_verify(content: str, key: str, signature: str, charset: str = "utf-8") -
     expected = md5_sign(content, key, charset).encode("ascii")
     # Bytes, because compare_digest raises on non-ASCII str and the signature is untrusted input.
     return hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace"))
+
+
+def salted_sha256(body: bytes, salt: str) -> str:
+    """Lower-case hex SHA-256 of ``body`` followed by ``salt`` (UTF-8): the heartbeat's ``digest``."""
+    return hashlib.sha256(body + salt.encode("utf-8")).hexdigest()
+
+
+def salted_sha256_verify(body: bytes, salt: str, digest: str) -> bool:
+    """Whether ``digest`` is :func:`salted_sha256` of ``body`` and ``salt`` (hex in either case)."""
+    # Bytes, not str: compare_digest refuses non-ASCII text, and the header is the sender's to choose.
+    given = digest.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(salted_sha256(body, salt).encode("ascii"), given)
 
 
 def _hash_for(algorithm: SignAlgorithm) -> hashes.HashAlgorithm:

@@ -296,6 +296,7 @@ class EcrApp(App[None]):
         self._set_state("ready", t(self.lang(), "ready"))
         self._refresh_basket()
         self.start_recovery()
+        self.till.heartbeat.start()  # its own thread: a slow or absent gateway never holds the screen
 
     # ----------------------------------------------------------------------------------- helpers
 

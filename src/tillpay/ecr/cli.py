@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import replace
 from datetime import date
@@ -59,6 +60,20 @@ def _till(path: Path):  # type: ignore[no-untyped-def]  # imported lazily: Textu
         raise click.ClickException(str(e)) from None
 
 
+def _log_to_file(cfg: EcrConfig) -> None:
+    """Send the ECR's logs (heartbeat failures...) to its log file: a line on stderr would tear the
+    cashier's screen."""
+    logger = logging.getLogger("tillpay.ecr")
+    logger.propagate = False
+    if cfg.log_file:
+        handler = logging.FileHandler(cfg.path(cfg.log_file), encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    else:
+        logger.addHandler(logging.NullHandler())
+
+
 @click.group("ecr", invoke_without_command=True)
 @CONFIG_OPTION
 @click.option("--kiosk", is_flag=True, help="Self-checkout: customer-facing, large text, operator PIN.")
@@ -68,6 +83,7 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     till = _till(config_path)
+    _log_to_file(till.cfg)
     try:
         if kiosk:
             from tillpay.ecr.kiosk import KioskApp
@@ -116,6 +132,14 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 @click.option("--merchant-timeout", type=float, default=60.0, show_default=True)
 @click.option("--cancel-retry-interval", type=float, default=5.0, show_default=True)
 @click.option("--kiosk-idle-seconds", type=float, default=60.0, show_default=True)
+@click.option(
+    "--heartbeat-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between heartbeats to the gateway; 0 turns them off (they need --md5-key).",
+)
+@click.option("--heartbeat-timeout", type=float, default=3.0, show_default=True)
 @click.option("--operator-pin", help="4-12 digits; unlocks refunds and settings in kiosk mode.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(
@@ -142,6 +166,8 @@ def init(
     merchant_timeout: float,
     cancel_retry_interval: float,
     kiosk_idle_seconds: float,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
     operator_pin: str | None,
     force: bool,
 ) -> None:
@@ -184,6 +210,8 @@ def init(
             merchant_timeout=merchant_timeout,
             cancel_retry_interval=cancel_retry_interval,
             kiosk_idle_seconds=kiosk_idle_seconds,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
             operator_pin_hash=hash_pin(operator_pin) if operator_pin else "",
         )
     except ConfigError as e:

@@ -107,6 +107,13 @@ class EcrConfig:
     http_timeout: float = 10.0  # float-ok: seconds
     #: Kiosk: seconds without input before the screen resets for the next customer.
     kiosk_idle_seconds: float = 60.0  # float-ok: seconds
+    #: Seconds between heartbeats to the gateway (docs/heartbeat.md); 0 turns them off. They also need
+    #: ``md5_key``, the digest's salt.
+    heartbeat_interval: float = 60.0  # float-ok: seconds
+    #: A heartbeat that gets no answer within this many seconds is given up (and logged).
+    heartbeat_timeout: float = 3.0  # float-ok: seconds
+    #: The ECR's log file (heartbeat failures and the like; never shown on the screen); empty: no log.
+    log_file: str = "ecr.log"
     #: Kiosk: salted PBKDF2 hash of the operator PIN (``salt$hex``); refunds and settings need it.
     operator_pin_hash: str = ""
     #: Where this file was read from; relative paths inside it are resolved against its folder.
@@ -140,6 +147,10 @@ class EcrConfig:
             raise ConfigError("poll_interval must be positive and at most merchant_timeout")
         if self.cancel_retry_interval <= 0 or self.cancel_max_attempts < 1:
             raise ConfigError("cancel_retry_interval must be positive, cancel_max_attempts at least 1")
+        if self.heartbeat_interval < 0 or not (0 < self.heartbeat_timeout <= 30):
+            raise ConfigError(
+                "heartbeat_interval must be 0 (off) or positive, heartbeat_timeout between 0 and 30 seconds"
+            )
 
     @property
     def settlement(self) -> str:

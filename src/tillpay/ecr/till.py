@@ -25,6 +25,7 @@ from tillpay.client import (
 from tillpay.domain.money import InvalidAmount, format_amount, parse_amount
 from tillpay.ecr.catalog import Catalog, Item, Scan, ScanKind, classify
 from tillpay.ecr.config import EcrConfig
+from tillpay.ecr.heartbeat import HeartbeatSender
 from tillpay.ecr.i18n import decline, t
 from tillpay.ecr.journal import Journal, Line, Order, Refund
 from tillpay.ecr.receipts import PrinterError, ReceiptPrinter, render_text
@@ -156,9 +157,12 @@ class Till:
         self.basket = Basket()
         self.language = cfg.language
         self._lock = threading.Lock()
+        #: Started by the screen (``EcrApp.setup``), not here: reports and tests use a Till too.
+        self.heartbeat = HeartbeatSender(cfg)
 
     def close(self) -> None:
-        """Release the journal and the HTTP pool."""
+        """Say SIGNOFF if heartbeats run; release the journal and the HTTP pool."""
+        self.heartbeat.stop()
         self.client.close()
         self.journal.close()
 

@@ -598,3 +598,27 @@ secondary_stores = Table(
 # The console lists a merchant's payments newest first and filters them by store and terminal.
 Index("ix_payments_merchant_created", payments.c.merchant_id, payments.c.created_at)
 Index("ix_outbox_merchant_created", outbox.c.merchant_id, outbox.c.created_at)
+
+#: Each terminal's latest heartbeat (docs/heartbeat.md): one row per (merchant, terminal id), updated in
+#: place by every beat, so the table grows with the number of terminals, never with time. Terminals that
+#: are not registered in ``terminals`` get rows too, up to ``Settings.heartbeat_max_terminals`` per merchant.
+terminal_heartbeats = Table(
+    "terminal_heartbeats",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("terminal_id", String(64), nullable=False),
+    Column("store_id", String(64)),
+    Column("secondary_merchant_id", String(64)),
+    Column("equipment_type", String(32)),
+    Column("network_type", String(16)),
+    Column("action", String(32)),  # SIGNON | SIGNOFF | ... as the terminal sent it
+    Column("scene_code", String(64)),
+    #: The terminal's own time for the beat (the ``reqTime`` header); its clock may be wrong.
+    Column("reported_at", UTCDateTime),
+    #: Tillpay's clock: when the first and the latest beat arrived.
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("beats", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("merchant_id", "terminal_id", name="uq_terminal_heartbeats_merchant_terminal"),
+)

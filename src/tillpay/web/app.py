@@ -18,6 +18,7 @@ from starlette.routing import Route
 from tillpay import __version__
 from tillpay.domain.errors import TillpayError
 from tillpay.protocols.antom import gateway as antom
+from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
 from tillpay.protocols.mapi import gateway as mapi
 from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.mapi.wire import Envelope, charset_label, decode_params
@@ -27,6 +28,7 @@ from tillpay.services import payments
 from tillpay.services.platform import Platform
 from tillpay.web import settlement_api
 from tillpay.web.console import console_routes
+from tillpay.web.heartbeat import heartbeat_api
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -118,6 +120,7 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
         Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
         Route("/qr/{trade_no}.png", qr_picture),
         Route("/health", health),
+        Route(HEARTBEAT_PATH, heartbeat_api, methods=["POST"]),
         *wallet_routes(),
         *settlement_api.routes,
         *console_routes(),

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, secmerchants, stores
+from tillpay.services import console, console_auth, heartbeats, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web.console import charts
@@ -653,8 +653,15 @@ async def store_list(ctx: Ctx) -> Response:
         store_list=await stores.list_stores(ctx.p, mid),
         terminal_list=await stores.list_terminals(ctx.p, mid),
         secondary_list=await secmerchants.list_secondary(ctx.p, mid),
+        terminal_health=await heartbeats.terminal_health(ctx.p, mid),
+        quiet_for=_duration(ctx.p.settings.heartbeat_quiet_seconds),
         error=ctx.request.query_params.get("error", "")[:200] or None,
     )
+
+
+def _duration(seconds: int) -> str:
+    """``5 minutes`` or ``90 seconds``."""
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
 @page()
