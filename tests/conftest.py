@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,6 +29,32 @@ PG_ENV = "TILLPAY_TEST_PG_URL"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _mapi_answers_checked_by_the_public_rule(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``MapiClient`` a test builds in this process (the ECR's too) checks each MAPI answer again by
+    the public clients' rule (tests/mapi_reference.py), besides Tillpay's own check.
+
+    A test that points a client at the wrong gateway key on purpose is marked ``foreign_gateway_key``.
+    """
+    if request.node.get_closest_marker("foreign_gateway_key"):
+        return
+    from mapi_reference import CheckedTransport
+    from tillpay.client import _client
+
+    original = _client.MapiClient.__init__
+
+    def init(self: _client.MapiClient, *args: Any, **kw: Any) -> None:
+        if kw.get("transport") is None:
+            kw["transport"] = CheckedTransport(
+                md5_key=kw.get("md5_key", ""), public_key_pem=kw.get("gateway_public_key", "")
+            )
+        original(self, *args, **kw)
+
+    monkeypatch.setattr(_client.MapiClient, "__init__", init)
 
 
 def pg_admin_url() -> str:

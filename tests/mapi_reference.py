@@ -244,7 +244,7 @@ class CheckedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if request.url.path.endswith("/gateway.do"):
+        if request.url.path.endswith("/gateway.do") and response.status_code == 200:
             body = response.read()
             content_type = response.headers.get("content-type", "")
             charset = content_type.partition("charset=")[2].strip() or "UTF-8"

@@ -333,6 +333,7 @@ def test_undecodable_charset_is_refused(live: LiveServer) -> None:
     assert env.error == "ILLEGAL_CHARSET"
 
 
+@pytest.mark.foreign_gateway_key
 def test_client_rejects_a_response_signed_with_another_key(live: LiveServer) -> None:
     shop = make_shop(live)
     other = make_shop(live)
