@@ -9,13 +9,11 @@ reach by URL and by API; a ``<script>`` subject is shown as text. Screenshots go
 
 from __future__ import annotations
 
-import http.server
 import itertools
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from browserkit import CHROMIUM, CHROMIUM_ARGS, ROOT, Served
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from conftest import make_database
+from notify_receivers import FormReceiver as Receiver
 from tillpay import signing
 from tillpay.client import GatewayRejected, MapiClient
 from tillpay.services import console_auth, settlement, simulate, wallets
@@ -304,35 +303,6 @@ def test_rotate_the_key_and_pay_with_the_new_one(served: Served, browser_page: A
     assert page.locator("#keys tbody tr").count() == 2
 
 
-class Receiver:
-    """The merchant's notify endpoint: records each POSTed form and answers ``success``."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(dict(urllib.parse.parse_qsl(body.decode())))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"success")
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.received) >= n, f"got {len(self.received)} notifications, wanted {n}"
-
-
 def test_test_payment_notifies_and_a_notification_is_redelivered(served: Served, browser_page: Any) -> None:
     receiver = Receiver()
     try:
@@ -345,7 +315,7 @@ def test_test_payment_notifies_and_a_notification_is_redelivered(served: Served,
         page.wait_for_url("**/console/payments/2*")
         trade_no = page.locator("#trade-no").inner_text()
         assert page.locator("#state").inner_text() == "TRADE_SUCCESS"
-        receiver.wait(1)
+        receiver.wait(1, timeout=20)
         first = receiver.received[0]
         assert first.get("trade_no") == trade_no or trade_no in json.dumps(first)
 
@@ -360,7 +330,7 @@ def test_test_payment_notifies_and_a_notification_is_redelivered(served: Served,
         assert "delivered" in row.inner_text() and "HTTP 200" in row.inner_text()
         row.locator("button.redeliver").click()
         page.wait_for_selector("#redelivered")
-        receiver.wait(2)
+        receiver.wait(2, timeout=20)
         assert receiver.received[1].get("notify_id") == receiver.received[0].get("notify_id") == notify_id
         page.reload()
         deadline = time.monotonic() + 15

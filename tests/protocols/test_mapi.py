@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -16,6 +14,7 @@ import pytest
 import mapi_reference as ref
 from conftest import LiveServer
 from mapi_helpers import Shop, counts, make_shop
+from notify_receivers import FormReceiver as Receiver
 from tillpay import signing
 from tillpay.client import GatewayRejected, MapiClient, SignatureError
 from tillpay.protocols.mapi import signing as mapi_signing
@@ -366,37 +365,6 @@ def test_refund_and_cancel_of_another_merchants_order_fail(live: LiveServer) -> 
 
 
 # ------------------------------------------------------------------------------------ notifications
-
-
-class Receiver:
-    """A merchant's notify endpoint: records every POST, answers ``success`` after ``fail_first`` tries."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.received: list[dict[str, str]] = []
-        self.fail_first = fail_first
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(dict(urllib.parse.parse_qsl(body.decode())))
-                answer = b"fail" if len(outer.received) <= outer.fail_first else b"success"
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(self.received) >= n, f"got {len(self.received)} notifications, wanted {n}"
 
 
 @pytest.fixture

@@ -5,11 +5,7 @@ secondary merchant (Yurunsoft/PaySDK ``ExtendInfo``; reference §7), stored, que
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-import time
-import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +15,7 @@ from sqlalchemy import select
 from conftest import LiveServer
 from mapi_helpers import Shop, counts, make_shop
 from mapi_reference import Style, verify_notification
+from notify_receivers import FormReceiver as Receiver
 from tillpay.client import GatewayRejected
 from tillpay.services import secmerchants
 from tillpay.store import tables as t
@@ -210,35 +207,6 @@ def stored(live: LiveServer, ptid: str) -> dict[str, Any]:
         return dict(row._mapping)
 
     return live.run(go)  # type: ignore[no-any-return]
-
-
-class Receiver:
-    """A merchant's notify endpoint that records every POST and acknowledges it."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(dict(urllib.parse.parse_qsl(body.decode())))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"success")
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(self.received) >= n, f"got {len(self.received)} notifications, wanted {n}"
 
 
 def test_a_pay_naming_a_registered_secondary_merchant_stores_and_notifies_its_names(live: LiveServer) -> None:

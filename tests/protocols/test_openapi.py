@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 
 import httpx
@@ -14,6 +11,7 @@ import pytest
 
 from conftest import LiveServer
 from dialect_clients import counts, make_shop
+from notify_receivers import FormReceiver
 from tillpay import signing
 from tillpay.protocols.openapi.wire import signed_node
 
@@ -305,38 +303,9 @@ def test_gateway_do_still_routes_service_to_mapi(live: LiveServer) -> None:
 # ------------------------------------------------------------------------------------ notifications
 
 
-class FormReceiver:
-    """A merchant's notify endpoint that answers ``success`` after ``fail_first`` tries."""
-
-    def __init__(self, fail_first: int = 1) -> None:
-        self.received: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(dict(urllib.parse.parse_qsl(body.decode())))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"fail" if len(outer.received) <= fail_first else b"success")
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/alipay/notify"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(self.received) >= n, f"got {len(self.received)} notifications, wanted {n}"
-
-
 @pytest.fixture
 def receiver() -> Iterator[FormReceiver]:
-    r = FormReceiver()
+    r = FormReceiver(fail_first=1, path="/alipay/notify")
     yield r
     r.httpd.shutdown()
 
