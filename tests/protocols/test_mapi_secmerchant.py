@@ -132,25 +132,27 @@ def test_the_status_of_a_store_nobody_registered_or_another_partner_registered_i
     assert a_sm.name == "Mika's coffee shop"
 
 
-BAD_REGISTRATIONS = [
-    {"timestamp": "<drop>"},
-    {"timestamp": "1456507704121"},  # epoch ms is the precreate format, not this service's
-    {"timestamp": "2024-02-30 10:00:00"},
-    {"timestamp": beijing_now(-timedelta(minutes=31))},  # "the request expires in 30 minutes"
-    {"timestamp": beijing_now(timedelta(minutes=31))},
-    {"secondary_merchant_id": "<drop>"},
-    {"secondary_merchant_id": "MID-1"},
-    {"secondary_merchant_id": "M" * 65},
-    {"secondary_merchant_name": "n" * 129},
-    {"store_name": "<drop>"},
-    {"store_name": "s" * 257},
-    {"store_country": "USA"},
-    {"store_industry": "55"},
-    {"store_industry": "4121"},  # a taxi without its drivers
-    {"secondary_merchant_type": "PERSON"},
-    {"extend_params": "[1, 2]"},
-    {"store_name": 'say "hi"'},  # Alipay: no halfwidth quotation marks in values
-]
+def bad_registrations() -> list[dict[str, str]]:
+    """Built when the test runs: the timestamps are relative to now, not to collection time."""
+    return [
+        {"timestamp": "<drop>"},
+        {"timestamp": "1456507704121"},  # epoch ms is the precreate format, not this service's
+        {"timestamp": "2024-02-30 10:00:00"},
+        {"timestamp": beijing_now(-timedelta(minutes=31))},  # "the request expires in 30 minutes"
+        {"timestamp": beijing_now(timedelta(minutes=31))},
+        {"secondary_merchant_id": "<drop>"},
+        {"secondary_merchant_id": "MID-1"},
+        {"secondary_merchant_id": "M" * 65},
+        {"secondary_merchant_name": "n" * 129},
+        {"store_name": "<drop>"},
+        {"store_name": "s" * 257},
+        {"store_country": "USA"},
+        {"store_industry": "55"},
+        {"store_industry": "4121"},  # a taxi without its drivers
+        {"secondary_merchant_type": "PERSON"},
+        {"extend_params": "[1, 2]"},
+        {"store_name": 'say "hi"'},  # Alipay: no halfwidth quotation marks in values
+    ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -159,7 +161,7 @@ def test_every_malformed_registration_is_illegal_argument_with_a_reason_and_chan
 ) -> None:
     shop = make_shop(live)
     with shop.client(live, "MD5") as c:
-        for over in BAD_REGISTRATIONS:
+        for over in bad_registrations():
             with pytest.raises(GatewayRejected) as e:
                 c.call(MAINTAIN, registration(**over))
             assert e.value.error == "ILLEGAL_ARGUMENT", over
