@@ -60,6 +60,9 @@ def render_lines(data: dict[str, Any], *, copy: bool = False) -> list[str]:
                 format_amount(it["price"] * it["qty"], cur),
             )
         )
+    if kind == "refund" and not data["items"]:
+        # A refund of "everything that is left" (or an amount) names no items: say what it was.
+        out.append(_row(t(lang, "remaining_amount"), format_amount(data["amount"], cur)))
     out.append("-" * WIDTH)
     if kind == "sale":
         out.append(_row(t(lang, "total"), money(data["total"], cur)))

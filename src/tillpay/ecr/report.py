@@ -7,13 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 
-from tillpay.client import MapiClient, TillpayClientError
+from tillpay.client import MapiClient, PaymentResult, TillpayClientError
 from tillpay.domain.money import InvalidAmount, format_amount, parse_amount
 from tillpay.ecr.journal import Journal, Order
 
-#: Which gateway status each final journal state must match.
+#: Which gateway status each final journal state must match. A paid order refunded in full is
+#: ``TRADE_CLOSED`` at the gateway: that matches too, when the gateway's refunds add up to its amount (the
+#: refunded totals are compared on their own). ``TRADE_FINISHED`` is a final paid state on Alipay HK.
 EXPECTED: dict[str, set[str | None]] = {
-    "paid": {"TRADE_SUCCESS"},
+    "paid": {"TRADE_SUCCESS", "TRADE_FINISHED"},
     "failed": {"TRADE_CLOSED", None},
     "cancelled": {"TRADE_CLOSED", None},
 }
@@ -143,9 +145,20 @@ def _check(rep: Report, client: MapiClient, o: Order) -> None:
                     f"{format_amount(refunded, cur)} at the gateway"
                 )
     expected = EXPECTED.get(o.state)
+    if o.state == "paid" and status == "TRADE_CLOSED" and q.ok and _fully_refunded(q):
+        return  # refunded in full: closed at the gateway, and the refunds were compared above
     if expected is None:
         rep.differences.append(
             f"{ptid}: still {o.state} here (resolve it), {status or 'unknown'} at the gateway"
         )
     elif status not in expected:
         rep.differences.append(f"{ptid}: {o.state} here, {status or 'no such order'} at the gateway")
+
+
+def _fully_refunded(q: PaymentResult) -> bool:
+    try:
+        cur = q.get("trans_currency") or ""
+        amount = parse_amount(q.get("trans_amount") or "0", cur)
+        return amount > 0 and parse_amount(q.get("refund_amount_total") or "0", cur) == amount
+    except InvalidAmount:
+        return False

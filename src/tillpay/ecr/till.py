@@ -407,6 +407,10 @@ class Till:
             raise TillError(f"the gateway could not be asked: {e}") from None
         if not q.ok:
             raise TillError(decline(self.language, q.error))
+        if q.status == "TRADE_CLOSED" and q.get("refund_amount_total") and q.get("alipay_pay_time"):
+            raise TillError(
+                f"already fully refunded ({q.get('refund_amount_total')} {q.get('trans_currency')})"
+            )
         if q.status != "TRADE_SUCCESS":
             raise TillError(f"this payment is {q.status}: nothing to refund")
         currency = q.get("trans_currency") or q.get("currency") or self.cfg.currency
