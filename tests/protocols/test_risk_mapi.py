@@ -116,16 +116,26 @@ def test_a_new_device_must_confirm(live: LiveServer) -> None:
     assert r.status == "WAIT_BUYER_PAY" and explain(live, r.trade_no).rule == "new_device"
 
 
-def test_a_code_from_an_earlier_minute_must_confirm(live: LiveServer) -> None:
+def test_a_code_from_the_minute_just_ended_passes_an_older_one_must_confirm(live: LiveServer) -> None:
     shop = make_shop(live, currency="CNY")
     rules(live, "scheme", "", offline_code_confirm=True)
+    while time.time() % 60 > 50:  # the codes' ages must not change between making and paying them
+        time.sleep(0.5)
     with shop.client(live) as c:
         fresh = c.pay("O-1", code_at_slot(live, shop, 0), "1.00", "CNY", "a")
-        old = c.pay("O-2", code_at_slot(live, shop, 1, minutes_ago=1), "1.00", "CNY", "b")
+        last_minute = c.pay("O-2", code_at_slot(live, shop, 1, minutes_ago=1), "1.00", "CNY", "b")
+        old = c.pay("O-3", code_at_slot(live, shop, 2, minutes_ago=2), "1.00", "CNY", "c")
     assert fresh.ok and fresh.status == "TRADE_SUCCESS"
+    assert last_minute.ok and last_minute.status == "TRADE_SUCCESS"  # shown at :58, scanned at :01
     assert old.status == "WAIT_BUYER_PAY"
     e = explain(live, old.trade_no)
-    assert e.rule == "offline_code" and e.inputs["code_lag_steps"] == 1
+    assert e.rule == "offline_code" and e.inputs["code_lag_steps"] == 2
+    rules(live, "scheme", "", offline_code_confirm=True, offline_code_min_steps=1)
+    while time.time() % 60 > 55:
+        time.sleep(0.5)
+    with shop.client(live) as c:
+        strict = c.pay("O-4", code_at_slot(live, shop, 3, minutes_ago=1), "1.00", "CNY", "d")
+    assert strict.status == "WAIT_BUYER_PAY"
 
 
 def test_frozen_user_and_frozen_merchant_are_declined(live: LiveServer) -> None:

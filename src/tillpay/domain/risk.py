@@ -42,8 +42,11 @@ class RiskConfig:
     velocity_action: str = "CONFIRM"
     #: A device registered less than this many hours ago must confirm.
     new_device_hours: int | None = None
-    #: A code from an earlier minute (an offline phone) must confirm.
+    #: A code at least ``offline_code_min_steps`` minutes old (an offline or stolen phone) must confirm.
     offline_code_confirm: bool = False
+    #: 2: a code from the minute that just ended passes (it was on screen seconds ago: shown at :58,
+    #: scanned at :01); only an older one, which the phone showed while offline or long ago, confirms.
+    offline_code_min_steps: int = 2
     #: Merchant category codes whose payments are declined.
     blocked_mcc: frozenset[str] = frozenset()
     #: ``terminal_bad_codes`` invalid codes from one terminal within ``terminal_window_minutes`` block it.
@@ -56,6 +59,7 @@ _INTS = (
     "velocity_count",
     "velocity_minutes",
     "new_device_hours",
+    "offline_code_min_steps",
     "terminal_bad_codes",
     "terminal_window_minutes",
 )
@@ -97,7 +101,7 @@ def parse_config(data: Mapping[str, Any]) -> dict[str, Any]:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int)
-                or value < (0 if key != "velocity_minutes" else 1)
+                or value < (1 if key in ("velocity_minutes", "offline_code_min_steps") else 0)
             ):
                 raise _bad(f"{key} must be a non-negative whole number")
             out[key] = value
@@ -238,7 +242,7 @@ def evaluate(cfg: RiskConfig, x: RiskInputs) -> Decision:
         and x.device_age_seconds < cfg.new_device_hours * 3600
     ):
         confirms.append("new_device")
-    if cfg.offline_code_confirm and x.code_lag_steps > 0:
+    if cfg.offline_code_confirm and x.code_lag_steps >= cfg.offline_code_min_steps:
         confirms.append("offline_code")
     fired = tuple([name for name, _ in declines] + confirms)
     if declines:
