@@ -201,3 +201,18 @@ async def test_refund_one_item_from_the_receipt_qr_then_the_report_matches(shop:
     ptid = app.last_outcome.order.partner_trans_id
     assert shop.query(ptid)["refund_amount_total"] == "3.20"
     till.close()
+
+
+async def test_the_next_sale_never_shows_the_previous_customers_receipt(shop: Shop) -> None:
+    app = EcrApp(shop.till())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await scan(pilot, FLAT_WHITE)
+        await scan(pilot, await run_in_thread(shop.code))
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert "Flat white" in str(app.query_one("#receipt", Static).render())
+        app.last_outcome = None
+        await scan(pilot, FLAT_WHITE)  # the next customer, the same item and total
+        await scan(pilot, "281234567890123456")  # a code no wallet showed: declined, nothing charged
+        await until(pilot, lambda: app.last_outcome is not None)
+        assert app.last_outcome is not None and app.last_outcome.outcome == "FAILED"
+        assert str(app.query_one("#receipt", Static).render()).strip() == ""

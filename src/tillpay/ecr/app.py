@@ -12,7 +12,7 @@ import time
 from datetime import date
 from typing import ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -224,6 +224,25 @@ class ReportScreen(ModalScreen[None]):
             self.notify(str(e), severity="error")
 
 
+class ScanInput(Input):
+    """The scan line. A USB scanner types a whole code and Enter within milliseconds, and the next scan
+    follows at once: Enter takes the line and empties the field in the same key handler, before the next
+    queued keystroke is read, so each code is handled once, whole and in order, however busy the screen
+    is (clearing it later, when the line is handled, merged two scans into one or wiped the next one)."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Enter is taken here, in the widget's own queue of keystrokes, not as a key binding: a binding
+        # runs from the app's queue, after keystrokes the scanner already sent behind it.
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            text = self.value
+            self.value = ""
+            self.post_message(self.Submitted(self, text, None))
+            return
+        await super()._on_key(event)
+
+
 class EcrApp(App[None]):
     """The cashier's terminal."""
 
@@ -273,7 +292,7 @@ class EcrApp(App[None]):
                 yield Static("", id="state")
                 yield Static("", id="receipt")
         yield Static("", id="message")
-        yield Input(placeholder="scan or type an item code or a payment code", id="scan")
+        yield ScanInput(placeholder="scan or type an item code or a payment code", id="scan")
         yield Footer()
 
     # Textual calls a message handler on every class of the MRO that defines one, so subclasses (the
@@ -348,10 +367,9 @@ class EcrApp(App[None]):
 
     def submitted(self, event: Input.Submitted) -> None:
         """One line from the scanner or the keyboard."""
-        text = event.value.strip()
-        event.input.value = ""
+        text = event.value.strip()  # ScanInput has emptied the field already
         if not text:
-            return
+            return  # a stray Enter adds nothing
         t_enter = time.perf_counter()
         if self._busy():
             return
@@ -382,6 +400,7 @@ class EcrApp(App[None]):
             self.message("an earlier order is not resolved yet: press F9 to resolve it")
             return
         self._t_enter = t_enter if t_enter is not None else time.perf_counter()
+        self.query_one("#receipt", Static).update("")  # the previous customer's receipt is not this sale's
         self.paying = True
         self.abort_event = threading.Event()
         self.deadline = time.monotonic() + self.till.cfg.merchant_timeout
@@ -421,8 +440,7 @@ class EcrApp(App[None]):
         self._set_state(state, out.message)
         if out.printed_at is not None:
             self.last_checkout_seconds = out.printed_at - self._t_enter
-        if out.receipt:
-            self.query_one("#receipt", Static).update(out.receipt)
+        self.query_one("#receipt", Static).update(out.receipt or "")
         self.message(f"printer: {out.print_error} (F6 reprints)" if out.print_error else out.message)
         self._refresh_basket()
 

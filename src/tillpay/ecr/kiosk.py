@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Digits, Input, Static
 
-from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen
+from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen, ScanInput
 from tillpay.ecr.i18n import MESSAGES, t
 from tillpay.ecr.journal import Order
 from tillpay.ecr.till import SaleOutcome, Till
@@ -148,7 +148,7 @@ class KioskApp(EcrApp):
                     yield Static("", id="state")
                     yield Static("", id="receipt")
             yield Static("", id="message")
-            yield Input(placeholder="", id="scan")
+            yield ScanInput(placeholder="", id="scan")
 
     def setup(self) -> None:
         super().setup()
