@@ -15,6 +15,7 @@ from harness import (
     until,
 )
 from textual.widgets import DataTable, Input, Static
+from textual.widgets._footer import FooterKey
 
 from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen
 
@@ -179,6 +180,8 @@ async def test_refund_one_item_from_the_receipt_qr_then_the_report_matches(shop:
         await pilot.press("enter")
         await until(pilot, lambda: screen.done is not None)
         assert "REFUNDED" in (screen.done or "") and "3.20 USD" in (screen.done or "")
+        info = str(screen.query_one("#refund-info", Static).render())
+        assert "refunded 3.20 USD" in info and "left 4.50 USD" in info  # the figures after the refund
         await scan(pilot, qr)  # the same receipt again: only the flat white is left
         await until(pilot, lambda: screen.target is not None)
         assert screen.target is not None and screen.target.left == 450
@@ -216,3 +219,15 @@ async def test_the_next_sale_never_shows_the_previous_customers_receipt(shop: Sh
         await until(pilot, lambda: app.last_outcome is not None)
         assert app.last_outcome is not None and app.last_outcome.outcome == "FAILED"
         assert str(app.query_one("#receipt", Static).render()).strip() == ""
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_footer_key_fits_the_screen(shop: Shop, size: tuple[int, int]) -> None:
+    app = EcrApp(shop.till())
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        keys = [k for k in app.query(FooterKey) if k.display]
+        assert {k.key for k in keys} >= {"f2", "f5", "f7", "f8", "f9", "escape"}
+        assert all(k.region.right <= size[0] and k.region.width > 0 for k in keys), [
+            (k.key, k.region) for k in keys
+        ]

@@ -7,6 +7,7 @@ gateway is called from a thread worker, so the screen (state, countdown, the abo
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import date
@@ -121,8 +122,8 @@ class RefundScreen(ModalScreen[None]):
         self._info()
         self.query_one("#refund-amount", Input).focus()
 
-    def _info(self) -> None:
-        tg = self.target
+    def _info(self, target: RefundTarget | None = None, note: str = "") -> None:
+        tg = target or self.target
         assert tg is not None
         m = self.till.money
         items = "\n".join(f"  {i.code}  {i.qty} x {i.name}  {m(i.price, tg.currency)}" for i in tg.items)
@@ -133,7 +134,7 @@ class RefundScreen(ModalScreen[None]):
         self.query_one("#refund-info", Static).update(
             f"Order {tg.partner_trans_id}  transaction {tg.trade_no}\n"
             f"Paid {m(tg.total, tg.currency)}  refunded {m(tg.refunded, tg.currency)}  "
-            f"left {m(tg.left, tg.currency)}\n{items}{sel}"
+            f"left {m(tg.left, tg.currency)}{note}\n{items}{sel}"
         )
 
     @work(thread=True, exclusive=True, group="refund")
@@ -143,13 +144,14 @@ class RefundScreen(ModalScreen[None]):
         except TillError as e:
             self.app.call_from_thread(self._show, str(e))
             return
-        self.app.call_from_thread(self._refunded, text)
+        after = dataclasses.replace(target, refunded=target.refunded + amount)
+        self.app.call_from_thread(self._refunded, text, after)
 
-    def _refunded(self, text: str) -> None:
+    def _refunded(self, text: str, after: RefundTarget) -> None:
         self.done = text
         self._show(text)
-        self.target = None
         self.selected = []
+        self._info(after, "  (after this refund)")  # the figures now, not the ones before the refund
         self.query_one("#refund-ref", Input).value = ""
         self.query_one("#refund-ref", Input).focus()
 
@@ -185,7 +187,7 @@ class ReportScreen(ModalScreen[None]):
         with Vertical(id="dialog"):
             with VerticalScroll(id="dialog-body"):
                 yield Static("Checking every order with the gateway…", id="report-body")
-            yield Footer()
+            yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._build(shift=True)
@@ -246,18 +248,21 @@ class ScanInput(Input):
 class EcrApp(App[None]):
     """The cashier's terminal."""
 
+    #: Short labels and no command palette: every key fits an 80-column terminal's footer.
+    ENABLE_COMMAND_PALETTE = False
+
     CSS = CSS
     TITLE = "Tillpay ECR"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "quantity", "Qty"),
-        Binding("f3", "remove", "Remove"),
+        Binding("f3", "remove", "Del"),
         Binding("f4", "clear", "Clear"),
         Binding("f5", "refund", "Refund"),
-        Binding("f6", "reprint", "Reprint"),
+        Binding("f6", "reprint", "Copy"),
         Binding("f7", "report", "Report"),
-        Binding("f8", "close_shift", "Close shift"),
+        Binding("f8", "close_shift", "Close"),
         Binding("f9", "resolve", "Resolve"),
-        Binding("escape", "abort", "Abort payment"),
+        Binding("escape", "abort", "Abort"),
         Binding("up", "cursor(-1)", show=False),
         Binding("down", "cursor(1)", show=False),
     ]
@@ -293,7 +298,7 @@ class EcrApp(App[None]):
                 yield Static("", id="receipt")
         yield Static("", id="message")
         yield ScanInput(placeholder="scan or type an item code or a payment code", id="scan")
-        yield Footer()
+        yield Footer(compact=True)
 
     # Textual calls a message handler on every class of the MRO that defines one, so subclasses (the
     # kiosk) override these hooks instead of the handlers.
