@@ -7,6 +7,7 @@ import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.pofile import read_po
@@ -109,3 +110,13 @@ def test_the_javascript_payment_codes_match_the_shared_vectors() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().endswith("passed, 0 failed")
+
+
+def test_the_time_zone_cookie_is_read_as_wallet_js_writes_it_url_encoded() -> None:
+    assert i18n.zone("Asia%2FShanghai") == ZoneInfo("Asia/Shanghai")
+    assert i18n.zone("America/Los_Angeles") == ZoneInfo("America/Los_Angeles")
+    for bad in (None, "", "Nowhere%2FLand", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Flocaltime", "x" * 80):
+        assert i18n.zone(bad) == ZoneInfo("UTC"), bad
+    at = datetime(2026, 11, 30, 21, 10, 11, tzinfo=UTC)  # 05:10:11 on 1 December in Shanghai
+    fmt = i18n.Formatter("en", i18n.zone("Asia%2FShanghai"))
+    assert "Dec 1, 2026" in fmt.datetime(at) and "5:10" in fmt.datetime(at)

@@ -12,6 +12,7 @@ import io
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
@@ -91,6 +92,8 @@ def negotiate(accept_language: str | None) -> str:
 
 def zone(name: str | None) -> ZoneInfo:
     """A time zone by IANA name (as the browser reports it), UTC if unknown."""
+    # wallet.js stores the name URL-encoded (Asia%2FShanghai), as a cookie value must be.
+    name = unquote(name) if name else name
     if name and len(name) < 64:
         try:
             return ZoneInfo(name)
