@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     payout_debtor_bic: str = "COBADEFFXXX"
     #: How far a signed download request's ``timestamp`` may be from the server's clock.
     download_timestamp_tolerance_seconds: int = 900
+    #: How far a signed gateway request's time (Antom ``request-time``, Open Platform and MAPI
+    #: ``timestamp``) may be from the server's clock, either way (docs/security.md).
+    request_time_tolerance_seconds: int = Field(default=900, ge=1)
     #: The wallet's name in MAPI ``payment_inst`` (Alipay answers ``ALIPAYCN`` or ``ALIPAYHK``; a scheme
     #: that mimics one for its tills may say so). Upper-case letters and digits, at most 32.
     payment_inst: str = "TILLPAY"

@@ -10,12 +10,14 @@ from decimal import Decimal
 
 import structlog
 
+from tillpay import signing as canonical
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.protocols import freshness
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
-from tillpay.protocols.mapi.wire import Envelope, alipay_time, notify_time
+from tillpay.protocols.mapi.wire import FORBIDDEN, Envelope, alipay_time, notify_time
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -153,6 +155,11 @@ def _validate(service: str, params: dict[str, str]) -> dict[str, str]:
     ignored: list[str] = []
     for name, value in params.items():
         rule = spec.get(name)
+        if (rule is None or not rule.json) and canonical.ambiguous(name, value):
+            # JSON-valued parameters are parsed whole below, which makes them unambiguous.
+            raise TillpayError(
+                Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r}: {canonical.AMBIGUOUS_DETAIL}"
+            )
         if rule is None:
             if not _UNKNOWN_NAME.fullmatch(name) or len(value) > _MAX_UNKNOWN:
                 raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} is malformed")
@@ -178,10 +185,24 @@ def _validate(service: str, params: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _check_timestamp(p: Platform, text: str) -> None:
+    """``timestamp``: epoch milliseconds or ``yyyy-MM-dd HH:mm:ss`` GMT+8, within the replay window."""
+    sent = freshness.epoch_ms(text) or freshness.beijing_text(text)
+    if sent is None:
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT, "timestamp must be epoch milliseconds or yyyy-MM-dd HH:mm:ss (GMT+8)"
+        )
+    if not freshness.is_fresh(p, sent):
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT,
+            f"timestamp is more than {freshness.window_text(p)} away from the server's clock",
+        )
+
+
 def _json_object(name: str, value: str) -> dict[str, object]:
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep is malformed too
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} is not JSON") from None
     if not isinstance(parsed, (dict, list)):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} must be a JSON object or array")
@@ -485,6 +506,11 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
                 merchant = await p.merchant_by_partner(partner)
             except TillpayError:
                 merchant = None
+        for name, value in params.items():
+            if FORBIDDEN.search(name) or FORBIDDEN.search(value):
+                raise TillpayError(
+                    Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} contains a control character"
+                )
         if service not in SPECS:
             raise TillpayError(Code.ILLEGAL_SERVICE, f"unsupported service {service!r}")
         if not partner:
@@ -495,6 +521,8 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
             params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
         )
         q = _validate(service, params)
+        if "timestamp" in q and service not in secmerchant.HANDLERS:  # those keep their 30 minutes
+            _check_timestamp(p, q["timestamp"])
         assert sign_type is not None
         fields = await HANDLERS[service](p, merchant, q, sign_type)
         return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
