@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     refund_window_days: int = 360
     #: Wrong PIN entries before a pending confirmation is closed.
     max_pin_attempts: int = 3
-    #: Wrong payment codes per device (and per merchant x10) in ``bad_code_window_seconds`` before refusal.
+    #: Wrong payment codes per (merchant, device) in ``bad_code_window_seconds`` before that merchant's
+    #: codes for the device are refused; a merchant's wrong codes reaching the alert threshold in the
+    #: window are logged and shown on its console, never refused for its other tills (docs/security.md).
     max_bad_codes_per_device: int = 5
     bad_code_window_seconds: int = 600
+    bad_code_alert_threshold: int = 50
     #: Run notification delivery and expiry inside ``tillpay serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 0.5  # float-ok: a sleep interval, not money
