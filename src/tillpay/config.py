@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     #: How far a signed gateway request's time (Antom ``request-time``, Open Platform and MAPI
     #: ``timestamp``) may be from the server's clock, either way (docs/security.md).
     request_time_tolerance_seconds: int = Field(default=900, ge=1)
+    #: After ``merchant key-add`` or ``merchant md5-rotate``, how long the previous key still verifies.
+    key_grace_seconds: int = Field(default=86400, ge=0)
     #: The wallet's name in MAPI ``payment_inst`` (Alipay answers ``ALIPAYCN`` or ``ALIPAYHK``; a scheme
     #: that mimics one for its tills may say so). Upper-case letters and digits, at most 32.
     payment_inst: str = "TILLPAY"

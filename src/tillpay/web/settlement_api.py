@@ -75,7 +75,12 @@ async def _authenticate(
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "timestamp is too far from the server's clock")
     merchant = await p.merchant_by_partner(params["partner"])
     mapi_signing.verify_request(
-        params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset="utf-8"
+        params,
+        md5_key=merchant.md5_key,
+        public_key_pem=merchant.public_key,
+        charset="utf-8",
+        previous_md5_keys=merchant.md5_keys(p.now())[1:],
+        allowed=merchant.sign_types,
     )
     return merchant, params
 

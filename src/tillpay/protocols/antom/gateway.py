@@ -405,6 +405,8 @@ async def _authenticate(p: Platform, path: str, headers: Mapping[str, str], text
     algorithm, version, sig = signing.parse_header(raw)
     if algorithm.upper() != signing.ALGORITHM:
         raise TillpayError(Code.ILLEGAL_SIGN_TYPE, "algorithm must be RSA256")
+    if not merchant.allows(signing.ALGORITHM):
+        raise TillpayError(Code.ILLEGAL_SIGN_TYPE, "this client may not sign with RSA256")
     key = await merchants.public_key_version(p, merchant, version)
     if not signing.verify(signing.content("POST", path, client_id, request_time, text), sig, key):
         raise TillpayError(Code.ILLEGAL_SIGN, "the signature does not verify")

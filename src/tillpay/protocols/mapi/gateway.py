@@ -478,14 +478,18 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _sign(env: Envelope, merchant: Merchant | None, sign_type: str | None, codec: str) -> Envelope:
+def _sign(
+    env: Envelope, merchant: Merchant | None, sign_type: str | None, codec: str, md5_key: str = ""
+) -> Envelope:
     if merchant is None or sign_type not in signing.SIGN_TYPES:
         return env  # nothing to sign with: unknown partner or unusable sign_type
     assert sign_type is not None
+    if sign_type == "MD5" and not merchant.allows("MD5"):
+        return env  # the MD5 key is disabled: it signs nothing
     env.sign = signing.sign(
         env.signed_fields(),
         sign_type=sign_type,
-        md5_key=merchant.md5_key,
+        md5_key=md5_key or merchant.md5_key,  # the key the request verified with, during a rotation
         private_key_pem=merchant.gateway_private_key,
         charset=codec,
     )
@@ -499,6 +503,7 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
     merchant: Merchant | None = None
     sign_type = params.get("sign_type")
     service = params.get("service", "")
+    md5_used = ""
     try:
         partner = params.get("partner", "")
         if partner:
@@ -517,15 +522,20 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, "parameter 'partner' is missing")
         if merchant is None:
             raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner!r}")
-        signing.verify_request(
-            params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
+        md5_used = signing.verify_request(
+            params,
+            md5_key=merchant.md5_key,
+            public_key_pem=merchant.public_key,
+            charset=codec,
+            previous_md5_keys=merchant.md5_keys(p.now())[1:],
+            allowed=merchant.sign_types,
         )
         q = _validate(service, params)
         if "timestamp" in q and service not in secmerchant.HANDLERS:  # those keep their 30 minutes
             _check_timestamp(p, q["timestamp"])
         assert sign_type is not None
         fields = await HANDLERS[service](p, merchant, q, sign_type)
-        return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
+        return _sign(Envelope(True, echo, fields), merchant, sign_type, codec, md5_used)
     except TillpayError as e:
         value, level = mapi_error(e.code)
         log.info("mapi_error", code=e.code.value, detail=e.detail, partner=params.get("partner"))
@@ -533,8 +543,8 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
             env = Envelope(False, echo, error=value, detail=e.detail)
         else:
             env = Envelope(True, echo, _business(service, e.code, {}, e.detail))
-        return _sign(env, merchant, sign_type, codec)
+        return _sign(env, merchant, sign_type, codec, md5_used)
     except Exception:
         log.exception("mapi_internal_error", partner=params.get("partner"), service=service)
         env = Envelope(True, echo, _business(service, Code.SYSTEM_ERROR, {}))
-        return _sign(env, merchant, sign_type, codec)
+        return _sign(env, merchant, sign_type, codec, md5_used)

@@ -413,6 +413,8 @@ def _check_fresh_and_unambiguous(p: Platform, params: dict[str, str]) -> None:
 
 
 def _verify(params: dict[str, str], m: Merchant, codec: str) -> None:
+    if not m.allows(params["sign_type"]):
+        raise TillpayError(Code.ILLEGAL_SIGN_TYPE, f"this app may not sign with {params['sign_type']}")
     if not m.public_key:
         raise TillpayError(Code.HAS_NO_PUBLICKEY, "no RSA public key is registered for this app")
     ok = signing.rsa_verify(
