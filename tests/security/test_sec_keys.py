@@ -117,6 +117,14 @@ def test_the_key_commands(live: LiveServer) -> None:
         return json.loads(result.output)  # type: ignore[no-any-return]
 
     assert run("sign-types", partner, "rsa2", "RSA256")["sign_types"] == ["RSA2", "RSA256"]
+    time.sleep(CACHE)
+    rsa = shop.open(sign_type="RSA").call("alipay.trade.query", {"out_trade_no": "X"})
+    assert (rsa.code, rsa.sub_code) == ("40002", "isv.invalid-signature-type")
+    assert shop.open().call("alipay.trade.query", {"out_trade_no": "X"}).sub_code == "ACQ.TRADE_NOT_EXIST"
+    assert _inquiry(shop.antom()) == ("F", "ORDER_NOT_EXIST")
+    assert run("sign-types", partner, "MD5")["sign_types"] == ["MD5"]
+    time.sleep(CACHE)
+    assert _inquiry(shop.antom()) == ("F", "INVALID_SIGNATURE")
     assert run("sign-types", partner, "--all")["sign_types"] is None
     bad = runner.invoke(cli, ["--database-url", url, "merchant", "sign-types", partner, "SHA1"])
     assert bad.exit_code != 0

@@ -592,6 +592,19 @@ async def key_rotate(ctx: Ctx) -> Response:
 
 
 @page()
+async def key_revoke(ctx: Ctx) -> Response:
+    """Revoke an older key version at once."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    try:
+        version = await console.revoke_key(ctx.p, await ctx.merchant(), str(form.get("version", "")))
+    except TillpayError as e:
+        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console key revoked", user=ctx.user.id, version=version)
+    return _redirect(ctx, "/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
+
+
+@page()
 async def notify_url(ctx: Ctx) -> Response:
     """Change the merchant's default notify URL."""
     form = await _form(ctx)
@@ -773,6 +786,7 @@ def console_routes() -> list[BaseRoute]:
         Route("/console/settlements/reconcile", settlement_reconcile, methods=["POST"]),
         Route("/console/integration", integration),
         Route("/console/integration/keys", key_rotate, methods=["POST"]),
+        Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
         Route("/console/integration/notify-url", notify_url, methods=["POST"]),
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         Route("/console/integration/test-payment", test_payment, methods=["POST"]),
