@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -52,7 +52,8 @@ class OpenClient:
             "charset": "utf-8",
             "format": "JSON",
             "sign_type": self.sign_type,
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            # GMT+8, as Alipay reads it (the SDKs send the local time of a till in China).
+            "timestamp": (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"),
             "version": "1.0",
             **extra,
         }

@@ -726,9 +726,17 @@ def audit(c: Ctx) -> None:
     sys.exit(1 if findings else 0)
 
 
-from tillpay.cli_keys import key_add  # noqa: E402 - it imports this module's Ctx, so it comes last
+from tillpay.cli_keys import (  # noqa: E402 - it imports this module's Ctx, so it comes last
+    key_add,
+    key_revoke,
+    keys,
+    md5_rotate,
+    sign_types,
+)
 
 merchant.add_command(key_add)
+for _command in (keys, key_revoke, sign_types, md5_rotate):
+    merchant.add_command(_command)
 
 from tillpay.secmerchant_cli import secondary  # noqa: E402 - it imports this module's Ctx
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     refund_window_days: int = 360
     #: Wrong PIN entries before a pending confirmation is closed.
     max_pin_attempts: int = 3
-    #: Wrong payment codes per device (and per merchant x10) in ``bad_code_window_seconds`` before refusal.
+    #: Wrong payment codes per (merchant, device) in ``bad_code_window_seconds`` before that merchant's
+    #: codes for the device are refused; a merchant's wrong codes reaching the alert threshold in the
+    #: window are logged and shown on its console, never refused for its other tills (docs/security.md).
     max_bad_codes_per_device: int = 5
     bad_code_window_seconds: int = 600
+    bad_code_alert_threshold: int = 50
     #: Run notification delivery and expiry inside ``tillpay serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 0.5  # float-ok: a sleep interval, not money
@@ -62,6 +65,11 @@ class Settings(BaseSettings):
     payout_debtor_bic: str = "COBADEFFXXX"
     #: How far a signed download request's ``timestamp`` may be from the server's clock.
     download_timestamp_tolerance_seconds: int = 900
+    #: How far a signed gateway request's time (Antom ``request-time``, Open Platform and MAPI
+    #: ``timestamp``) may be from the server's clock, either way (docs/security.md).
+    request_time_tolerance_seconds: int = Field(default=900, ge=1)
+    #: After ``merchant key-add`` or ``merchant md5-rotate``, how long the previous key still verifies.
+    key_grace_seconds: int = Field(default=86400, ge=0)
     #: The wallet's name in MAPI ``payment_inst`` (Alipay answers ``ALIPAYCN`` or ``ALIPAYHK``; a scheme
     #: that mimics one for its tills may say so). Upper-case letters and digits, at most 32.
     payment_inst: str = "TILLPAY"

@@ -7,6 +7,7 @@ import binascii
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Collection, Mapping
 from typing import Final, Literal
 
@@ -55,6 +56,25 @@ def canonical_query(params: Mapping[str, str | None], exclude: Collection[str] =
         for key, value in sorted(params.items())
         if key not in exclude and value is not None and value != ""
     )
+
+
+#: A value holding ``&name=`` could be split there: ``memo=a&notify_url=X`` is both one ``memo`` and a
+#: ``memo`` plus a ``notify_url``. Without such a value the pairs of a canonical string can only be read
+#: one way (each pair starts after ``&`` with a name and its first ``=``), so no two requests share it.
+_PAIR_BOUNDARY = re.compile(r"&[^&=]*=")
+AMBIGUOUS_DETAIL = (
+    "a value contains '&name=', which would let the signed string be read as another request; "
+    "names may not contain '&' or '='"
+)
+
+
+def ambiguous(name: str, value: str) -> bool:
+    """Whether a parameter would make the canonical string readable as a different request.
+
+    JSON-valued parameters that the gateway parses whole are exempt (the caller decides): a split inside
+    a JSON text leaves a prefix that is not JSON, and a JSON text with ``&k=v`` after it is not JSON.
+    """
+    return "&" in name or "=" in name or _PAIR_BOUNDARY.search(value) is not None
 
 
 def md5_sign(content: str, key: str, charset: str = "utf-8") -> str:

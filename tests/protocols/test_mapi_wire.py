@@ -31,6 +31,11 @@ def _ms() -> str:
     return str(int(time.time() * 1000))
 
 
+def _beijing() -> str:
+    """``yyyy-MM-dd HH:mm:ss`` GMT+8, now (the gateway refuses times outside its replay window)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600))
+
+
 @pytest.mark.parametrize(
     ("sign_type", "style", "charset"),
     [
@@ -123,7 +128,7 @@ def test_documented_and_unknown_parameters_are_accepted_and_change_nothing_else(
         trans_name="Tea",
         trans_amount="1.00",
         currency="USD",
-        timestamp="2026-11-30 18:00:00",  # GMT+8, as global pages write it
+        timestamp=_beijing(),  # GMT+8, as global pages write it
         memo="",  # an empty parameter is neither signed nor refused
         vendor_field="whatever",  # undocumented: ignored
     )
@@ -172,9 +177,7 @@ def test_cancel_by_trade_no_governs_over_out_trade_no(live: LiveServer) -> None:
     base = {"alipay_seller_id": shop.partner, "trans_name": "Tea", "trans_amount": "10.00", "currency": "CNY"}
     a = c.call(PAY, partner_trans_id="CA-1", buyer_identity_code=shop.code(live), **base)
     b = c.call(PAY, partner_trans_id="CA-2", buyer_identity_code=shop.code(live), **base)
-    cancel = c.call(
-        CANCEL, out_trade_no="CA-2", trade_no=a["alipay_trans_id"], timestamp="2026-11-30 18:00:00"
-    )
+    cancel = c.call(CANCEL, out_trade_no="CA-2", trade_no=a["alipay_trans_id"], timestamp=_beijing())
     assert (cancel["out_trade_no"], cancel["trade_no"]) == ("CA-1", a["alipay_trans_id"])
     assert c.call(QUERY, partner_trans_id="CA-1")["alipay_trans_status"] == "TRADE_CLOSED"
     assert c.call(QUERY, alipay_trans_id=b["alipay_trans_id"])["alipay_trans_status"] == "TRADE_SUCCESS"
@@ -205,7 +208,7 @@ def test_precreate_takes_both_timestamps_price_times_quantity_and_serves_its_qr_
             [{"goods_id": "L1", "goods_name": "Lunch", "quantity": "2", "price": "2.50"}]
         ),
         operator_id="cashier-7",
-        timestamp="2026-11-30 18:00:00",
+        timestamp=_beijing(),
         notify_url="http://127.0.0.1:9/notify",
     )
     assert (pre["result_code"], pre["voucher_type"], pre["out_trade_no"]) == ("SUCCESS", "qrcode", "PC-1")

@@ -45,7 +45,8 @@ def settled(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
 
 
 def signed(params: dict[str, str], md5_key: str) -> dict[str, str]:
-    q = {"timestamp": str(int(time.time() * 1000)), **params}
+    service = "tillpay.settlement." + ("download" if "name" in params else "files")
+    q = {"service": service, "timestamp": str(int(time.time() * 1000)), **params}
     q["sign"] = signing.sign_request(q, sign_type="MD5", md5_key=md5_key)
     q["sign_type"] = "MD5"
     return q
@@ -105,7 +106,11 @@ def test_bad_signatures_stale_timestamps_and_missing_parameters_are_refused(
     tampered = dict(good, settle_date="2020-01-01")
     r = httpx.get(url, params=tampered)
     assert r.status_code == 401 and r.json()["error"] == "ILLEGAL_SIGN"
-    stale = {"partner": m.partner_id, "timestamp": str(int((time.time() - 3600) * 1000))}
+    stale = {
+        "service": "tillpay.settlement.files",
+        "partner": m.partner_id,
+        "timestamp": str(int((time.time() - 3600) * 1000)),
+    }
     stale["sign"] = signing.sign_request(stale, sign_type="MD5", md5_key=m.md5_key)
     stale["sign_type"] = "MD5"
     assert httpx.get(url, params=stale).status_code == 400

@@ -142,6 +142,9 @@ class Driver:
     def __init__(self, venv: str, script: str, cert: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["SSL_CERT_FILE"] = str(cert)  # the SDKs verify TLS against the test certificate
+        # The Open Platform SDKs send the local time as ``timestamp``, which Alipay (and Tillpay) read as
+        # GMT+8: run them as a till in China does.
+        env["TZ"] = "Asia/Shanghai"
         self.proc = subprocess.Popen(
             [str(venv_python(venv)), str(DRIVERS / script)],
             stdin=subprocess.PIPE,

@@ -23,7 +23,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -199,7 +199,9 @@ def render(order: Order, m: BenchMerchant, when: datetime) -> bytes:
             "charset": "utf-8",
             "format": "JSON",
             "sign_type": "RSA2",
-            "timestamp": when.strftime("%Y-%m-%d %H:%M:%S"),
+            "timestamp": (when + timedelta(hours=8)).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),  # GMT+8, as Alipay reads it
             "version": "1.0",
         }
         biz = {

@@ -113,6 +113,9 @@ def server_env(cfg: RunConfig, url: str) -> dict[str, str]:
         "TILLPAY_DATABASE_URL": url,
         "TILLPAY_LOG_LEVEL": "warning",
         "TILLPAY_BENCH_ROUTES": "true",
+        # The requests are signed before the run starts, with the time of signing: a long run must not
+        # fall outside the replay window.
+        "TILLPAY_REQUEST_TIME_TOLERANCE_SECONDS": "86400",
     }
     if cfg.server_pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.server_pythonpath, env.get("PYTHONPATH")]))

@@ -64,8 +64,8 @@ class FileClient:
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def _signed(self, **params: str) -> dict[str, str]:
-        q = {"partner": self.partner, "timestamp": str(int(time.time() * 1000)), **params}
+    def _signed(self, service: str, **params: str) -> dict[str, str]:
+        q = {"service": service, "partner": self.partner, "timestamp": str(int(time.time() * 1000)), **params}
         q["sign"] = signing.sign_request(
             q, sign_type=self.sign_type, md5_key=self.md5_key, private_key_pem=self.private_key_pem
         )
@@ -73,7 +73,8 @@ class FileClient:
         return q
 
     def _get(self, path: str, **params: str) -> httpx.Response:
-        r = self._http.get(path, params=self._signed(**params))
+        service = "tillpay.settlement." + path.rsplit("/", 1)[1]  # the endpoint the signature is for
+        r = self._http.get(path, params=self._signed(service, **params))
         if r.status_code != 200:
             try:
                 body: Any = r.json()

@@ -701,6 +701,9 @@ class KeyVersion:
     fingerprint: str
     created_at: datetime
     current: bool
+    #: current | active | expiring | expired | revoked (see merchants.key_versions_of)
+    status: str = "current"
+    expires_at: datetime | None = None
 
 
 async def key_versions(p: Platform, merchant: Merchant) -> list[KeyVersion]:
@@ -712,15 +715,27 @@ async def key_versions(p: Platform, merchant: Merchant) -> list[KeyVersion]:
                 select(k).where(k.c.merchant_id == merchant.id).order_by(k.c.key_version.desc())
             )
         ).all()
+    states = {k.version: k for k in await merchants.key_versions_of(p, merchant.id)}
     return [
         KeyVersion(
             r.key_version,
             hashlib.sha256(r.public_key.strip().encode()).hexdigest()[:32],
             r.created_at,
             i == 0,
+            states[r.key_version].status if r.key_version in states else "active",
+            r.expires_at,
         )
         for i, r in enumerate(rows)
     ]
+
+
+async def revoke_key(p: Platform, merchant: Merchant, version_text: str) -> int:
+    """Revoke one of the merchant's older key versions (Antom requests naming it are refused)."""
+    if not version_text.isdigit() or len(version_text) > 6:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "choose a key version")
+    version = int(version_text)
+    await merchants.revoke_key_version(p, merchant.partner_id, version)
+    return version
 
 
 async def rotate_key(p: Platform, merchant: Merchant, public_key_pem: str) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay import signing
@@ -124,12 +125,18 @@ async def set_merchant_status(p: Platform, partner_id: str, status: str) -> Merc
     return await p.merchant_by_partner(partner_id, fresh=True)
 
 
-async def add_key_version(p: Platform, partner_id: str, public_key: str) -> int:
+async def add_key_version(
+    p: Platform, partner_id: str, public_key: str, grace_seconds: int | None = None
+) -> int:
     """Register a new RSA public key for a merchant; returns its Antom ``keyVersion``.
 
     The new key becomes the merchant's current key (MAPI and Open Platform verify with it); Antom
-    requests naming an older ``keyVersion`` keep verifying with that version's key.
+    requests naming an older ``keyVersion`` keep verifying with that version's key for ``grace_seconds``
+    (default ``TILLPAY_KEY_GRACE_SECONDS``), then are refused.
     """
+    grace = p.settings.key_grace_seconds if grace_seconds is None else grace_seconds
+    if grace < 0:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the grace period cannot be negative")
     try:
         public_pem = signing.public_key_pem(signing.load_public_key(public_key))
     except signing.KeyFormatError as e:
@@ -149,9 +156,137 @@ async def add_key_version(p: Platform, partner_id: str, public_key: str) -> int:
                 merchant_id=m.id, key_version=version, public_key=public_pem, created_at=p.now()
             )
         )
+        until = p.now() + timedelta(seconds=grace)
+        k = t.merchant_keys.c
+        await conn.execute(
+            update(t.merchant_keys)
+            .where(
+                k.merchant_id == m.id,
+                k.key_version < version,
+                k.revoked_at.is_(None),
+                or_(k.expires_at.is_(None), k.expires_at > until),
+            )
+            .values(expires_at=until)
+        )
         await conn.execute(update(t.merchants).where(t.merchants.c.id == m.id).values(public_key=public_pem))
     p.forget_merchant(partner_id)
     return version
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersion:
+    """One of a merchant's RSA public keys (Antom ``keyVersion``) and whether it still verifies."""
+
+    version: int
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    status: str  # current | active | expiring | expired | revoked
+
+
+async def key_versions(p: Platform, partner_id: str) -> list[KeyVersion]:
+    """The merchant's key versions, newest first, with their status now."""
+    m = await p.merchant_by_partner(partner_id, fresh=True)
+    return await key_versions_of(p, m.id)
+
+
+async def key_versions_of(p: Platform, merchant_id: int) -> list[KeyVersion]:
+    """:func:`key_versions` by merchant id (the console)."""
+    k = t.merchant_keys.c
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(k.key_version, k.created_at, k.expires_at, k.revoked_at)
+                .where(k.merchant_id == merchant_id)
+                .order_by(k.key_version.desc())
+            )
+        ).all()
+    now = p.now()
+    out = []
+    for i, r in enumerate(rows):
+        if r.revoked_at is not None:
+            status = "revoked"
+        elif r.expires_at is not None:
+            status = "expired" if r.expires_at <= now else "expiring"
+        else:
+            status = "current" if i == 0 else "active"
+        out.append(KeyVersion(r.key_version, r.created_at, r.expires_at, r.revoked_at, status))
+    return out
+
+
+async def revoke_key_version(p: Platform, partner_id: str, version: int) -> None:
+    """Refuse requests naming ``version`` from now on; the current version cannot be revoked."""
+    m = await p.merchant_by_partner(partner_id, fresh=True)
+    k = t.merchant_keys.c
+    async with p.engine.begin() as conn:
+        await conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == m.id).with_for_update())
+        latest = (await conn.execute(select(func.max(k.key_version)).where(k.merchant_id == m.id))).scalar()
+        if latest is None or not 1 <= version <= latest:
+            raise TillpayError(Code.NOT_FOUND, f"{partner_id} has no key version {version}")
+        if version == latest:
+            raise TillpayError(
+                Code.ILLEGAL_ARGUMENT,
+                f"key version {version} is the current key: add a new one first (merchant key-add)",
+            )
+        await conn.execute(
+            update(t.merchant_keys)
+            .where(k.merchant_id == m.id, k.key_version == version, k.revoked_at.is_(None))
+            .values(revoked_at=p.now())
+        )
+    p.forget_merchant(partner_id)
+
+
+SIGN_TYPES = ("MD5", "RSA", "RSA2", "RSA256")
+
+
+async def set_sign_types(p: Platform, partner_id: str, sign_types: list[str] | None) -> Merchant:
+    """Allow only these sign types (MAPI ``MD5``/``RSA``/``RSA2``, Open Platform ``RSA``/``RSA2``, Antom
+    ``RSA256``); None allows every one. Leaving ``MD5`` out disables the MD5 key."""
+    text = None
+    if sign_types is not None:
+        wanted = sorted({s.strip().upper() for s in sign_types if s.strip()})
+        unknown = [s for s in wanted if s not in SIGN_TYPES]
+        if unknown or not wanted:
+            raise TillpayError(
+                Code.ILLEGAL_ARGUMENT, f"sign types are one or more of {', '.join(SIGN_TYPES)}, not {unknown}"
+            )
+        text = ",".join(wanted)
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.merchants).where(t.merchants.c.partner_id == partner_id).values(sign_types=text)
+        )
+    if res.rowcount != 1:
+        raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
+    p.forget_merchant(partner_id)
+    return await p.merchant_by_partner(partner_id, fresh=True)
+
+
+async def rotate_md5_key(
+    p: Platform, partner_id: str, grace_seconds: int | None = None, new_key: str | None = None
+) -> str:
+    """Give the merchant a new MD5 key; requests signed with the old one are accepted for
+    ``grace_seconds`` (default ``TILLPAY_KEY_GRACE_SECONDS``; 0 ends the old key now). Returns the key."""
+    grace = p.settings.key_grace_seconds if grace_seconds is None else grace_seconds
+    if grace < 0:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the grace period cannot be negative")
+    if new_key is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", new_key):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "an MD5 key is 16 to 64 letters and digits")
+    key = new_key or p.ids.md5_key()
+    m = await p.merchant_by_partner(partner_id, fresh=True)
+    if key == m.md5_key:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the new MD5 key is the current one")
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            update(t.merchants)
+            .where(t.merchants.c.id == m.id)
+            .values(
+                md5_key=key,
+                md5_key_previous=m.md5_key if grace else None,
+                md5_key_previous_until=p.now() + timedelta(seconds=grace) if grace else None,
+            )
+        )
+    p.forget_merchant(partner_id)
+    return key
 
 
 async def public_key_version(p: Platform, merchant: Merchant, version: int | None) -> str:
@@ -160,7 +295,12 @@ async def public_key_version(p: Platform, merchant: Merchant, version: int | Non
     HAS_NO_PUBLICKEY if the merchant has no such version (Antom answers KEY_NOT_FOUND).
     """
     async with p.engine.connect() as conn:
-        q = select(t.merchant_keys.c.public_key).where(t.merchant_keys.c.merchant_id == merchant.id)
+        k = t.merchant_keys.c
+        q = select(k.public_key).where(
+            k.merchant_id == merchant.id,
+            k.revoked_at.is_(None),
+            or_(k.expires_at.is_(None), k.expires_at > p.now()),
+        )
         if version is None:
             q = q.order_by(t.merchant_keys.c.key_version.desc()).limit(1)
         else:
@@ -169,6 +309,8 @@ async def public_key_version(p: Platform, merchant: Merchant, version: int | Non
     if key is None:
         raise TillpayError(
             Code.HAS_NO_PUBLICKEY,
-            f"no public key version {version} for this client" if version else "no public key registered",
+            f"no usable public key version {version} for this client (unknown, expired or revoked)"
+            if version
+            else "no public key registered",
         )
     return str(key)

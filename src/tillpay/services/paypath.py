@@ -7,7 +7,7 @@ their compiled form and cache key, and the database driver its prepared statemen
 They also fold what a pay reads into few round trips, without changing what it reads:
 
 - ``READ``: before the write transaction, in one statement: an existing payment under the merchant's id,
-  the wrong-code counts for the merchant and the device, whether the store or terminal is disabled, the
+  the wrong-code count for the (merchant, device) pair, whether the store or terminal is disabled, the
   terminal's latest wrong code, what is registered about the pay's secondary merchant and store, the device and its wallet, the scheme's, merchant's and customer's risk
   rules, and the FX margin between the price and the wallet currency.
 - ``LOCK``: the wallet row, locked, with the three rule layers (on PostgreSQL, ``LOCK_AND_USE_CODE`` also
@@ -88,14 +88,13 @@ READ: Select[Any] = (
         .label("existing"),
         select(func.count())
         .select_from(_bad)
-        .where(_bad.c.merchant_id == bindparam("merchant_id"), _bad.c.created_at > bindparam("since"))
+        .where(
+            _bad.c.device_no == bindparam("device_no"),
+            _bad.c.merchant_id == bindparam("merchant_id"),
+            _bad.c.created_at > bindparam("since"),
+        )
         .scalar_subquery()
-        .label("bad_merchant"),
-        select(func.count())
-        .select_from(_bad)
-        .where(_bad.c.device_no == bindparam("device_no"), _bad.c.created_at > bindparam("since"))
-        .scalar_subquery()
-        .label("bad_device"),
+        .label("bad_pair"),
         *_layers(_usr.c.login_id),
         _margin.label("margin_bps"),
         disabled_clause(bindparam("merchant_id"), bindparam("store_id"), bindparam("terminal_id")).label(

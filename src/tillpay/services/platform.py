@@ -116,6 +116,23 @@ class Merchant:
     #: Alipay Open Platform app id (face-to-face dialect) and Antom client id; None for old rows.
     app_id: str | None = None
     client_id: str | None = None
+    #: The sign types the merchant may use (None: every one the dialect takes).
+    sign_types: frozenset[str] | None = None
+    #: The MD5 key before the last rotation and until when requests may still use it.
+    md5_key_previous: str | None = None
+    md5_key_previous_until: datetime | None = None
+
+    def allows(self, sign_type: str) -> bool:
+        """Whether the merchant may sign with ``sign_type`` (``MD5``, ``RSA``, ``RSA2``, ``RSA256``)."""
+        return self.sign_types is None or sign_type.upper() in self.sign_types
+
+    def md5_keys(self, now: datetime) -> list[str]:
+        """The MD5 keys a request may be signed with now: the current one, then the previous in its grace."""
+        keys = [self.md5_key]
+        until = self.md5_key_previous_until
+        if self.md5_key_previous and until is not None and now < until:
+            keys.append(self.md5_key_previous)
+        return keys
 
 
 def parse_confirm_limits(text: str) -> dict[str, int]:
@@ -182,6 +199,9 @@ class Platform:
             status=row.status,
             app_id=row.app_id,
             client_id=row.client_id,
+            sign_types=frozenset(row.sign_types.split(",")) if row.sign_types else None,
+            md5_key_previous=row.md5_key_previous,
+            md5_key_previous_until=row.md5_key_previous_until,
         )
         self._merchants[partner_id] = (time.monotonic(), m)
         return m

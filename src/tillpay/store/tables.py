@@ -76,6 +76,12 @@ merchants = Table(
     Column("app_id", String(32), unique=True),
     #: The merchant's Antom ``Client-Id``; its public keys per ``keyVersion`` are in ``merchant_keys``.
     Column("client_id", String(64), unique=True),
+    #: The sign types the merchant may use, comma-separated (``MD5,RSA2``); NULL: every one the dialect
+    #: takes. Taking MD5 away disables the MD5 key.
+    Column("sign_types", String(32)),
+    #: The MD5 key before the last rotation, still accepted on requests until ``md5_key_previous_until``.
+    Column("md5_key_previous", String(64)),
+    Column("md5_key_previous_until", UTCDateTime),
 )
 
 wallet_users = Table(
@@ -326,6 +332,10 @@ merchant_keys = Table(
     Column("key_version", Integer, nullable=False),
     Column("public_key", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    #: After this a request naming the version is refused (set on the older versions when a new key is
+    #: added: ``TILLPAY_KEY_GRACE_SECONDS``); ``revoked_at``: refused from then on.
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
     UniqueConstraint("merchant_id", "key_version", name="uq_merchant_keys_merchant_version"),
 )
 

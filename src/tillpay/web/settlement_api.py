@@ -3,14 +3,17 @@
 Alipay hands these files out over SFTP (reference §1.14); Tillpay serves them over HTTP instead, signed
 the way a MAPI request is signed (this API is Tillpay's own, not Alipay's):
 
-- ``GET /settlement/files?partner=...&timestamp=...[&settle_date=YYYY-MM-DD]&sign_type=...&sign=...``
-  lists the merchant's files (JSON: name, kind, day, SHA-256, size);
-- ``GET /settlement/download?partner=...&timestamp=...&name=...&sign_type=...&sign=...`` returns one.
+- ``GET /settlement/files?service=tillpay.settlement.files&partner=...&timestamp=...[&settle_date=YYYY-MM-DD]
+  &sign_type=...&sign=...`` lists the merchant's files (JSON: name, kind, day, SHA-256, size);
+- ``GET /settlement/download?service=tillpay.settlement.download&partner=...&timestamp=...&name=...
+  &sign_type=...&sign=...`` returns one.
 
 ``sign`` is MD5 (the merchant's MD5 key appended) or RSA / RSA2 (the merchant's private key) over the
 sorted ``k=v&...`` of every other parameter, exactly as for ``/gateway.do``. ``timestamp`` is epoch
 milliseconds and must be within ``download_timestamp_tolerance_seconds`` of the server's clock, so a
-signed URL that leaks stops working soon.
+signed URL that leaks stops working soon. ``service`` names the endpoint and is signed, so a request
+signed for one endpoint (or a ``/gateway.do`` request) is refused by the other; a parameter the endpoint
+does not define is refused too (docs/security.md).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.protocols.mapi import signing
+from tillpay.protocols.mapi import signing as mapi_signing
 from tillpay.services import settlement
 from tillpay.services.platform import Merchant, Platform
 
@@ -40,13 +44,28 @@ def _error(e: TillpayError) -> Response:
     return JSONResponse({"error": e.code.value, "message": e.detail}, status_code=_STATUS.get(e.code, 500))
 
 
+FILES, DOWNLOAD = "tillpay.settlement.files", "tillpay.settlement.download"
+_COMMON = ("service", "partner", "timestamp", "sign_type", "sign")
+
+
 async def _authenticate(
-    p: Platform, request: Request, required: tuple[str, ...]
+    p: Platform, request: Request, service: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> tuple[Merchant, dict[str, str]]:
-    params = dict(request.query_params)
-    for name in ("partner", "timestamp", "sign_type", "sign", *required):
+    pairs = request.query_params.multi_items()
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a parameter is given twice")
+    for name in params:
+        if name not in (*_COMMON, *required, *optional):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} is not defined here")
+    for name in (*_COMMON, *required):
         if not params.get(name):
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"the {name} parameter is missing")
+    if params["service"] != service:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"service must be {service} at this address")
+    for name, value in params.items():
+        if name != "sign" and signing.ambiguous(name, value):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name!r}: {signing.AMBIGUOUS_DETAIL}")
     try:
         stamp = int(params["timestamp"])
     except ValueError:
@@ -55,8 +74,13 @@ async def _authenticate(
     if skew > p.settings.download_timestamp_tolerance_seconds:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "timestamp is too far from the server's clock")
     merchant = await p.merchant_by_partner(params["partner"])
-    signing.verify_request(
-        params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset="utf-8"
+    mapi_signing.verify_request(
+        params,
+        md5_key=merchant.md5_key,
+        public_key_pem=merchant.public_key,
+        charset="utf-8",
+        previous_md5_keys=merchant.md5_keys(p.now())[1:],
+        allowed=merchant.sign_types,
     )
     return merchant, params
 
@@ -65,7 +89,7 @@ async def list_files(request: Request) -> Response:
     """The merchant's settlement and transaction files, optionally of one business day."""
     p: Platform = request.app.state.platform
     try:
-        merchant, params = await _authenticate(p, request, ())
+        merchant, params = await _authenticate(p, request, FILES, (), ("settle_date",))
         day = None
         if params.get("settle_date"):
             try:
@@ -82,7 +106,7 @@ async def download(request: Request) -> Response:
     """One of the merchant's files, with its SHA-256 in a header (and in the listing)."""
     p: Platform = request.app.state.platform
     try:
-        merchant, params = await _authenticate(p, request, ("name",))
+        merchant, params = await _authenticate(p, request, DOWNLOAD, ("name",))
         view, path = await settlement.file_for_merchant(p, merchant.partner_id, params["name"])
     except TillpayError as e:
         return _error(e)

@@ -21,6 +21,7 @@ import structlog
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
 from tillpay.domain.payment import Status
+from tillpay.protocols import freshness
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import REFUND_NOT_EXIST, SUCCESS, Result, antom_result
 from tillpay.services import merchants, payments
@@ -404,10 +405,23 @@ async def _authenticate(p: Platform, path: str, headers: Mapping[str, str], text
     algorithm, version, sig = signing.parse_header(raw)
     if algorithm.upper() != signing.ALGORITHM:
         raise TillpayError(Code.ILLEGAL_SIGN_TYPE, "algorithm must be RSA256")
+    if not merchant.allows(signing.ALGORITHM):
+        raise TillpayError(Code.ILLEGAL_SIGN_TYPE, "this client may not sign with RSA256")
     key = await merchants.public_key_version(p, merchant, version)
     if not signing.verify(signing.content("POST", path, client_id, request_time, text), sig, key):
         raise TillpayError(Code.ILLEGAL_SIGN, "the signature does not verify")
+    _check_request_time(p, request_time)
     return merchant
+
+
+def _check_request_time(p: Platform, text: str) -> None:
+    """``request-time``: epoch milliseconds (Antom's pages) or ISO 8601 with an offset (the Python SDK),
+    within the replay window (docs/security.md); PARAM_ILLEGAL otherwise."""
+    sent = freshness.epoch_ms(text) or freshness.iso_with_offset(text)
+    if sent is None:
+        raise _bad("request-time must be epoch milliseconds or ISO 8601 with an offset")
+    if not freshness.is_fresh(p, sent):
+        raise _bad(f"request-time is more than {freshness.window_text(p)} away from the server's clock")
 
 
 async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
@@ -435,7 +449,7 @@ async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], bo
                 raise TillpayError(Code.ILLEGAL_SERVICE, f"unknown API {path}")
             try:
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # too deep is malformed too
                 raise _bad("the body is not JSON") from None
             if not isinstance(data, dict):
                 raise _bad("the body must be a JSON object")

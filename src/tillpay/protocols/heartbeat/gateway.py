@@ -133,7 +133,7 @@ def _req_time(text: str) -> datetime:
 def _beats(body: bytes, isv_id: str) -> list[Beat]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _bad("the body is not JSON") from None
     items = doc.get("heartBeat") if isinstance(doc, dict) else None
     if not isinstance(items, list) or not items:

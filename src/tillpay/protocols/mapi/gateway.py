@@ -10,12 +10,14 @@ from decimal import Decimal
 
 import structlog
 
+from tillpay import signing as canonical
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.protocols import freshness
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
-from tillpay.protocols.mapi.wire import Envelope, alipay_time, notify_time
+from tillpay.protocols.mapi.wire import FORBIDDEN, Envelope, alipay_time, notify_time
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -153,6 +155,11 @@ def _validate(service: str, params: dict[str, str]) -> dict[str, str]:
     ignored: list[str] = []
     for name, value in params.items():
         rule = spec.get(name)
+        if (rule is None or not rule.json) and canonical.ambiguous(name, value):
+            # JSON-valued parameters are parsed whole below, which makes them unambiguous.
+            raise TillpayError(
+                Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r}: {canonical.AMBIGUOUS_DETAIL}"
+            )
         if rule is None:
             if not _UNKNOWN_NAME.fullmatch(name) or len(value) > _MAX_UNKNOWN:
                 raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} is malformed")
@@ -178,10 +185,24 @@ def _validate(service: str, params: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _check_timestamp(p: Platform, text: str) -> None:
+    """``timestamp``: epoch milliseconds or ``yyyy-MM-dd HH:mm:ss`` GMT+8, within the replay window."""
+    sent = freshness.epoch_ms(text) or freshness.beijing_text(text)
+    if sent is None:
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT, "timestamp must be epoch milliseconds or yyyy-MM-dd HH:mm:ss (GMT+8)"
+        )
+    if not freshness.is_fresh(p, sent):
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT,
+            f"timestamp is more than {freshness.window_text(p)} away from the server's clock",
+        )
+
+
 def _json_object(name: str, value: str) -> dict[str, object]:
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep is malformed too
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} is not JSON") from None
     if not isinstance(parsed, (dict, list)):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} must be a JSON object or array")
@@ -457,14 +478,18 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _sign(env: Envelope, merchant: Merchant | None, sign_type: str | None, codec: str) -> Envelope:
+def _sign(
+    env: Envelope, merchant: Merchant | None, sign_type: str | None, codec: str, md5_key: str = ""
+) -> Envelope:
     if merchant is None or sign_type not in signing.SIGN_TYPES:
         return env  # nothing to sign with: unknown partner or unusable sign_type
     assert sign_type is not None
+    if sign_type == "MD5" and not merchant.allows("MD5"):
+        return env  # the MD5 key is disabled: it signs nothing
     env.sign = signing.sign(
         env.signed_fields(),
         sign_type=sign_type,
-        md5_key=merchant.md5_key,
+        md5_key=md5_key or merchant.md5_key,  # the key the request verified with, during a rotation
         private_key_pem=merchant.gateway_private_key,
         charset=codec,
     )
@@ -478,6 +503,7 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
     merchant: Merchant | None = None
     sign_type = params.get("sign_type")
     service = params.get("service", "")
+    md5_used = ""
     try:
         partner = params.get("partner", "")
         if partner:
@@ -485,19 +511,31 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
                 merchant = await p.merchant_by_partner(partner)
             except TillpayError:
                 merchant = None
+        for name, value in params.items():
+            if FORBIDDEN.search(name) or FORBIDDEN.search(value):
+                raise TillpayError(
+                    Code.ILLEGAL_ARGUMENT, f"parameter {name[:64]!r} contains a control character"
+                )
         if service not in SPECS:
             raise TillpayError(Code.ILLEGAL_SERVICE, f"unsupported service {service!r}")
         if not partner:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, "parameter 'partner' is missing")
         if merchant is None:
             raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner!r}")
-        signing.verify_request(
-            params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
+        md5_used = signing.verify_request(
+            params,
+            md5_key=merchant.md5_key,
+            public_key_pem=merchant.public_key,
+            charset=codec,
+            previous_md5_keys=merchant.md5_keys(p.now())[1:],
+            allowed=merchant.sign_types,
         )
         q = _validate(service, params)
+        if "timestamp" in q and service not in secmerchant.HANDLERS:  # those keep their 30 minutes
+            _check_timestamp(p, q["timestamp"])
         assert sign_type is not None
         fields = await HANDLERS[service](p, merchant, q, sign_type)
-        return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
+        return _sign(Envelope(True, echo, fields), merchant, sign_type, codec, md5_used)
     except TillpayError as e:
         value, level = mapi_error(e.code)
         log.info("mapi_error", code=e.code.value, detail=e.detail, partner=params.get("partner"))
@@ -505,8 +543,8 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
             env = Envelope(False, echo, error=value, detail=e.detail)
         else:
             env = Envelope(True, echo, _business(service, e.code, {}, e.detail))
-        return _sign(env, merchant, sign_type, codec)
+        return _sign(env, merchant, sign_type, codec, md5_used)
     except Exception:
         log.exception("mapi_internal_error", partner=params.get("partner"), service=service)
         env = Envelope(True, echo, _business(service, Code.SYSTEM_ERROR, {}))
-        return _sign(env, merchant, sign_type, codec)
+        return _sign(env, merchant, sign_type, codec, md5_used)

@@ -60,7 +60,7 @@ def extend_info(text: str) -> SecondaryRef:
     """spot.pay's ``extend_info``: a JSON object; ILLEGAL_ARGUMENT if it is not, or a value is bad."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep is malformed too
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "extend_info is not JSON") from None
     return parse_extend_info(value)
 

@@ -19,7 +19,7 @@ classic notify verification (and Yurunsoft/PaySDK ``verifyCallback``) checks the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
@@ -33,18 +33,33 @@ def content(params: Mapping[str, str]) -> str:
 
 
 def verify_request(
-    params: Mapping[str, str], *, md5_key: str, public_key_pem: str | None, charset: str
-) -> None:
-    """Check a request's ``sign``; raise ILLEGAL_SIGN_TYPE, HAS_NO_PUBLICKEY or ILLEGAL_SIGN."""
+    params: Mapping[str, str],
+    *,
+    md5_key: str,
+    public_key_pem: str | None,
+    charset: str,
+    previous_md5_keys: Sequence[str] = (),
+    allowed: Collection[str] | None = None,
+) -> str:
+    """Check a request's ``sign``; raise ILLEGAL_SIGN_TYPE, HAS_NO_PUBLICKEY or ILLEGAL_SIGN.
+
+    ``allowed``: the merchant's sign types (None: all). ``previous_md5_keys``: MD5 keys still in their
+    grace period after a rotation. Returns the MD5 key that verified ("" for RSA), to answer with it.
+    """
     sign_type = params.get("sign_type", "")
     sign = params.get("sign", "")
     if sign_type not in SIGN_TYPES:
         raise TillpayError(Code.ILLEGAL_SIGN_TYPE, "sign_type must be MD5, RSA or RSA2 (uppercase)")
+    if allowed is not None and sign_type not in allowed:
+        raise TillpayError(Code.ILLEGAL_SIGN_TYPE, f"this merchant may not sign with {sign_type}")
     if not sign:
         raise TillpayError(Code.ILLEGAL_SIGN, "the sign parameter is missing")
     text = content(params)
     if sign_type == "MD5":
-        ok = signing.md5_verify(text, md5_key, sign, charset)
+        for key in (md5_key, *previous_md5_keys):
+            if signing.md5_verify(text, key, sign, charset):
+                return key
+        ok = False
     else:
         if not public_key_pem:
             raise TillpayError(Code.HAS_NO_PUBLICKEY)
@@ -56,6 +71,7 @@ def verify_request(
         )
     if not ok:
         raise TillpayError(Code.ILLEGAL_SIGN, f"the {sign_type} signature does not verify")
+    return ""
 
 
 def sign(

@@ -85,6 +85,20 @@ def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     return params, codec
 
 
+#: Characters XML 1.0 does not allow in a document (C0 controls but tab, LF and CR; U+FFFE, U+FFFF;
+#: lone surrogates); DEL is refused in input too. The gateway refuses them in requests; the answer
+#: never carries one (the echo replaces any with U+FFFD), so it is always well-formed.
+FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(value: str) -> str:
+    return escape(FORBIDDEN.sub("\ufffd", value))
+
+
+def _attr(value: str) -> str:
+    return quoteattr(FORBIDDEN.sub("\ufffd", value))
+
+
 @dataclass
 class Envelope:
     """A MAPI response: ``is_success``, the echoed request, the business fields, the signature."""
@@ -119,20 +133,20 @@ class Envelope:
         parts = [f'<?xml version="1.0" encoding="{charset_label(charset)}"?>', "<alipay>"]
         parts.append(f"<is_success>{'T' if self.is_success else 'F'}</is_success>")
         if self.error:
-            parts.append(f"<error>{escape(self.error)}</error>")
+            parts.append(f"<error>{_text(self.error)}</error>")
         if self.detail:
-            parts.append(f"<detail_error_des>{escape(self.detail)}</detail_error_des>")
+            parts.append(f"<detail_error_des>{_text(self.detail)}</detail_error_des>")
         if self.request:
             parts.append("<request>")
-            parts.extend(f"<param name={quoteattr(k)}>{escape(v)}</param>" for k, v in self.request)
+            parts.extend(f"<param name={_attr(k)}>{_text(v)}</param>" for k, v in self.request)
             parts.append("</request>")
         if self.fields:
             parts.append("<response><alipay>")
-            parts.extend(f"<{k}>{escape(v)}</{k}>" for k, v in sorted(self.fields.items()))
+            parts.extend(f"<{k}>{_text(v)}</{k}>" for k, v in sorted(self.fields.items()))
             parts.append("</alipay></response>")
         if self.sign:
-            parts.append(f"<sign>{escape(self.sign)}</sign>")
-            parts.append(f"<sign_type>{escape(self.sign_type or '')}</sign_type>")
+            parts.append(f"<sign>{_text(self.sign)}</sign>")
+            parts.append(f"<sign_type>{_text(self.sign_type or '')}</sign_type>")
         parts.append("</alipay>")
         return "".join(parts).encode(charset, errors="xmlcharrefreplace")
 

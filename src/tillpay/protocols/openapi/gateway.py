@@ -21,6 +21,7 @@ from tillpay import signing
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.domain.payment import Status
+from tillpay.protocols import freshness
 from tillpay.protocols.openapi import codes
 from tillpay.protocols.openapi.codes import OpenCode, open_code
 from tillpay.protocols.openapi.wire import (
@@ -74,7 +75,7 @@ class Biz:
             raise _bad("biz_content is missing")
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep is malformed too
             raise _bad("biz_content is not JSON") from None
         if not isinstance(data, dict):
             raise _bad("biz_content must be a JSON object")
@@ -387,7 +388,33 @@ def _check_common(params: dict[str, str]) -> None:
         raise OpenError(codes.invalid("notify_url"), "notify_url must be an http(s) URL")
 
 
+def _check_fresh_and_unambiguous(p: Platform, params: dict[str, str]) -> None:
+    """After the signature: ``timestamp`` (GMT+8, as Alipay reads it) within the replay window, and no
+    value that would let the signed string be read as another request (docs/security.md)."""
+    sent = freshness.beijing_text(params["timestamp"])
+    if sent is None or not freshness.is_fresh(p, sent):
+        raise OpenError(
+            codes.invalid("timestamp"),
+            f"timestamp (yyyy-MM-dd HH:mm:ss, GMT+8) is more than {freshness.window_text(p)} "
+            "away from the server's clock",
+        )
+    for name, value in params.items():
+        if name == "biz_content":
+            # JSON, parsed whole: a split inside it leaves a prefix that is not JSON (docs/security.md).
+            try:
+                json.loads(value)
+            except (ValueError, RecursionError):  # too deep is malformed too
+                raise _bad("biz_content is not JSON") from None
+            continue
+        if signing.ambiguous(name, value):
+            raise OpenError(
+                codes.invalid(name if name.isidentifier() else "parameter"), signing.AMBIGUOUS_DETAIL
+            )
+
+
 def _verify(params: dict[str, str], m: Merchant, codec: str) -> None:
+    if not m.allows(params["sign_type"]):
+        raise TillpayError(Code.ILLEGAL_SIGN_TYPE, f"this app may not sign with {params['sign_type']}")
     if not m.public_key:
         raise TillpayError(Code.HAS_NO_PUBLICKEY, "no RSA public key is registered for this app")
     ok = signing.rsa_verify(
@@ -429,6 +456,7 @@ async def handle(p: Platform, query: bytes, body: bytes) -> tuple[bytes, str]:
         if merchant is None:
             raise _fail(Code.ILLEGAL_PARTNER, f"unknown app_id {params['app_id']!r}")
         _verify(params, merchant, codec)
+        _check_fresh_and_unambiguous(p, params)
         handler = HANDLERS.get(params["method"])
         if handler is None:
             raise _fail(Code.ILLEGAL_SERVICE, f"unsupported method {params['method']!r}")

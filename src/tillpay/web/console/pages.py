@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, heartbeats, secmerchants, stores
+from tillpay.services import console, console_auth, heartbeats, payments, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web.console import charts
@@ -286,7 +286,17 @@ async def dashboard(ctx: Ctx) -> Response:
     hour_chart = charts.bars(
         [(f"{h:02d}", v) for h, v in d.per_hour], title="Sales per hour, today", chart_id="chart-hours"
     )
-    return _render(ctx, "dashboard.html", d=d, day_chart=day_chart, hour_chart=hour_chart)
+    # Many wrong payment codes from this merchant: an alert here and in the log, not a block on its tills.
+    bad_codes = await payments.bad_code_alert(ctx.p, ctx.user.merchant_id)
+    return _render(
+        ctx,
+        "dashboard.html",
+        d=d,
+        day_chart=day_chart,
+        hour_chart=hour_chart,
+        bad_codes=bad_codes,
+        bad_code_minutes=ctx.p.settings.bad_code_window_seconds // 60,
+    )
 
 
 # ------------------------------------------------------------------------------------- transactions
@@ -582,6 +592,19 @@ async def key_rotate(ctx: Ctx) -> Response:
 
 
 @page()
+async def key_revoke(ctx: Ctx) -> Response:
+    """Revoke an older key version at once."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    try:
+        version = await console.revoke_key(ctx.p, await ctx.merchant(), str(form.get("version", "")))
+    except TillpayError as e:
+        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console key revoked", user=ctx.user.id, version=version)
+    return _redirect(ctx, "/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
+
+
+@page()
 async def notify_url(ctx: Ctx) -> Response:
     """Change the merchant's default notify URL."""
     form = await _form(ctx)
@@ -763,6 +786,7 @@ def console_routes() -> list[BaseRoute]:
         Route("/console/settlements/reconcile", settlement_reconcile, methods=["POST"]),
         Route("/console/integration", integration),
         Route("/console/integration/keys", key_rotate, methods=["POST"]),
+        Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
         Route("/console/integration/notify-url", notify_url, methods=["POST"]),
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         Route("/console/integration/test-payment", test_payment, methods=["POST"]),
