@@ -410,18 +410,37 @@ def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str) -> None:
 @click.option("--login", "login_id", required=True)
 @pass_ctx
 def wallet_show(c: Ctx, login_id: str) -> None:
-    """Show a wallet's balance and devices."""
+    """Show a wallet's balance, devices and latest top-ups with their references."""
 
-    async def go(p: Platform) -> tuple[wallet_service.WalletUser, list[wallet_service.Device]]:
+    async def go(
+        p: Platform,
+    ) -> tuple[wallet_service.WalletUser, list[wallet_service.Device], list[wallet_service.TopUpEntry]]:
         u = await wallet_service.user_by_login(p, login_id)
-        return u, await wallet_service.devices_of(p, u.id)
+        return u, await wallet_service.devices_of(p, u.id), await wallet_service.topups_of(p, u)
 
-    u, devices = c.run(go)
-    data = _user_json(u) | {"devices": [{"device_no": d.device_no, "status": d.status} for d in devices]}
+    u, devices, topups = c.run(go)
+    data = _user_json(u) | {
+        "devices": [{"device_no": d.device_no, "status": d.status} for d in devices],
+        "topups": [
+            {
+                "reference": e.reference,
+                "amount": format_amount(e.amount, u.currency),
+                "entry_id": e.entry_id,
+                "at": e.created_at.isoformat(),
+            }
+            for e in topups
+        ],
+    }
     c.out(
         data,
-        f"{u.login_id}  {format_amount(u.balance, u.currency)} {u.currency}  "
-        f"devices: {', '.join(str(d.device_no) for d in devices)}",
+        f"{u.login_id}  {format_amount(u.balance, u.currency)} {u.currency}"
+        + ("  (sandbox wallet: never settled)" if u.sandbox else "")
+        + "  "
+        f"devices: {', '.join(str(d.device_no) for d in devices)}"
+        + "".join(
+            f"\n  top-up {format_amount(e.amount, u.currency)} reference {e.reference} ({e.created_at:%Y-%m-%d %H:%M})"
+            for e in topups
+        ),
     )
 
 

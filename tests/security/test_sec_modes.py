@@ -3,6 +3,7 @@ operator top-ups only with a reference used once (issue 14, finding 1)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -231,6 +232,8 @@ def test_operator_top_up_needs_a_reference_used_once(db_url: str) -> None:
         )
         assert code == 1 and "ILLEGAL_ARGUMENT" in out
     code, out = _cli(db_url, "wallet", "show", "--login", "ops@example.test")
-    assert '"balance_minor": 5000' in out and '"sandbox": false' in out
+    shown = json.loads(out)
+    assert shown["balance_minor"] == 5000 and shown["sandbox"] is False
+    assert [(x["reference"], x["amount"]) for x in shown["topups"]] == [("WIRE-1", "50.00")]
     code, out = _cli(db_url, "audit")
     assert code == 0, out

@@ -241,6 +241,32 @@ async def fund(p: Platform, login_id: str, amount: int, reference: str, *, sandb
     return TopUp(await user_by_login(p, login_id), reference, entry_id, added)
 
 
+@dataclass(frozen=True, slots=True)
+class TopUpEntry:
+    """One top-up as recorded in the journal."""
+
+    entry_id: int
+    reference: str
+    amount: int
+    created_at: datetime
+
+
+async def topups_of(p: Platform, user: WalletUser, limit: int = 10) -> list[TopUpEntry]:
+    """The wallet's latest top-ups, newest first, with the reference each was made with."""
+    e, ps = t.journal_entries, t.postings
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(e.c.id, e.c.ref, ps.c.amount, e.c.created_at)
+                .join(ps, ps.c.entry_id == e.c.id)
+                .where(e.c.kind == "topup", ps.c.account == ledger.wallet_account(user.id))
+                .order_by(e.c.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    return [TopUpEntry(r.id, r.ref.removeprefix("topup:"), r.amount, r.created_at) for r in rows]
+
+
 async def set_status(p: Platform, login_id: str, status: str) -> WalletUser:
     """Freeze (``frozen``) or re-activate (``active``) a wallet."""
     if status not in ("active", "frozen"):
