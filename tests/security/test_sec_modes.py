@@ -237,3 +237,17 @@ def test_operator_top_up_needs_a_reference_used_once(db_url: str) -> None:
     assert [(x["reference"], x["amount"]) for x in shown["topups"]] == [("WIRE-1", "50.00")]
     code, out = _cli(db_url, "audit")
     assert code == 0, out
+
+
+@pytest.mark.anyio
+async def test_concurrent_top_ups_with_one_reference_fund_once(platform: Platform) -> None:
+    import asyncio
+
+    c = await f.customer(platform, "USD", balance=0)
+    results = await asyncio.gather(
+        *(wallets.fund(platform, c.user.login_id, 2500, "WIRE-RACE") for _ in range(4)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, wallets.TopUp) for r in results), results
+    assert sum(1 for r in results if isinstance(r, wallets.TopUp) and r.added) == 1
+    assert (await wallets.user_by_login(platform, c.user.login_id)).balance == 2500

@@ -197,6 +197,15 @@ async def fund(p: Platform, login_id: str, amount: int, reference: str, *, sandb
     user = await user_by_login(p, login_id)
     if amount <= 0 or amount > MAX_MAJOR * 10 ** exponent(user.currency):
         raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "a top-up must be above 0 and at most 100,000,000")
+    try:
+        return await _fund_once(p, user, amount, reference, sandbox)
+    except IntegrityError:
+        # A concurrent top-up with the same reference committed first (unique ``journal_entries.ref``):
+        # answer as a repeat of it, or refuse if it differs.
+        return await _fund_once(p, user, amount, reference, sandbox)
+
+
+async def _fund_once(p: Platform, user: WalletUser, amount: int, reference: str, sandbox: bool) -> TopUp:
     ref = f"topup:{reference}"
     account = ledger.wallet_account(user.id)
     async with p.engine.begin() as conn:
@@ -238,7 +247,7 @@ async def fund(p: Platform, login_id: str, amount: int, reference: str, *, sandb
                     Code.REPEAT_REQ_INCONSISTENT,
                     f"reference {reference!r} was used for another top-up; nothing added",
                 )
-    return TopUp(await user_by_login(p, login_id), reference, entry_id, added)
+    return TopUp(await user_by_login(p, user.login_id), reference, entry_id, added)
 
 
 @dataclass(frozen=True, slots=True)
