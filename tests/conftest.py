@@ -153,6 +153,18 @@ async def platform(db_url: str, clock: FakeClock) -> AsyncIterator[Platform]:
         await p.close()
 
 
+@pytest.fixture
+async def sandbox_platform(db_url: str, clock: FakeClock) -> AsyncIterator[Platform]:
+    """Like ``platform``, in sandbox mode (console test payments); audited afterwards too."""
+    p = Platform(test_settings(db_url, mode="sandbox"), clock=clock)
+    try:
+        yield p
+        findings = await audit(p)
+        assert not findings, f"ledger audit failed after the test: {findings}"
+    finally:
+        await p.close()
+
+
 # ------------------------------------------------------------------------------------ live servers
 
 
@@ -213,6 +225,18 @@ class LiveServer:
 def live(db_url: str) -> Iterator[LiveServer]:
     """A running gateway on a fresh database (SQLite and PostgreSQL); the audit must be clean afterwards."""
     server = LiveServer(db_url)
+    try:
+        yield server
+    finally:
+        server.stop()
+    findings = server.run(audit)
+    assert not findings, f"ledger audit failed after the test: {findings}"
+
+
+@pytest.fixture
+def live_sandbox(db_url: str) -> Iterator[LiveServer]:
+    """Like ``live``, in sandbox mode (self top-up, console test payments); audited afterwards too."""
+    server = LiveServer(db_url, mode="sandbox")
     try:
         yield server
     finally:

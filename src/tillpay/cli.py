@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from tillpay import shutdown
+
+# Before the imports below (seconds on a loaded machine): a SIGTERM to a starting ``tillpay serve`` or
+# ``tillpay worker`` is recorded, and start-up stops cleanly at its next stage (tillpay/shutdown.py).
+if Path(sys.argv[0]).name in ("tillpay", "cli.py") and {"serve", "worker"} & set(sys.argv[1:]):
+    shutdown.install()
+
 import asyncio
 import json
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -103,6 +111,8 @@ def main(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
         if ctx.invoked_subcommand != "serve"
         else settings.log_level
     )
+    if ctx.invoked_subcommand not in ("serve", "worker"):
+        shutdown.uninstall()  # a one-off command keeps SIGTERM's default
     ctx.obj = Ctx(settings, as_json)
 
 
@@ -121,6 +131,11 @@ def _amount(text: str, currency: str) -> int:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--demo", is_flag=True, help="Create the demo merchant, wallet and rates on first start and print them."
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Sandbox mode (TILLPAY_MODE=sandbox): self top-up and console test payments, never settled.",
 )
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
 @click.option(
@@ -141,13 +156,18 @@ def serve(
     host: str,
     port: int,
     demo: bool,
+    sandbox: bool,
     workers: int,
     no_worker: bool,
     public_url: str | None,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
-    """Run the gateway (and, unless --no-worker, the notification and expiry worker)."""
+    """Run the gateway (and, unless --no-worker, the notification and expiry worker).
+
+    Production unless ``--sandbox``, ``--demo`` (which implies it) or ``TILLPAY_MODE=sandbox``.
+    """
+    shutdown.exit_if_requested()
     import uvicorn
 
     if bool(tls_cert) != bool(tls_key):
@@ -158,14 +178,23 @@ def serve(
             "public_url": public_url
             or (c.settings.public_url if "TILLPAY_PUBLIC_URL" in os.environ else f"{scheme}://{host}:{port}"),
             "embedded_worker": c.settings.embedded_worker and not no_worker,
+            "mode": "sandbox" if demo or sandbox else c.settings.mode,
         }
     )
     upgrade(settings.database_url)
+    shutdown.exit_if_requested()
     if demo:
         from tillpay.demo import ensure_demo, print_demo
 
         info = asyncio.run(ensure_demo(settings))
         print_demo(info, settings, as_json=c.as_json)
+        shutdown.exit_if_requested()
+    click.echo(
+        f"Tillpay {__version__} on {settings.public_url}, mode {settings.mode}"
+        + (": self top-up and test payments on, never settled" if settings.sandbox else ""),
+        err=True,
+    )
+    os.environ["TILLPAY_MODE"] = settings.mode
     os.environ["TILLPAY_DATABASE_URL"] = settings.database_url
     os.environ["TILLPAY_PUBLIC_URL"] = settings.public_url
     os.environ["TILLPAY_EMBEDDED_WORKER"] = "true" if settings.embedded_worker else "false"
@@ -180,6 +209,7 @@ def serve(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
+    shutdown.exit_if_requested()  # uvicorn hands the SIGTERM it stopped on back to our handler
 
 
 @main.command()
@@ -325,6 +355,7 @@ def _user_json(u: wallet_service.WalletUser) -> dict[str, Any]:
         "balance": format_amount(u.balance, u.currency),
         "balance_minor": u.balance,
         "status": u.status,
+        "sandbox": u.sandbox,
     }
 
 
@@ -351,35 +382,65 @@ def wallet_add(
 @wallet.command("topup")
 @click.option("--login", "login_id", required=True)
 @click.option("--amount", required=True, help="Amount in the wallet's currency, e.g. 100.00.")
-@click.option("--reference", help="Idempotency reference: the same one twice funds once.")
+@click.option(
+    "--reference",
+    required=True,
+    help="Where the money came from (bank transfer id, ticket): recorded with the entry, used once.",
+)
 @pass_ctx
-def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str | None) -> None:
-    """Fund a wallet from the (simulated) bank."""
+def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str) -> None:
+    """Fund a wallet from the bank; a repeated reference adds nothing."""
 
-    async def go(p: Platform) -> wallet_service.WalletUser:
+    async def go(p: Platform) -> wallet_service.TopUp:
         u = await wallet_service.user_by_login(p, login_id)
-        return await wallet_service.topup(p, login_id, _amount(amount, u.currency), reference)
+        return await wallet_service.fund(p, login_id, _amount(amount, u.currency), reference)
 
-    u = c.run(go)
-    c.out(_user_json(u), f"{u.login_id} balance {format_amount(u.balance, u.currency)} {u.currency}")
+    r = c.run(go)
+    u = r.user
+    data = _user_json(u) | {"reference": r.reference, "entry_id": r.entry_id, "added": r.added}
+    note = "" if r.added else f" (reference {r.reference} was recorded already: nothing added)"
+    c.out(
+        data,
+        f"{u.login_id} balance {format_amount(u.balance, u.currency)} {u.currency}, "
+        f"reference {r.reference}, entry {r.entry_id}{note}",
+    )
 
 
 @wallet.command("show")
 @click.option("--login", "login_id", required=True)
 @pass_ctx
 def wallet_show(c: Ctx, login_id: str) -> None:
-    """Show a wallet's balance and devices."""
+    """Show a wallet's balance, devices and latest top-ups with their references."""
 
-    async def go(p: Platform) -> tuple[wallet_service.WalletUser, list[wallet_service.Device]]:
+    async def go(
+        p: Platform,
+    ) -> tuple[wallet_service.WalletUser, list[wallet_service.Device], list[wallet_service.TopUpEntry]]:
         u = await wallet_service.user_by_login(p, login_id)
-        return u, await wallet_service.devices_of(p, u.id)
+        return u, await wallet_service.devices_of(p, u.id), await wallet_service.topups_of(p, u)
 
-    u, devices = c.run(go)
-    data = _user_json(u) | {"devices": [{"device_no": d.device_no, "status": d.status} for d in devices]}
+    u, devices, topups = c.run(go)
+    data = _user_json(u) | {
+        "devices": [{"device_no": d.device_no, "status": d.status} for d in devices],
+        "topups": [
+            {
+                "reference": e.reference,
+                "amount": format_amount(e.amount, u.currency),
+                "entry_id": e.entry_id,
+                "at": e.created_at.isoformat(),
+            }
+            for e in topups
+        ],
+    }
     c.out(
         data,
-        f"{u.login_id}  {format_amount(u.balance, u.currency)} {u.currency}  "
-        f"devices: {', '.join(str(d.device_no) for d in devices)}",
+        f"{u.login_id}  {format_amount(u.balance, u.currency)} {u.currency}"
+        + ("  (sandbox wallet: never settled)" if u.sandbox else "")
+        + "  "
+        f"devices: {', '.join(str(d.device_no) for d in devices)}"
+        + "".join(
+            f"\n  top-up {format_amount(e.amount, u.currency)} reference {e.reference} ({e.created_at:%Y-%m-%d %H:%M})"
+            for e in topups
+        ),
     )
 
 

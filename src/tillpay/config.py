@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TILLPAY_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///tillpay.db"
+    #: ``production`` (the default) or ``sandbox``: only a sandbox serves self top-up in the wallet app and
+    #: the console's test payments, and shows a banner on every page (docs/security.md). ``serve --demo``
+    #: and ``serve --sandbox`` set it.
+    mode: Literal["production", "sandbox"] = "production"
     #: The URL customers and merchants reach this server on; used in precreate QR URLs.
     public_url: str = "http://127.0.0.1:8000"
     #: Minutes before a payment nobody confirmed closes by itself (Alipay: 3 minutes).
@@ -88,6 +93,11 @@ class Settings(BaseSettings):
     #: Most terminals one merchant may report heartbeats for (registered or not); a beat from one more
     #: new terminal id is refused, so the table stays bounded.
     heartbeat_max_terminals: int = 1000
+
+    @property
+    def sandbox(self) -> bool:
+        """True when sandbox features (self top-up, test payments) are on."""
+        return self.mode == "sandbox"
 
 
 @lru_cache(maxsize=1)

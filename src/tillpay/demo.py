@@ -97,6 +97,7 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
             wallet_balance=f"{format_amount(user.balance, user.currency)} {user.currency}",
             console_login=DEMO_CONSOLE_LOGIN,
             console_password=DEMO_CONSOLE_PASSWORD,
+            mode=settings.mode,
         )
         path.write_text(json.dumps(info, indent=2))
         path.chmod(0o600)
@@ -143,6 +144,9 @@ def print_demo(info: dict[str, Any], settings: Settings, *, as_json: bool) -> No
     click.echo(
         f"""
 Tillpay demo is starting.
+
+  Mode               {settings.mode}: the wallet's self top-up and the console's test payments are
+                     on, and their made-up money is never settled or paid out
 
   Gateway (MAPI)     {url}/gateway.do
   Health             {url}/health

@@ -47,7 +47,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One ``tillpay serve`` for the module; its working directory holds the settlement files."""
     tmp = tmp_path_factory.mktemp("console")
     dbs = make_database(request.param, request, tmp)
-    server = Served(next(dbs), tmp)
+    server = Served(next(dbs), tmp, TILLPAY_MODE="sandbox")  # its test payment needs a sandbox
     server.cwd = tmp  # type: ignore[attr-defined]
     try:
         yield server

@@ -44,7 +44,8 @@ def _serve(request: pytest.FixtureRequest, tmp: Path, kind: str, **env: str) -> 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One server for a module's tests (each test makes its own users and merchants)."""
-    yield from _serve(request, tmp_path_factory.mktemp("served"), request.param)
+    # Sandbox: one test tops up from the wallet app.
+    yield from _serve(request, tmp_path_factory.mktemp("served"), request.param, TILLPAY_MODE="sandbox")
 
 
 # Module scope, not session: while Playwright's sync API is running it keeps an asyncio loop running in

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_risk_rules_round_trip_through_import_set_and_show(db_url: str, tmp_path: Path) -> None:
     m = cli_json(db_url, "merchant", "add", "--name", "Night Market", "--currency", "CNY", "--mcc", "5812")
     cli_json(db_url, "wallet", "add", "--login", "eve@example.test", "--pin", "121212")
-    cli_json(db_url, "wallet", "topup", "--login", "eve@example.test", "--amount", "1000.00")
+    cli_json(
+        db_url, "wallet", "topup", "--login", "eve@example.test", "--amount", "1000.00", "--reference", "t-1"
+    )
     doc = tmp_path / "rules.yaml"
     doc.write_text(
         "scheme:\n  confirm_above: {CNY: '100.00'}\n  daily_limit: {CNY: '5000.00'}\n"

@@ -81,7 +81,9 @@ def shop(db_url: str) -> Iterator[dict[str, Any]]:
     """A merchant and a funded wallet made with the CLI, and a running two-process server."""
     m = cli_json(db_url, "merchant", "add", "--name", "Corner Cafe", "--currency", "CNY")
     w = cli_json(db_url, "wallet", "add", "--login", "alice@example.test", "--pin", "246810")
-    cli_json(db_url, "wallet", "topup", "--login", "alice@example.test", "--amount", "500.00")
+    cli_json(
+        db_url, "wallet", "topup", "--login", "alice@example.test", "--amount", "500.00", "--reference", "t-1"
+    )
     server = Served(db_url, "--workers", "2")
     try:
         yield {"db": db_url, "url": server.url, "merchant": m, "wallet": w, "server": server}
@@ -123,7 +125,17 @@ def test_pay_confirm_refund_through_the_server_process(shop: dict[str, Any]) -> 
         assert cli_json(shop["db"], "wallet", "pending", "--login", "alice@example.test")["pending"] == []
         q = c.query("E2E-2")
         assert q.status == "TRADE_CLOSED" and q.get("close_reason") == "BUYER_BALANCE_NOT_ENOUGH"
-        cli_json(shop["db"], "wallet", "topup", "--login", "alice@example.test", "--amount", "2000.00")
+        cli_json(
+            shop["db"],
+            "wallet",
+            "topup",
+            "--login",
+            "alice@example.test",
+            "--amount",
+            "2000.00",
+            "--reference",
+            "t-2",
+        )
         big = c.pay("E2E-3", code(shop), "2100.00", "CNY", "Espresso machine")
         assert big.result_code == "UNKNOW" and big.status == "WAIT_BUYER_PAY"
         why = cli_json(shop["db"], "risk", "explain", big.trade_no or "")
@@ -188,9 +200,18 @@ def test_twenty_simultaneous_orders_with_one_code_charge_once(shop: dict[str, An
 def test_cli_errors_are_clear_and_change_nothing(db_url: str) -> None:
     cli_json(db_url, "wallet", "add", "--login", "bob@example.test", "--pin", "111111")
     for args, needle in [
-        (["wallet", "topup", "--login", "bob@example.test", "--amount", "1e3"], "amount"),
-        (["wallet", "topup", "--login", "bob@example.test", "--amount", "-5"], "amount"),
-        (["wallet", "topup", "--login", "nobody@example.test", "--amount", "5"], "NOT_FOUND"),
+        (
+            ["wallet", "topup", "--login", "bob@example.test", "--amount", "1e3", "--reference", "t-3"],
+            "amount",
+        ),
+        (
+            ["wallet", "topup", "--login", "bob@example.test", "--amount", "-5", "--reference", "t-4"],
+            "amount",
+        ),
+        (
+            ["wallet", "topup", "--login", "nobody@example.test", "--amount", "5", "--reference", "t-5"],
+            "NOT_FOUND",
+        ),
         (["wallet", "add", "--login", "bob@example.test", "--pin", "111111"], "ALREADY_EXISTS"),
         (["wallet", "add", "--login", "carol@example.test", "--pin", "12"], "PIN"),
         (["merchant", "add", "--name", "X", "--currency", "ABC"], "CURRENCY"),
@@ -208,7 +229,9 @@ def test_cli_errors_are_clear_and_change_nothing(db_url: str) -> None:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_audit_names_what_broke(db_url: str) -> None:
     cli_json(db_url, "wallet", "add", "--login", "dan@example.test", "--pin", "111111")
-    cli_json(db_url, "wallet", "topup", "--login", "dan@example.test", "--amount", "10.00")
+    cli_json(
+        db_url, "wallet", "topup", "--login", "dan@example.test", "--amount", "10.00", "--reference", "t-6"
+    )
     assert cli(db_url, "audit").returncode == 0
     path = db_url.split("///", 1)[1]
     with sqlite3.connect(path) as db:

@@ -23,7 +23,9 @@ def test_a_separate_worker_closes_what_a_no_worker_server_leaves_waiting(
     monkeypatch.setenv("TILLPAY_PAYMENT_TIMEOUT_SECONDS", "1")
     m = cli_json(db_url, "merchant", "add", "--name", "Night Shop", "--currency", "CNY")
     cli_json(db_url, "wallet", "add", "--login", "bob@example.test", "--pin", "135790")
-    cli_json(db_url, "wallet", "topup", "--login", "bob@example.test", "--amount", "100.00")
+    cli_json(
+        db_url, "wallet", "topup", "--login", "bob@example.test", "--amount", "100.00", "--reference", "t-1"
+    )
     server = Served(db_url, "--no-worker")
     env = {**os.environ, "TILLPAY_DATABASE_URL": db_url}
     try:

@@ -411,7 +411,8 @@ async def test_dashboard_counts_todays_sales_refunds_and_declines(platform: Plat
     assert d.confirm_share[1] >= 3
 
 
-async def test_test_payment_pays_from_a_topped_up_sandbox_wallet(platform: Platform) -> None:
+async def test_test_payment_pays_from_a_topped_up_sandbox_wallet(sandbox_platform: Platform) -> None:
+    platform = sandbox_platform
     m = await f.merchant(platform, "SGD", notify_url="http://127.0.0.1:9/n")
     first = await console.test_payment(platform, m.merchant, 150)
     second = await console.test_payment(platform, m.merchant, 250)

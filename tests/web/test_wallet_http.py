@@ -97,7 +97,8 @@ def test_cookies_are_secure_when_served_over_https(live: LiveServer) -> None:
         )
 
 
-def test_every_state_change_needs_the_csrf_token_and_our_origin(live: LiveServer) -> None:
+def test_every_state_change_needs_the_csrf_token_and_our_origin(live_sandbox: LiveServer) -> None:
+    live = live_sandbox  # self top-up, the state change tried here, exists only in a sandbox
     u = make_user(live, balance=0)
     with browser(live) as anon:
         # Sign-in without the token from the form (login CSRF) is refused.

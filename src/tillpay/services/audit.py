@@ -110,6 +110,15 @@ CHECKS: dict[str, tuple[str, str]] = {
         "no two payments were made with the same payment code",
         "SELECT device_id, step, slot FROM code_uses GROUP BY device_id, step, slot HAVING COUNT(*) > 1",
     ),
+    "sandbox_never_settled": (
+        "no payment or refund of a sandbox wallet (made-up money) is in a settlement batch",
+        "SELECT si.ref, si.batch_id FROM settlement_items si JOIN payments p ON p.id = si.payment_id "
+        "JOIN wallet_users u ON u.id = p.user_id WHERE u.sandbox = TRUE",
+    ),
+    "topup_referenced": (
+        "every top-up carries the reference it was made with",
+        "SELECT id, ref FROM journal_entries WHERE kind = 'topup' AND ref NOT LIKE 'topup\\:_%'",
+    ),
 }
 CHECKS.update(SETTLEMENT_CHECKS)
 

@@ -782,9 +782,12 @@ async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentV
     """Pay ``amount`` (settlement currency) to the merchant from its sandbox wallet, like a till would.
 
     The sandbox wallet's payment code is made here and charged through ``payments.pay`` with the
-    merchant's own settings (risk rules, notify URL), so the payment is real: it shows in the list,
-    notifies, settles and can be refunded. If the risk rules ask for confirmation, the sandbox confirms.
+    merchant's own settings (risk rules, notify URL): it shows in the list, notifies and can be refunded,
+    but its wallet is a sandbox wallet, so it is never settled or paid out. If the risk rules ask for
+    confirmation, the sandbox confirms. Only a sandbox server (``TILLPAY_MODE=sandbox``) makes them.
     """
+    if not p.settings.sandbox:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "test payments exist only on a sandbox server")
     payments.check_amount(amount, merchant.settlement_currency)
     login = sandbox_login(merchant)
     try:
@@ -792,11 +795,18 @@ async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentV
         device = next(d for d in await wallets.devices_of(p, user.id) if d.status == "active")
     except TillpayError:
         user, device = await wallets.add_user(
-            p, login_id=login, currency=merchant.settlement_currency, pin=SANDBOX_PIN, name="Sandbox customer"
+            p,
+            login_id=login,
+            currency=merchant.settlement_currency,
+            pin=SANDBOX_PIN,
+            name="Sandbox customer",
+            sandbox=True,
         )
     if user.balance < amount:
         top = max(SANDBOX_TOPUP * 10 ** exponent(user.currency), amount)
-        await wallets.topup(p, login, top, reference=f"sandbox:{merchant.partner_id}:{secrets.token_hex(8)}")
+        await wallets.fund(
+            p, login, top, f"sandbox:{merchant.partner_id}:{secrets.token_hex(8)}", sandbox=True
+        )
     code = await wallets.current_code(p, device)
     outcome = await payments.pay(
         p,

@@ -355,20 +355,29 @@ async def _currencies_due(
 ) -> list[str]:
     pay = t.payments
     q = select(pay.c.settle_currency).where(
-        pay.c.merchant_id == merchant_id, pay.c.paid_at.is_not(None), pay.c.paid_at < cutoff
+        pay.c.merchant_id == merchant_id,
+        pay.c.paid_at.is_not(None),
+        pay.c.paid_at < cutoff,
+        _not_sandbox(pay),
     )
     if lower is not None:
         q = q.where(pay.c.paid_at >= lower)
     rq = (
         select(pay.c.settle_currency)
         .select_from(t.refunds.join(pay, pay.c.id == t.refunds.c.payment_id))
-        .where(t.refunds.c.merchant_id == merchant_id, t.refunds.c.created_at < cutoff)
+        .where(t.refunds.c.merchant_id == merchant_id, t.refunds.c.created_at < cutoff, _not_sandbox(pay))
     )
     if lower is not None:
         rq = rq.where(t.refunds.c.created_at >= lower)
     rows = (await conn.execute(q.distinct().union(rq.distinct()))).scalars().all()
     await conn.rollback()
     return sorted(set(rows))
+
+
+def _not_sandbox(pay: Any) -> Any:
+    """Payments not made by a sandbox wallet: made-up money is never settled (docs/security.md)."""
+    u = t.wallet_users
+    return ~exists().where(u.c.id == pay.c.user_id, u.c.sandbox.is_(True))
 
 
 def _items_select(
@@ -395,6 +404,7 @@ def _items_select(
         pay.c.paid_at.is_not(None),
         pay.c.paid_at < cutoff,
         ~exists().where(si.c.ref == pay_ref),
+        _not_sandbox(pay),
     )
     refund_ref = literal("refund:") + cast(ref.c.id, String)
     earlier = si.alias("earlier")
@@ -423,6 +433,7 @@ def _items_select(
             pay.c.settle_currency == currency,
             ref.c.created_at < cutoff,
             ~exists().where(si.c.ref == refund_ref),
+            _not_sandbox(pay),
         )
     )
     if lower is not None:

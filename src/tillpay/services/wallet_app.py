@@ -240,7 +240,7 @@ async def session_for(p: Platform, token: str | None) -> Session | None:
         return None
     if row.device_status != "active" or row.status != "active":
         return None
-    user = WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status)
+    user = WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status, row.sandbox)
     device = Device(row.device_id, row.device_no, row.id, row.secret, row.device_name, row.device_status)
     return Session(row.session_id, user, device, row.csrf_token, row.expires_at)
 

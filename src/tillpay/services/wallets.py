@@ -33,6 +33,8 @@ class WalletUser:
     currency: str
     balance: int
     status: str
+    #: Funded by a sandbox feature: its payments are never settled (``wallet_users.sandbox``).
+    sandbox: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Device:
 
 
 def _user(row: Any) -> WalletUser:
-    return WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status)
+    return WalletUser(row.id, row.login_id, row.name, row.currency, row.balance, row.status, row.sandbox)
 
 
 async def add_user(
@@ -59,8 +61,9 @@ async def add_user(
     pin: str,
     name: str | None = None,
     password: str | None = None,
+    sandbox: bool = False,
 ) -> tuple[WalletUser, Device]:
-    """Create a wallet user with a six-digit PIN and a first device."""
+    """Create a wallet user with a six-digit PIN and a first device (``sandbox``: a test wallet)."""
     if not LOGIN_RE.match(login_id):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a login id is 3-64 letters, digits or . _ + @ -")
     if not PIN_RE.match(pin):
@@ -83,6 +86,7 @@ async def add_user(
                         balance=0,
                         status="active",
                         created_at=p.now(),
+                        sandbox=sandbox,
                     )
                     .returning(t.wallet_users.c.id)
                 )
@@ -160,29 +164,116 @@ async def current_code(p: Platform, device: Device, at: datetime | None = None) 
     return paycode.generate(device.secret, device.device_no, unix, free[0])
 
 
-async def topup(p: Platform, login_id: str, amount: int, reference: str | None = None) -> WalletUser:
+#: An operator's top-up reference (a bank transfer id, a ticket number): printable ASCII, no spaces.
+REFERENCE_RE = re.compile(r"[!-~]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """The outcome of a top-up: the wallet after it, the journal entry, and whether this call added it."""
+
+    user: WalletUser
+    reference: str
+    entry_id: int
+    added: bool
+
+
+async def topup(
+    p: Platform, login_id: str, amount: int, reference: str | None = None, *, sandbox: bool = False
+) -> WalletUser:
     """Fund a wallet from the bank (simulated); the same ``reference`` twice funds once."""
+    return (await fund(p, login_id, amount, reference or p.ids.notify_id(), sandbox=sandbox)).user
+
+
+async def fund(p: Platform, login_id: str, amount: int, reference: str, *, sandbox: bool = False) -> TopUp:
+    """Fund a wallet once per ``reference``, recorded with the journal entry (``topup:<reference>``).
+
+    A repeat with the same wallet and amount adds nothing and answers the first top-up (``added`` is
+    False); the same reference for another wallet or amount is refused. ``sandbox`` marks the wallet a
+    sandbox wallet in the same transaction (money a sandbox feature made up never settles).
+    """
+    if not REFERENCE_RE.fullmatch(reference):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "a reference is 1-64 printable ASCII characters, no spaces")
     user = await user_by_login(p, login_id)
     if amount <= 0 or amount > MAX_MAJOR * 10 ** exponent(user.currency):
         raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "a top-up must be above 0 and at most 100,000,000")
-    ref = f"topup:{reference}" if reference else f"topup:{p.ids.notify_id()}"
+    try:
+        return await _fund_once(p, user, amount, reference, sandbox)
+    except IntegrityError:
+        # A concurrent top-up with the same reference committed first (unique ``journal_entries.ref``):
+        # answer as a repeat of it, or refuse if it differs.
+        return await _fund_once(p, user, amount, reference, sandbox)
+
+
+async def _fund_once(p: Platform, user: WalletUser, amount: int, reference: str, sandbox: bool) -> TopUp:
+    ref = f"topup:{reference}"
+    account = ledger.wallet_account(user.id)
     async with p.engine.begin() as conn:
-        exists = (
+        entry_id = (
             await conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
-        ).first()
-        if exists is None:
+        ).scalar()
+        added = entry_id is None
+        if entry_id is None:
+            if sandbox:
+                await conn.execute(
+                    update(t.wallet_users).where(t.wallet_users.c.id == user.id).values(sandbox=True)
+                )
             await post_entry(
                 conn,
                 kind="topup",
                 ref=ref,
                 postings=[
                     ledger.Posting(ledger.BANK, user.currency, -amount),
-                    ledger.Posting(ledger.wallet_account(user.id), user.currency, amount),
+                    ledger.Posting(account, user.currency, amount),
                 ],
                 now=p.now(),
-                memo="top-up",
+                memo=f"top-up {reference}",
             )
-    return await user_by_login(p, login_id)
+            entry_id = (
+                await conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
+            ).scalar_one()
+        else:
+            same = (
+                await conn.execute(
+                    select(t.postings.c.id).where(
+                        t.postings.c.entry_id == entry_id,
+                        t.postings.c.account == account,
+                        t.postings.c.amount == amount,
+                    )
+                )
+            ).first()
+            if same is None:
+                raise TillpayError(
+                    Code.REPEAT_REQ_INCONSISTENT,
+                    f"reference {reference!r} was used for another top-up; nothing added",
+                )
+    return TopUp(await user_by_login(p, user.login_id), reference, entry_id, added)
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpEntry:
+    """One top-up as recorded in the journal."""
+
+    entry_id: int
+    reference: str
+    amount: int
+    created_at: datetime
+
+
+async def topups_of(p: Platform, user: WalletUser, limit: int = 10) -> list[TopUpEntry]:
+    """The wallet's latest top-ups, newest first, with the reference each was made with."""
+    e, ps = t.journal_entries, t.postings
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(e.c.id, e.c.ref, ps.c.amount, e.c.created_at)
+                .join(ps, ps.c.entry_id == e.c.id)
+                .where(e.c.kind == "topup", ps.c.account == ledger.wallet_account(user.id))
+                .order_by(e.c.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    return [TopUpEntry(r.id, r.ref.removeprefix("topup:"), r.amount, r.created_at) for r in rows]
 
 
 async def set_status(p: Platform, login_id: str, status: str) -> WalletUser:

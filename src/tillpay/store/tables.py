@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -97,6 +99,9 @@ wallet_users = Table(
     Column("balance", Money, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("created_at", UTCDateTime, nullable=False),
+    #: A sandbox wallet (the console's test payments, a self top-up): money made up by a sandbox feature.
+    #: Its payments and their refunds are never settled or paid out (services/settlement.py, audited).
+    Column("sandbox", Boolean, nullable=False, server_default=false()),
 )
 
 devices = Table(

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import io
 import re
+import signal
 from collections.abc import AsyncIterator
 
 import structlog
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tillpay import __version__
+from tillpay import __version__, shutdown
 from tillpay.domain.errors import TillpayError
 from tillpay.protocols.antom import gateway as antom
 from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
@@ -95,8 +96,9 @@ async def qr_picture(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Liveness and version."""
-    return JSONResponse({"status": "ok", "version": __version__})
+    """Liveness, version and mode (``production`` or ``sandbox``)."""
+    p: Platform = request.app.state.platform
+    return JSONResponse({"status": "ok", "version": __version__, "mode": p.settings.mode})
 
 
 def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
@@ -105,6 +107,9 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if shutdown.requested():
+            # A SIGTERM came while uvicorn was starting, before its own handler: hand it over now.
+            signal.raise_signal(signal.SIGTERM)
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(platform, stop)) if run_worker else None
         try:
@@ -121,9 +126,9 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
         Route("/qr/{trade_no}.png", qr_picture),
         Route("/health", health),
         Route(HEARTBEAT_PATH, heartbeat_api, methods=["POST"]),
-        *wallet_routes(),
+        *wallet_routes(sandbox=platform.settings.sandbox),
         *settlement_api.routes,
-        *console_routes(),
+        *console_routes(sandbox=platform.settings.sandbox),
     ]
     if platform.settings.bench_routes:
         from tillpay.bench.noop import noop

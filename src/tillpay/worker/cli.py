@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 import structlog
 
+from tillpay import shutdown
 from tillpay.services.platform import Platform
 from tillpay.store.migrate import upgrade
 from tillpay.worker import runner
@@ -25,8 +26,12 @@ log = structlog.get_logger("tillpay.worker")
 @click.option("--once", is_flag=True, help="Do one pass (expire, deliver what is due) and exit.")
 @click.pass_obj
 def worker(c: Ctx, once: bool) -> None:
-    """Deliver notifications and close expired payments until stopped (SIGTERM or Ctrl-C)."""
+    """Deliver notifications and close expired payments until stopped (SIGTERM or Ctrl-C: exit 0)."""
+    if not once:
+        shutdown.install((signal.SIGTERM, signal.SIGINT))
+    shutdown.exit_if_requested()
     upgrade(c.settings.database_url)
+    shutdown.exit_if_requested()
 
     async def go() -> None:
         p = Platform(c.settings)
@@ -39,12 +44,13 @@ def worker(c: Ctx, once: bool) -> None:
                 c.out({"expired": closed, "attempted": sent}, f"expired {closed}, attempted {sent}")
                 return
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            log.info("worker_started", poll_seconds=p.settings.worker_poll_seconds)
-            await runner.run(p, stop)
-            log.info("worker_stopped")
+            shutdown.bind(stop)  # set already if a SIGTERM came during start-up
+            try:
+                log.info("worker_started", poll_seconds=p.settings.worker_poll_seconds)
+                await runner.run(p, stop)
+                log.info("worker_stopped")
+            finally:
+                shutdown.unbind(stop)
         finally:
             await p.close()
 

@@ -627,7 +627,9 @@ async def gateway_key(ctx: Ctx) -> Response:
 
 @page()
 async def test_payment(ctx: Ctx) -> Response:
-    """Pay the merchant from its sandbox wallet; then show the payment."""
+    """Sandbox only: pay the merchant from its sandbox wallet; then show the payment."""
+    if not ctx.p.settings.sandbox:  # not routed in production either (console_routes)
+        return _finish(ctx, HTMLResponse("not found", status_code=404))
     form = await _form(ctx)
     ctx.require("integration")
     m = await ctx.merchant()
@@ -769,8 +771,11 @@ async def user_status(ctx: Ctx) -> Response:
     return _redirect(ctx, "/console/users")
 
 
-def console_routes() -> list[BaseRoute]:
-    """The routes of the merchant console, to include in the Tillpay ASGI app."""
+def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
+    """The routes of the merchant console, to include in the Tillpay ASGI app; test payments only in a sandbox."""
+    sandbox_only = (
+        [Route("/console/integration/test-payment", test_payment, methods=["POST"])] if sandbox else []
+    )
     return [
         Route("/console", root),
         Route("/console/", dashboard),
@@ -789,7 +794,7 @@ def console_routes() -> list[BaseRoute]:
         Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
         Route("/console/integration/notify-url", notify_url, methods=["POST"]),
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
-        Route("/console/integration/test-payment", test_payment, methods=["POST"]),
+        *sandbox_only,
         Route("/console/notifications", notifications),
         Route("/console/notifications/{notify_id}/redeliver", redeliver, methods=["POST"]),
         Route("/console/stores", store_list),

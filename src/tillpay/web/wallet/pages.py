@@ -392,8 +392,13 @@ def _remaining(ctx: Ctx, expires_at: Any) -> int:
 
 @page(signed_in=True)
 async def topup(ctx: Ctx) -> Response:
-    """Add money from the (simulated) bank; the form's nonce makes a double submit fund once."""
+    """Sandbox only: add made-up money; the form's nonce makes a double submit fund once.
+
+    The wallet becomes a sandbox wallet in the same transaction, so what it pays is never settled.
+    """
     user = ctx.user
+    if not ctx.p.settings.sandbox:  # not routed in production either (wallet_routes)
+        return _finish(ctx, HTMLResponse("not found", status_code=404))
     if ctx.request.method == "GET":
         return _render(ctx, "topup.html", nonce=secrets.token_urlsafe(18), error=None, amount="")
     form = await _form(ctx)
@@ -403,7 +408,7 @@ async def topup(ctx: Ctx) -> Response:
         raise _Forbidden
     try:
         amount = parse_amount(amount_text, user.currency)
-        await wallets.topup(ctx.p, user.login_id, amount, reference=f"wallet-app:{user.id}:{nonce}")
+        await wallets.fund(ctx.p, user.login_id, amount, f"wallet-app:{user.id}:{nonce}", sandbox=True)
     except (InvalidAmount, UnknownCurrency):
         return _render(ctx, "topup.html", 400, nonce=nonce, error="format", amount=amount_text)
     except TillpayError as e:
@@ -566,8 +571,9 @@ async def api_events(ctx: Ctx) -> Response:
     return _harden(resp)
 
 
-def wallet_routes() -> list[BaseRoute]:
-    """The routes of the wallet app, to include in the Tillpay ASGI app."""
+def wallet_routes(*, sandbox: bool = False) -> list[BaseRoute]:
+    """The routes of the wallet app, to include in the Tillpay ASGI app; self top-up only in a sandbox."""
+    sandbox_only = [Route("/wallet/topup", topup, methods=["GET", "POST"])] if sandbox else []
     return [
         Route("/wallet", root),
         Route("/wallet/", home),
@@ -576,7 +582,7 @@ def wallet_routes() -> list[BaseRoute]:
         Route("/wallet/lang", language, methods=["POST"]),
         Route("/wallet/code", code),
         Route("/wallet/history", history),
-        Route("/wallet/topup", topup, methods=["GET", "POST"]),
+        *sandbox_only,
         Route("/wallet/devices", devices),
         Route("/wallet/devices/{device_id:int}/revoke", revoke, methods=["POST"]),
         Route("/wallet/payments/{trade_no}", payment),
