@@ -1,7 +1,7 @@
 """sandbox wallets: a flag on wallet users whose money a sandbox feature made up
 
-Revision ID: 0112
-Revises: 0111
+Revision ID: 0113
+Revises: 0112
 Create Date: 2026-11-30 23:20:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0112"
-down_revision = "0111"
+revision = "0113"
+down_revision = "0112"
 branch_labels = None
 depends_on = None
 
