@@ -91,6 +91,9 @@ wallet_users = Table(
     Column("balance", Money, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False, server_default="active"),
     Column("created_at", UTCDateTime, nullable=False),
+    #: Wrong PINs in a row across all payments; at ``max_pin_failures`` the PIN is locked (unlocked by a
+    #: password sign-in or ``tillpay wallet unlock-pin``).
+    Column("pin_failures", Integer, nullable=False, server_default="0"),
 )
 
 devices = Table(
@@ -365,6 +368,10 @@ wallet_login_failures = Table(
     Column("login_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_wallet_login_failures_login_time", "login_id", "created_at"),
+    #: The client address, and the user's own device when the browser proved it (a trusted device).
+    Column("client", String(64)),
+    Column("device_id", Integer),
+    Index("ix_wallet_login_failures_client_time", "client", "created_at"),
 )
 
 
