@@ -217,6 +217,8 @@ def serve(
         timeout_keep_alive=settings.keep_alive_seconds,
         limit_concurrency=settings.limit_concurrency,
         h11_max_incomplete_event_size=settings.max_header_bytes,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     limit_concurrency: int = 1000
     #: Largest request head (line and headers) in bytes.
     max_header_bytes: int = 16384
+    #: Proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses, ``*`` for any):
+    #: sign-in limits per client address need the real address behind a reverse proxy.
+    forwarded_allow_ips: str = "127.0.0.1"
     #: Wrong PINs in a row, across all payments, before the customer's PIN is locked until the
     #: customer signs in again with the password or an operator runs ``tillpay wallet unlock-pin``.
     max_pin_failures: int = 5
