@@ -171,14 +171,14 @@ async def sign_in(
         user = (
             await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
         ).first()
-        if user is not None and browser_token and _TOKEN_RE.match(browser_token):
+        if browser_token and _TOKEN_RE.match(browser_token):  # looked up for unknown logins too
             trusted = (
                 await conn.execute(
                     select(t.devices.c.id)
                     .join(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
                     .where(
                         t.wallet_browsers.c.token_hash == _hash(browser_token),
-                        t.devices.c.user_id == user.id,
+                        t.devices.c.user_id == (user.id if user is not None else -1),
                         t.devices.c.status == "active",
                     )
                 )
