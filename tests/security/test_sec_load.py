@@ -124,15 +124,18 @@ def _client(server: Served, m: dict[str, Any]) -> MapiClient:
 
 
 def _sign_in_flood(url: str, stop: threading.Event, statuses: list[int]) -> None:
+    """One sign-in with a random login a second (20 threads: the 20 a second of the finding)."""
     with httpx.Client(base_url=url, timeout=30) as c:
         page = c.get("/wallet/login")
         csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         while not stop.is_set():
+            start = time.monotonic()
             r = c.post(
                 "/wallet/login",
                 data={"login": f"nobody-{uuid.uuid4().hex[:12]}", "password": "guess-guess", "csrf": csrf},
             )
             statuses.append(r.status_code)
+            stop.wait(max(0.0, 1.0 - (time.monotonic() - start)))
 
 
 def test_payments_are_answered_while_twenty_sign_ins_hash(server: Served, merchant: dict[str, Any]) -> None:
@@ -161,9 +164,8 @@ def test_payments_are_answered_while_twenty_sign_ins_hash(server: Served, mercha
     # Generous: before the fix the median was seconds (the loop hashed every sign-in itself).
     assert statistics.median(latencies) < 1.5, latencies
     assert max(latencies) < 10, latencies
-    # The floods were answered, the excess with 429 at once (a full pool refuses, it does not queue).
+    # The sign-ins were answered: refused (401), or "busy" (429) when the pool was full.
     assert statuses and set(statuses) <= {401, 429}
-    assert 429 in statuses
 
 
 def test_a_full_pool_refuses_at_once_and_recovers() -> None:
@@ -220,6 +222,21 @@ def _status(data: bytes) -> int:
     return int(data.split(b" ", 2)[1])
 
 
+def _read_answer(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    s.settimeout(15)
+    data = b""
+    while True:
+        try:
+            more = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not more:
+            break
+        data += more
+    return data
+
+
 @pytest.mark.parametrize(
     "path", ["/gateway.do", "/ams/api/v1/payments/pay", "/wallet/login", "/console/login"]
 )
@@ -229,7 +246,7 @@ def test_a_declared_50_mb_body_is_refused_before_it_is_sent(server: Served, path
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
             f"Content-Length: {50 * MB}\r\n\r\n".encode()
         )
-        answer = s.recv(65536)  # answered before a byte of the body was sent
+        answer = _read_answer(s)  # answered before a byte of the body was sent
     assert _status(answer) == 413
     if path.startswith("/ams/"):
         body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
@@ -296,8 +313,7 @@ def test_a_slow_body_is_answered_408_after_the_body_timeout(server: Served) -> N
             b"POST /gateway.do HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
             b"Content-Length: 100\r\n\r\nservice=x"
         )
-        s.settimeout(15)
-        answer = s.recv(65536)
+        answer = _read_answer(s)
     assert _status(answer) == 408
 
 

@@ -277,3 +277,22 @@ async def test_pin_checks_run_in_the_hashing_pool_and_a_full_pool_answers_try_ag
     platform.hash_pool._taken = 0
     paid = await payments.confirm(platform, c.user.id, "123456", out.payment.trade_no)
     assert paid.status is Status.TRADE_SUCCESS
+
+
+async def test_a_full_hashing_pool_refuses_sign_ins_at_once_without_counting_them(platform: Platform) -> None:
+    c = await _wallet_user(platform)
+    await _owner(platform, "o@x.test")
+    platform.hash_pool = security.HashPool(threads=1, queue=0)
+    platform.hash_pool._taken = 1  # every slot taken
+    for _ in range(10):
+        with pytest.raises(wallet_app.SignInRefused) as w:
+            await wallet_app.sign_in(
+                platform, c.user.login_id, "secret-pass", browser_token=None, user_agent="x"
+            )
+        assert (w.value.reason, w.value.retry_after) == ("busy", 1)
+        with pytest.raises(console_auth.SignInRefused) as e:
+            await console_auth.sign_in(platform, "o@x.test", PASSWORD, client="9.9.9.9")
+        assert (e.value.reason, e.value.retry_after) == ("busy", 1)
+    platform.hash_pool._taken = 0
+    await wallet_app.sign_in(platform, c.user.login_id, "secret-pass", browser_token=None, user_agent="x")
+    await console_auth.sign_in(platform, "o@x.test", PASSWORD, client="9.9.9.9")

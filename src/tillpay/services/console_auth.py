@@ -220,6 +220,8 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
     now = p.now()
     login = login.strip().lower()[:128]
     client = client[:64]
+    if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
+        raise SignInRefused("busy", 1)
     f = t.console_login_failures
     try:
         attempt = await attempts.reserve(

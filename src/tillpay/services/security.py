@@ -73,6 +73,11 @@ class HashPool:
         self._taken = 0
 
     @property
+    def full(self) -> bool:
+        """Whether one more hash would be refused now (checked first, so a refusal costs nothing)."""
+        return self._taken >= self.capacity
+
+    @property
     def in_use(self) -> int:
         """Hashes running or waiting now."""
         return self._taken

@@ -184,6 +184,8 @@ async def sign_in(
                 )
             ).scalar()
         await conn.rollback()
+    if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
+        raise SignInRefused("busy", 1)
     f = t.wallet_login_failures
     by_login = (
         (f.c.login_id == login_id) & (f.c.device_id == trusted)
