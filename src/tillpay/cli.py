@@ -150,6 +150,19 @@ def _amount(text: str, currency: str) -> int:
 @click.option(
     "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM)."
 )
+@click.option("--max-body-bytes", type=int, help="Largest request body (TILLPAY_MAX_BODY_BYTES).")
+@click.option(
+    "--header-timeout", type=float, help="Seconds for a request head (TILLPAY_HEADER_TIMEOUT_SECONDS)."
+)
+@click.option("--body-timeout", type=float, help="Seconds for a request body (TILLPAY_BODY_TIMEOUT_SECONDS).")
+@click.option(
+    "--keep-alive", type=int, help="Seconds an idle connection stays open (TILLPAY_KEEP_ALIVE_SECONDS)."
+)
+@click.option(
+    "--limit-concurrency",
+    type=int,
+    help="Most connections and requests per process; more get 503 (TILLPAY_LIMIT_CONCURRENCY).",
+)
 @pass_ctx
 def serve(
     c: Ctx,
@@ -162,6 +175,11 @@ def serve(
     public_url: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    max_body_bytes: int | None,
+    header_timeout: float | None,  # float-ok: seconds
+    body_timeout: float | None,  # float-ok: seconds
+    keep_alive: int | None,
+    limit_concurrency: int | None,
 ) -> None:
     """Run the gateway (and, unless --no-worker, the notification and expiry worker).
 
@@ -179,6 +197,17 @@ def serve(
             or (c.settings.public_url if "TILLPAY_PUBLIC_URL" in os.environ else f"{scheme}://{host}:{port}"),
             "embedded_worker": c.settings.embedded_worker and not no_worker,
             "mode": "sandbox" if demo or sandbox else c.settings.mode,
+        }
+        | {
+            key: value
+            for key, value in (
+                ("max_body_bytes", max_body_bytes),
+                ("header_timeout_seconds", header_timeout),
+                ("body_timeout_seconds", body_timeout),
+                ("keep_alive_seconds", keep_alive),
+                ("limit_concurrency", limit_concurrency),
+            )
+            if value is not None
         }
     )
     upgrade(settings.database_url)
@@ -198,6 +227,10 @@ def serve(
     os.environ["TILLPAY_DATABASE_URL"] = settings.database_url
     os.environ["TILLPAY_PUBLIC_URL"] = settings.public_url
     os.environ["TILLPAY_EMBEDDED_WORKER"] = "true" if settings.embedded_worker else "false"
+    # The app (and each worker process) reads the limits from the environment.
+    os.environ["TILLPAY_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    os.environ["TILLPAY_HEADER_TIMEOUT_SECONDS"] = str(settings.header_timeout_seconds)
+    os.environ["TILLPAY_BODY_TIMEOUT_SECONDS"] = str(settings.body_timeout_seconds)
     uvicorn.run(
         "tillpay.web.asgi:create",
         factory=True,
@@ -208,6 +241,13 @@ def serve(
         access_log=False,
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
+        # h11 with a deadline for the request head (uvicorn has none), then idle and concurrency limits.
+        http="tillpay.web.limits:TimedH11Protocol",
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.limit_concurrency,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     shutdown.exit_if_requested()  # uvicorn hands the SIGTERM it stopped on back to our handler
 
@@ -462,6 +502,15 @@ def wallet_code(c: Ctx, login_id: str, device_no: int | None) -> None:
 
     code, dev = c.run(go)
     c.out({"code": code, "device_no": dev}, code)
+
+
+@wallet.command("unlock-pin")
+@click.option("--login", "login_id", required=True)
+@pass_ctx
+def wallet_unlock_pin(c: Ctx, login_id: str) -> None:
+    """Unlock a PIN locked by too many wrong PINs (the customer can also sign in again)."""
+    u = c.run(lambda p: wallet_service.unlock_pin(p, login_id))
+    c.out({"login_id": u.login_id, "pin": "unlocked"}, f"{u.login_id}: PIN unlocked")
 
 
 def _payment_line(v: PaymentView) -> str:

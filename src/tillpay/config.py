@@ -99,6 +99,29 @@ class Settings(BaseSettings):
         """True when sandbox features (self top-up, test payments) are on."""
         return self.mode == "sandbox"
 
+    # Load limits (docs/security.md).
+    #: Threads that hash passwords and PINs, and how many more hashes may wait; one more is answered
+    #: HTTP 429 at once ("try again"), so sign-in floods cannot stall payments.
+    hash_threads: int = 2
+    hash_queue: int = 16
+    #: Largest request body, checked on ``Content-Length`` and again while the body streams in (413).
+    max_body_bytes: int = 1_048_576
+    #: A request's headers, and separately its body, must arrive within these many seconds; an idle
+    #: keep-alive connection is closed after ``keep_alive_seconds``.
+    header_timeout_seconds: float = 10.0  # float-ok: a timeout, not money
+    body_timeout_seconds: float = 30.0  # float-ok: a timeout, not money
+    keep_alive_seconds: int = 5
+    #: Most connections and running requests per server process; beyond, uvicorn answers 503.
+    limit_concurrency: int = 1000
+    #: Largest request head (line and headers) in bytes.
+    max_header_bytes: int = 16384
+    #: Proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses, ``*`` for any):
+    #: sign-in limits per client address need the real address behind a reverse proxy.
+    forwarded_allow_ips: str = "127.0.0.1"
+    #: Wrong PINs in a row, across all payments, before the customer's PIN is locked until the
+    #: customer signs in again with the password or an operator runs ``tillpay wallet unlock-pin``.
+    max_pin_failures: int = 5
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -52,6 +52,8 @@ class Code(StrEnum):
     REFUND_CURRENCY_MISMATCH = "REFUND_CURRENCY_MISMATCH"
     CONFIRMATION_NOT_FOUND = "CONFIRMATION_NOT_FOUND"
     WRONG_PIN = "WRONG_PIN"
+    PIN_LOCKED = "PIN_LOCKED"
+    TRY_AGAIN = "TRY_AGAIN"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
 
@@ -94,6 +96,8 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.REFUND_CURRENCY_MISMATCH: "The refund currency is not the order's currency.",
     Code.CONFIRMATION_NOT_FOUND: "No payment is waiting for this customer's confirmation.",
     Code.WRONG_PIN: "The PIN is wrong.",
+    Code.PIN_LOCKED: "Too many wrong PINs: sign in again with the password to unlock the PIN.",
+    Code.TRY_AGAIN: "The server is busy; try again in a moment.",
     Code.NOT_FOUND: "Not found.",
     Code.ALREADY_EXISTS: "Already exists.",
 }

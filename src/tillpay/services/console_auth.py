@@ -16,11 +16,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain.errors import Code, TillpayError
+from tillpay.services import attempts
 from tillpay.services.platform import Platform
+from tillpay.services.security import HashPoolBusy
 from tillpay.store import tables as t
 
 #: The roles, most powerful first.
@@ -46,6 +48,12 @@ _TOUCH_EVERY = timedelta(seconds=60)
 MAX_FAILURES_PER_LOGIN = 5
 MAX_FAILURES_PER_CLIENT = 20
 FAILURE_WINDOW = timedelta(minutes=15)
+LOGIN_LIMIT = attempts.Limit(
+    MAX_FAILURES_PER_LOGIN, FAILURE_WINDOW, timedelta(seconds=30), timedelta(minutes=15)
+)
+#: Past its limit an address gets one password check per CLIENT_SLOWDOWN (not a lock).
+CLIENT_SLOWDOWN = timedelta(seconds=10)
+CLIENT_LIMIT = attempts.Limit(MAX_FAILURES_PER_CLIENT, FAILURE_WINDOW, CLIENT_SLOWDOWN, CLIENT_SLOWDOWN)
 MIN_PASSWORD = 10
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,128}$")
@@ -58,11 +66,13 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class SignInRefused(Exception):
-    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` or ``disabled``."""
+    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` (wait
+    ``retry_after`` seconds), ``busy`` (the hashing pool is full; retry) or ``disabled``."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retry_after: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,37 +210,42 @@ async def set_user_status(p: Platform, merchant_id: int, user_id: int, status: s
 async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tuple[str, ConsoleSession]:
     """Check the password and open a session; returns the cookie token and the session.
 
-    Refused (``locked``) after MAX_FAILURES_PER_LOGIN failures for the login, or MAX_FAILURES_PER_CLIENT
-    from the client address, within FAILURE_WINDOW; the check runs before the password is verified, so
-    a locked login gives nothing away even with the right password.
+    The attempt is reserved before the password is hashed (``services/attempts.py``): past
+    MAX_FAILURES_PER_LOGIN failures for the login within FAILURE_WINDOW, each attempt waits a doubling
+    delay (30 s up to 15 minutes); past MAX_FAILURES_PER_CLIENT from the client address, the address
+    gets one password check per CLIENT_SLOWDOWN, for any login, so another user behind the same address
+    still signs in (after a short wait) with the right password. A waiting attempt raises
+    SignInRefused("locked") with ``retry_after`` and gives nothing away even with the right password.
     """
     now = p.now()
     login = login.strip().lower()[:128]
     client = client[:64]
-    since = now - FAILURE_WINDOW
+    if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
+        raise SignInRefused("busy", 1)
     f = t.console_login_failures
+    try:
+        attempt = await attempts.reserve(
+            p,
+            f,
+            {"login": login, "client": client},
+            [(f.c.login == login, LOGIN_LIMIT), (f.c.client == client, CLIENT_LIMIT)],
+        )
+    except attempts.Throttled as e:
+        raise SignInRefused("locked", e.retry_after) from None
     async with p.engine.connect() as conn:
-        by_login = (
-            await conn.execute(
-                select(func.count()).select_from(f).where(f.c.login == login, f.c.created_at > since)
-            )
-        ).scalar_one()
-        by_client = (
-            await conn.execute(
-                select(func.count()).select_from(f).where(f.c.client == client, f.c.created_at > since)
-            )
-        ).scalar_one()
         row = (await conn.execute(_user_query().where(t.console_users.c.login == login))).first()
-        stored = row.password_hash if row is not None else _DUMMY_HASH
         await conn.rollback()
-    if by_login >= MAX_FAILURES_PER_LOGIN or by_client >= MAX_FAILURES_PER_CLIENT:
-        raise SignInRefused("locked")
-    # argon2 takes tens of milliseconds of CPU: off the event loop.
-    ok = await asyncio.to_thread(verify_password, password, stored)
+    stored = row.password_hash if row is not None else _DUMMY_HASH
+    # argon2 takes tens of milliseconds of CPU: off the event loop, in the bounded hashing pool.
+    try:
+        ok = await p.hash_pool.run(verify_password, password, stored)
+    except HashPoolBusy:
+        await attempts.release(p, f, attempt)
+        raise SignInRefused("busy", 1) from None
     if row is None or not ok:
-        async with p.engine.begin() as conn:
-            await conn.execute(insert(f).values(login=login, client=client, created_at=now))
         raise SignInRefused("invalid")
+    # A successful sign-in clears the login's count, so a user who mistyped is not slowed later.
+    await attempts.release(p, f, attempt, f.c.login == login)
     if row.status != "active":
         raise SignInRefused("disabled")
     token = secrets.token_urlsafe(32)
@@ -245,8 +260,6 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
                 last_seen_at=now,
             )
         )
-        # A successful sign-in clears the login's count, so a user who mistyped is not locked later.
-        await conn.execute(delete(f).where(f.c.login == login))
     session = await session_for(p, token)
     assert session is not None
     return token, session

@@ -28,7 +28,7 @@ from tillpay.services import fx as fx_service
 from tillpay.services import paypath, secmerchants, stores
 from tillpay.services import risk as risk_service
 from tillpay.services.platform import Merchant, Platform
-from tillpay.services.security import verify_secret
+from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
@@ -1028,15 +1028,21 @@ async def confirm(
     async with p.engine.connect() as conn:
         user = (
             await conn.execute(
-                select(t.wallet_users.c.pin_hash, t.wallet_users.c.login_id).where(
-                    t.wallet_users.c.id == user_id
-                )
+                select(
+                    t.wallet_users.c.pin_hash, t.wallet_users.c.login_id, t.wallet_users.c.pin_failures
+                ).where(t.wallet_users.c.id == user_id)
             )
         ).first()
         await conn.rollback()
     if user is None:
         raise TillpayError(Code.BUYER_NOT_EXIST)
-    pin_ok = verify_secret(pin, user.pin_hash)
+    if user.pin_failures >= p.settings.max_pin_failures:
+        raise TillpayError(Code.PIN_LOCKED)
+    # scrypt off the event loop, in the bounded hashing pool (TRY_AGAIN when it is full).
+    try:
+        pin_ok = await p.hash_pool.run(verify_secret, pin, user.pin_hash)
+    except HashPoolBusy:
+        raise TillpayError(Code.TRY_AGAIN) from None
     async with p.engine.connect() as conn:
         tx = await conn.begin()
         try:
@@ -1077,7 +1083,24 @@ async def _confirm_in_tx(
         if row.expires_at and row.expires_at <= now:
             await _close(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT)
             raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
+        # The customer's own count of wrong PINs in a row (across payments), read under the wallet's
+        # row lock taken above, so concurrent guesses are counted one after another.
+        failures = (
+            await conn.execute(select(t.wallet_users.c.pin_failures).where(t.wallet_users.c.id == user_id))
+        ).scalar_one()
+        if failures >= p.settings.max_pin_failures:
+            raise TillpayError(Code.PIN_LOCKED)
         if not pin_ok:
+            failures += 1
+            await conn.execute(
+                update(t.wallet_users).where(t.wallet_users.c.id == user_id).values(pin_failures=failures)
+            )
+            if failures >= p.settings.max_pin_failures:
+                raise _KeepAndRaise(TillpayError(Code.PIN_LOCKED))
+            if row.user_id != user_id:
+                # An unclaimed QR order: a stranger's wrong PINs count against the stranger only, so
+                # they cannot use up the order's attempts.
+                raise _KeepAndRaise(TillpayError(Code.WRONG_PIN, "wrong PIN"))
             attempts = row.pin_attempts + 1
             await conn.execute(
                 update(t.payments).where(t.payments.c.id == row.id).values(pin_attempts=attempts)
@@ -1092,6 +1115,10 @@ async def _confirm_in_tx(
                 )
             left = p.settings.max_pin_attempts - attempts
             raise _KeepAndRaise(TillpayError(Code.WRONG_PIN, f"wrong PIN; {left} attempt(s) left"))
+        if failures:
+            await conn.execute(
+                update(t.wallet_users).where(t.wallet_users.c.id == user_id).values(pin_failures=0)
+            )
         wallet = (
             await conn.execute(
                 select(t.wallet_users.c.balance, t.wallet_users.c.currency, t.wallet_users.c.status).where(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tillpay.config import Settings
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import parse_amount
+from tillpay.services.security import HashPool
 from tillpay.store import tables as t
 from tillpay.store.engine import create_engine
 
@@ -160,6 +161,8 @@ class Platform:
         self.clock: Clock = clock or SystemClock()
         self.ids = ids or Ids()
         self.confirm_above = parse_confirm_limits(settings.confirm_above)
+        #: Password and PIN hashing, off the event loop and bounded (services/security.py).
+        self.hash_pool = HashPool(settings.hash_threads, settings.hash_queue)
         self._merchants: dict[str, tuple[float, Merchant]] = {}  # float-ok: monotonic cache time
         self._credentials: dict[str, tuple[float, str]] = {}  # float-ok: monotonic cache time
         self._rates: tuple[float, datetime, dict[tuple[str, str], Decimal]] | None = (
@@ -167,7 +170,8 @@ class Platform:
         )
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections and the hashing threads."""
+        self.hash_pool.close()
         await self.engine.dispose()
 
     def now(self) -> datetime:

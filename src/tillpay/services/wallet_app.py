@@ -20,29 +20,42 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
 from tillpay.domain.payment import Status
-from tillpay.services import payments, wallets
+from tillpay.services import attempts, payments, wallets
 from tillpay.services.platform import Platform
-from tillpay.services.security import hash_secret, verify_secret
+from tillpay.services.security import HashPoolBusy, hash_secret, verify_secret
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.services.wallets import Device, WalletUser
 from tillpay.store import tables as t
 
 #: A session lasts this long from sign-in (absolute, not sliding: a lost phone's session ends by itself).
 SESSION_LIFETIME = timedelta(days=30)
-#: Failed sign-ins per login id within LOGIN_FAILURE_WINDOW before sign-in is refused for a while.
+#: Failed sign-ins per login id within LOGIN_FAILURE_WINDOW before each attempt must wait (backoff).
 MAX_LOGIN_FAILURES = 5
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+LOGIN_LIMIT = attempts.Limit(
+    MAX_LOGIN_FAILURES, LOGIN_FAILURE_WINDOW, timedelta(seconds=2), timedelta(seconds=60)
+)
+#: A trusted device (the user's own browser) is slowed by its own failures only, more firmly.
+DEVICE_LIMIT = attempts.Limit(
+    MAX_LOGIN_FAILURES, LOGIN_FAILURE_WINDOW, timedelta(seconds=30), timedelta(minutes=15)
+)
+#: Failed sign-ins from one address (any login) before it gets one check per CLIENT_SLOWDOWN.
+MAX_CLIENT_FAILURES = 20
+CLIENT_SLOWDOWN = timedelta(seconds=10)
+CLIENT_LIMIT = attempts.Limit(MAX_CLIENT_FAILURES, LOGIN_FAILURE_WINDOW, CLIENT_SLOWDOWN, CLIENT_SLOWDOWN)
 #: A verifier that no password matches, checked when the login id is unknown so timing does not tell.
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 
 
 class SignInRefused(Exception):
-    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` or ``frozen``."""
+    """Sign-in failed; ``reason`` is ``invalid`` (wrong login or password), ``locked`` (wait
+    ``retry_after`` seconds), ``busy`` (the hashing pool is full; retry) or ``frozen``."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retry_after: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,40 +144,86 @@ def device_name(user_agent: str) -> str:
 
 
 async def sign_in(
-    p: Platform, login_id: str, password: str, *, browser_token: str | None, user_agent: str
+    p: Platform,
+    login_id: str,
+    password: str,
+    *,
+    browser_token: str | None,
+    user_agent: str,
+    client: str = "unknown",
 ) -> SignIn:
     """Check the password and open a session on this browser's device (registering one if needed).
 
     The browser's device is found by ``browser_token`` (a long-lived cookie); when it is missing,
     unknown, revoked, or belongs to another user, a new device with its own code secret is registered.
+
+    Each attempt is reserved before the password is hashed (``services/attempts.py``). Past
+    MAX_LOGIN_FAILURES for the login the next attempt waits 2 s, doubling up to a minute
+    (SignInRefused("locked") with ``retry_after``): strangers can slow a login, never close it. A
+    browser that proves one of the user's own active devices is counted on its own instead (its
+    failures, not the strangers', slow it), so the user's phone signs in whoever guesses elsewhere.
+    Past MAX_CLIENT_FAILURES from one address, the address gets one check per CLIENT_SLOWDOWN.
     """
-    now = p.now()
-    since = now - LOGIN_FAILURE_WINDOW
+    client = client[:64]
+    login_id = login_id[:64]
+    trusted: int | None = None
     async with p.engine.connect() as conn:
-        failures = (
-            await conn.execute(
-                select(func.count())
-                .select_from(t.wallet_login_failures)
-                .where(
-                    t.wallet_login_failures.c.login_id == login_id,
-                    t.wallet_login_failures.c.created_at > since,
-                )
-            )
-        ).scalar_one()
         user = (
             await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
         ).first()
+        if browser_token and _TOKEN_RE.match(browser_token):  # looked up for unknown logins too
+            trusted = (
+                await conn.execute(
+                    select(t.devices.c.id)
+                    .join(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
+                    .where(
+                        t.wallet_browsers.c.token_hash == _hash(browser_token),
+                        t.devices.c.user_id == (user.id if user is not None else -1),
+                        t.devices.c.status == "active",
+                    )
+                )
+            ).scalar()
         await conn.rollback()
-    if failures >= MAX_LOGIN_FAILURES:
-        raise SignInRefused("locked")
-    ok = verify_secret(password, (user.password_hash if user else None) or _DUMMY_HASH)
+    if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
+        raise SignInRefused("busy", 1)
+    f = t.wallet_login_failures
+    by_login = (
+        (f.c.login_id == login_id) & (f.c.device_id == trusted)
+        if trusted is not None
+        else (f.c.login_id == login_id) & f.c.device_id.is_(None)
+    )
+    try:
+        attempt = await attempts.reserve(
+            p,
+            f,
+            {"login_id": login_id, "client": client, "device_id": trusted},
+            [
+                (by_login, DEVICE_LIMIT if trusted is not None else LOGIN_LIMIT),
+                (f.c.client == client, CLIENT_LIMIT),
+            ],
+        )
+    except attempts.Throttled as e:
+        raise SignInRefused("locked", e.retry_after) from None
+    try:
+        ok = await p.hash_pool.run(
+            verify_secret, password, (user.password_hash if user else None) or _DUMMY_HASH
+        )
+    except HashPoolBusy:
+        await attempts.release(p, f, attempt)
+        raise SignInRefused("busy", 1) from None
     if user is None or not user.password_hash or not ok:
-        if len(login_id) <= 64:
-            async with p.engine.begin() as conn:
-                await conn.execute(insert(t.wallet_login_failures).values(login_id=login_id, created_at=now))
         raise SignInRefused("invalid")
+    # The right password: the user's count starts afresh, and a PIN locked by wrong PINs is unlocked.
+    await attempts.release(p, f, attempt, f.c.login_id == login_id)
     if user.status != "active":
         raise SignInRefused("frozen")
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            update(t.wallet_users)
+            .where(t.wallet_users.c.id == user.id, t.wallet_users.c.pin_failures != 0)
+            .values(pin_failures=0)
+        )
+    now = p.now()
 
     device_id: int | None = None
     if browser_token and _TOKEN_RE.match(browser_token):

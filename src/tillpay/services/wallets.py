@@ -287,3 +287,14 @@ async def set_status(p: Platform, login_id: str, status: str) -> WalletUser:
     if res.rowcount != 1:
         raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
     return await user_by_login(p, login_id)
+
+
+async def unlock_pin(p: Platform, login_id: str) -> WalletUser:
+    """Clear the customer's count of wrong PINs, unlocking a PIN locked by ``max_pin_failures``."""
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.wallet_users).where(t.wallet_users.c.login_id == login_id).values(pin_failures=0)
+        )
+    if res.rowcount != 1:
+        raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
+    return await user_by_login(p, login_id)

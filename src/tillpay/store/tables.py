@@ -102,6 +102,9 @@ wallet_users = Table(
     #: A sandbox wallet (the console's test payments, a self top-up): money made up by a sandbox feature.
     #: Its payments and their refunds are never settled or paid out (services/settlement.py, audited).
     Column("sandbox", Boolean, nullable=False, server_default=false()),
+    #: Wrong PINs in a row across all payments; at ``max_pin_failures`` the PIN is locked (unlocked by a
+    #: password sign-in or ``tillpay wallet unlock-pin``).
+    Column("pin_failures", Integer, nullable=False, server_default="0"),
 )
 
 devices = Table(
@@ -380,6 +383,10 @@ wallet_login_failures = Table(
     Column("login_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_wallet_login_failures_login_time", "login_id", "created_at"),
+    #: The client address, and the user's own device when the browser proved it (a trusted device).
+    Column("client", String(64)),
+    Column("device_id", Integer),
+    Index("ix_wallet_login_failures_client_time", "client", "created_at"),
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,6 +31,7 @@ from tillpay.services.platform import Platform
 from tillpay.web import settlement_api
 from tillpay.web.console import console_routes
 from tillpay.web.heartbeat import heartbeat_api
+from tillpay.web.limits import BodyLimit
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -134,6 +136,11 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
         from tillpay.bench.noop import noop
 
         routes.append(Route("/bench/noop", noop, methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    limit = Middleware(
+        BodyLimit,
+        max_bytes=platform.settings.max_body_bytes,
+        timeout=platform.settings.body_timeout_seconds,
+    )
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[limit])
     app.state.platform = platform
     return app

@@ -247,8 +247,13 @@ async def login(ctx: Ctx) -> Response:
         token, session = await console_auth.sign_in(ctx.p, login_id, password, client=client)
     except console_auth.SignInRefused as e:
         log.info("console sign-in refused", reason=e.reason)
-        status = 429 if e.reason == "locked" else 401
-        return _render(ctx, "login.html", status, next=nxt, error=e.reason, login=login_id)
+        status = 429 if e.reason in ("locked", "busy") else 401
+        resp = _render(
+            ctx, "login.html", status, next=nxt, error=e.reason, login=login_id, retry_after=e.retry_after
+        )
+        if e.retry_after:
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
     log.info("console sign-in", user=session.user.id, merchant=session.user.partner_id)
     resp = _redirect(ctx, nxt)
     _set_cookie(ctx, resp, SESSION_COOKIE, token, int(console_auth.SESSION_LIFETIME.total_seconds()))

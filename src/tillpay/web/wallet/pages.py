@@ -225,6 +225,16 @@ def page(*, signed_in: bool) -> Callable[[Handler], Callable[[Request], Awaitabl
             except TillpayError as e:
                 if e.code in (Code.NOT_FOUND, Code.CONFIRMATION_NOT_FOUND, Code.TRADE_NOT_EXIST):
                     return _render(ctx, "error.html", 404, error="not_found")
+                if e.code is Code.TRY_AGAIN:  # the hashing pool is full
+                    resp = _render(ctx, "error.html", 429, error="busy")
+                    resp.headers["Retry-After"] = "1"
+                    return resp
+                if e.code is Code.PIN_LOCKED:
+                    # Too many wrong PINs in a row: the password unlocks the PIN, so sign in again.
+                    await wallet_app.sign_out(ctx.p, request.cookies.get(SESSION_COOKIE))
+                    resp = _redirect(ctx, "/wallet/login?next=" + quote(ctx.path, safe=""))
+                    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+                    return resp
                 raise
 
         return endpoint
@@ -254,10 +264,15 @@ async def login(ctx: Ctx) -> Response:
             password,
             browser_token=ctx.request.cookies.get(BROWSER_COOKIE),
             user_agent=ctx.request.headers.get("user-agent", ""),
+            client=ctx.request.client.host if ctx.request.client else "unknown",
         )
     except wallet_app.SignInRefused as e:
         log.info("wallet sign-in refused", reason=e.reason)
-        return _render(ctx, "login.html", 401, next=nxt, error=e.reason, login_id=login_id)
+        status = 429 if e.reason in ("locked", "busy") else 401
+        resp = _render(ctx, "login.html", status, next=nxt, error=e.reason, login_id=login_id)
+        if e.retry_after:
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
     log.info("wallet sign-in", user=result.session.user.id, device=result.session.device.device_no)
     resp = _redirect(ctx, nxt)
     max_age = int(wallet_app.SESSION_LIFETIME.total_seconds())

@@ -1,0 +1,84 @@
+"""Sign-in attempts counted and checked atomically, with backoff instead of hard locks.
+
+An attempt is *reserved* before the password is hashed: one transaction checks the recent failures
+and inserts the attempt's own failure row (taken back when the password turns out right). On SQLite
+the transaction holds the write lock from ``BEGIN IMMEDIATE``; on PostgreSQL it locks the failure
+table in EXCLUSIVE mode (plain reads go on). So N concurrent attempts see each other and at most the
+allowed number reach the hash, however they are timed.
+
+Past a limit the next attempt waits (``Throttled.retry_after`` seconds) instead of being refused for
+the rest of the window, so a stranger's wrong guesses delay a user, they do not shut the user out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, func, insert, select, text
+
+from tillpay.services.platform import Platform
+
+
+class Throttled(Exception):
+    """Too many recent failures: try again after ``retry_after`` seconds (HTTP 429 + Retry-After)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"try again in {retry_after} s")
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``free`` failures in ``window`` pass; then each attempt waits ``base`` after the newest failure,
+    doubling per further failure up to ``cap``."""
+
+    free: int
+    window: timedelta
+    base: timedelta
+    cap: timedelta
+
+    def wait(self, failures: int) -> timedelta:
+        """How long after the newest failure the next attempt may run (zero while under the limit)."""
+        if failures < self.free:
+            return timedelta(0)
+        wait: timedelta = min(self.base * (2 ** min(failures - self.free, 30)), self.cap)
+        return wait
+
+
+async def reserve(p: Platform, table: Table, row: dict[str, Any], checks: list[tuple[Any, Limit]]) -> int:
+    """Check every ``(where, limit)`` against ``table``'s recent rows, then insert ``row`` as this
+    attempt's failure; returns its id (pass it to :func:`release` when the password was right).
+
+    Raises Throttled (and inserts nothing) when a limit asks the attempt to wait.
+    """
+    now = p.now()
+    async with p.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
+        retry = 0.0
+        for where, limit in checks:
+            count, newest = (
+                await conn.execute(
+                    select(func.count(), func.max(table.c.created_at))
+                    .select_from(table)
+                    .where(where, table.c.created_at > now - limit.window)
+                )
+            ).one()
+            if count >= limit.free and newest is not None:
+                retry = max(retry, (newest + limit.wait(count) - now).total_seconds())
+        if retry > 0:
+            raise Throttled(math.ceil(retry))
+        key = (await conn.execute(insert(table).values(created_at=now, **row))).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+
+async def release(p: Platform, table: Table, attempt_id: int, *also: Any) -> None:
+    """The attempt succeeded: delete its reserved failure row (and any rows matching ``also``)."""
+    async with p.engine.begin() as conn:
+        await conn.execute(delete(table).where(table.c.id == attempt_id))
+        for where in also:
+            await conn.execute(delete(table).where(where))

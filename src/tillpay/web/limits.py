@@ -1,0 +1,161 @@
+"""Request limits the server enforces itself: body size while it streams in, and read deadlines.
+
+``BodyLimit`` wraps the ASGI app: a ``Content-Length`` above ``max_body_bytes`` is answered 413 before
+a byte of the body is read; otherwise the body is counted as it arrives and the request ends with 413
+as soon as it passes the limit, so a large POST costs the server at most the limit in memory. The
+whole body must arrive within ``body_timeout_seconds`` (uvicorn has no body timeout), else 408.
+
+``TimedH11Protocol`` is uvicorn's h11 protocol with a header deadline: a connection that has not sent
+a complete request head within ``header_timeout_seconds`` of connecting (or of starting its next
+request) is closed. ``tillpay serve`` runs uvicorn with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _answer(path: str, status: int, message: str) -> tuple[bytes, bytes]:
+    """The refusal in the shape the route's clients read: Antom and heartbeat JSON, MAPI XML, or text."""
+    if path.startswith("/ams/api/") or path == HEARTBEAT_PATH:
+        code = "PARAM_ILLEGAL" if status == 413 else "REQUEST_TIMEOUT"
+        body = {"result": {"resultCode": code, "resultStatus": "F", "resultMessage": message}}
+        return json.dumps(body).encode(), b"application/json"
+    if path == "/gateway.do":
+        xml = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            "<alipay><is_success>F</is_success><error>ILLEGAL_ARGUMENT</error></alipay>"
+        )
+        return xml.encode(), b"text/xml; charset=utf-8"
+    return message.encode(), b"text/plain; charset=utf-8"
+
+
+class BodyLimit:
+    """ASGI middleware: body size counted while streaming, and a deadline for the whole body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:  # float-ok: seconds
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await self._refuse(send, path, 413, f"the body is larger than {self.max_bytes} bytes")
+                    return
+        seen = 0
+        deadline = time.monotonic() + self.timeout
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            left = deadline - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), max(left, 0.001))
+            except TimeoutError:
+                raise _TooSlow() from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except (_TooLarge, _TooSlow) as e:
+            if started:
+                raise
+            if isinstance(e, _TooLarge):
+                await self._refuse(send, path, 413, f"the body is larger than {self.max_bytes} bytes")
+            else:
+                await self._refuse(send, path, 408, "the body did not arrive in time")
+
+    @staticmethod
+    async def _refuse(send: Send, path: str, status: int, message: str) -> None:
+        body, media_type = _answer(path, status, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", media_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header_timeout() -> float:  # float-ok: seconds
+    try:
+        return float(os.environ.get("TILLPAY_HEADER_TIMEOUT_SECONDS", "10"))
+    except ValueError:
+        return 10.0
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request head is not complete in time."""
+
+    header_timeout = _header_timeout()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _waiting_for_head(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiting_for_head():
+            self._arm()  # the first bytes of a (next) request start its head's clock
+        super().data_received(data)
+        if not self._waiting_for_head():
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self.transport.close()
