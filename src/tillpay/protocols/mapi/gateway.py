@@ -12,6 +12,7 @@ import structlog
 
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.outbound import notify_url_problem
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
@@ -495,6 +496,8 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
             params, md5_key=merchant.md5_key, public_key_pem=merchant.public_key, charset=codec
         )
         q = _validate(service, params)
+        if "notify_url" in q and (problem := notify_url_problem(p.settings, q["notify_url"])):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter 'notify_url' {problem}")
         assert sign_type is not None
         fields = await HANDLERS[service](p, merchant, q, sign_type)
         return _sign(Envelope(True, echo, fields), merchant, sign_type, codec)
