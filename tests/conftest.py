@@ -121,6 +121,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from make_database(request.param, request, tmp_path)
 
 
+#: What a test opts into when its notifications go to receivers of its own on loopback (any port): the
+#: operator's allow-list (docs/security.md). Without it, Tillpay's defaults hold: public
+#: addresses on ports 80, 443, 8080 and 8443 only. Mark a test ``loopback_receivers`` to get these in
+#: the ``live`` server; processes take ``LOOPBACK_RECEIVERS_ENV``.
+LOOPBACK_RECEIVERS = {"notify_allow_networks": "127.0.0.0/8", "notify_allow_ports": "1-65535"}
+LOOPBACK_RECEIVERS_ENV = {f"TILLPAY_{k.upper()}": v for k, v in LOOPBACK_RECEIVERS.items()}
+
+
 def test_settings(db_url: str, **overrides: object) -> Settings:
     """Settings for a test: fast worker polling, a known confirmation limit."""
     base: dict[str, object] = {
@@ -222,9 +230,13 @@ class LiveServer:
 
 
 @pytest.fixture
-def live(db_url: str) -> Iterator[LiveServer]:
-    """A running gateway on a fresh database (SQLite and PostgreSQL); the audit must be clean afterwards."""
-    server = LiveServer(db_url)
+def live(db_url: str, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A running gateway on a fresh database (SQLite and PostgreSQL); the audit must be clean afterwards.
+
+    A test marked ``loopback_receivers`` gets a server whose notifications may go to loopback.
+    """
+    opt_in = request.node.get_closest_marker("loopback_receivers") is not None
+    server = LiveServer(db_url, **(LOOPBACK_RECEIVERS if opt_in else {}))
     try:
         yield server
     finally:

@@ -27,6 +27,7 @@ from tillpay import __version__
 from tillpay.config import Settings, get_settings
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.outbound import notify_url_problem
 from tillpay.services import audit as audit_service
 from tillpay.services import fx as fx_service
 from tillpay.services import merchants as merchant_service
@@ -309,6 +310,8 @@ def merchant_add(
     mcc: str,
 ) -> None:
     """Create a merchant and print its partner id and keys."""
+    if notify_url and (problem := notify_url_problem(c.settings, notify_url)):
+        raise click.BadParameter(f"the notify URL {problem}", param_hint="--notify-url")
     pub = Path(public_key_file).read_text() if public_key_file else None
     new = c.run(
         lambda p: merchant_service.add_merchant(

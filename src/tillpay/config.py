@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.1.0.0/16, 127.0.0.0/8"`` → networks; ValueError names a wrong one."""
+    out = []
+    for item in text.split(","):
+        if item.strip():
+            try:
+                out.append(ipaddress.ip_network(item.strip()))
+            except ValueError as e:
+                raise ValueError(f"not a network (CIDR) {item.strip()!r}: {e}") from None
+    return tuple(out)
+
+
+def parse_ports(text: str) -> frozenset[int]:
+    """``"80,443,8000-8999"`` → ports; ValueError names a wrong item."""
+    out: set[int] = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        low, _, high = item.partition("-")
+        try:
+            a, b = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"not a port or range of ports: {item!r}") from None
+        if not 1 <= a <= b <= 65535:
+            raise ValueError(f"not a port or range of ports (1-65535): {item!r}")
+        out.update(range(a, b + 1))
+    if not out:
+        raise ValueError("no port is allowed")
+    return frozenset(out)
 
 
 class Settings(BaseSettings):
@@ -46,7 +79,19 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5  # float-ok: a sleep interval, not money
     #: Seconds between notification attempts; about 8 tries over 25 hours, like Alipay's schedule.
     notify_schedule: str = "0,240,600,600,3600,7200,21600,54000"
+    #: One notification attempt's whole deadline: resolving, connecting, sending and reading the answer
+    #: (docs/security.md). An endpoint that answers slowly is cut off after this.
     notify_timeout_seconds: float = 10.0  # float-ok: an HTTP timeout, not money
+    #: Notifications one worker process delivers at once, and at most how many of them are one merchant's
+    #: (so one merchant's slow endpoints never hold the others').
+    notify_concurrency: int = 16
+    notify_per_merchant: int = 4
+    #: Networks (CIDRs, comma-separated) that notifications may reach although they are loopback,
+    #: private, link-local or otherwise internal, e.g. ``10.20.0.0/16`` for merchants on a private network.
+    #: Empty: only public addresses.
+    notify_allow_networks: str = ""
+    #: Ports notifications may go to: ports and ranges, e.g. ``80,443,8080,8443,9000-9099``.
+    notify_allow_ports: str = "80,443,8080,8443"
     log_level: str = "info"
     #: Serve ``/bench/noop`` (a signed answer without the database), for ``tillpay bench`` only.
     bench_routes: bool = False
@@ -78,6 +123,25 @@ class Settings(BaseSettings):
     #: The wallet's name in MAPI ``payment_inst`` (Alipay answers ``ALIPAYCN`` or ``ALIPAYHK``; a scheme
     #: that mimics one for its tills may say so). Upper-case letters and digits, at most 32.
     payment_inst: str = "TILLPAY"
+
+    @field_validator("notify_allow_networks")
+    @classmethod
+    def _notify_allow_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @field_validator("notify_allow_ports")
+    @classmethod
+    def _notify_allow_ports(cls, value: str) -> str:
+        parse_ports(value)
+        return value
+
+    @field_validator("notify_timeout_seconds", "notify_concurrency", "notify_per_merchant")
+    @classmethod
+    def _positive(cls, value: float) -> float:  # float-ok: seconds or counts
+        if value <= 0:
+            raise ValueError("must be above 0")
+        return value
 
     @field_validator("payment_inst")
     @classmethod

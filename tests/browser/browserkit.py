@@ -60,7 +60,10 @@ class Served:
             "TILLPAY_LOG_LEVEL": "warning",
             **env,
         }
-        self.settings = test_settings(db_url, public_url=self.url)
+        # The server's own settings, for the set-up and checks this process runs on its database.
+        self.settings = test_settings(
+            db_url, public_url=self.url, **{k.removeprefix("TILLPAY_").lower(): v for k, v in env.items()}
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tillpay.cli", "serve", "--port", str(self.port)],
             stdout=subprocess.PIPE,

@@ -24,7 +24,7 @@ import pytest
 from browserkit import CHROMIUM, CHROMIUM_ARGS, ROOT, Served
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from conftest import make_database
+from conftest import LOOPBACK_RECEIVERS_ENV, make_database
 from notify_receivers import FormReceiver as Receiver
 from tillpay import signing
 from tillpay.client import GatewayRejected, MapiClient
@@ -47,7 +47,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One ``tillpay serve`` for the module; its working directory holds the settlement files."""
     tmp = tmp_path_factory.mktemp("console")
     dbs = make_database(request.param, request, tmp)
-    server = Served(next(dbs), tmp, TILLPAY_MODE="sandbox")  # its test payment needs a sandbox
+    # Its test payment needs a sandbox, and notifies a receiver on loopback: the operator's allow-list.
+    server = Served(next(dbs), tmp, TILLPAY_MODE="sandbox", **LOOPBACK_RECEIVERS_ENV)
     server.cwd = tmp  # type: ignore[attr-defined]
     try:
         yield server

@@ -337,6 +337,7 @@ def receiver() -> Iterator[JsonReceiver]:
     r.httpd.shutdown()
 
 
+@pytest.mark.loopback_receivers
 def test_notify_payment_is_signed_json_repeated_until_acknowledged(
     live: LiveServer, receiver: JsonReceiver
 ) -> None:
@@ -362,6 +363,7 @@ def test_notify_payment_is_signed_json_repeated_until_acknowledged(
     assert len(receiver.received) == 2
 
 
+@pytest.mark.loopback_receivers
 def test_only_a_paid_payment_is_notified_and_refunds_are_refund_result(
     live: LiveServer, receiver: JsonReceiver
 ) -> None:

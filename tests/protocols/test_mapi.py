@@ -374,6 +374,7 @@ def receiver() -> Iterator[Receiver]:
     r.httpd.shutdown()
 
 
+@pytest.mark.loopback_receivers
 @pytest.mark.parametrize("sign_type", ["MD5", "RSA2"])
 def test_notifications_are_signed_and_repeated_until_the_merchant_says_success(
     live: LiveServer, receiver: Receiver, sign_type: str

@@ -211,6 +211,7 @@ def stored(live: LiveServer, ptid: str) -> dict[str, Any]:
     return live.run(go)  # type: ignore[no-any-return]
 
 
+@pytest.mark.loopback_receivers
 def test_a_pay_naming_a_registered_secondary_merchant_stores_and_notifies_its_names(live: LiveServer) -> None:
     shop = make_shop(live)
     receiver = Receiver()

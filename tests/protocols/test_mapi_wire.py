@@ -189,6 +189,7 @@ def test_cancel_by_trade_no_governs_over_out_trade_no(live: LiveServer) -> None:
     assert (nothing.is_success, nothing.error) == (False, "ILLEGAL_ARGUMENT")
 
 
+@pytest.mark.loopback_receivers
 def test_precreate_takes_both_timestamps_price_times_quantity_and_serves_its_qr_picture(
     live: LiveServer,
 ) -> None:

@@ -16,6 +16,7 @@ from tillpay import signing
 from tillpay.protocols.openapi.wire import signed_node
 
 
+@pytest.mark.loopback_receivers
 @pytest.mark.parametrize(("sign_type", "style"), [("RSA2", "post"), ("RSA", "get")])
 def test_pay_query_refund_and_refund_query(live: LiveServer, sign_type: str, style: str) -> None:
     shop = make_shop(live)
@@ -310,6 +311,7 @@ def receiver() -> Iterator[FormReceiver]:
     r.httpd.shutdown()
 
 
+@pytest.mark.loopback_receivers
 def test_notifications_are_signed_and_repeated_until_success(
     live: LiveServer, receiver: FormReceiver
 ) -> None:

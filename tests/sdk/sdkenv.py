@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 import factories as f
-from conftest import make_database
+from conftest import LOOPBACK_RECEIVERS_ENV, make_database
 from tillpay.config import Settings
 from tillpay.services.platform import Platform
 
@@ -99,6 +99,8 @@ class Served:
             "TILLPAY_WORKER_POLL_SECONDS": "0.1",
             "TILLPAY_NOTIFY_SCHEDULE": "0,1,1,1",
             "TILLPAY_PUBLIC_URL": f"https://{HOST}",
+            # The notification tests' receivers listen on loopback: the operator's allow-list, opted into.
+            **LOOPBACK_RECEIVERS_ENV,
         }
         self.proc = subprocess.Popen(
             [*TILLPAY, "serve", "--host", HOST, "--port", str(port), *extra],

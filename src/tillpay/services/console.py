@@ -27,6 +27,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent, format_amount
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
+from tillpay.outbound import excerpt, notify_url_problem
 from tillpay.services import merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -390,8 +391,10 @@ async def _notifications(
         for r in (
             await conn.execute(select(a).where(a.c.outbox_id.in_([x.id for x in rows])).order_by(a.c.id))
         ).all():
+            # excerpt again: attempts recorded before answers were cut to one kept up to 512 raw characters
+            response = excerpt(r.response) if r.response is not None else None
             attempts.setdefault(r.outbox_id, []).append(
-                Attempt(r.attempted_at, r.http_status, r.response, r.error)
+                Attempt(r.attempted_at, r.http_status, response, r.error)
             )
     return [
         Notification(
@@ -677,17 +680,33 @@ async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list
         return await _notifications(conn, merchant_id, t.outbox.c.id > 0, limit)
 
 
-async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> None:
-    """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's."""
+async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
+    """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's.
+
+    False if it is being sent right now (a worker holds it): that attempt is not doubled.
+    """
     o = t.outbox
+    now = p.now()
     async with p.engine.begin() as conn:
         res = await conn.execute(
             update(o)
-            .where(o.c.merchant_id == merchant_id, o.c.notify_id == notify_id)
-            .values(status="pending", next_attempt_at=p.now())
+            .where(
+                o.c.merchant_id == merchant_id,
+                o.c.notify_id == notify_id,
+                or_(o.c.status != "sending", o.c.next_attempt_at <= now),  # a lapsed claim may go
+            )
+            .values(status="pending", next_attempt_at=now)
         )
-    if res.rowcount != 1:
+        if res.rowcount == 1:
+            return True
+        mine = (
+            await conn.execute(
+                select(o.c.id).where(o.c.merchant_id == merchant_id, o.c.notify_id == notify_id)
+            )
+        ).first()
+    if mine is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
+    return False
 
 
 # ---------------------------------------------------------------------------------------- integration
@@ -756,6 +775,8 @@ async def rotate_key(p: Platform, merchant: Merchant, public_key_pem: str) -> in
 async def set_notify_url(p: Platform, merchant: Merchant, url: str | None) -> None:
     """Change (or clear) the merchant's default notify URL."""
     url = (url or "").strip() or None
+    if url is not None and (problem := notify_url_problem(p.settings, url)):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"the notify URL {problem}")
     if url is not None and not _URL_RE.match(url):
         raise TillpayError(
             Code.ILLEGAL_ARGUMENT, "a notify URL is http:// or https:// and at most 240 characters"

@@ -12,6 +12,7 @@ import click
 import structlog
 
 from tillpay import shutdown
+from tillpay.outbound import OutboundClient
 from tillpay.services.platform import Platform
 from tillpay.store.migrate import upgrade
 from tillpay.worker import runner
@@ -37,10 +38,8 @@ def worker(c: Ctx, once: bool) -> None:
         p = Platform(c.settings)
         try:
             if once:
-                import httpx
-
-                async with httpx.AsyncClient(headers={"User-Agent": "Tillpay-Notify/1"}) as http:
-                    closed, sent = await runner.run_once(p, http)
+                async with OutboundClient.from_settings(p.settings) as client:
+                    closed, sent = await runner.run_once(p, client)
                 c.out({"expired": closed, "attempted": sent}, f"expired {closed}, attempted {sent}")
                 return
             stop = asyncio.Event()

@@ -1,17 +1,22 @@
-"""Delivery of the outbox: each notification signed in its dialect and retried until acknowledged."""
+"""Delivery of the outbox: each notification signed in its dialect and retried until acknowledged, several
+at once and fairly between merchants, through the outbound client (``tillpay.outbound``)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from collections.abc import Callable
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import structlog
 from sqlalchemy import insert, select, update
 
+from tillpay.outbound import Answer, OutboundClient, OutboundError, excerpt
 from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
 from tillpay.protocols.openapi import notify as openapi_notify
@@ -20,7 +25,7 @@ from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.notify")
 
-#: A claimed notification is invisible to other workers for this long (a crashed worker's claim lapses).
+#: A claimed notification is invisible to other workers for this long after its attempt's deadline.
 LEASE_SECONDS = 60
 
 #: (notify_id, event, payload, now, merchant, sign_type, url) → the signed request: body bytes and headers.
@@ -68,26 +73,42 @@ def schedule(p: Platform) -> list[int]:
     return [int(s) for s in p.settings.notify_schedule.split(",") if s.strip()]
 
 
-async def _claim(p: Platform, limit: int) -> list[Any]:
+def lease_seconds(p: Platform) -> int:
+    """How long a claimed notification stays another worker's: longer than any attempt can take, so two
+    workers never send it at once; a crashed worker's claim lapses after it."""
+    return LEASE_SECONDS + math.ceil(p.settings.notify_timeout_seconds)
+
+
+async def _claim(p: Platform, limit: int, busy: Mapping[int, int]) -> list[Any]:
+    """Take up to ``limit`` due notifications, never so many of one merchant that it would have more than
+    ``notify_per_merchant`` in flight here (``busy``: merchant id → in flight now)."""
+    per_merchant = p.settings.notify_per_merchant
+    o = t.outbox
     now = p.now()
+    saturated = [m for m, n in busy.items() if n >= per_merchant]
     async with p.engine.begin() as conn:
-        q = (
-            select(t.outbox)
-            .where(t.outbox.c.status == "pending", t.outbox.c.next_attempt_at <= now)
-            .order_by(t.outbox.c.next_attempt_at)
-            .limit(limit)
-        )
+        # "sending" past its lease: the worker that claimed it stopped before recording the attempt.
+        q = select(o).where(o.c.status.in_(("pending", "sending")), o.c.next_attempt_at <= now)
+        if saturated:
+            # Left out in SQL, not after: one merchant's backlog must not fill the window others are in.
+            q = q.where(o.c.merchant_id.not_in(saturated))
+        q = q.order_by(o.c.next_attempt_at, o.c.id).limit(2 * limit)
         if conn.dialect.name == "postgresql":
             # Workers in several processes never take the same notification.
             q = q.with_for_update(skip_locked=True)
-        rows = (await conn.execute(q)).all()
+        taken = Counter(busy)
+        rows: list[Any] = []
+        for r in (await conn.execute(q)).all():
+            if len(rows) < limit and taken[r.merchant_id] < per_merchant:
+                rows.append(r)
+                taken[r.merchant_id] += 1
         if rows:
             await conn.execute(
-                update(t.outbox)
-                .where(t.outbox.c.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+                update(o)
+                .where(o.c.id.in_([r.id for r in rows]))
+                .values(status="sending", next_attempt_at=now + timedelta(seconds=lease_seconds(p)))
             )
-    return list(rows)
+    return rows
 
 
 async def _partner_of(p: Platform, merchant_id: int) -> str:
@@ -99,65 +120,137 @@ async def _partner_of(p: Platform, merchant_id: int) -> str:
         )
 
 
-async def deliver_one(p: Platform, http: httpx.AsyncClient, row: Any) -> bool:
-    """Send one notification and record the attempt; True if the merchant acknowledged it."""
+async def deliver_one(p: Platform, client: OutboundClient, row: Any) -> bool:
+    """Send one claimed notification and record the attempt; True if the merchant acknowledged it.
+
+    The merchant's console shows the answer's status and an excerpt of it, or why there was none.
+    """
     merchant = await p.merchant_by_partner(await _partner_of(p, row.merchant_id))
     render, acknowledged = DIALECTS[row.dialect]
     now = p.now()
     content, headers = render(
         row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type, row.url
     )
-    status_code: int | None = None
-    body = b""
+    answer: Answer | None = None
     error: str | None = None
+    final = False
     try:
-        resp = await http.post(
-            row.url, content=content, headers=headers, timeout=p.settings.notify_timeout_seconds
-        )
-        status_code, body = resp.status_code, resp.content[:512]
-    except httpx.HTTPError as e:
-        error = f"{type(e).__name__}: {e}"[:512]
-    ok = status_code == 200 and acknowledged(body)
+        answer = await client.post(row.url, content, headers)
+    except OutboundError as e:
+        error, final = e.reason, e.final
+        # A refusal is worth the operator's eye: a merchant's URL that points inward, or a typo.
+        report = log.warning if e.final else log.info
+        report("notify_no_answer", notify_id=row.notify_id, merchant_id=row.merchant_id, detail=e.detail)
+    ok = answer is not None and answer.status == 200 and acknowledged(answer.body)
     attempts = row.attempts + 1
     plan = schedule(p)
     values: dict[str, Any] = {"attempts": attempts}
     if ok:
         values.update(status="delivered", delivered_at=now)
-    elif attempts >= len(plan):
+    elif final or attempts >= len(plan):
+        # A refused address is not tried again: the answer would be the same (the merchant can fix the
+        # URL's host and redeliver from the console).
         values.update(status="failed")
     else:
-        values.update(next_attempt_at=now + timedelta(seconds=plan[attempts]))
+        values.update(status="pending", next_attempt_at=now + timedelta(seconds=plan[attempts]))
     async with p.engine.begin() as conn:
         await conn.execute(
             insert(t.notify_attempts).values(
                 outbox_id=row.id,
                 attempted_at=now,
-                http_status=status_code,
-                response=body.decode("utf-8", "replace") if status_code is not None else None,
+                http_status=answer.status if answer else None,
+                response=excerpt(answer.body) if answer else None,
                 error=error,
             )
         )
         await conn.execute(update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
-    log.info("notify", notify_id=row.notify_id, url=row.url, ok=ok, attempt=attempts, status=status_code)
+    log.info(
+        "notify",
+        notify_id=row.notify_id,
+        url=row.url,
+        ok=ok,
+        attempt=attempts,
+        status=answer.status if answer else None,
+        error=error,
+    )
     return ok
 
 
-async def deliver_due(p: Platform, http: httpx.AsyncClient, limit: int = 50) -> int:
-    """Deliver every notification that is due now; returns how many were attempted."""
-    rows = await _claim(p, limit)
-    for row in rows:
+class Notifier:
+    """Delivers the outbox concurrently: up to ``notify_concurrency`` notifications at once in this
+    process, of which at most ``notify_per_merchant`` are one merchant's, each attempt bounded by the
+    client's deadline. A merchant whose endpoints hang holds its own share of the slots, never the rest."""
+
+    def __init__(self, p: Platform, client: OutboundClient) -> None:
+        self.p = p
+        self.client = client
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: merchant id → its notifications in flight here
+        self._busy: Counter[int] = Counter()
+        self._finished = asyncio.Event()
+
+    async def start_due(self) -> int:
+        """Claim what is due (as far as free slots allow) and start delivering it; how many started."""
+        free = self.p.settings.notify_concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        rows = await _claim(self.p, free, self._busy)
+        for row in rows:
+            self._busy[row.merchant_id] += 1
+            task = asyncio.create_task(self._deliver(row))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, row.merchant_id))
+        return len(rows)
+
+    async def _deliver(self, row: Any) -> None:
         try:
-            await deliver_one(p, http, row)
+            await deliver_one(self.p, self.client, row)
         except Exception:
+            # Left "sending": tried again when its lease lapses.
             log.exception("notify_failed", notify_id=row.notify_id)
-    return len(rows)
+
+    def _done(self, merchant_id: int, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._busy[merchant_id] -= 1
+        if self._busy[merchant_id] <= 0:
+            del self._busy[merchant_id]
+        self._finished.set()
+
+    async def drain(self) -> None:
+        """Wait for every delivery in flight (each ends by its deadline)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then finish what is in flight. Claims again as soon as a delivery
+        ends or something was claimed, otherwise every ``worker_poll_seconds``."""
+        while not stop.is_set():
+            self._finished.clear()
+            try:
+                started = await self.start_due()
+            except Exception:
+                log.exception("notify_claim_failed")
+                started = 0
+            if started and len(self._tasks) < self.p.settings.notify_concurrency:
+                continue  # more may be due: others' notifications behind a merchant that is now full
+            await wait_any((stop, self._finished), self.p.settings.worker_poll_seconds)
+        await self.drain()
 
 
-async def redeliver(p: Platform, notify_id: str) -> None:
-    """Queue a notification for one more delivery now, even if it was delivered or gave up."""
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            update(t.outbox)
-            .where(t.outbox.c.notify_id == notify_id)
-            .values(status="pending", next_attempt_at=p.now())
-        )
+async def wait_any(events: Iterable[asyncio.Event], seconds: float) -> None:  # float-ok: seconds
+    """Until one of ``events`` is set or ``seconds`` passed."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def deliver_due(p: Platform, client: OutboundClient) -> int:
+    """One pass: deliver what is due now (as many at once as ``run`` would) and wait for the attempts;
+    returns how many were attempted."""
+    notifier = Notifier(p, client)
+    started = await notifier.start_due()
+    await notifier.drain()
+    return started

@@ -1,38 +1,44 @@
-"""The worker loop: close expired payments and deliver notifications, until told to stop."""
+"""The worker: closes expired payments and delivers notifications, in two loops of their own, until told
+to stop. A notification that hangs never delays the closing of a payment nobody confirmed."""
 
 from __future__ import annotations
 
 import asyncio
 
-import httpx
 import structlog
 
+from tillpay.outbound import OutboundClient
 from tillpay.services import payments
 from tillpay.services.platform import Platform
-from tillpay.worker.notifier import deliver_due
+from tillpay.worker.notifier import Notifier, deliver_due, wait_any
 
 log = structlog.get_logger("tillpay.worker")
 
+#: Payments ``expire_due`` closes per pass; a full pass is followed by another at once.
+EXPIRE_BATCH = 500
 
-async def run_once(p: Platform, http: httpx.AsyncClient) -> tuple[int, int]:
+
+async def run_once(p: Platform, client: OutboundClient) -> tuple[int, int]:
     """One pass: (payments closed by timeout, notifications attempted)."""
-    closed = await payments.expire_due(p)
-    sent = await deliver_due(p, http)
+    closed = await payments.expire_due(p, EXPIRE_BATCH)
+    sent = await deliver_due(p, client)
     return closed, sent
 
 
+async def expire_loop(p: Platform, stop: asyncio.Event) -> None:
+    """Close expired payments every ``worker_poll_seconds`` until ``stop``; errors are logged, not fatal."""
+    while not stop.is_set():
+        try:
+            closed = await payments.expire_due(p, EXPIRE_BATCH)
+        except Exception:
+            log.exception("expiry_pass_failed")
+            closed = 0
+        if closed < EXPIRE_BATCH:
+            await wait_any((stop,), p.settings.worker_poll_seconds)
+
+
 async def run(p: Platform, stop: asyncio.Event) -> None:
-    """Run passes every ``worker_poll_seconds`` until ``stop`` is set; errors are logged, not fatal."""
-    async with httpx.AsyncClient(headers={"User-Agent": "Tillpay-Notify/1"}) as http:
-        while not stop.is_set():
-            try:
-                _closed, sent = await run_once(p, http)
-                busy = sent > 0
-            except Exception:
-                log.exception("worker_pass_failed")
-                busy = False
-            if not busy:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=p.settings.worker_poll_seconds)
-                except TimeoutError:
-                    pass
+    """Expire and deliver until ``stop`` is set; notifications in flight then finish (by their deadline)."""
+    async with OutboundClient.from_settings(p.settings) as client, asyncio.TaskGroup() as tasks:
+        tasks.create_task(expire_loop(p, stop))
+        tasks.create_task(Notifier(p, client).run(stop))

@@ -22,6 +22,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
 from tillpay.domain.payment import Status
 from tillpay.protocols import freshness
+from tillpay.outbound import notify_url_problem
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import REFUND_NOT_EXIST, SUCCESS, Result, antom_result
 from tillpay.services import merchants, payments
@@ -123,6 +124,14 @@ class Body:
         if int(value) <= 0:
             raise _bad(f"{self._name(key)}.value must be above 0")
         return int(value), currency
+
+
+def _notify_url(p: Platform, b: Body, key: str) -> str | None:
+    """A notify URL field, checked as every dialect checks one (``tillpay.outbound``)."""
+    url = b.text(key, max_len=1024, pattern=_URL)
+    if url is not None and (problem := notify_url_problem(p.settings, url)):
+        raise _bad(f"{key} {problem}")
+    return url
 
 
 def _amount(minor: int, currency: str) -> dict[str, str]:
@@ -240,7 +249,7 @@ async def _pay(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, Any
     settle = m.settlement_currency
     if (strategy := b.obj("settlementStrategy")) is not None:
         settle = strategy.text("settlementCurrency", max_len=3, pattern=re.compile(r"[A-Z]{3}")) or settle
-    notify_url = b.text("paymentNotifyUrl", max_len=1024, pattern=_URL)
+    notify_url = _notify_url(p, b, "paymentNotifyUrl")
     if scenario == "OrderCode":
         return await _order_code(
             p,
@@ -343,7 +352,7 @@ async def _refund(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, 
             partner_trans_id=None if payment_id else request_id,
             trade_no=payment_id,
             reason=reason[:128] if reason else None,  # Tillpay keeps 128 characters of the reason
-            notify_url=b.text("refundNotifyUrl", max_len=1024, pattern=_URL),
+            notify_url=_notify_url(p, b, "refundNotifyUrl"),
             sign_type="RSA256",
         ),
     )

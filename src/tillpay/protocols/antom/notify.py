@@ -113,7 +113,7 @@ def acknowledged(answer: bytes) -> bool:
     """Whether the merchant's answer is JSON with ``result.resultStatus`` S."""
     try:
         data = json.loads(answer)
-    except (ValueError, RecursionError):  # too deep is malformed too
+    except (ValueError, RecursionError):  # RecursionError: an answer nested deeper than Python recurses
         return False
     result = data.get("result") if isinstance(data, dict) else None
     return isinstance(result, dict) and result.get("resultStatus") == "S"

@@ -14,6 +14,7 @@ from tillpay import signing as canonical
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.protocols import freshness
+from tillpay.outbound import notify_url_problem
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
@@ -533,6 +534,8 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
         q = _validate(service, params)
         if "timestamp" in q and service not in secmerchant.HANDLERS:  # those keep their 30 minutes
             _check_timestamp(p, q["timestamp"])
+        if "notify_url" in q and (problem := notify_url_problem(p.settings, q["notify_url"])):
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter 'notify_url' {problem}")
         assert sign_type is not None
         fields = await HANDLERS[service](p, merchant, q, sign_type)
         return _sign(Envelope(True, echo, fields), merchant, sign_type, codec, md5_used)

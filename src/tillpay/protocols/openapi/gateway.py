@@ -18,10 +18,12 @@ from typing import Any
 import structlog
 
 from tillpay import signing
+from tillpay.config import Settings
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.domain.payment import Status
 from tillpay.protocols import freshness
+from tillpay.outbound import notify_url_problem
 from tillpay.protocols.openapi import codes
 from tillpay.protocols.openapi.codes import OpenCode, open_code
 from tillpay.protocols.openapi.wire import (
@@ -368,7 +370,7 @@ HANDLERS: dict[str, Handler] = {
 # ------------------------------------------------------------------------------------------ entry
 
 
-def _check_common(params: dict[str, str]) -> None:
+def _check_common(settings: Settings, params: dict[str, str]) -> None:
     for name in ("app_id", "method", "sign_type", "sign", "timestamp", "version"):
         if not params.get(name):
             raise OpenError(codes.missing("signature" if name == "sign" else name), f"{name} is missing")
@@ -384,8 +386,8 @@ def _check_common(params: dict[str, str]) -> None:
         raise OpenError(codes.invalid("version"), "version must be 1.0")
     if params.get("format", "JSON").upper() != "JSON":
         raise OpenError(codes.invalid("format"), "format must be JSON")
-    if "notify_url" in params and not re.fullmatch(r"https?://\S{1,250}", params["notify_url"]):
-        raise OpenError(codes.invalid("notify_url"), "notify_url must be an http(s) URL")
+    if "notify_url" in params and (problem := notify_url_problem(settings, params["notify_url"])):
+        raise OpenError(codes.invalid("notify_url"), f"notify_url {problem}")
 
 
 def _check_fresh_and_unambiguous(p: Platform, params: dict[str, str]) -> None:
@@ -452,7 +454,7 @@ async def handle(p: Platform, query: bytes, body: bytes) -> tuple[bytes, str]:
                 merchant = None
         if failed is not None:
             raise failed
-        _check_common(params)
+        _check_common(p.settings, params)
         if merchant is None:
             raise _fail(Code.ILLEGAL_PARTNER, f"unknown app_id {params['app_id']!r}")
         _verify(params, merchant, codec)

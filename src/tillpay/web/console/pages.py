@@ -654,7 +654,10 @@ async def notifications(ctx: Ctx) -> Response:
     """The notification log: every notification, every attempt and its answer."""
     ctx.require("integration")
     items = await console.notifications(ctx.p, ctx.user.merchant_id)
-    return _render(ctx, "notifications.html", items=items, done=ctx.request.query_params.get("redelivered"))
+    q = ctx.request.query_params
+    return _render(
+        ctx, "notifications.html", items=items, done=q.get("redelivered"), sending=q.get("sending")
+    )
 
 
 @page()
@@ -665,8 +668,9 @@ async def redeliver(ctx: Ctx) -> Response:
     notify_id = ctx.request.path_params["notify_id"]
     if not _NOTIFY_ID_RE.match(notify_id):
         raise TillpayError(Code.NOT_FOUND)
-    await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
-    return _redirect(ctx, "/console/notifications?" + urlencode({"redelivered": notify_id}))
+    queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
+    outcome = "redelivered" if queued else "sending"
+    return _redirect(ctx, "/console/notifications?" + urlencode({outcome: notify_id}))
 
 
 # ---------------------------------------------------------------------------------------------- stores
