@@ -21,8 +21,8 @@ import structlog
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
 from tillpay.domain.payment import Status
-from tillpay.protocols import freshness
 from tillpay.outbound import notify_url_problem
+from tillpay.protocols import freshness
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import REFUND_NOT_EXIST, SUCCESS, Result, antom_result
 from tillpay.services import merchants, payments

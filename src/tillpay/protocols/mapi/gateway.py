@@ -13,8 +13,8 @@ import structlog
 from tillpay import signing as canonical
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
-from tillpay.protocols import freshness
 from tillpay.outbound import notify_url_problem
+from tillpay.protocols import freshness
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY

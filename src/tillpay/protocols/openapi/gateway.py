@@ -22,8 +22,8 @@ from tillpay.config import Settings
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.domain.payment import Status
-from tillpay.protocols import freshness
 from tillpay.outbound import notify_url_problem
+from tillpay.protocols import freshness
 from tillpay.protocols.openapi import codes
 from tillpay.protocols.openapi.codes import OpenCode, open_code
 from tillpay.protocols.openapi.wire import (
