@@ -17,6 +17,7 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -47,6 +48,21 @@ def _answer(path: str, status: int, message: str) -> tuple[bytes, bytes]:
     return message.encode(), b"text/plain; charset=utf-8"
 
 
+def _origin_form(scope: Scope) -> Scope:
+    """The request target as a path, when a client sent the absolute form (``POST https://host/path``).
+
+    A server must accept the absolute form (RFC 9112 §3.2.2), and global-open-sdk-python sends it.
+    uvicorn's h11 protocol, which ``tillpay serve`` runs for its header deadline, passes it through as
+    the path; its httptools protocol did not.
+    """
+    path = scope.get("path", "")
+    if not path.startswith(("http://", "https://")):
+        return scope
+    target = urlsplit(path)
+    raw = urlsplit(scope.get("raw_path", b"").decode("latin-1"))
+    return {**scope, "path": target.path or "/", "raw_path": (raw.path or "/").encode("latin-1")}
+
+
 class BodyLimit:
     """ASGI middleware: body size counted while streaming, and a deadline for the whole body."""
 
@@ -59,6 +75,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope = _origin_form(scope)
         path = scope.get("path", "")
         for name, value in scope.get("headers", []):
             if name == b"content-length":
