@@ -37,6 +37,11 @@ def bench(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
 
 
 def check(run: dict) -> None:  # type: ignore[type-arg]
+    # Each condition on its own, so a failure names which one (and the run's notes say why).
+    assert run["errors"] == 0, (run["outcomes"], run["transport_errors"], run["notes"])
+    assert run["counts_match"], (run["db"], run["notes"])
+    assert run["audit_ok"], run["audit"]
+    assert not run["exhausted"], run["notes"]
     assert run["passed"], run
     assert run["pays_ok"] > 0 and run["pays_per_second"] > 0
     assert run["counts_match"] and run["audit_ok"] and run["errors"] == 0

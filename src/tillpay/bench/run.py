@@ -313,7 +313,11 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
             warm = _load(cfg, servers.url, workdir / "warm", warm_paths, cfg.warmup)
             targets = asyncio.run(_paid(url, fixture, "Bw-")) if cfg.workload == "mix" else None
             warm_rate = warm.sent / max(cfg.warmup, 1)
-            rate = max(cfg.min_rate, int(warm_rate * 1.6))
+            # A warm-up of a second or two sees the server still warming (connections, caches), and the
+            # mix's warm-up only pays while its measured run also queries, which is cheaper: both need
+            # more headroom, or the prepared requests run out and the run cannot pass.
+            headroom = (1.6 if cfg.warmup >= 3 else 3.0) * (1.5 if cfg.workload == "mix" else 1.0)
+            rate = max(cfg.min_rate, int(warm_rate * headroom))
             per_stream = rate * cfg.seconds // cfg.threads + cfg.connections
             need = (next_code + per_stream * cfg.threads) // paycode.SLOTS + 1 - len(fixture.devices)
             if need > 0:
