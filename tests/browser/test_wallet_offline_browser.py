@@ -11,18 +11,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import test_wallet_browser as wallet_browser
 from babel.dates import format_datetime
 from browserkit import Served, decode, shot, sign_in
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
-from test_wallet_browser import (  # noqa: F401  # the fixtures, shared with the other wallet tests
-    Phone,
-    _serve,
-    browser_device,
-    chromium,
-    phone,
-    playwright,
-    wait_url,
-)
+from test_wallet_browser import Phone, _serve, browser_device, wait_url
 
 from tillpay.domain import paycode
 from tillpay.services import wallet_app, wallets
@@ -30,6 +24,10 @@ from tillpay.web.wallet import i18n
 
 pytestmark = pytest.mark.slow
 PAGES_CACHE = "tillpay-wallet-pages"
+# The browser fixtures of the other wallet tests, found by pytest under these names.
+playwright = wallet_browser.playwright
+chromium = wallet_browser.chromium
+phone = wallet_browser.phone
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -41,17 +39,14 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def installed(page: Page) -> None:
     """Wait until the service worker controls the page and has kept the payment code page."""
     page.wait_for_function("navigator.serviceWorker && navigator.serviceWorker.controller !== null")
-    page.wait_for_function(
-        "(async () => !!(await (await caches.open(arguments[0])).match('/wallet/code')))()".replace(
-            "arguments[0]", repr(PAGES_CACHE)
-        ),
-        polling=200,
-    )
+    page.wait_for_function(f"caches.open({PAGES_CACHE!r}).then(c => c.match('/wallet/code')).then(Boolean)")
 
 
 def kept(page: Page, path: str) -> bool:
     """Whether the service worker keeps a copy of a page."""
-    return bool(page.evaluate("async ([c, p]) => !!(await (await caches.open(c)).match(p))", [PAGES_CACHE, path]))
+    return bool(
+        page.evaluate("async ([c, p]) => !!(await (await caches.open(c)).match(p))", [PAGES_CACHE, path])
+    )
 
 
 def kept_text(page: Page) -> str:
@@ -109,7 +104,9 @@ def test_the_code_screen_fits_a_phone_with_the_offline_notice(
     ph.context.set_offline(False)
 
 
-def test_the_installed_app_opens_offline_on_a_code_that_pays(app: Served, phone: Callable[..., Phone]) -> None:
+def test_the_installed_app_opens_offline_on_a_code_that_pays(
+    app: Served, phone: Callable[..., Phone]
+) -> None:
     u = app.user()
     shop = app.merchant("CNY", name="Ferry Kiosk")
     ph = phone()
@@ -132,7 +129,9 @@ def test_the_installed_app_opens_offline_on_a_code_that_pays(app: Served, phone:
     again.goto(app.url + manifest["start_url"])
     again.locator("#paycode[data-code]").wait_for()
     again.locator("#offline").wait_for(state="visible")
-    assert again.evaluate("navigator.onLine") is False and again.evaluate("document.body.dataset.fresh") == "0"
+    assert (
+        again.evaluate("navigator.onLine") is False and again.evaluate("document.body.dataset.fresh") == "0"
+    )
     code = read_code(again, "22-offline-app-code")
     device = browser_device(app, u.login_id)
     parsed = paycode.parse(code)
@@ -171,7 +170,9 @@ def test_signing_out_forgets_the_kept_pages_before_anyone_else_signs_in(
     page.goto(app.url + "/wallet/code")
     installed(page)
     page.goto(app.url + "/wallet/history")
-    page.wait_for_function(f"caches.open({PAGES_CACHE!r}).then(c => c.match('/wallet/history')).then(Boolean)")
+    page.wait_for_function(
+        f"caches.open({PAGES_CACHE!r}).then(c => c.match('/wallet/history')).then(Boolean)"
+    )
     assert first.login_id in kept_text(page)
 
     page.click("#logout button[type=submit]")
@@ -187,7 +188,7 @@ def test_signing_out_forgets_the_kept_pages_before_anyone_else_signs_in(
     assert "/wallet/login" not in text
     # Offline, the first customer's history is gone from this browser.
     ph.context.set_offline(True)
-    with pytest.raises(Exception, match="ERR_INTERNET_DISCONNECTED|ERR_FAILED"):
+    with pytest.raises(PlaywrightError, match=r"ERR_INTERNET_DISCONNECTED|ERR_FAILED"):
         page.goto(app.url + "/wallet/history")
     ph.context.set_offline(False)
 

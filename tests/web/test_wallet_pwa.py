@@ -117,7 +117,9 @@ def test_only_the_signed_in_users_own_get_pages_may_be_kept_offline(live: LiveSe
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_kept_pages_carry_a_last_known_notice_with_the_time_they_were_made(live: LiveServer, lang: str) -> None:
+def test_kept_pages_carry_a_last_known_notice_with_the_time_they_were_made(
+    live: LiveServer, lang: str
+) -> None:
     u = make_user(live)
     c = sign_in(live, u.login_id)
     c.cookies.set("tp_lang", lang, path="/wallet")
@@ -158,8 +160,9 @@ def test_the_confirmation_page_says_which_rule_asked_in_every_language(live: Liv
         # Above the no-confirmation limit (CNY 2000.00 in the tests' settings).
         u = make_user(live, balance=1_000_000)
         r = mapi.pay("WHY-1", _code(live, u.id), "2500.00", "CNY", "Sofa")
-        cases["amount_over_confirm_limit"], clients["amount_over_confirm_limit"] = r.trade_no, sign_in(
-            live, u.login_id
+        cases["amount_over_confirm_limit"], clients["amount_over_confirm_limit"] = (
+            r.trade_no,
+            sign_in(live, u.login_id),
         )
         # A device younger than a day.
         u = make_user(live)

@@ -572,7 +572,12 @@ async def manifest(request: Request) -> Response:
         "icons": [
             {"src": "/wallet/static/icon-192.png", "sizes": "192x192", "type": "image/png"},
             {"src": "/wallet/static/icon-512.png", "sizes": "512x512", "type": "image/png"},
-            {"src": "/wallet/static/icon-512.png", "sizes": "512x512", "type": "image/png", "purpose": "maskable"},
+            {
+                "src": "/wallet/static/icon-512.png",
+                "sizes": "512x512",
+                "type": "image/png",
+                "purpose": "maskable",
+            },
             {"src": "/wallet/static/icon.svg", "sizes": "any", "type": "image/svg+xml"},
         ],
     }
