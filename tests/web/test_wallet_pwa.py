@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from conftest import LiveServer
 from tillpay.domain import paycode
 from tillpay.services import risk, wallets
 from tillpay.store import tables as t
-from tillpay.web.wallet import i18n
+from tillpay.web.wallet import i18n, pages
 from tillpay.web.wallet.pages import OFFLINE_HEADER
 
 LANGS = sorted(i18n.LANGUAGES)
@@ -211,3 +213,27 @@ def test_the_confirmation_page_says_which_rule_asked_in_every_language(live: Liv
         assert len(set(seen.values())) == len(LANGS), f"{rule}: a language shows another's sentence"
     for c in clients.values():
         c.close()
+
+
+def test_a_changed_asset_makes_a_new_service_worker_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "static"
+    shutil.copytree(pages.STATIC, copy)
+
+    def version() -> str:
+        pages._service_worker.cache_clear()
+        found = re.search(rb'var VERSION = "([0-9a-f]{16})";', pages._service_worker())
+        assert found
+        return found.group(1).decode()
+
+    monkeypatch.setattr(pages, "STATIC", copy)
+    try:
+        first = version()
+        assert version() == first  # the same files, the same version
+        css = copy / "wallet.css"
+        css.write_text(css.read_text() + "\n.new-rule { color: red; }\n")
+        assert version() != first  # the browser installs the new worker, which fetches the new file
+    finally:
+        monkeypatch.undo()
+        pages._service_worker.cache_clear()
