@@ -145,7 +145,6 @@ def test_the_installed_app_opens_offline_on_a_code_that_pays(
     assert home.inner_text("#last-known").startswith("Offline: last known as of ")
     assert home.inner_text("#balance") == "CN¥10,000.00"
     shot(home, "23-offline-home-last-known")
-    home.close()
 
     # The till is online: it charges the code read off the offline phone.
     with shop:
@@ -158,6 +157,10 @@ def test_the_installed_app_opens_offline_on_a_code_that_pays(
     assert again.inner_text("#result-title") == "Payment successful"
     assert again.evaluate("document.body.dataset.fresh") == "1"
     assert again.locator("#last-known").is_hidden()
+    # The kept home page updates itself too: the server's page, with the new payment and balance.
+    home.wait_for_function("document.body.dataset.fresh === '1'")
+    home.locator(f'li.payment[data-trade-no="{paid.trade_no}"]').wait_for()
+    assert home.inner_text("#balance") == "CN¥9,993.50" and home.locator("#last-known").is_hidden()
 
 
 def test_signing_out_forgets_the_kept_pages_before_anyone_else_signs_in(

@@ -41,7 +41,11 @@ self.addEventListener("activate", function (event) {
   );
 });
 
+// Bumped by every forget(): a page fetched before a sign-out and answered after it is not kept.
+var generation = 0;
+
 function forget() {
+  generation += 1;
   return caches.delete(PAGES_CACHE);
 }
 
@@ -50,15 +54,18 @@ function isSignIn(url) {
 }
 
 /** Keep a page for offline use, marked as a kept copy; only pages the server marked, and only GETs. */
-function keep(request, response) {
+function keep(request, response, gen) {
+  if (gen !== generation) return Promise.resolve();
   if (request.method !== "GET" || response.status !== 200 || response.type !== "basic") return Promise.resolve();
   if (response.headers.get(OFFLINE_HEADER) !== "page") return Promise.resolve();
   return response.text().then(function (html) {
+    if (gen !== generation) return undefined;
     var copy = new Response(html.replace('data-fresh="1"', 'data-fresh="0"'), {
       status: 200,
       headers: { "Content-Type": "text/html; charset=utf-8" },
     });
     return caches.open(PAGES_CACHE).then(function (cache) {
+      if (gen !== generation) return undefined;
       return cache.put(request.url, copy).then(function () { return cache.keys(); }).then(function (keys) {
         // Oldest first: drop payment pages beyond the limit.
         return Promise.all(keys.slice(0, Math.max(0, keys.length - MAX_PAGES)).map(function (k) {
@@ -79,10 +86,11 @@ function withTimeout(promise, ms) {
 function page(event) {
   var request = event.request;
   var saved = null;
+  var gen = generation;
   var network = fetch(request).then(function (response) {
     // Signed out (or someone else about to sign in): nothing of the previous session stays.
     saved = isSignIn(response.url || request.url) && response.type === "basic"
-      ? forget() : keep(request, response.clone());
+      ? forget() : keep(request, response.clone(), gen);
     return response;
   });
   event.waitUntil(network.then(function () { return saved; }).catch(function () {}));
@@ -113,8 +121,14 @@ self.addEventListener("message", function (event) {
   if (msg.type === "forget") {
     event.waitUntil(forget());
   } else if (msg.type === "warm") {
-    // Signed in: keep the start page too, so that the installed app opens on the code offline.
+    // Signed in: keep the start page too (once), so that the installed app opens on the code offline.
     var request = new Request(START_URL, { credentials: "same-origin", redirect: "manual" });
-    event.waitUntil(fetch(request).then(function (r) { return keep(request, r); }).catch(function () {}));
+    var gen = generation;
+    event.waitUntil(caches.open(PAGES_CACHE).then(function (cache) {
+      return cache.match(START_URL);
+    }).then(function (hit) {
+      if (hit) return undefined;
+      return fetch(request).then(function (r) { return keep(request, r, gen); });
+    }).catch(function () {}));
   }
 });
