@@ -549,9 +549,8 @@ def _service_worker() -> bytes:
 
 async def service_worker(request: Request) -> Response:
     """The service worker, served from ``/wallet/`` so that its scope covers every wallet page."""
-    resp = _harden(Response(_service_worker(), media_type="text/javascript"))
-    # no-store (from _harden) also makes the browser look for a new version on every navigation.
-    return resp
+    # no-store (from _harden): the browser looks for a new version on every navigation.
+    return _harden(Response(_service_worker(), media_type="text/javascript"))
 
 
 async def manifest(request: Request) -> Response:
