@@ -98,6 +98,8 @@ class Item:
     payment: PaymentView
     merchant_name: str
     refunds: list[RefundView] = field(default_factory=list)
+    #: The risk rule that decided the payment (``payments.risk_rule``): why a confirmation is asked.
+    risk_rule: str | None = None
 
 
 def _hash(token: str) -> str:
@@ -375,7 +377,8 @@ async def _items(p: Platform, conn: AsyncConnection, rows: list[Any], login_id: 
         for rr in refund_rows:
             by_payment[rr.payment_id].append(RefundView.from_row(rr, views[rr.payment_id]))
     return [
-        Item(PaymentView.from_row(r, login_id), names.get(r.merchant_id, ""), by_payment[r.id]) for r in rows
+        Item(PaymentView.from_row(r, login_id), names.get(r.merchant_id, ""), by_payment[r.id], r.risk_rule)
+        for r in rows
     ]
 
 

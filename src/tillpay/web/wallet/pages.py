@@ -7,13 +7,18 @@ Security rules every handler keeps:
   when the browser sends an Origin header, it must be this server's;
 - every lookup is scoped by the signed-in user (``services.wallet_app``), so changing an id in a URL
   finds nothing of another user's;
-- pages load scripts, styles and images from this server only (Content-Security-Policy ``'self'``).
+- pages load scripts, styles and images from this server only (Content-Security-Policy ``'self'``);
+- the service worker (``/wallet/sw.js``, scope ``/wallet/``) keeps for offline use only the GET pages
+  this module marks with ``OFFLINE_HEADER`` (the signed-in user's own home, code, history and payment
+  pages); never the sign-in page, a form's answer or an error, and the page script empties that cache on
+  sign-out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import json
 import re
@@ -64,6 +69,10 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: Set on the pages the service worker may keep for offline use (see sw.js); nothing else is kept.
+OFFLINE_HEADER = "X-Tillpay-Offline"
+#: The pages a phone opens without network: the installed app starts on the payment code.
+START_URL = "/wallet/code"
 _TRADE_NO_RE = re.compile(r"^\d{16,64}$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -168,10 +177,18 @@ def _finish(ctx: Ctx, resp: Response) -> Response:
     return _harden(resp)
 
 
-def _render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
+def _render(ctx: Ctx, template: str, status: int = 200, *, offline: bool = False, **values: Any) -> Response:
+    """Render a page; ``offline``: the service worker may keep it (only the signed-in user's GET pages)."""
     since = values.pop("since", 0)
-    html = _env(ctx.locale).get_template(template).render(c=ctx, fmt=ctx.fmt, since=since, **values)
-    return _finish(ctx, HTMLResponse(html, status_code=status))
+    html = (
+        _env(ctx.locale)
+        .get_template(template)
+        .render(c=ctx, fmt=ctx.fmt, since=since, offline=offline, rendered_at=ctx.p.now(), **values)
+    )
+    resp = _finish(ctx, HTMLResponse(html, status_code=status))
+    if offline and status == 200 and ctx.session is not None and ctx.request.method == "GET":
+        resp.headers[OFFLINE_HEADER] = "page"
+    return resp
 
 
 def _redirect(ctx: Ctx, url: str) -> Response:
@@ -317,14 +334,14 @@ async def home(ctx: Ctx) -> Response:
     recent = await wallet_app.history(ctx.p, ctx.user, limit=5)
     since = recent[0].payment.id if recent else 0
     topped = ctx.request.query_params.get("topped") == "1"
-    return _render(ctx, "home.html", recent=recent, since=since, topped=topped)
+    return _render(ctx, "home.html", offline=not topped, recent=recent, since=since, topped=topped)
 
 
 @page(signed_in=True)
 async def code(ctx: Ctx) -> Response:
     """The payment code screen; the codes are made in the browser from the device secret (see code.js)."""
     since = await wallet_app.last_payment_id(ctx.p, ctx.user.id)
-    return _render(ctx, "code.html", since=since)
+    return _render(ctx, "code.html", offline=True, since=since)
 
 
 @page(signed_in=True)
@@ -334,7 +351,7 @@ async def history(ctx: Ctx) -> Response:
     before = int(before_text) if before_text.isdigit() and len(before_text) < 19 else None
     items = await wallet_app.history(ctx.p, ctx.user, before=before, limit=30)
     more = items[-1].payment.id if len(items) == 30 else None
-    return _render(ctx, "history.html", items=items, more=more)
+    return _render(ctx, "history.html", offline=True, items=items, more=more)
 
 
 @page(signed_in=True)
@@ -346,7 +363,7 @@ async def payment(ctx: Ctx) -> Response:
     it = await wallet_app.item(ctx.p, ctx.user, trade_no)
     if it.payment.status is Status.WAIT_BUYER_PAY:
         return _redirect(ctx, f"/wallet/confirm/{trade_no}")
-    return _render(ctx, "payment.html", it=it, since=it.payment.id)
+    return _render(ctx, "payment.html", offline=True, it=it, since=it.payment.id)
 
 
 @page(signed_in=True)
@@ -498,6 +515,77 @@ async def qr_order(ctx: Ctx) -> Response:
     )
 
 
+# ------------------------------------------------------------------------------ installable web app
+
+#: What the service worker keeps for offline use besides pages: everything the pages load.
+_PRECACHE = (
+    "wallet.css",
+    "wallet.js",
+    "paycode.js",
+    "code128.js",
+    "vendor/qrcode-generator-2.0.4.js",
+    "icon.svg",
+    "icon-192.png",
+    "icon-512.png",
+)
+
+
+@functools.cache
+def _service_worker() -> bytes:
+    """sw.js with its version: a digest of itself and of every file it keeps, so any change installs anew."""
+    source = (STATIC / "sw.js").read_text(encoding="utf-8")
+    digest = hashlib.sha256(source.encode())
+    for name in _PRECACHE:
+        digest.update(name.encode() + b"\0" + (STATIC / name).read_bytes())
+    assets = json.dumps([f"/wallet/static/{n}" for n in _PRECACHE])
+    return (
+        source.replace('"__VERSION__"', json.dumps(digest.hexdigest()[:16]))
+        .replace('["__ASSETS__"]', assets)
+        .replace('"__OFFLINE_HEADER__"', json.dumps(OFFLINE_HEADER.lower()))
+        .replace('"__START_URL__"', json.dumps(START_URL))
+        .encode()
+    )
+
+
+async def service_worker(request: Request) -> Response:
+    """The service worker, served from ``/wallet/`` so that its scope covers every wallet page."""
+    # no-store (from _harden): the browser looks for a new version on every navigation.
+    return _harden(Response(_service_worker(), media_type="text/javascript"))
+
+
+async def manifest(request: Request) -> Response:
+    """The web app manifest: the wallet installs to the home screen and opens on the payment code."""
+    ctx = await _ctx(request)
+    _ = i18n.translations(ctx.locale).gettext
+    data = {
+        "id": START_URL,
+        "name": _("Tillpay Wallet"),
+        "short_name": "Tillpay",
+        "lang": ctx.html_lang,
+        "start_url": START_URL,
+        "scope": "/wallet/",
+        "display": "standalone",
+        "orientation": "portrait",
+        "theme_color": "#1456d9",
+        "background_color": "#ffffff",
+        "icons": [
+            {"src": "/wallet/static/icon-192.png", "sizes": "192x192", "type": "image/png"},
+            {"src": "/wallet/static/icon-512.png", "sizes": "512x512", "type": "image/png"},
+            {
+                "src": "/wallet/static/icon-512.png",
+                "sizes": "512x512",
+                "type": "image/png",
+                "purpose": "maskable",
+            },
+            {"src": "/wallet/static/icon.svg", "sizes": "any", "type": "image/svg+xml"},
+        ],
+    }
+    resp = _harden(JSONResponse(data, media_type="application/manifest+json"))
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Vary"] = "Cookie, Accept-Language"
+    return resp
+
+
 # ----------------------------------------------------------------------------------------------- API
 
 
@@ -603,6 +691,8 @@ def wallet_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/wallet/payments/{trade_no}", payment),
         Route("/wallet/confirm/{trade_no}", confirm, methods=["GET", "POST"]),
         Route("/wallet/qr/{trade_no}", qr_order, methods=["GET", "POST"]),
+        Route("/wallet/sw.js", service_worker),
+        Route("/wallet/manifest.webmanifest", manifest),
         Route("/wallet/api/device", api_device),
         Route("/wallet/api/state", api_state),
         Route("/wallet/api/events", api_events),

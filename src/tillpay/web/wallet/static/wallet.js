@@ -7,9 +7,56 @@
   "use strict";
 
   var STORE_KEY = "tillpay.device";
+  var SEEN_KEY = "tillpay.seen";
+  var PAGES_CACHE = "tillpay-wallet-pages"; // as in sw.js
   var body = document.body;
   var page = body.dataset.page;
   var signedIn = body.dataset.signedIn === "1";
+  // "0" on a copy the service worker kept and showed without network (see sw.js).
+  var fresh = body.dataset.fresh !== "0";
+
+  // ------------------------------------------------------------ installable app and offline pages
+
+  /** Delete the pages kept for offline use: they show the signed-in customer's balance and payments. */
+  function forgetPages() {
+    var done = [];
+    if (window.caches) done.push(caches.delete(PAGES_CACHE).catch(function () {}));
+    if (navigator.serviceWorker && navigator.serviceWorker.controller) {
+      navigator.serviceWorker.controller.postMessage({ type: "forget" });
+    }
+    localStorage.removeItem(SEEN_KEY);
+    return Promise.all(done);
+  }
+
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/wallet/sw.js", { scope: "/wallet/" }).then(function () {
+      return navigator.serviceWorker.ready;
+    }).then(function (reg) {
+      if (signedIn && fresh && reg.active) reg.active.postMessage({ type: "warm" });
+    }).catch(function () { /* no offline pages: the app works online as before */ });
+  }
+  if (!signedIn && page === "login" && window.caches) forgetPages();
+
+  if (!fresh) {
+    var lastKnown = document.getElementById("last-known");
+    if (lastKnown) lastKnown.hidden = false;
+    // Back online: show what is true now (the code screen keeps its code and learns of payments live).
+    if (page !== "code") window.addEventListener("online", function () { location.reload(); });
+  }
+
+  /** The newest payment this phone has seen, so a kept page does not announce an old one again. */
+  function since() {
+    var own = Number(body.dataset.since || "0");
+    try {
+      var seen = JSON.parse(localStorage.getItem(SEEN_KEY) || "null");
+      if (seen && String(seen.device_no) === body.dataset.deviceNo) return Math.max(own, Number(seen.since));
+    } catch (e) { /* unreadable: the page's own */ }
+    return own;
+  }
+
+  if (signedIn && fresh && (page === "home" || page === "code")) {
+    localStorage.setItem(SEEN_KEY, JSON.stringify({ device_no: body.dataset.deviceNo, since: since() }));
+  }
 
   // ---------------------------------------------------------------- time zone and language switch
 
@@ -27,8 +74,16 @@
 
   var logout = document.getElementById("logout");
   if (logout) {
-    // Signing out takes the code secret off this browser; signing in again brings it back.
-    logout.addEventListener("submit", function () { localStorage.removeItem(STORE_KEY); });
+    // Signing out takes the code secret and the kept pages off this browser; signing in brings the
+    // secret back.
+    var leaving = false;
+    logout.addEventListener("submit", function (e) {
+      localStorage.removeItem(STORE_KEY);
+      if (leaving) return;
+      e.preventDefault();
+      leaving = true;
+      forgetPages().then(function () { logout.submit(); });
+    });
   }
 
   // ------------------------------------------------------------------------------ device storage
@@ -67,6 +122,7 @@
     return fetch("/wallet/api/device", { credentials: "same-origin", cache: "no-store" }).then(function (r) {
       if (r.status === 401) {
         localStorage.removeItem(STORE_KEY);
+        forgetPages();
         location.assign("/wallet/login?next=" + encodeURIComponent(location.pathname));
         throw new Error("signed out");
       }
@@ -215,7 +271,7 @@
   }
 
   function live() {
-    var url = "/wallet/api/events?since=" + encodeURIComponent(body.dataset.since || "0");
+    var url = "/wallet/api/events?since=" + encodeURIComponent(since());
     var errors = 0;
     var polling = false;
 
@@ -224,7 +280,7 @@
       polling = true;
       setInterval(function () {
         if (!navigator.onLine) return;
-        fetch("/wallet/api/state?since=" + encodeURIComponent(body.dataset.since || "0"), {
+        fetch("/wallet/api/state?since=" + encodeURIComponent(since()), {
           credentials: "same-origin", cache: "no-store",
         }).then(function (r) {
           if (r.status === 401) location.assign("/wallet/login");
