@@ -33,7 +33,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    values,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -66,6 +74,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # ------------------------------------------------------------------------------------------ metrics
+
+# ``*_created`` series exist only outside multiprocess mode: leave them out so both modes expose the same.
+disable_created_metrics()
 
 #: This process's metrics when not in multiprocess mode (``uvicorn`` run by hand, the tests' apps).
 REGISTRY = CollectorRegistry(auto_describe=True)
