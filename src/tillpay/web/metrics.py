@@ -76,7 +76,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # ------------------------------------------------------------------------------------------ metrics
 
 # ``*_created`` series exist only outside multiprocess mode: leave them out so both modes expose the same.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 #: This process's metrics when not in multiprocess mode (``uvicorn`` run by hand, the tests' apps).
 REGISTRY = CollectorRegistry(auto_describe=True)
