@@ -43,7 +43,10 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
         },
     )
     assert opened.code == "10000"
+    big = {"out_trade_no": "O-2", "scene": "bar_code", "auth_code": shop.code(), "subject": "Kettle"}
+    assert shop.open().call("alipay.trade.pay", {**big, "total_amount": "400.00"}).code == "10003"
     assert shop.antom().pay("A-1", shop.code(), 500, "USD").result == ("S", "SUCCESS")
+    assert shop.antom().pay("A-2", shop.code(), 40000, "USD").result == ("U", "PAYMENT_IN_PROCESS")
     after = scrape(live.url)
 
     def moved(name: str, **labels: str) -> float:
@@ -56,7 +59,11 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
         == 1
     )
     assert moved("tillpay_pay_answers_total", dialect="openapi", outcome="success", code="10000") == 1
+    assert moved("tillpay_pay_answers_total", dialect="openapi", outcome="waiting", code="10003") == 1
     assert moved("tillpay_pay_answers_total", dialect="antom", outcome="success", code="SUCCESS") == 1
+    assert (
+        moved("tillpay_pay_answers_total", dialect="antom", outcome="waiting", code="PAYMENT_IN_PROCESS") == 1
+    )
     assert moved("tillpay_http_requests_total", dialect="mapi", service=MAPI_PAY, status="200") == 4
     assert (
         moved(
@@ -68,9 +75,9 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
         == 1
     )
     assert (
-        moved("tillpay_http_requests_total", dialect="openapi", service="alipay.trade.pay", status="200") == 1
+        moved("tillpay_http_requests_total", dialect="openapi", service="alipay.trade.pay", status="200") == 2
     )
-    assert moved("tillpay_http_requests_total", dialect="antom", service="pay", status="200") == 1
+    assert moved("tillpay_http_requests_total", dialect="antom", service="pay", status="200") == 2
     assert moved("tillpay_http_request_duration_seconds_count", dialect="mapi", service=MAPI_PAY) == 4
     assert (
         moved("tillpay_http_request_duration_seconds_bucket", dialect="mapi", service=MAPI_PAY, le="+Inf")
@@ -79,10 +86,10 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
     # Read from the database: this test's database is fresh, so these are absolute.
     assert value(after, "tillpay_risk_decisions_total", verdict="ALLOW", rule="default") == 4
     assert (
-        value(after, "tillpay_risk_decisions_total", verdict="CONFIRM", rule="amount_over_confirm_limit") == 1
+        value(after, "tillpay_risk_decisions_total", verdict="CONFIRM", rule="amount_over_confirm_limit") == 3
     )
     assert value(after, "tillpay_risk_decisions_total", verdict="DECLINE", rule="balance") == 1
-    assert value(after, "tillpay_confirmations_waiting") == 1
+    assert value(after, "tillpay_confirmations_waiting") == 3
     assert value(after, "tillpay_confirmation_oldest_age_seconds") >= 0
     assert value(after, "tillpay_build_info", version=_version(), mode="production") == 1
     assert value(after, "tillpay_database_up") == 1
@@ -90,8 +97,7 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
 
     shop.confirm(waiting.trade_no)
     again = scrape(live.url)
-    assert value(again, "tillpay_confirmations_waiting") == 0
-    assert value(again, "tillpay_confirmation_oldest_age_seconds") == 0
+    assert value(again, "tillpay_confirmations_waiting") == 2
     # Counted once: the rows read on the previous scrape are not read again.
     assert value(again, "tillpay_risk_decisions_total", verdict="ALLOW", rule="default") == 4
 

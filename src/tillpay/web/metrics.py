@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import structlog
 from prometheus_client import (
@@ -60,6 +60,7 @@ from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
 from tillpay.protocols.mapi import gateway as mapi
 from tillpay.protocols.mapi.codes import MAPI_ERRORS
 from tillpay.protocols.mapi.services import PAY as MAPI_PAY
+from tillpay.protocols.openapi import codes as openapi_codes
 from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.codes import OPEN_CODES
 from tillpay.services.platform import Platform
@@ -173,20 +174,23 @@ _CAPTURE = 64 * 1024
 
 _MAPI_CODES = frozenset(v for v, _ in MAPI_ERRORS.values()) | {"SUCCESS"}
 _OPEN_SUB_CODES = frozenset(c.sub_code for c in OPEN_CODES.values()) | {f"ACQ.{c.value}" for c in Code}
+_OPEN_TOP = frozenset(c[0] for c in (openapi_codes.SUCCESS, openapi_codes.WAITING, openapi_codes.UNKNOWN))
 _ANTOM_CODES = frozenset(r.code for r in ANTOM_RESULTS.values()) | {ANTOM_SUCCESS.code}
+
+
+_PARAM = re.compile(rb"(?:^|&)(service|method)=([^&]*)")
 
 
 def _gateway_dialect(query: bytes, body: bytes) -> tuple[str, str]:
     """``/gateway.do``'s dialect and service, decided as ``app.gateway`` decides it."""
-    found: dict[str, str] = {}
+    found: dict[bytes, bytes] = {}
     for raw in (query, body):
-        for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-            if key in ("service", "method") and key not in found:
-                found[key] = value
-    if "method" in found and "service" not in found:
-        method = found["method"]
+        for m in _PARAM.finditer(raw):
+            found.setdefault(m.group(1), m.group(2))
+    if b"method" in found and b"service" not in found:
+        method = unquote_plus(found[b"method"].decode("latin-1"))
         return "openapi", method if method in _OPEN_METHODS else "other"
-    service = found.get("service", "")
+    service = unquote_plus(found.get(b"service", b"").decode("latin-1"))
     return "mapi", service if service in _MAPI_SERVICES else "other"
 
 
@@ -246,7 +250,10 @@ def pay_outcome(dialect: str, answer: bytes) -> tuple[str, str]:
         code = str(body.get("code", ""))
         sub = str(body.get("sub_code", ""))
         outcome = {"10000": "success", "10003": "waiting", "20000": "unknown", "40004": "failed"}
-        return outcome.get(code, "rejected"), code if code == "10000" else _allowed(sub, _OPEN_SUB_CODES)
+        # Success and waiting carry no sub-code: their public code is the code.
+        return outcome.get(code, "rejected"), _allowed(sub, _OPEN_SUB_CODES) if sub else _allowed(
+            code, _OPEN_TOP
+        )
     result = data.get("result")
     if not isinstance(result, dict):
         return "unknown", "other"
@@ -334,20 +341,39 @@ class Observe:
             dialect, service = _gateway_dialect(scope.get("query_string", b""), bytes(body))
         else:
             dialect, service = _route_dialect(scope)
-        REQUESTS.labels(dialect, service, str(status)).inc()
-        LATENCY.labels(dialect, service).observe(time.perf_counter() - started)
+        _child(REQUESTS, dialect, service, str(status)).inc()
+        _child(LATENCY, dialect, service).observe(time.perf_counter() - started)
         if answer is not None and status == 200 and _is_pay(dialect, service):
-            PAY_ANSWERS.labels(dialect, *pay_outcome(dialect, bytes(answer))).inc()
+            _child(PAY_ANSWERS, dialect, *pay_outcome(dialect, bytes(answer))).inc()
         observe_pool(self.platform.engine)
 
 
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: label values are bounded, and the lookup is on every request."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+_pool_seen: list[tuple[int, int, int] | None] = [None]
+
+
 def observe_pool(engine: AsyncEngine) -> None:
-    """Record this process's connection pool in the pool gauges."""
+    """Record this process's connection pool in the pool gauges (written only when they change)."""
     pool: Any = engine.pool  # QueuePool's counters are not in the Pool base class
-    if hasattr(pool, "checkedout"):
-        POOL_CHECKED_OUT.set(pool.checkedout())
-        POOL_SIZE.set(pool.size())
-        POOL_OVERFLOW.set(pool.overflow())
+    if not hasattr(pool, "checkedout"):
+        return
+    now = (pool.checkedout(), pool.size(), pool.overflow())
+    if now != _pool_seen[0]:
+        _pool_seen[0] = now
+        POOL_CHECKED_OUT.set(now[0])
+        POOL_SIZE.set(now[1])
+        POOL_OVERFLOW.set(now[2])
 
 
 # ---------------------------------------------------------------------------------- database reads
