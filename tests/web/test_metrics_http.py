@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from sqlalchemy import text
 from conftest import LiveServer, free_port, test_settings
 from dialect_clients import make_shop
 from metrics_scrape import delta, scrape, total, value
+from tillpay import __version__, logs
 from tillpay.services.platform import Platform
 from tillpay.store.migrate import downgrade, upgrade
 from tillpay.web.app import create_app
@@ -91,7 +94,7 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
     assert value(after, "tillpay_risk_decisions_total", verdict="DECLINE", rule="balance") == 1
     assert value(after, "tillpay_confirmations_waiting") == 3
     assert value(after, "tillpay_confirmation_oldest_age_seconds") >= 0
-    assert value(after, "tillpay_build_info", version=_version(), mode="production") == 1
+    assert value(after, "tillpay_build_info", version=__version__, mode="production") == 1
     assert value(after, "tillpay_database_up") == 1
     assert value(after, "tillpay_db_pool_size") >= 1
 
@@ -100,12 +103,6 @@ def test_pays_queries_and_risk_verdicts_move_the_counters_by_what_was_sent(live:
     assert value(again, "tillpay_confirmations_waiting") == 2
     # Counted once: the rows read on the previous scrape are not read again.
     assert value(again, "tillpay_risk_decisions_total", verdict="ALLOW", rule="default") == 4
-
-
-def _version() -> str:
-    from tillpay import __version__
-
-    return __version__
 
 
 def test_names_a_client_makes_up_are_counted_as_other(live: LiveServer) -> None:
@@ -206,7 +203,7 @@ def test_ready_answers_503_when_the_database_is_unreachable() -> None:
         assert httpx.get(server.url + "/health").status_code == 200
         samples = scrape(server.url)
         assert value(samples, "tillpay_database_up") == 0
-        assert value(samples, "tillpay_build_info", version=_version(), mode="production") == 1
+        assert value(samples, "tillpay_build_info", version=__version__, mode="production") == 1
     finally:
         server.stop()
 
@@ -271,3 +268,27 @@ async def test_every_answer_carries_a_request_id_taken_from_the_caller_when_well
         assert first.status_code == 404 and re.fullmatch(r"[0-9a-f]{32}", first.headers["x-request-id"])
         assert first.headers["x-request-id"] != second.headers["x-request-id"]
         assert len(r.headers.get_list("x-request-id")) == 1
+
+
+def test_standard_library_log_lines_written_during_a_request_carry_its_id() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("tillpay.test.request_ids")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logs.tag_stdlib_handlers("tillpay.test.request_ids")
+        logger.warning("before %s", "any request")
+        token = logs.request_id.set("till-7:order-42")
+        try:
+            logger.warning("during %s", "the request")
+        finally:
+            logs.request_id.reset(token)
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+    assert out.getvalue().splitlines() == [
+        "before any request",
+        "during the request request_id=till-7:order-42",
+        "after",
+    ]
