@@ -4,7 +4,12 @@ and a settlement run sent through the project's clients; request ids in its log 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -131,3 +136,84 @@ def test_served_metrics_count_what_the_clients_did(
     assert lines and all(f"request_id='{rid}'" in line for line in lines), out[-3000:]
     audit = cli(db_url, "audit", check=False)
     assert audit.returncode == 0, audit.stdout
+
+
+def _server_processes(supervisor: int) -> set[int]:
+    """The uvicorn worker processes under ``tillpay serve --workers N`` (multiprocessing spawns them)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == supervisor and b"spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def _wait_for(what: str, check: Callable[[], Any]) -> Any:
+    """Poll ``check`` until it returns something true; fails after a minute (a start-up, not a measurement)."""
+    deadline = time.monotonic() + 60
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+def _pool_files(metrics_dir: Path) -> set[int]:
+    """The processes whose pool gauges are in the sums."""
+    return {int(f.stem.rsplit("_", 1)[1]) for f in metrics_dir.glob("gauge_livesum_*.db")}
+
+
+def _two(supervisor: int) -> set[int] | None:
+    found = _server_processes(supervisor)
+    return found if len(found) == 2 else None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_killed_server_process_keeps_its_counts_and_leaves_the_pool_sum(db_url: str) -> None:
+    server = Served(db_url, "--workers", "2")
+    try:
+        first: set[int] = _wait_for("two server processes", lambda: _two(server.proc.pid))
+        environ = Path(f"/proc/{min(first)}/environ").read_bytes().split(b"\0")
+        metrics_dir = Path(
+            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")).split(b"=", 1)[1].decode()
+        )
+        for _ in range(200):  # until both processes have answered (SQLite: a pool of one connection each)
+            httpx.get(server.url + "/health")
+            if value(scrape(server.url), "tillpay_db_pool_size") == 2:
+                break
+        before = scrape(server.url)
+        assert value(before, "tillpay_db_pool_size") == 2
+        health = {"dialect": "health", "service": "/health", "status": "200"}
+        counted = value(before, "tillpay_http_requests_total", **health)
+
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for("a replacement process", lambda: _server_processes(server.proc.pid) - first)
+        sent = 0
+        for _ in range(200):  # until every live process has answered something, and the sums show it
+            assert httpx.get(server.url + "/health").status_code == 200
+            sent += 1
+            after = scrape(server.url)
+            live = _server_processes(server.proc.pid)
+            if (
+                len(live) == 2
+                and _pool_files(metrics_dir) == live
+                and value(after, "tillpay_db_pool_size") == 2
+            ):
+                break
+        # A dead process's counts stay in the sums (a counter never goes back) ...
+        assert value(after, "tillpay_http_requests_total", **health) == counted + sent
+        # ... and its pool is no longer counted: the live processes', one connection each. (uvicorn may have
+        # replaced a slow-starting replacement too: every dead process is left out, not just the victim.)
+        assert value(after, "tillpay_db_pool_size") == 2
+        assert _pool_files(metrics_dir) == live and victim not in live
+        assert (metrics_dir / f"counter_{victim}.db").exists()
+    finally:
+        server.stop()
+    assert not metrics_dir.exists()  # tillpay serve removes its metrics directory when it stops
