@@ -239,6 +239,12 @@ async def test_metrics_in_production_are_for_loopback_or_the_bearer_token(app_fo
     async with _client(prod, "203.0.113.7") as remote, _client(prod, "127.0.0.1") as local:
         assert (await remote.get("/metrics")).status_code == 403
         assert (await local.get("/metrics")).status_code == 200
+    for host in ("::1", "::ffff:127.0.0.1", "127.0.0.2"):
+        async with _client(prod, host) as other_loopback:
+            assert (await other_loopback.get("/metrics")).status_code == 200, host
+    async with _client(prod, "::ffff:203.0.113.7") as mapped_remote:
+        assert (await mapped_remote.get("/metrics")).status_code == 403
+    async with _client(prod, "127.0.0.1") as local:
         # A proxy on this machine forwarding for someone else is not a loopback client.
         assert (await local.get("/metrics", headers={"x-forwarded-for": "203.0.113.7"})).status_code == 403
         assert (await local.get("/metrics", headers={"forwarded": "for=203.0.113.7"})).status_code == 403

@@ -580,9 +580,12 @@ def _direct_loopback(request: Request) -> bool:
         return False
     host = request.client.host if request.client else ""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # A dual-stack socket shows an IPv4 client as ::ffff:127.0.0.1.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def access_problem(request: Request) -> Response | None:
