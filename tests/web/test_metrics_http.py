@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from tillpay import __version__, logs
 from tillpay.services.platform import Platform
 from tillpay.store.migrate import downgrade, upgrade
 from tillpay.web.app import create_app
+from tillpay.web.metrics import RiskTally
 
 MAPI_PAY = "alipay.acquire.overseas.spot.pay"
 
@@ -298,3 +300,27 @@ def test_standard_library_log_lines_written_during_a_request_carry_its_id() -> N
         "during the request request_id=till-7:order-42",
         "after",
     ]
+
+
+def test_risk_verdicts_are_counted_once_whether_rows_are_settled_or_still_young(live: LiveServer) -> None:
+    shop = make_shop(live)
+    with shop.mapi() as c:
+        for n in range(3):
+            assert c.pay(f"R-{n}", shop.code(), "10.00", "USD", "Tea").ok
+    tally = RiskTally()
+    later = datetime.now(UTC) + timedelta(seconds=2 * RiskTally.SETTLE_SECONDS)
+
+    def refresh(now: datetime) -> dict[tuple[str, str], int]:
+        return live.run(lambda p: tally.refresh(p.engine, now))  # type: ignore[no-any-return]
+
+    assert refresh(datetime.now(UTC)) == {("ALLOW", "default"): 3}  # all young: read as the tail
+    assert refresh(later) == {("ALLOW", "default"): 3}  # all old: settled below the watermark
+    settled_at = tally.watermark
+    assert refresh(later) == {("ALLOW", "default"): 3} and tally.watermark == settled_at
+    with shop.mapi() as c:
+        assert c.pay("R-3", shop.code(), "400.00", "USD", "Kettle").status == "WAIT_BUYER_PAY"
+    assert refresh(datetime.now(UTC)) == {
+        ("ALLOW", "default"): 3,
+        ("CONFIRM", "amount_over_confirm_limit"): 1,
+    }
+    assert tally.watermark == settled_at  # the young row is not settled yet

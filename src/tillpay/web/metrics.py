@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -402,31 +402,45 @@ class Snapshot:
 
 
 class RiskTally:
-    """Risk verdicts counted from ``risk_decisions``, reading only the rows added since the last scrape.
+    """Risk verdicts counted from ``risk_decisions`` without reading the whole table on every scrape.
 
-    The table is append-only with a growing id, so the counts equal ``GROUP BY verdict, rule`` over the
-    whole table, and are the same whichever server process answers the scrape.
+    Ids are handed out when a row is inserted, not when it commits, so a row may appear below an id seen
+    before. Rows older than ``SETTLE_SECONDS`` are settled: counted once, below a watermark that never
+    passes a younger row. The younger tail is counted again at each scrape. So the counts equal
+    ``GROUP BY verdict, rule`` over the table (unless a pay's transaction stays open longer than
+    ``SETTLE_SECONDS``), whichever server process answers, and a scrape reads about a minute of rows.
     """
 
+    #: Older rows are counted once and not read again.
+    SETTLE_SECONDS = 60
+
     def __init__(self) -> None:
-        self.last_id = 0
-        self.counts: dict[tuple[str, str], int] = {}
+        self.watermark = 0
+        self.settled: dict[tuple[str, str], int] = {}
         self.lock = asyncio.Lock()
 
-    async def refresh(self, engine: AsyncEngine) -> dict[tuple[str, str], int]:
-        """Add the rows since the last call and return the counts by (verdict, rule)."""
+    async def refresh(self, engine: AsyncEngine, now: datetime) -> dict[tuple[str, str], int]:
+        """The counts by (verdict, rule), settling the rows that became old enough."""
         r = t.risk_decisions
+        counts = select(r.c.verdict, r.c.rule, func.count()).group_by(r.c.verdict, r.c.rule)
+        young = r.c.created_at > now - timedelta(seconds=self.SETTLE_SECONDS)
         async with self.lock, engine.connect() as conn:
-            rows = await conn.execute(
-                select(r.c.verdict, r.c.rule, func.count(), func.max(r.c.id))
-                .where(r.c.id > self.last_id)
-                .group_by(r.c.verdict, r.c.rule)
-            )
-            for verdict, rule, count, top in rows:
-                key = (_allowed(verdict, _VERDICTS), rule if _RULE.fullmatch(rule) else "other")
-                self.counts[key] = self.counts.get(key, 0) + count
-                self.last_id = max(self.last_id, top)
-        return dict(self.counts)
+            above = r.c.id > self.watermark
+            first_young = await conn.scalar(select(func.min(r.c.id)).where(above, young))
+            top = first_young - 1 if first_young is not None else await conn.scalar(select(func.max(r.c.id)))
+            if top is not None and top > self.watermark:
+                rows = await conn.execute(counts.where(above, r.c.id <= top))
+                _add(self.settled, rows)
+                self.watermark = top
+            tail = dict(self.settled)
+            _add(tail, await conn.execute(counts.where(r.c.id > self.watermark)))
+        return tail
+
+
+def _add(into: dict[tuple[str, str], int], rows: Iterable[Any]) -> None:
+    for verdict, rule, count in rows:
+        key = (_allowed(verdict, _VERDICTS), rule if _RULE.fullmatch(rule) else "other")
+        into[key] = into.get(key, 0) + count
 
 
 _VERDICTS = frozenset({"ALLOW", "CONFIRM", "DECLINE"})
@@ -445,7 +459,7 @@ def _age(now: datetime, oldest: datetime | None) -> float:  # float-ok: seconds
 async def read_snapshot(p: Platform, tally: RiskTally) -> Snapshot:
     """The database's numbers for one scrape; every read is on an index and bounded by COUNT_CAP."""
     now = p.now()
-    snap = Snapshot(risk=await tally.refresh(p.engine))
+    snap = Snapshot(risk=await tally.refresh(p.engine, now))
     pay, o = t.payments, t.outbox
     waiting = pay.c.status == "WAIT_BUYER_PAY"  # the leading column of ix_payments_status_expires
     queued = o.c.status.in_(("pending", "sending"))  # ix_outbox_due
