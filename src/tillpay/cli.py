@@ -14,19 +14,20 @@ if Path(sys.argv[0]).name in ("tillpay", "cli.py") and {"serve", "worker"} & set
 
 import asyncio
 import json
-import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
-import structlog
 
 from tillpay import __version__
 from tillpay.config import Settings, get_settings
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.logs import configure_logging
 from tillpay.outbound import notify_url_problem
 from tillpay.services import audit as audit_service
 from tillpay.services import fx as fx_service
@@ -38,22 +39,6 @@ from tillpay.services.views import PaymentView
 from tillpay.store.migrate import upgrade
 
 T = TypeVar("T")
-
-
-def configure_logging(level: str) -> None:
-    """Structured logs on stderr at ``level``."""
-    lvl = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=lvl, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not news
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
 
 
 class Ctx:
@@ -232,24 +217,31 @@ def serve(
     os.environ["TILLPAY_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
     os.environ["TILLPAY_HEADER_TIMEOUT_SECONDS"] = str(settings.header_timeout_seconds)
     os.environ["TILLPAY_BODY_TIMEOUT_SECONDS"] = str(settings.body_timeout_seconds)
-    uvicorn.run(
-        "tillpay.web.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        # h11 with a deadline for the request head (uvicorn has none), then idle and concurrency limits.
-        http="tillpay.web.limits:TimedH11Protocol",
-        timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.limit_concurrency,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+    # /metrics sums every server process's counters through files in one fresh directory
+    # (prometheus-client's multiprocess mode, chosen when it is first imported: nothing here has yet).
+    metrics_dir = tempfile.mkdtemp(prefix="tillpay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "tillpay.web.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            # h11 with a deadline for the request head (uvicorn has none), then idle and concurrency limits.
+            http="tillpay.web.limits:TimedH11Protocol",
+            timeout_keep_alive=settings.keep_alive_seconds,
+            limit_concurrency=settings.limit_concurrency,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     shutdown.exit_if_requested()  # uvicorn hands the SIGTERM it stopped on back to our handler
 
 

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     #: Ports notifications may go to: ports and ranges, e.g. ``80,443,8080,8443,9000-9099``.
     notify_allow_ports: str = "80,443,8080,8443"
     log_level: str = "info"
+    #: A bearer token for ``/metrics`` (``Authorization: Bearer <token>``). Empty: a production server
+    #: serves ``/metrics`` to loopback clients only, a sandbox to anyone (docs/operations.md).
+    metrics_token: str = ""
     #: Serve ``/bench/noop`` (a signed answer without the database), for ``tillpay bench`` only.
     bench_routes: bool = False
 

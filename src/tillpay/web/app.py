@@ -1,4 +1,5 @@
-"""The ASGI application: the gateway dialects, the wallet app and the operator's health endpoint."""
+"""The ASGI application: the gateway dialects, the wallet app, and the operator's health, readiness and
+metrics endpoints."""
 
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.wire import raw_keys
 from tillpay.services import payments
 from tillpay.services.platform import Platform
-from tillpay.web import settlement_api
+from tillpay.web import metrics, settlement_api
 from tillpay.web.console import console_routes
 from tillpay.web.heartbeat import heartbeat_api
 from tillpay.web.limits import BodyLimit
+from tillpay.web.ready import ready
 from tillpay.web.wallet import wallet_routes
 from tillpay.worker import runner
 
@@ -121,12 +123,15 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
             if task:
                 await task
             await platform.close()
+            metrics.forget_this_process()
 
     routes = [
         Route("/gateway.do", gateway, methods=["GET", "POST"]),
         Route(antom.PREFIX + "{op}", antom_api, methods=["POST"]),
         Route("/qr/{trade_no}.png", qr_picture),
         Route("/health", health),
+        Route("/ready", ready),
+        Route("/metrics", metrics.metrics_endpoint),
         Route(HEARTBEAT_PATH, heartbeat_api, methods=["POST"]),
         *wallet_routes(sandbox=platform.settings.sandbox),
         *settlement_api.routes,
@@ -141,6 +146,9 @@ def create_app(platform: Platform, *, worker: bool | None = None) -> Starlette:
         max_bytes=platform.settings.max_body_bytes,
         timeout=platform.settings.body_timeout_seconds,
     )
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[limit])
+    # Outermost: the request id is set before anything logs, and the time includes the body limit's wait.
+    observe = Middleware(metrics.Observe, platform=platform)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[observe, limit])
     app.state.platform = platform
+    app.state.risk_tally = metrics.RiskTally()
     return app

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from tillpay.cli import configure_logging
 from tillpay.config import Settings
+from tillpay.logs import configure_logging
 from tillpay.services.platform import Platform
 from tillpay.web.app import create_app
 
