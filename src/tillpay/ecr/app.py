@@ -37,7 +37,8 @@ CSS = """
 #state.paid { border: round $success; color: $success; }
 #state.failed, #state.cancelled, #state.unresolved { border: round $error; color: $error; }
 #state.waiting, #state.sending, #state.unknown, #state.cancelling { border: round $warning; }
-#receipt { height: 1fr; border: round $surface-lighten-2; }
+#receipt-box { height: 1fr; border: round $surface-lighten-2; }
+#receipt { height: auto; }
 #message { height: auto; padding: 0 1; }
 #scan { dock: bottom; }
 RefundScreen, ReportScreen { align: center middle; }
@@ -280,6 +281,7 @@ class EcrApp(App[None]):
         #: Seconds from Enter on the payment code to the receipt's last byte (the system's part).
         self.last_checkout_seconds: float | None = None
         self._t_enter = 0.0
+        self._columns_set = False
 
     def lang(self) -> str:
         """The language on screen."""
@@ -295,7 +297,8 @@ class EcrApp(App[None]):
             with Vertical(id="side"):
                 yield Digits("0.00", id="total")
                 yield Static("", id="state")
-                yield Static("", id="receipt")
+                with VerticalScroll(id="receipt-box", can_focus=False):
+                    yield Static("", id="receipt")
         yield Static("", id="message")
         yield ScanInput(placeholder="scan or type an item code or a payment code", id="scan")
         yield Footer(compact=True)
@@ -313,8 +316,7 @@ class EcrApp(App[None]):
         """Prepare the screen and resolve anything a crash left open."""
         cfg = self.till.cfg
         self.sub_title = f"{cfg.merchant_name} · {cfg.store_id} · {cfg.terminal_id}"
-        table = self.query_one("#basket", DataTable)
-        table.add_columns("Code", "Item", "Qty", "Price", "Amount")
+        self._set_columns()
         self.query_one("#scan", Input).focus()
         self.set_interval(0.25, self._tick)
         self._set_state("ready", t(self.lang(), "ready"))
@@ -323,6 +325,33 @@ class EcrApp(App[None]):
         self.till.heartbeat.start()  # its own thread: a slow or absent gateway never holds the screen
 
     # ----------------------------------------------------------------------------------- helpers
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._columns_set:
+            self._set_columns()
+            self._refresh_basket()
+
+    def _narrow(self) -> bool:
+        # Below 100 columns the basket (3/5 of the width) has no room for the code and unit price.
+        return self.size.width < 100
+
+    def _set_columns(self) -> None:
+        """The basket's columns for this width; the item's name takes what is left, so the table never
+        needs a horizontal scrollbar."""
+        table = self.query_one("#basket", DataTable)
+        table.clear(columns=True)
+        self._columns_set = True
+        room = self.size.width * 3 // 5 - 2  # the basket's share, less its border and scrollbar
+        pad = 2 * table.cell_padding
+        if self._narrow():
+            fixed = [("Qty", 3), ("Amount", 10)]
+        else:
+            fixed = [("Code", 13), ("Qty", 3), ("Price", 10), ("Amount", 10)]
+        item = max(8, room - sum(w for _, w in fixed) - pad * (len(fixed) + 1))
+        cols = [*fixed]
+        cols.insert(1 if not self._narrow() else 0, ("Item", item))
+        for label, width in cols:
+            table.add_column(label, width=width, key=label.lower())
 
     def _set_state(self, state: str, text: str) -> None:
         self.state = state
@@ -340,13 +369,14 @@ class EcrApp(App[None]):
         table.clear()
         cur = self.till.cfg.currency
         for line in self.till.basket.lines:
-            table.add_row(
-                line.code,
-                line.name,
-                str(line.qty),
-                format_amount(line.price, cur),
-                format_amount(line.amount, cur),
-            )
+            cells = {
+                "code": line.code,
+                "item": line.name,
+                "qty": str(line.qty),
+                "price": format_amount(line.price, cur),
+                "amount": format_amount(line.amount, cur),
+            }
+            table.add_row(*(cells[str(key.value)] for key in table.columns))
         if self.till.basket.lines:
             table.move_cursor(row=min(max(row, 0), len(self.till.basket.lines) - 1))
         self.query_one("#total", Digits).update(format_amount(self.till.basket.total, cur))

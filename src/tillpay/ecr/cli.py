@@ -118,7 +118,7 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 @click.option(
     "--settle-currency", default="", help="The merchant's settlement currency (default: --currency)."
 )
-@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "ja", "ko", "zh"]), default="en", show_default=True)
 @click.option("--catalog", default="catalog.csv", show_default=True, help="CSV with code,name,price.")
 @click.option("--journal", default="ecr-journal.db", show_default=True)
 @click.option(

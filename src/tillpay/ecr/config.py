@@ -19,7 +19,7 @@ from typing import Any
 from tillpay.domain.money import UnknownCurrency, exponent
 
 DEFAULT_PATH = Path("tillpay-ecr.toml")
-LANGUAGES = ("en", "zh")
+LANGUAGES = ("en", "ja", "ko", "zh")
 PRINTER_KINDS = ("file", "text", "network", "usb", "serial", "none")
 
 

@@ -12,12 +12,12 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Digits, Input, Static
 
 from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen, ScanInput
-from tillpay.ecr.i18n import MESSAGES, t
+from tillpay.ecr.i18n import LANGUAGE_NAMES, MESSAGES, t
 from tillpay.ecr.journal import Order
 from tillpay.ecr.till import SaleOutcome, Till
 
@@ -25,15 +25,16 @@ KIOSK_CSS = """
 #kiosk-prompt { text-style: bold; content-align: center middle; height: 5; border: heavy $primary; }
 #kiosk-prompt.paid { border: heavy $success; color: $success; }
 #kiosk-prompt.failed, #kiosk-prompt.cancelled, #kiosk-prompt.unresolved { border: heavy $error; color: $error; }
-#languages { height: auto; align: center middle; }
-#languages Button { margin: 1 2; min-width: 20; }
-#language-title { text-style: bold; content-align: center middle; height: 3; }
+#choose { align: center middle; }
+#languages { height: auto; width: 100%; align: center middle; }
+#languages Button { width: 30; margin: 0 0 1 0; }
+#language-title { text-style: bold; text-align: center; width: 100%; height: auto; margin-bottom: 1; }
 PinScreen, OperatorScreen { align: center middle; }
-#pin-dialog, #operator-dialog { width: 60; height: auto; border: thick $primary; background: $surface; padding: 1; }
-#operator-dialog Button { width: 100%; margin-bottom: 1; }
+#pin-dialog, #operator-dialog { width: 60; max-width: 100%; height: auto; max-height: 100%;
+    border: thick $primary; background: $surface; padding: 0 1; }
+#operator-dialog Button { width: 100%; }
+#operator-title { text-style: bold; }
 """
-
-LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
 
 
 class PinScreen(ModalScreen[bool]):
@@ -60,11 +61,7 @@ class PinScreen(ModalScreen[bool]):
             self.dismiss(True)
             return
         event.input.value = ""
-        msg = (
-            t(self.till.language, "wrong_pin")
-            if self.till.cfg.operator_pin_hash
-            else "no operator PIN is set: run tillpay ecr init --operator-pin"
-        )
+        msg = t(self.till.language, "wrong_pin" if self.till.cfg.operator_pin_hash else "no_pin")
         self.query_one("#pin-message", Static).update(msg)
 
     def action_cancel(self) -> None:
@@ -82,18 +79,14 @@ class OperatorScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         cfg = self.till.cfg
+        lang = self.till.language
         with Vertical(id="operator-dialog"):
-            yield Static("Operator")
-            yield Button("Refund", id="op-refund")
-            yield Button("Report", id="op-report")
-            yield Button("Reprint last receipt", id="op-reprint")
-            yield Button("Settings", id="op-settings")
-            yield Button("Exit kiosk", id="op-exit", variant="error")
-            yield Button("Back", id="op-back", variant="primary")
-            yield Static(
-                "",
-                id="op-settings-text",
-            )
+            yield Static(t(lang, "operator"), id="operator-title")
+            for name in ("refund", "report", "reprint", "settings"):
+                yield Button(t(lang, f"op_{name}"), id=f"op-{name}", compact=True)
+            yield Button(t(lang, "op_exit"), id="op-exit", variant="error", compact=True)
+            yield Button(t(lang, "back"), id="op-back", variant="primary", compact=True)
+            yield Static("", id="op-settings-text")
             self._settings = (
                 f"gateway {cfg.gateway_url}\npartner {cfg.partner}  sign {cfg.sign_type}\n"
                 f"store {cfg.store_id}  terminal {cfg.terminal_id}  currency {cfg.currency}\n"
@@ -133,9 +126,9 @@ class KioskApp(EcrApp):
     def compose(self) -> ComposeResult:
         with Vertical(id="choose"):
             yield Static(
-                " / ".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
+                "\n".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
             )
-            with Horizontal(id="languages"):
+            with Vertical(id="languages"):
                 for code, name in LANGUAGE_NAMES.items():
                     yield Button(name, id=f"lang-{code}", variant="primary")
         with Vertical(id="shop"):
@@ -146,7 +139,8 @@ class KioskApp(EcrApp):
                 with Vertical(id="side"):
                     yield Digits("0.00", id="total")
                     yield Static("", id="state")
-                    yield Static("", id="receipt")
+                    with VerticalScroll(id="receipt-box", can_focus=False):
+                        yield Static("", id="receipt")
             yield Static("", id="message")
             yield ScanInput(placeholder="", id="scan")
 
