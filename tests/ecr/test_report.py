@@ -102,6 +102,13 @@ def cancelled_after_the_customer_paid(shop: Shop, till: Till) -> Order:
 
     out = till.checkout(shop.code(), on_state=on_state, abort=abort)
     assert out.outcome == "CANCELLED" and out.order.cancel_action == "refund", out
+    # A slip says so: the customer's wallet shows the payment and its refund.
+    assert (
+        out.receipt is not None
+        and "CANCELLED" in out.receipt
+        and "Paid, then refunded in full" in out.receipt
+    )
+    assert out.order.partner_trans_id in (shop.dir / "receipts.txt").read_text()
     till.basket.clear()  # the basket stays after a cancel (for a fresh code): this customer is gone
     return out.order
 

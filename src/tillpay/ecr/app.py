@@ -219,7 +219,9 @@ class ReportScreen(ModalScreen[None]):
     def action_print(self) -> None:
         if self.report is None:
             return
-        data = self.till.receipt_header("report") | {"lines": self.report.lines()}
+        data = self.till.receipt_header("report") | {
+            "lines": self.report.lines(self.till.cfg.printer.columns)
+        }
         self.till.journal.add_receipt("report", self.report.title, data)
         try:
             self.till.printer.print(data)
