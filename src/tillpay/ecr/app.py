@@ -60,14 +60,15 @@ class RefundScreen(ModalScreen[None]):
         self.selected: list[Line] = []
         self.done: str | None = None
 
+    def _t(self, key: str) -> str:
+        return t(self.till.language, key)  # the kiosk's shopper language, the till's own otherwise
+
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("REFUND: scan the receipt's QR code or type the transaction id", id="refund-title")
-            yield Input(placeholder="transaction id", id="refund-ref")
+            yield Static(self._t("refund_title"), id="refund-title")
+            yield Input(placeholder=self._t("refund_ref"), id="refund-ref")
             yield Static("", id="refund-info")
-            yield Input(
-                placeholder="scan items to refund, type an amount, or Enter for all", id="refund-amount"
-            )
+            yield Input(placeholder=self._t("refund_how"), id="refund-amount")
             with VerticalScroll(id="dialog-body"):
                 yield Static("", id="refund-result")
 
@@ -83,13 +84,13 @@ class RefundScreen(ModalScreen[None]):
         event.input.value = ""
         tg = self.target
         if tg is None:
-            self._show("look the payment up first")
+            self._show(self._t("refund_lookup_first"))
             return
         line = next((i for i in tg.items if i.code == text), None)
         if line is not None:
             already = sum(s.qty for s in self.selected if s.code == line.code)
             if already >= line.qty:
-                self._show(f"all {line.qty} x {line.name} are already selected")
+                self._show(self._t("refund_all_selected").format(qty=line.qty, name=line.name))
                 return
             self.selected.append(Line(line.code, line.name, line.price, 1))
             self._info()
@@ -130,12 +131,15 @@ class RefundScreen(ModalScreen[None]):
         items = "\n".join(f"  {i.code}  {i.qty} x {i.name}  {m(i.price, tg.currency)}" for i in tg.items)
         sel = ""
         if self.selected:
-            sel = "\nSelected: " + ", ".join(f"{s.qty} x {s.name}" for s in _merge(self.selected))
+            sel = f"\n{self._t('refund_selected')}: " + ", ".join(
+                f"{s.qty} x {s.name}" for s in _merge(self.selected)
+            )
             sel += f" = {m(sum(s.amount for s in self.selected), tg.currency)}"
         self.query_one("#refund-info", Static).update(
-            f"Order {tg.partner_trans_id}  transaction {tg.trade_no}\n"
-            f"Paid {m(tg.total, tg.currency)}  refunded {m(tg.refunded, tg.currency)}  "
-            f"left {m(tg.left, tg.currency)}{note}\n{items}{sel}"
+            f"{self._t('order')} {tg.partner_trans_id}  {self._t('refund_trans')} {tg.trade_no}\n"
+            f"{self._t('refund_paid')} {m(tg.total, tg.currency)}  "
+            f"{self._t('refund_refunded')} {m(tg.refunded, tg.currency)}  "
+            f"{self._t('refund_left')} {m(tg.left, tg.currency)}{note}\n{items}{sel}"
         )
 
     @work(thread=True, exclusive=True, group="refund")
@@ -152,7 +156,7 @@ class RefundScreen(ModalScreen[None]):
         self.done = text
         self._show(text)
         self.selected = []
-        self._info(after, "  (after this refund)")  # the figures now, not the ones before the refund
+        self._info(after, f"  {self._t('refund_after')}")  # the figures now, not the ones before the refund
         self.query_one("#refund-ref", Input).value = ""
         self.query_one("#refund-ref", Input).focus()
 
