@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from harness import FLAT_WHITE, OPERATOR_PIN, Shop, run_in_thread, scan, shop, until
 from textual.widgets import Button, Digits, Input, Static
+from wcwidth import wcswidth
 
 from tillpay.ecr.app import RefundScreen
 from tillpay.ecr.kiosk import KioskApp, OperatorScreen, PinScreen
@@ -143,6 +144,9 @@ async def test_the_paid_screen_shows_what_was_paid_until_the_shopper_is_done(sho
             prompt = text(app, "#kiosk-prompt")
             assert "支付成功" in prompt and "4.50 USD" in prompt
             assert f"({out.order.buyer_amount} CNY)" in prompt and out.order.buyer_amount
+            # The receipt is in the shopper's language, and every line fits the 42-column paper.
+            assert out.receipt is not None and "合计" in out.receipt and "收银台 T3" in out.receipt
+            assert max(wcswidth(line) for line in out.receipt.splitlines()) <= 42
             if done_by == "enter":
                 await pilot.press("enter")
                 assert app.resets == resets + 1
