@@ -37,7 +37,8 @@ CSS = """
 #state.paid { border: round $success; color: $success; }
 #state.failed, #state.cancelled, #state.unresolved { border: round $error; color: $error; }
 #state.waiting, #state.sending, #state.unknown, #state.cancelling { border: round $warning; }
-#receipt { height: 1fr; border: round $surface-lighten-2; }
+#receipt-box { height: 1fr; border: round $surface-lighten-2; }
+#receipt { height: auto; }
 #message { height: auto; padding: 0 1; }
 #scan { dock: bottom; }
 RefundScreen, ReportScreen { align: center middle; }
@@ -59,14 +60,15 @@ class RefundScreen(ModalScreen[None]):
         self.selected: list[Line] = []
         self.done: str | None = None
 
+    def _t(self, key: str) -> str:
+        return t(self.till.language, key)  # the kiosk's shopper language, the till's own otherwise
+
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("REFUND: scan the receipt's QR code or type the transaction id", id="refund-title")
-            yield Input(placeholder="transaction id", id="refund-ref")
+            yield Static(self._t("refund_title"), id="refund-title")
+            yield Input(placeholder=self._t("refund_ref"), id="refund-ref")
             yield Static("", id="refund-info")
-            yield Input(
-                placeholder="scan items to refund, type an amount, or Enter for all", id="refund-amount"
-            )
+            yield Input(placeholder=self._t("refund_how"), id="refund-amount")
             with VerticalScroll(id="dialog-body"):
                 yield Static("", id="refund-result")
 
@@ -82,13 +84,13 @@ class RefundScreen(ModalScreen[None]):
         event.input.value = ""
         tg = self.target
         if tg is None:
-            self._show("look the payment up first")
+            self._show(self._t("refund_lookup_first"))
             return
         line = next((i for i in tg.items if i.code == text), None)
         if line is not None:
             already = sum(s.qty for s in self.selected if s.code == line.code)
             if already >= line.qty:
-                self._show(f"all {line.qty} x {line.name} are already selected")
+                self._show(self._t("refund_all_selected").format(qty=line.qty, name=line.name))
                 return
             self.selected.append(Line(line.code, line.name, line.price, 1))
             self._info()
@@ -129,12 +131,15 @@ class RefundScreen(ModalScreen[None]):
         items = "\n".join(f"  {i.code}  {i.qty} x {i.name}  {m(i.price, tg.currency)}" for i in tg.items)
         sel = ""
         if self.selected:
-            sel = "\nSelected: " + ", ".join(f"{s.qty} x {s.name}" for s in _merge(self.selected))
+            sel = f"\n{self._t('refund_selected')}: " + ", ".join(
+                f"{s.qty} x {s.name}" for s in _merge(self.selected)
+            )
             sel += f" = {m(sum(s.amount for s in self.selected), tg.currency)}"
         self.query_one("#refund-info", Static).update(
-            f"Order {tg.partner_trans_id}  transaction {tg.trade_no}\n"
-            f"Paid {m(tg.total, tg.currency)}  refunded {m(tg.refunded, tg.currency)}  "
-            f"left {m(tg.left, tg.currency)}{note}\n{items}{sel}"
+            f"{self._t('order')} {tg.partner_trans_id}  {self._t('refund_trans')} {tg.trade_no}\n"
+            f"{self._t('refund_paid')} {m(tg.total, tg.currency)}  "
+            f"{self._t('refund_refunded')} {m(tg.refunded, tg.currency)}  "
+            f"{self._t('refund_left')} {m(tg.left, tg.currency)}{note}\n{items}{sel}"
         )
 
     @work(thread=True, exclusive=True, group="refund")
@@ -151,7 +156,7 @@ class RefundScreen(ModalScreen[None]):
         self.done = text
         self._show(text)
         self.selected = []
-        self._info(after, "  (after this refund)")  # the figures now, not the ones before the refund
+        self._info(after, f"  {self._t('refund_after')}")  # the figures now, not the ones before the refund
         self.query_one("#refund-ref", Input).value = ""
         self.query_one("#refund-ref", Input).focus()
 
@@ -218,7 +223,9 @@ class ReportScreen(ModalScreen[None]):
     def action_print(self) -> None:
         if self.report is None:
             return
-        data = self.till.receipt_header("report") | {"lines": self.report.lines()}
+        data = self.till.receipt_header("report") | {
+            "lines": self.report.lines(self.till.cfg.printer.columns)
+        }
         self.till.journal.add_receipt("report", self.report.title, data)
         try:
             self.till.printer.print(data)
@@ -280,6 +287,7 @@ class EcrApp(App[None]):
         #: Seconds from Enter on the payment code to the receipt's last byte (the system's part).
         self.last_checkout_seconds: float | None = None
         self._t_enter = 0.0
+        self._columns_set = False
 
     def lang(self) -> str:
         """The language on screen."""
@@ -295,7 +303,8 @@ class EcrApp(App[None]):
             with Vertical(id="side"):
                 yield Digits("0.00", id="total")
                 yield Static("", id="state")
-                yield Static("", id="receipt")
+                with VerticalScroll(id="receipt-box", can_focus=False):
+                    yield Static("", id="receipt")
         yield Static("", id="message")
         yield ScanInput(placeholder="scan or type an item code or a payment code", id="scan")
         yield Footer(compact=True)
@@ -313,8 +322,7 @@ class EcrApp(App[None]):
         """Prepare the screen and resolve anything a crash left open."""
         cfg = self.till.cfg
         self.sub_title = f"{cfg.merchant_name} · {cfg.store_id} · {cfg.terminal_id}"
-        table = self.query_one("#basket", DataTable)
-        table.add_columns("Code", "Item", "Qty", "Price", "Amount")
+        self._set_columns()
         self.query_one("#scan", Input).focus()
         self.set_interval(0.25, self._tick)
         self._set_state("ready", t(self.lang(), "ready"))
@@ -323,6 +331,33 @@ class EcrApp(App[None]):
         self.till.heartbeat.start()  # its own thread: a slow or absent gateway never holds the screen
 
     # ----------------------------------------------------------------------------------- helpers
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._columns_set:
+            self._set_columns()
+            self._refresh_basket()
+
+    def _narrow(self) -> bool:
+        # Below 100 columns the basket (3/5 of the width) has no room for the code and unit price.
+        return self.size.width < 100
+
+    def _set_columns(self) -> None:
+        """The basket's columns for this width; the item's name takes what is left, so the table never
+        needs a horizontal scrollbar."""
+        table = self.query_one("#basket", DataTable)
+        table.clear(columns=True)
+        self._columns_set = True
+        room = self.size.width * 3 // 5 - 2  # the basket's share, less its border and scrollbar
+        pad = 2 * table.cell_padding
+        if self._narrow():
+            fixed = [("Qty", 3), ("Amount", 10)]
+        else:
+            fixed = [("Code", 13), ("Qty", 3), ("Price", 10), ("Amount", 10)]
+        item = max(8, room - sum(w for _, w in fixed) - pad * (len(fixed) + 1))
+        cols = [*fixed]
+        cols.insert(1 if not self._narrow() else 0, ("Item", item))
+        for label, width in cols:
+            table.add_column(label, width=width, key=label.lower())
 
     def _set_state(self, state: str, text: str) -> None:
         self.state = state
@@ -340,13 +375,14 @@ class EcrApp(App[None]):
         table.clear()
         cur = self.till.cfg.currency
         for line in self.till.basket.lines:
-            table.add_row(
-                line.code,
-                line.name,
-                str(line.qty),
-                format_amount(line.price, cur),
-                format_amount(line.amount, cur),
-            )
+            cells = {
+                "code": line.code,
+                "item": line.name,
+                "qty": str(line.qty),
+                "price": format_amount(line.price, cur),
+                "amount": format_amount(line.amount, cur),
+            }
+            table.add_row(*(cells[str(key.value)] for key in table.columns))
         if self.till.basket.lines:
             table.move_cursor(row=min(max(row, 0), len(self.till.basket.lines) - 1))
         self.query_one("#total", Digits).update(format_amount(self.till.basket.total, cur))

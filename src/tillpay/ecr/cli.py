@@ -118,7 +118,7 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 @click.option(
     "--settle-currency", default="", help="The merchant's settlement currency (default: --currency)."
 )
-@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "ja", "ko", "zh"]), default="en", show_default=True)
 @click.option("--catalog", default="catalog.csv", show_default=True, help="CSV with code,name,price.")
 @click.option("--journal", default="ecr-journal.db", show_default=True)
 @click.option(
@@ -128,10 +128,24 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
     help="file:PATH, text:PATH, network:HOST[:PORT], usb:VID:PID, serial:DEV[:BAUD] or none.",
 )
 @click.option("--text-copy", default="", help="Also append every receipt as plain text to this file.")
+@click.option(
+    "--paper-columns",
+    type=click.IntRange(24, 64),
+    default=42,
+    show_default=True,
+    help="Characters per receipt line: 42 on 80 mm paper, 32 on 58 mm.",
+)
 @click.option("--poll-interval", type=float, default=3.0, show_default=True)
 @click.option("--merchant-timeout", type=float, default=60.0, show_default=True)
 @click.option("--cancel-retry-interval", type=float, default=5.0, show_default=True)
 @click.option("--kiosk-idle-seconds", type=float, default=60.0, show_default=True)
+@click.option(
+    "--after-sale-seconds",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Kiosk: after a sale, back to the start this soon (or when the shopper presses Enter).",
+)
 @click.option(
     "--heartbeat-interval",
     type=float,
@@ -162,10 +176,12 @@ def init(
     journal: str,
     printer: str,
     text_copy: str,
+    paper_columns: int,
     poll_interval: float,
     merchant_timeout: float,
     cancel_retry_interval: float,
     kiosk_idle_seconds: float,
+    after_sale_seconds: float,
     heartbeat_interval: float,
     heartbeat_timeout: float,
     operator_pin: str | None,
@@ -205,11 +221,12 @@ def init(
             language=language,
             catalog=catalog,
             journal=journal,
-            printer=replace(PrinterConfig.parse(printer), text_copy=text_copy),
+            printer=replace(PrinterConfig.parse(printer), text_copy=text_copy, columns=paper_columns),
             poll_interval=poll_interval,
             merchant_timeout=merchant_timeout,
             cancel_retry_interval=cancel_retry_interval,
             kiosk_idle_seconds=kiosk_idle_seconds,
+            after_sale_seconds=after_sale_seconds,
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             operator_pin_hash=hash_pin(operator_pin) if operator_pin else "",
@@ -249,7 +266,7 @@ def report(config_path: Path | None, day: object, do_print: bool) -> None:
         )
         click.echo("\n".join(rep.lines()))
         if do_print:
-            till.printer.print(till.receipt_header("report") | {"lines": rep.lines()})
+            till.printer.print(till.receipt_header("report") | {"lines": rep.lines(till.cfg.printer.columns)})
     finally:
         till.close()
     sys.exit(0 if rep.matches else 1)

@@ -19,7 +19,7 @@ from typing import Any
 from tillpay.domain.money import UnknownCurrency, exponent
 
 DEFAULT_PATH = Path("tillpay-ecr.toml")
-LANGUAGES = ("en", "zh")
+LANGUAGES = ("en", "ja", "ko", "zh")
 PRINTER_KINDS = ("file", "text", "network", "usb", "serial", "none")
 
 
@@ -45,6 +45,8 @@ class PrinterConfig:
     product_id: str = ""
     baudrate: int = 19200
     profile: str = "TM-T88V"
+    #: Characters per line: 42 on 80 mm paper (font A), 32 on 58 mm paper. CJK characters take two.
+    columns: int = 42
     #: Plain text is also appended here for every receipt when set (a paper-less audit trail).
     text_copy: str = ""
 
@@ -107,6 +109,9 @@ class EcrConfig:
     http_timeout: float = 10.0  # float-ok: seconds
     #: Kiosk: seconds without input before the screen resets for the next customer.
     kiosk_idle_seconds: float = 60.0  # float-ok: seconds
+    #: Kiosk: after a sale, the paid screen stays this long (or until the shopper presses Enter), then
+    #: the kiosk returns to the start in its default language; shorter than the idle time.
+    after_sale_seconds: float = 15.0  # float-ok: seconds
     #: Seconds between heartbeats to the gateway (docs/heartbeat.md); 0 turns them off. They also need
     #: ``md5_key``, the digest's salt.
     heartbeat_interval: float = 60.0  # float-ok: seconds
@@ -137,6 +142,10 @@ class EcrConfig:
                 raise ConfigError(str(e)) from None
         if self.language not in LANGUAGES:
             raise ConfigError(f"language must be one of {', '.join(LANGUAGES)}")
+        if not (0 < self.after_sale_seconds) or not (0 < self.kiosk_idle_seconds):
+            raise ConfigError("kiosk_idle_seconds and after_sale_seconds must be positive")
+        if not (24 <= self.printer.columns <= 64):
+            raise ConfigError("printer columns must be between 24 and 64 (42 on 80 mm paper, 32 on 58 mm)")
         if self.printer.kind not in PRINTER_KINDS:
             raise ConfigError(f"printer kind must be one of {', '.join(PRINTER_KINDS)}")
         if not re.fullmatch(r"[A-Za-z0-9_\-]{1,16}", self.terminal_id):

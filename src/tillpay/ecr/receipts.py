@@ -15,8 +15,9 @@ from escpos.printer import Dummy, File, Network, Serial, Usb
 from tillpay.domain.money import format_amount
 from tillpay.ecr.config import PrinterConfig
 from tillpay.ecr.i18n import t
+from tillpay.ecr.textwidth import center, row, wrap
 
-WIDTH = 42  # characters on an 80 mm printer with font A
+WIDTH = 42  # characters on an 80 mm printer with font A; a 58 mm printer has 32 (printer.columns)
 
 
 class PrinterError(Exception):
@@ -28,84 +29,100 @@ def money(minor: int, currency: str) -> str:
     return f"{format_amount(minor, currency)} {currency}"
 
 
-def _row(left: str, right: str, width: int = WIDTH) -> str:
-    room = max(1, width - len(right) - 1)
-    return f"{left[:room]:<{room}} {right}"
-
-
-def render_lines(data: dict[str, Any], *, copy: bool = False) -> list[str]:
-    """The receipt as lines of at most ``WIDTH`` characters (the same lines go to paper)."""
+def render_lines(data: dict[str, Any], *, copy: bool = False, width: int = WIDTH) -> list[str]:
+    """The receipt as lines of at most ``width`` display columns (the same lines go to paper): a CJK
+    character counts two. A label and its value share a line when they fit, else the value goes
+    right-aligned on the next; long names and ids wrap instead of being cut."""
     lang = data.get("language", "en")
-    out = [data["merchant"].center(WIDTH).rstrip()]
+    out = [center(line, width) for line in wrap(data["merchant"], width)]
     if data.get("store_name"):
-        out.append(data["store_name"].center(WIDTH).rstrip())
-    out.append(_row(f"{t(lang, 'store')} {data['store_id']}", f"{t(lang, 'terminal')} {data['terminal_id']}"))
-    out.append(data["time"])
+        out += [center(line, width) for line in wrap(data["store_name"], width)]
+    out += row(
+        f"{t(lang, 'store')} {data['store_id']}", f"{t(lang, 'terminal')} {data['terminal_id']}", width
+    )
+    out += wrap(data["time"], width)
     if copy:
-        out.append(f"*** {t(lang, 'copy')} ***".center(WIDTH).rstrip())
-    out.append("-" * WIDTH)
+        out.append(center(f"*** {t(lang, 'copy')} ***", width))
+    out.append("-" * width)
     kind = data["kind"]
     if kind == "report":
-        out.extend(data["lines"])
-        out.append("=" * WIDTH)
+        for line in data["lines"]:
+            out += wrap(line, width, indent="  ")
+        out.append("=" * width)
         return out
     cur = data["currency"]
     if kind == "refund":
-        out.append(t(lang, "refund_slip").center(WIDTH).rstrip())
+        out.append(center(t(lang, "refund_slip"), width))
+    elif kind == "cancelled":
+        out.append(center(t(lang, "cancelled_slip"), width))
     for it in data["items"]:
-        out.append(it["name"][:WIDTH])
-        out.append(
-            _row(
-                f"  {it['qty']} x {format_amount(it['price'], cur)}",
-                format_amount(it["price"] * it["qty"], cur),
-            )
+        out += wrap(it["name"], width, indent="  ")
+        out += row(
+            f"  {it['qty']} x {format_amount(it['price'], cur)}",
+            format_amount(it["price"] * it["qty"], cur),
+            width,
         )
     if kind == "refund" and not data["items"]:
         # A refund of "everything that is left" (or an amount) names no items: say what it was.
-        out.append(_row(t(lang, "remaining_amount"), format_amount(data["amount"], cur)))
-    out.append("-" * WIDTH)
+        out += row(t(lang, "remaining_amount"), format_amount(data["amount"], cur), width)
+    out.append("-" * width)
     if kind == "sale":
-        out.append(_row(t(lang, "total"), money(data["total"], cur)))
+        out += row(t(lang, "total"), money(data["total"], cur), width)
         if data.get("buyer_amount") and data.get("buyer_currency"):
-            out.append(_row(t(lang, "customer_paid"), f"{data['buyer_amount']} {data['buyer_currency']}"))
+            out += row(t(lang, "customer_paid"), f"{data['buyer_amount']} {data['buyer_currency']}", width)
             if data.get("exchange_rate"):
-                out.append(
-                    _row(t(lang, "rate"), f"1 {cur} = {data['exchange_rate']} {data['buyer_currency']}")
+                out += row(
+                    t(lang, "rate"), f"1 {cur} = {data['exchange_rate']} {data['buyer_currency']}", width
                 )
-    else:
-        out.append(_row(t(lang, "refunded"), money(data["amount"], cur)))
+    elif kind == "cancelled":
+        # Printed when the customer had paid just as the till gave up: the cancel gave it all back.
+        out += row(t(lang, "total"), money(data["total"], cur), width)
+        out += wrap(t(lang, "cancel_refunded"), width)
         if data.get("buyer_amount") and data.get("buyer_currency"):
-            out.append(_row(t(lang, "customer_gets"), f"{data['buyer_amount']} {data['buyer_currency']}"))
-        out.append(_row(t(lang, "refund_id"), data["refund_id"]))
-    out.append(_row(t(lang, "order"), data["partner_trans_id"]))
-    out.append(_row(t(lang, "transaction"), data["trade_no"] or "-"))
-    out.append("=" * WIDTH)
+            out += row(t(lang, "customer_gets"), f"{data['buyer_amount']} {data['buyer_currency']}", width)
+    else:
+        out += row(t(lang, "refunded"), money(data["amount"], cur), width)
+        if data.get("buyer_amount") and data.get("buyer_currency"):
+            out += row(t(lang, "customer_gets"), f"{data['buyer_amount']} {data['buyer_currency']}", width)
+        out += row(t(lang, "refund_id"), data["refund_id"], width)
+    out += row(t(lang, "order"), data["partner_trans_id"], width)
+    out += row(t(lang, "transaction"), data["trade_no"] or "-", width)
+    out.append("=" * width)
     return out
 
 
-def render_text(data: dict[str, Any], *, copy: bool = False) -> str:
+def _refund_note(data: dict[str, Any], width: int) -> list[str]:
+    return [center(line, width) for line in wrap(t(data.get("language", "en"), "scan_to_refund"), width)]
+
+
+def render_text(data: dict[str, Any], *, copy: bool = False, width: int = WIDTH) -> str:
     """The receipt as plain text."""
-    lines = render_lines(data, copy=copy)
+    lines = render_lines(data, copy=copy, width=width)
     if data["kind"] == "sale" and data.get("trade_no"):
-        lines.append(t(data.get("language", "en"), "scan_to_refund").center(WIDTH).rstrip())
+        lines += _refund_note(data, width)
     return "\n".join(lines) + "\n"
 
 
-def render_escpos(data: dict[str, Any], profile: str = "TM-T88V", *, copy: bool = False) -> bytes:
+def render_escpos(
+    data: dict[str, Any], profile: str = "TM-T88V", *, copy: bool = False, width: int = WIDTH
+) -> bytes:
     """The receipt as ESC/POS bytes: header in double size, the lines, a QR code of the transaction
     id (what the refund screen scans), then a cut."""
     p = Dummy(profile=profile)
-    lines = render_lines(data, copy=copy)
+    lines = render_lines(data, copy=copy, width=width)
+    header = len(wrap(data["merchant"], width))
     p.set(align="center", bold=True, double_height=True, double_width=True)
-    p.textln(data["merchant"][: WIDTH // 2])
+    for line in wrap(data["merchant"], width // 2):  # double width: half as many columns
+        p.textln(line)
     p.set(align="left", bold=False, normal_textsize=True)
-    for line in lines[1:]:
+    for line in lines[header:]:
         p.textln(line)
     if data["kind"] == "sale" and data.get("trade_no"):
         p.set(align="center")
         # Rendered by the printer itself (GS ( k): 126 bytes instead of a 3.4 KB raster image.
         p.qr(data["trade_no"], size=6, native=True)
-        p.textln(t(data.get("language", "en"), "scan_to_refund"))
+        for line in wrap(t(data.get("language", "en"), "scan_to_refund"), width):
+            p.textln(line)
         p.set(align="left")
     p.cut()
     out: bytes = p.output
@@ -133,13 +150,13 @@ class ReceiptPrinter:
         """Print one receipt; raise :class:`PrinterError` if the printer cannot take it."""
         cfg = self.cfg
         if cfg.text_copy:
-            self._append_text(cfg.text_copy, render_text(data, copy=copy))
+            self._append_text(cfg.text_copy, render_text(data, copy=copy, width=cfg.columns))
         if cfg.kind == "none":
             return
         if cfg.kind == "text":
-            self._append_text(cfg.path, render_text(data, copy=copy))
+            self._append_text(cfg.path, render_text(data, copy=copy, width=cfg.columns))
             return
-        payload = render_escpos(data, cfg.profile, copy=copy)
+        payload = render_escpos(data, cfg.profile, copy=copy, width=cfg.columns)
         try:
             device = self._device()
             try:

@@ -10,10 +10,15 @@ from datetime import date
 from tillpay.client import MapiClient, PaymentResult, TillpayClientError
 from tillpay.domain.money import InvalidAmount, format_amount, parse_amount
 from tillpay.ecr.journal import Journal, Order
+from tillpay.ecr.textwidth import width as width_of
+from tillpay.ecr.textwidth import wrap
 
 #: Which gateway status each final journal state must match. A paid order refunded in full is
 #: ``TRADE_CLOSED`` at the gateway: that matches too, when the gateway's refunds add up to its amount (the
 #: refunded totals are compared on their own). ``TRADE_FINISHED`` is a final paid state on Alipay HK.
+#: A cancelled order is ``TRADE_CLOSED`` whether the cancel closed it unpaid or found it paid (the
+#: customer confirmed just as the till gave up) and refunded it in full; the gateway's refunds of such
+#: orders are counted apart from the till's own refunds, so both sides' refund totals compare.
 EXPECTED: dict[str, set[str | None]] = {
     "paid": {"TRADE_SUCCESS", "TRADE_FINISHED"},
     "failed": {"TRADE_CLOSED", None},
@@ -32,8 +37,13 @@ class Report:
     refunds: dict[str, list[int]] = field(default_factory=dict)
     #: (gateway status, currency) → [count, total] from the gateway's answers.
     gateway: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    #: currency → refunded total according to the gateway.
+    #: currency → [count, total] of cancelled orders the customer had paid, refunded by the till's cancel
+    #: (from the journal's record of what each cancel did).
+    cancel_refunds: dict[str, list[int]] = field(default_factory=dict)
+    #: currency → refunded total according to the gateway, of the orders the till counts as sales.
     gateway_refunded: dict[str, int] = field(default_factory=dict)
+    #: currency → what the gateway refunded on orders the till counts as cancelled or failed.
+    gateway_cancel_refunded: dict[str, int] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
     checked: int = 0
 
@@ -52,27 +62,49 @@ class Report:
             out[cur] -= total
         return dict(out)
 
-    def lines(self) -> list[str]:
-        """The report as receipt lines."""
+    def lines(self, width: int | None = None) -> list[str]:
+        """The report as lines: for paper of ``width`` columns (42, or 32 with narrower figures; long
+        lines wrapped), or unwrapped for a screen or terminal that wraps for itself."""
+        wide = width is None or width >= 42
+
+        def count(label: str, n: int | str, total: int, cur: str) -> str:
+            if wide:
+                return f"{label:<11}{n:>5}  {format_amount(total, cur):>14} {cur}"
+            return f"{label:<11}{n:>4} {format_amount(total, cur):>12} {cur}"
+
+        def status(label: str, n: int | str, total: int, cur: str) -> str:
+            if wide:
+                return f"{label:<16}{n:>4} {format_amount(total, cur):>12} {cur}"
+            return f"{label:<15}{n:>3} {format_amount(total, cur):>9} {cur}"
+
         out = [self.title, ""]
         for (state, cur), (n, total) in sorted(self.by_state.items()):
-            out.append(f"{state:<11}{n:>5}  {format_amount(total, cur):>14} {cur}")
+            out.append(count(state, n, total, cur))
+            if state == "cancelled" and cur in self.cancel_refunds:
+                n, total = self.cancel_refunds[cur]
+                out.append(count(" refunded", n, total, cur))
         for cur, (n, total) in sorted(self.refunds.items()):
-            out.append(f"{'refunds':<11}{n:>5}  {format_amount(total, cur):>14} {cur}")
+            out.append(count("refunds", n, total, cur))
         for cur, total in sorted(self.net().items()):
-            out.append(f"{'NET':<11}{'':>5}  {format_amount(total, cur):>14} {cur}")
+            out.append(count("NET", "", total, cur))
         out += ["", "Gateway:"]
-        for (status, cur), (n, total) in sorted(self.gateway.items()):
-            out.append(f"{status:<16}{n:>4} {format_amount(total, cur):>12} {cur}")
+        for (st, cur), (n, total) in sorted(self.gateway.items()):
+            out.append(status(st, n, total, cur))
         for cur, total in sorted(self.gateway_refunded.items()):
-            out.append(f"{'refunded':<16}{'':>4} {format_amount(total, cur):>12} {cur}")
+            out.append(status("refunded", "", total, cur))
+        for cur, total in sorted(self.gateway_cancel_refunded.items()):
+            out.append(status("cancel-refunded", "", total, cur))
         out.append("")
         if self.matches:
             out.append(f"MATCHES THE GATEWAY ({self.checked} orders)")
         else:
             out.append(f"{len(self.differences)} DIFFERENCE(S):")
             out += [f" {d}" for d in self.differences]
-        return out
+        if width is None:
+            return out
+        return [
+            line for part in out for line in (wrap(part, width, "   ") if width_of(part) > width else [part])
+        ]
 
 
 def build_report(
@@ -97,6 +129,10 @@ def build_report(
         row = rep.by_state.setdefault((o.state, o.currency), [0, 0])
         row[0] += 1
         row[1] += o.total
+        if o.state == "cancelled" and o.cancel_action == "refund":
+            row = rep.cancel_refunds.setdefault(o.currency, [0, 0])
+            row[0] += 1
+            row[1] += o.total
     for r in refunds:
         row = rep.refunds.setdefault(r.currency, [0, 0])
         row[0] += 1
@@ -132,7 +168,8 @@ def _check(rep: Report, client: MapiClient, o: Order) -> None:
             g[0] += 1
             g[1] += amount
         if refunded:
-            rep.gateway_refunded[cur] = rep.gateway_refunded.get(cur, 0) + refunded
+            into = rep.gateway_cancel_refunded if o.state in ("cancelled", "failed") else rep.gateway_refunded
+            into[cur] = into.get(cur, 0) + refunded
         if o.state == "paid":
             if amount != o.total or cur != o.currency:
                 rep.differences.append(

@@ -258,7 +258,7 @@ class Till:
             detail += "; the payment had succeeded and was refunded by the cancel"
         action = res.cancel.action if res.cancel is not None else None
         o = self.journal.set_state(ptid, "cancelled", detail, reason=detail, cancel_action=action)
-        return SaleOutcome("CANCELLED", o, t(self.language, "cancelled"))
+        return self._cancelled(o, t(self.language, "cancelled"))
 
     @staticmethod
     def _emit(cb: StateCallback | None, state: str, order: Order) -> None:
@@ -281,7 +281,7 @@ class Till:
     def _paid(self, order: Order, note: str = "") -> SaleOutcome:
         data = self.sale_receipt(order)
         self.journal.add_receipt("sale", order.partner_trans_id, data)
-        text = render_text(data)
+        text = render_text(data, width=self.cfg.printer.columns)
         msg = f"{t(self.language, 'paid')} {self.money(order.total, order.currency)}"
         if order.buyer_amount and order.buyer_currency:
             msg += f"  ({t(self.language, 'customer_paid')} {order.buyer_amount} {order.buyer_currency}"
@@ -293,6 +293,20 @@ class Till:
         except PrinterError as e:
             return SaleOutcome("PAID", order, msg, text, str(e), None)
         return SaleOutcome("PAID", order, msg, text, None, time.perf_counter())
+
+    def _cancelled(self, order: Order, msg: str) -> SaleOutcome:
+        """A cancelled sale; when its cancel found it paid and refunded it, a slip says so (the
+        customer's wallet shows the payment and its refund)."""
+        if order.cancel_action != "refund":
+            return SaleOutcome("CANCELLED", order, msg)
+        data = self.cancelled_receipt(order)
+        self.journal.add_receipt("cancelled", order.partner_trans_id, data)
+        text = render_text(data, width=self.cfg.printer.columns)
+        try:
+            self.printer.print(data)
+        except PrinterError as e:
+            return SaleOutcome("CANCELLED", order, msg, text, str(e))
+        return SaleOutcome("CANCELLED", order, msg, text)
 
     # --------------------------------------------------------------------------------- receipts
 
@@ -321,6 +335,10 @@ class Till:
             "exchange_rate": order.exchange_rate,
         }
 
+    def cancelled_receipt(self, order: Order) -> dict[str, Any]:
+        """The data of a cancellation slip: a sale the customer paid, refunded in full by the cancel."""
+        return self.sale_receipt(order) | {"kind": "cancelled"}
+
     def reprint(self, ref: str | None = None) -> str:
         """Print a stored receipt again, marked as a copy: the newest, or the one for ``ref`` (an order,
         refund or gateway transaction id). Returns its text."""
@@ -329,7 +347,7 @@ class Till:
             raise TillError(f"no receipt for {ref}" if ref else "no receipt printed yet")
         data = found[0][3]
         self.printer.print(data, copy=True)
-        return render_text(data, copy=True)
+        return render_text(data, copy=True, width=self.cfg.printer.columns)
 
     # --------------------------------------------------------------------------------- recovery
 
@@ -381,7 +399,7 @@ class Till:
                     reason="recovered",
                     cancel_action=c.action,
                 )
-                return SaleOutcome("CANCELLED", o, f"{ptid}: {t(self.language, 'cancelled')}")
+                return self._cancelled(o, f"{ptid}: {t(self.language, 'cancelled')}")
             if attempt + 1 < self.cfg.cancel_max_attempts:
                 time.sleep(self.cfg.cancel_retry_interval)
         o = self.journal.set_state(ptid, "unresolved", "recovery: cancel did not answer")
@@ -468,8 +486,8 @@ class Till:
         try:
             self.printer.print(data)
         except PrinterError as e:
-            return r, f"{render_text(data)}\n(printer: {e})"
-        return r, render_text(data)
+            return r, f"{render_text(data, width=self.cfg.printer.columns)}\n(printer: {e})"
+        return r, render_text(data, width=self.cfg.printer.columns)
 
     def _send_refund(self, r: Refund, attempts: int) -> Refund:
         for attempt in range(attempts):
