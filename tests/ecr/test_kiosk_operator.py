@@ -20,7 +20,7 @@ def text(app: KioskApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
-async def test_the_four_languages_are_chosen_with_the_arrow_keys(shop: Shop) -> None:
+async def test_the_four_languages_are_chosen_with_the_arrow_keys_or_their_numbers(shop: Shop) -> None:
     till = shop.till(kiosk_idle_seconds=600)
     app = KioskApp(till)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -46,6 +46,18 @@ async def test_the_four_languages_are_chosen_with_the_arrow_keys(shop: Shop) -> 
         await pilot.pause()
         await pilot.press("down", "enter")
         assert till.language == "ja" and "商品をスキャンしてください" in text(app, "#kiosk-prompt")
+        # Number keys, as the buttons show them: 4 is Chinese, 1 English; other digits do nothing.
+        app.reset()
+        await pilot.pause()
+        assert str(app.query_one("#lang-zh", Button).label).startswith("4 ")
+        await pilot.press("9")
+        assert not app.query_one("#shop").display
+        await pilot.press("4")
+        assert till.language == "zh" and app.query_one("#shop").display
+        app.reset()
+        await pilot.pause()
+        await pilot.press("1")
+        assert till.language == "en" and app.query_one("#shop").display
     till.close()
 
 

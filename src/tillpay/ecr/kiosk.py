@@ -156,8 +156,8 @@ class KioskApp(EcrApp):
                 "\n".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
             )
             with Vertical(id="languages"):
-                for code, name in LANGUAGE_NAMES.items():
-                    yield Button(name, id=f"lang-{code}", variant="primary")
+                for n, (code, name) in enumerate(LANGUAGE_NAMES.items(), start=1):
+                    yield Button(f"{n}  {name}", id=f"lang-{code}", variant="primary")
         with Vertical(id="shop"):
             yield Static("", id="kiosk-prompt")
             with Horizontal(id="main"):
@@ -188,6 +188,15 @@ class KioskApp(EcrApp):
         bid = event.button.id or ""
         if bid.startswith("lang-"):
             self.choose_language(bid.removeprefix("lang-"))
+
+    def on_key(self, event: events.Key) -> None:
+        """On the start screen, a language's number (1-4, as its button shows) takes it."""
+        if len(self.screen_stack) > 1 or not self.query_one("#choose").display:
+            return
+        codes = list(LANGUAGE_NAMES)
+        if event.character and event.character.isdigit() and 1 <= int(event.character) <= len(codes):
+            event.stop()
+            self.choose_language(codes[int(event.character) - 1])
 
     def action_cursor(self, step: int) -> None:
         """↑ ↓ move between the languages on the start screen (Enter takes one), else the basket."""
