@@ -32,11 +32,11 @@ def solo_pg() -> Iterator[SoloPostgres]:
 def test_postgres_killed_and_restarted_under_load_loses_nothing_and_pools_recover(
     solo_pg: SoloPostgres,
 ) -> None:
-    shop = prepare(solo_pg.url)
-    server = Proc(solo_pg.url, "serve", "--workers", "2", port=free_port())
+    shop = prepare(solo_pg.url, users=100)
+    server = Proc(solo_pg.url, "serve", port=free_port())
     load = Load(shop, server.url, prefix="PGR").start()
     try:
-        load.wait_for_successes(20)
+        load.wait_for_successes(10)
         fault_at = time.monotonic()
         solo_pg.kill9()
         time.sleep(2)  # the load meets a database that is gone: errors, never a hang
