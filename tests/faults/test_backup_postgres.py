@@ -90,7 +90,7 @@ def archived_pg() -> Iterator[ArchivedPostgres]:
 
 def _counts(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # type: ignore[index]  # noqa: S608
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # type: ignore[index]
 
 
 @pytest.mark.slow
@@ -118,8 +118,17 @@ def test_point_in_time_restore_brings_back_exactly_the_moment_chosen(archived_pg
     env = {**os.environ, "TILLPAY_DATABASE_URL": pg.url}
     for i in range(2):
         subprocess.run(
-            [*TILLPAY, "wallet", "topup", "--login", "bench0000001@bench.test", "--amount", "5.00"]
-            + ["--reference", f"after-{i}"],
+            [
+                *TILLPAY,
+                "wallet",
+                "topup",
+                "--login",
+                "bench0000001@bench.test",
+                "--amount",
+                "5.00",
+                "--reference",
+                f"after-{i}",
+            ],
             env=env,
             check=True,
             capture_output=True,

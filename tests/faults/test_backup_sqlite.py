@@ -17,7 +17,7 @@ TABLES = ("payments", "journal_entries", "postings", "wallet_users", "code_uses"
 
 def _counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # noqa: S608
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
 def _tillpay(db: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -42,7 +42,7 @@ def test_postgres_killed_and_restarted_under_load_loses_nothing_and_pools_recove
         time.sleep(2)  # the load meets a database that is gone: errors, never a hang
         solo_pg.restart()
         # Same server processes, no restart of Tillpay: their pools find the database again.
-        load.wait_for_successes(20, after=time.monotonic())
+        load.wait_for_successes(10, after=time.monotonic())
         recovery = load.recovery_seconds(fault_at)
     finally:
         load.stop()
