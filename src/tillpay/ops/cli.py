@@ -43,19 +43,49 @@ def ha() -> None:
 @click.option(
     "--fast-failover", is_flag=True, help="Notice a dead primary in ~3 s instead of ~30 s (tests, demos)."
 )
+@click.option(
+    "--role",
+    type=click.Choice(["all", "monitor", "node"]),
+    default="all",
+    show_default=True,
+    help="all: monitor and two nodes on this machine; monitor or node: this host's part of several.",
+)
+@click.option("--monitor-host", default="", help="With --role node: the host the monitor runs on.")
+@click.option(
+    "--auth",
+    default="trust",
+    show_default=True,
+    help="How nodes and monitor authenticate (pg_hba method); use scram-sha-256 between hosts.",
+)
 @click.pass_obj
 def ha_up(
-    c: Ctx, base: Path, hostname: str, monitor_port: int, node_ports: tuple[int, ...], fast_failover: bool
+    c: Ctx,
+    base: Path,
+    hostname: str,
+    monitor_port: int,
+    node_ports: tuple[int, ...],
+    fast_failover: bool,
+    role: str,
+    monitor_host: str,
+    auth: str,
 ) -> None:
     """Create (first time) and start the monitor and the nodes; print the database URL for Tillpay."""
-    layout = ha_ops.Layout(base.resolve(), hostname, monitor_port, node_ports or (55431, 55432))
+    if role == "node" and not monitor_host:
+        raise click.UsageError("--role node needs --monitor-host")
+    default_ports = (55431, 55432) if role == "all" else (5432,)
+    layout = ha_ops.Layout(
+        base.resolve(), hostname, monitor_port, node_ports or default_ports, role, monitor_host, auth
+    )
     if (layout.base / "tillpay-ha.json").exists():
         layout = ha_ops.Layout.load(layout.base)
     try:
         url = ha_ops.up(layout, fast=fast_failover)
     except ha_ops.HaError as e:
         c.fail("HA_FAILED", str(e))
-    c.out({"database_url": url, "dir": str(layout.base)}, f"up; TILLPAY_DATABASE_URL={url}")
+    if layout.role == "all":
+        c.out({"database_url": url, "dir": str(layout.base)}, f"up; TILLPAY_DATABASE_URL={url}")
+    else:
+        c.out({layout.role: url, "dir": str(layout.base)}, f"{layout.role} up: {url}")
 
 
 @ha.command("status")

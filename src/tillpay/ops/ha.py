@@ -59,6 +59,17 @@ class Layout:
     hostname: str = "127.0.0.1"
     monitor_port: int = 55430
     node_ports: tuple[int, ...] = (55431, 55432)
+    #: ``all`` (monitor and nodes here, one machine), ``monitor`` or ``node`` (one part per host).
+    role: str = "all"
+    #: Where the monitor runs when this host has only a node (``role="node"``).
+    monitor_host: str = ""
+    #: How nodes and monitor authenticate each other: ``trust`` on loopback; see docs/reliability.md.
+    auth: str = "trust"
+
+    @property
+    def local(self) -> bool:
+        """Whether everything listens on loopback (one machine)."""
+        return self.hostname in ("127.0.0.1", "localhost", "::1")
 
     @property
     def monitor_dir(self) -> Path:
@@ -71,9 +82,9 @@ class Layout:
     @property
     def monitor_url(self) -> str:
         """The URL the keepers reach the monitor on."""
-        return (
-            f"postgresql://autoctl_node@{self.hostname}:{self.monitor_port}/pg_auto_failover?sslmode=disable"
-        )
+        host = self.monitor_host or self.hostname
+        ssl = "disable" if self.local else "require"
+        return f"postgresql://autoctl_node@{host}:{self.monitor_port}/pg_auto_failover?sslmode={ssl}"
 
     def database_url(self, user: str = "postgres") -> str:
         """The URL Tillpay uses: every node, and only a read-write session will do."""
@@ -92,6 +103,9 @@ class Layout:
                     "hostname": self.hostname,
                     "monitor_port": self.monitor_port,
                     "node_ports": list(self.node_ports),
+                    "role": self.role,
+                    "monitor_host": self.monitor_host,
+                    "auth": self.auth,
                 }
             )
         )
@@ -103,7 +117,15 @@ class Layout:
             data = json.loads((base / "tillpay-ha.json").read_text())
         except FileNotFoundError:
             raise HaError(f"no set-up in {base} (run `tillpay ha up --dir {base}` first)") from None
-        return cls(base, data["hostname"], data["monitor_port"], tuple(data["node_ports"]))
+        return cls(
+            base,
+            data["hostname"],
+            data["monitor_port"],
+            tuple(data["node_ports"]),
+            data.get("role", "all"),
+            data.get("monitor_host", ""),
+            data.get("auth", "trust"),
+        )
 
 
 def _as_postgres(argv: Sequence[str]) -> list[str]:
@@ -172,7 +194,10 @@ def _prepare(layout: Layout) -> None:
 
 def state(layout: Layout) -> list[dict[str, Any]]:
     """The monitor's view of the nodes: name, port, reported and assigned state, LSN, health."""
-    out = autoctl(layout, "show", "state", "--pgdata", str(layout.monitor_dir), "--json", timeout=30)
+    where = (
+        ["--monitor", layout.monitor_url] if layout.role == "node" else ["--pgdata", str(layout.monitor_dir)]
+    )
+    out = autoctl(layout, "show", "state", *where, "--json", timeout=30)
     rows: list[dict[str, Any]] = json.loads(out) if out.strip() else []
     return rows
 
@@ -188,27 +213,7 @@ def _wait(
     last: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         if nudge_port is not None:
-            # A new standby's pg_basebackup waits for a *spread* checkpoint on the primary (minutes on an
-            # idle server); an immediate CHECKPOINT request makes the running one finish now.
-            subprocess.run(  # noqa: S603 - fixed program
-                [
-                    str(PG_BIN / "psql"),
-                    "-qAt",
-                    "-h",
-                    layout.hostname,
-                    "-p",
-                    str(nudge_port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    DBNAME,
-                    "-c",
-                    "CHECKPOINT",
-                ],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
+            _checkpoint(layout.hostname, nudge_port)
         try:
             last = state(layout)
         except HaError:
@@ -220,42 +225,81 @@ def _wait(
     raise HaError(f"nodes did not reach {sorted(want)} in {timeout:.0f} s: {last}; logs in {layout.base}")
 
 
+def _checkpoint(host: str, port: int) -> None:
+    """Ask ``host:port`` for an immediate checkpoint (best effort).
+
+    A new standby's pg_basebackup waits for a *spread* checkpoint on the primary (minutes on an idle
+    server); an immediate CHECKPOINT request makes the running one finish now.
+    """
+    subprocess.run(  # noqa: S603 - fixed program
+        [
+            str(PG_BIN / "psql"),
+            "-qAtw",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            DBNAME,
+            "-c",
+            "CHECKPOINT",
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
+    )
+
+
 def up(layout: Layout, *, fast: bool = False, timeout: float = 180) -> str:  # float-ok: seconds
-    """Create (first time) and start the monitor and the nodes; the database URL for Tillpay."""
+    """Create (first time) and start this host's part; the database URL for Tillpay (role ``all``), or
+    the monitor's URL (``monitor``), or this node's address (``node``)."""
     _prepare(layout)
     layout.save()
-    pgctl = str(PG_BIN / "pg_ctl")
-    common = ["--pgctl", pgctl, "--hostname", layout.hostname, "--auth", "trust", "--no-ssl"]
-    if not (layout.monitor_dir / "PG_VERSION").exists():
-        autoctl(
-            layout,
-            "create",
-            "monitor",
-            "--pgdata",
-            str(layout.monitor_dir),
-            "--pgport",
-            str(layout.monitor_port),
-            *common,
-        )
-        # The monitor's own PostgreSQL listens on loopback only for a one-machine set-up.
-        if layout.hostname in ("127.0.0.1", "localhost"):
-            _append_conf(layout.monitor_dir, {"listen_addresses": "'127.0.0.1'"})
-        if fast:
-            _append_conf(layout.monitor_dir, FAST_MONITOR)
-    if not is_running(layout.monitor_dir):
-        _run_in_background(layout, "monitor", ["run", "--pgdata", str(layout.monitor_dir)])
-    _wait_ready(layout.hostname, layout.monitor_port, timeout)
+    common = ["--pgctl", str(PG_BIN / "pg_ctl"), "--hostname", layout.hostname, "--auth", layout.auth]
+    # On loopback there is no network to protect; between hosts, TLS with self-signed certificates at
+    # least (pg_auto_failover's docs explain using your own CA).
+    common += ["--no-ssl"] if layout.local else ["--ssl-self-signed"]
+    if layout.role in ("all", "monitor"):
+        if not (layout.monitor_dir / "PG_VERSION").exists():
+            autoctl(
+                layout,
+                "create",
+                "monitor",
+                "--pgdata",
+                str(layout.monitor_dir),
+                "--pgport",
+                str(layout.monitor_port),
+                *common,
+            )
+            # The monitor's own PostgreSQL listens on loopback only for a one-machine set-up.
+            if layout.local:
+                _append_conf(layout.monitor_dir, {"listen_addresses": "'127.0.0.1'"})
+            if fast:
+                _append_conf(layout.monitor_dir, FAST_MONITOR)
+        if not is_running(layout.monitor_dir):
+            _run_in_background(layout, "monitor", ["run", "--pgdata", str(layout.monitor_dir)])
+        _wait_ready(layout.hostname, layout.monitor_port, timeout)
+        if layout.role == "monitor":
+            return layout.monitor_url
     for i, port in enumerate(layout.node_ports, start=1):
         d = layout.node_dir(i)
+        # One machine: node1, node2; one node per host: the host's name.
+        name = f"node{i}" if layout.role == "all" else f"{layout.hostname}-{port}"
         if not (d / "PG_VERSION").exists() and not (layout.base / f"node{i}.created").exists():
-            args = ["create", "postgres", "--pgdata", str(d), "--pgport", str(port), "--name", f"node{i}"]
+            args = ["create", "postgres", "--pgdata", str(d), "--pgport", str(port), "--name", name]
             args += ["--dbname", DBNAME, "--monitor", layout.monitor_url, *common]
-            if layout.hostname in ("127.0.0.1", "localhost"):
-                args += ["--listen", "127.0.0.1"]
+            # One machine: loopback only. Several: Tillpay's hosts in the LAN may reach the database.
+            args += ["--listen", "127.0.0.1"] if layout.local else ["--pg-hba-lan"]
             (layout.base / f"node{i}.created").touch()
             _run_in_background(layout, f"node{i}", [*args, "--run"])
         elif not is_running(d):
             _run_in_background(layout, f"node{i}", ["run", "--pgdata", str(d)])
+        if layout.role == "node":
+            _wait_node(layout, name, timeout)
+            continue
         # One node at a time: the second clones the first once it is primary.
         _wait(
             layout,
@@ -263,7 +307,28 @@ def up(layout: Layout, *, fast: bool = False, timeout: float = 180) -> str:  # f
             timeout,
             nudge_port=None if i == 1 else layout.node_ports[0],
         )
+    if layout.role == "node":
+        return f"{layout.hostname}:{layout.node_ports[0]}"
     return layout.database_url()
+
+
+def _wait_node(layout: Layout, name: str, timeout: float) -> None:  # float-ok: seconds
+    """Wait until the node ``name`` has settled as primary, standby or the only node."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for r in state(layout):
+                now, assigned = r.get("current_group_state"), r.get("assigned_group_state")
+                if (
+                    r.get("nodename") == name
+                    and now == assigned
+                    and now in ("single", "primary", "secondary")
+                ):
+                    return
+        except HaError:
+            pass
+        time.sleep(1)
+    raise HaError(f"node {name} did not join in {timeout:.0f} s; log in {layout.base}")
 
 
 def _append_conf(pgdata: Path, settings: dict[str, str]) -> None:
@@ -367,7 +432,8 @@ def down(layout: Layout, *, purge: bool = False) -> None:
     """Stop the nodes and the monitor (``purge``: and delete their directories)."""
     for i in range(1, len(layout.node_ports) + 1):
         _stop(layout, layout.node_dir(i))
-    _stop(layout, layout.monitor_dir)
+    if layout.role != "node":
+        _stop(layout, layout.monitor_dir)
     if purge:
         shutil.rmtree(layout.base, ignore_errors=True)
 
