@@ -41,6 +41,7 @@ def test_postgres_killed_and_restarted_under_load_loses_nothing_and_pools_recove
         solo_pg.kill9()
         time.sleep(2)  # the load meets a database that is gone: errors, never a hang
         solo_pg.restart()
+        down_seconds = round(time.monotonic() - fault_at, 2)
         # Same server processes, no restart of Tillpay: their pools find the database again.
         load.wait_for_successes(10, after=time.monotonic())
         recovery = load.recovery_seconds(fault_at)
@@ -48,6 +49,7 @@ def test_postgres_killed_and_restarted_under_load_loses_nothing_and_pools_recove
         load.stop()
         server.stop()
     result = check(shop, load)
+    result["database_down_seconds"] = down_seconds  # until pg_ctl start returned
     record(
         "postgres_restart",
         "PostgreSQL postmaster kill -9, restarted after 2 s (no failover)",
@@ -74,7 +76,9 @@ def test_kill_9_of_serve_and_of_worker_mid_load_loses_nothing(db_url_pg: str) ->
         server.kill9()
         worker.kill9()
         time.sleep(1)
-        server.restart()
+        restart_at = time.monotonic()
+        server.restart()  # what systemd (Restart=always) would do
+        restart_seconds = round(time.monotonic() - restart_at, 2)
         recovery = None
         load.wait_for_successes(20, after=time.monotonic())
         recovery = load.recovery_seconds(fault_at)
@@ -87,6 +91,7 @@ def test_kill_9_of_serve_and_of_worker_mid_load_loses_nothing(db_url_pg: str) ->
         result = check(shop, load)
     finally:
         worker.stop()
+    result["serve_start_seconds"] = restart_seconds
     record(
         "kill_serve_worker",
         "kill -9 of `tillpay serve --workers 2` and of `tillpay worker`",

@@ -23,6 +23,7 @@ def _tillpay(*args: str) -> dict[str, object]:
 
 def test_a_monitor_and_two_nodes_started_one_by_one_form_a_primary_and_a_standby() -> None:
     root = Path(tempfile.mkdtemp(prefix="tillpay-ha-roles-"))
+    root.chmod(0o711)  # each part's directory below is the postgres user's
     monitor_port, p1, p2 = free_port(), free_port(), free_port()
     dirs = {name: root / name for name in ("m1", "db1", "db2")}
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -173,6 +174,10 @@ def _run_in_background(layout: Layout, name: str, args: Sequence[str]) -> None:
     log.close()
 
 
+def _postgres_uid() -> int:
+    return pwd.getpwnam("postgres").pw_uid
+
+
 def _prepare(layout: Layout) -> None:
     for d in (
         layout.base,
@@ -185,10 +190,12 @@ def _prepare(layout: Layout) -> None:
         shutil.chown(layout.base, "postgres", "postgres")
         for d in layout.base.rglob("*"):
             shutil.chown(d, "postgres", "postgres")
-        # The postgres user must reach the directory (a root-owned /tmp/x/y stops it otherwise).
+        # The postgres user must reach the directory; say so rather than loosen a parent's mode.
         for parent in layout.base.resolve().parents:
-            if parent.stat().st_uid == 0 and not parent.stat().st_mode & 0o001:
-                parent.chmod(parent.stat().st_mode | 0o001)
+            if parent.stat().st_uid != _postgres_uid() and not parent.stat().st_mode & 0o001:
+                raise HaError(
+                    f"the postgres user cannot reach {layout.base}: {parent} is not searchable (chmod o+x)"
+                )
     (layout.base / "xdg" / "run").chmod(0o700)
 
 
