@@ -74,7 +74,7 @@ def _database(cluster: ha.Layout, name: str) -> str:
 
 def _under_load(cluster: ha.Layout, name: str, fault: str, act: object) -> None:
     url = _database(cluster, name)
-    shop = prepare(url, users=300)
+    shop = prepare(url)
     server = Proc(url, "serve", "--workers", "2", port=free_port())
     load = Load(shop, server.url, prefix=name.upper()[:6]).start()
     try:

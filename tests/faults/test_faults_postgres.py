@@ -32,7 +32,7 @@ def solo_pg() -> Iterator[SoloPostgres]:
 def test_postgres_killed_and_restarted_under_load_loses_nothing_and_pools_recover(
     solo_pg: SoloPostgres,
 ) -> None:
-    shop = prepare(solo_pg.url, users=100)
+    shop = prepare(solo_pg.url)
     server = Proc(solo_pg.url, "serve", port=free_port())
     load = Load(shop, server.url, prefix="PGR").start()
     try:
