@@ -162,7 +162,7 @@ def autoctl(layout: Layout, *args: str, timeout: float = 120) -> str:  # float-o
 
 def _run_in_background(layout: Layout, name: str, args: Sequence[str]) -> None:
     log = open(layout.base / f"{name}.log", "ab")
-    subprocess.Popen(  # noqa: S603 - fixed program, arguments from this module
+    proc = subprocess.Popen(  # noqa: S603 - fixed program, arguments from this module
         _as_postgres(["pg_autoctl", *args]),
         env=_env(layout),
         stdout=log,
@@ -172,6 +172,39 @@ def _run_in_background(layout: Layout, name: str, args: Sequence[str]) -> None:
         start_new_session=True,  # survives the command that started it, like a service
     )
     log.close()
+    # The keeper, its service processes and its PostgreSQL share this process group: a crash or a
+    # stop that must not leave any of them behind uses it.
+    (layout.base / f"{name}.pgid").write_text(str(proc.pid))
+
+
+def _group(layout: Layout, name: str) -> list[int]:
+    """The live processes of ``name``'s process group that are pg_autoctl's or PostgreSQL's."""
+    try:
+        pgid = int((layout.base / f"{name}.pgid").read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            cmd = (proc / "cmdline").read_bytes()
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+        # A process group id can be reused once the group is gone: only ever ours.
+        if b"pg_autoctl" in cmd or b"postgres" in cmd or b"runuser" in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _kill_group(layout: Layout, name: str) -> None:
+    for pid in _group(layout, name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _postgres_uid() -> int:
@@ -271,21 +304,25 @@ def up(layout: Layout, *, fast: bool = False, timeout: float = 180) -> str:  # f
     common += ["--no-ssl"] if layout.local else ["--ssl-self-signed"]
     if layout.role in ("all", "monitor"):
         if not (layout.monitor_dir / "PG_VERSION").exists():
-            autoctl(
-                layout,
+            # Created and then run in one process (as the nodes are): `create` alone leaves a
+            # service process behind.
+            args = [
                 "create",
                 "monitor",
                 "--pgdata",
                 str(layout.monitor_dir),
                 "--pgport",
                 str(layout.monitor_port),
-                *common,
-            )
-            # The monitor's own PostgreSQL listens on loopback only for a one-machine set-up.
+            ]
+            _run_in_background(layout, "monitor", [*args, *common, "--run"])
+            _wait_monitor(layout, timeout)
+            # Then the settings of this set-up: loopback only for one machine, fast health checks.
+            extra = dict(FAST_MONITOR) if fast else {}
             if layout.local:
-                _append_conf(layout.monitor_dir, {"listen_addresses": "'127.0.0.1'"})
-            if fast:
-                _append_conf(layout.monitor_dir, FAST_MONITOR)
+                extra["listen_addresses"] = "'127.0.0.1'"
+            if extra:
+                _append_conf(layout.monitor_dir, extra)
+                _stop(layout, layout.monitor_dir, "monitor")
         if not is_running(layout.monitor_dir):
             _run_in_background(layout, "monitor", ["run", "--pgdata", str(layout.monitor_dir)])
         _wait_ready(layout.hostname, layout.monitor_port, timeout)
@@ -317,6 +354,19 @@ def up(layout: Layout, *, fast: bool = False, timeout: float = 180) -> str:  # f
     if layout.role == "node":
         return f"{layout.hostname}:{layout.node_ports[0]}"
     return layout.database_url()
+
+
+def _wait_monitor(layout: Layout, timeout: float) -> None:  # float-ok: seconds
+    """Wait until the monitor answers ``show state`` (created, extension installed, running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state(layout)
+            return
+        except (HaError, subprocess.TimeoutExpired):
+            if time.monotonic() > deadline:
+                raise HaError(f"the monitor did not start in {timeout:.0f} s; log in {layout.base}") from None
+            time.sleep(0.5)
 
 
 def _wait_node(layout: Layout, name: str, timeout: float) -> None:  # float-ok: seconds
@@ -410,13 +460,17 @@ def switchover(layout: Layout, timeout: float = 120) -> int:  # float-ok: second
 
 
 def crash_node(layout: Layout, i: int) -> None:
-    """``kill -9`` node ``i``'s keeper and postmaster: the machine is gone, as far as the monitor knows."""
-    for pid in (keeper_pid(layout.node_dir(i)), postmaster_pid(layout.node_dir(i))):
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """``kill -9`` of node ``i``'s postmaster, keeper and every keeper service: the machine is gone.
+
+    (A service left running would start PostgreSQL again: a node that was not lost after all.)
+    """
+    postmaster = postmaster_pid(layout.node_dir(i))
+    _kill_group(layout, f"node{i}")
+    if postmaster is not None:
+        try:
+            os.kill(postmaster, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def start_node(layout: Layout, i: int) -> None:
@@ -438,15 +492,16 @@ def wait_healthy(layout: Layout, timeout: float = 120) -> list[dict[str, Any]]: 
 def down(layout: Layout, *, purge: bool = False) -> None:
     """Stop the nodes and the monitor (``purge``: and delete their directories)."""
     for i in range(1, len(layout.node_ports) + 1):
-        _stop(layout, layout.node_dir(i))
+        _stop(layout, layout.node_dir(i), f"node{i}")
     if layout.role != "node":
-        _stop(layout, layout.monitor_dir)
+        _stop(layout, layout.monitor_dir, "monitor")
     if purge:
         shutil.rmtree(layout.base, ignore_errors=True)
 
 
-def _stop(layout: Layout, pgdata: Path) -> None:
+def _stop(layout: Layout, pgdata: Path, name: str) -> None:
     if not pgdata.exists():
+        _kill_group(layout, name)
         return
     if is_running(pgdata):
         try:
@@ -462,3 +517,4 @@ def _stop(layout: Layout, pgdata: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    _kill_group(layout, name)  # nor a service process of a keeper that was killed
