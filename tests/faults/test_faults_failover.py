@@ -1,6 +1,6 @@
 """Failover under a pay load: a primary and a synchronous standby under pg_auto_failover (``tillpay ha``),
-``tillpay serve`` on the multi-host URL. The primary machine dies (``kill -9`` of its keeper and its
-postmaster), and a planned switchover; each ends with the four checks and the recovery time."""
+``tillpay serve`` on the multi-host URL. The primary machine dies (``kill -9`` of its postmaster, keeper and
+keeper services), and a planned switchover; each ends with the four checks and the recovery time."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_primary_killed_under_load_fails_over_and_loses_no_acknowledged_payment(
         _under_load(
             cluster,
             "failover_kill_primary",
-            "primary's keeper and postmaster kill -9 (pg_auto_failover promotes the synchronous standby)",
+            "kill -9 of the primary's postmaster, keeper and keeper services (pg_auto_failover promotes the synchronous standby)",
             crash,
         )
         assert ha.primary(cluster) != before
