@@ -137,6 +137,7 @@ class Proc:
             pass
         except subprocess.TimeoutExpired:
             self.kill9()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 @dataclass

@@ -4,6 +4,7 @@ a directory of its own (as on its own host), here all on loopback."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -58,3 +59,4 @@ def test_a_monitor_and_two_nodes_started_one_by_one_form_a_primary_and_a_standby
                     capture_output=True,
                     timeout=300,
                 )
+        shutil.rmtree(root, ignore_errors=True)
