@@ -870,5 +870,11 @@ from tillpay.bench.cli import bench as _bench  # noqa: E402 - registered last, l
 
 main.add_command(_bench)
 
+from tillpay.ops.cli import backup as _backup  # noqa: E402 - registered last, like every command group
+from tillpay.ops.cli import ha as _ha  # noqa: E402
+
+main.add_command(_ha)
+main.add_command(_backup)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,7 +7,9 @@ PostgreSQL goes through asyncpg, the fastest driver measured; balance changes ta
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Insert, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,10 +19,35 @@ from sqlalchemy.sql.schema import Table
 
 from tillpay.store.sqlite_inline import InlineConnection
 
+_LIBPQ_HOSTS = re.compile(r"^(?P<head>[a-z0-9+]+://(?:[^@/]*@)?)(?P<hosts>[^/?]*,[^/?]*)(?P<tail>.*)$", re.I)
+
+
+def _hosts_to_query(url: str) -> str:
+    """libpq's multi-host form ``postgresql://u@h1:p1,h2:p2/db`` → ``postgresql://u@/db?host=h1:p1&host=h2:p2``.
+
+    SQLAlchemy cannot parse the comma form (the port would be ``p1,h2:p2``) but passes ``host=`` query
+    parameters to both asyncpg and psycopg as the list of hosts to try in order, which together with
+    ``target_session_attrs=read-write`` is how a pool finds the primary after a failover
+    (docs/reliability.md).
+    """
+    m = _LIBPQ_HOSTS.match(url)
+    if not m:
+        return url
+    hosts = "&".join("host=" + quote(h.strip(), safe=":[]") for h in m["hosts"].split(",") if h.strip())
+    path, _, query = m["tail"].partition("?")
+    return f"{m['head']}{path or '/'}?{hosts}" + (f"&{query}" if query else "")
+
+
+def is_multi_host(url: str) -> bool:
+    """Whether a PostgreSQL URL lists several hosts or asks for a session kind (a failover setup)."""
+    q = make_url(_hosts_to_query(url)).query
+    hosts = q.get("host", ())
+    return (not isinstance(hosts, str) and len(hosts) > 1) or "target_session_attrs" in q
+
 
 def async_url(url: str) -> str:
     """The async-driver form of a database URL (``sqlite://`` → aiosqlite, ``postgresql://`` → asyncpg)."""
-    u = make_url(url)
+    u = make_url(_hosts_to_query(url))
     if u.drivername in ("sqlite", "sqlite+pysqlite"):
         u = u.set(drivername="sqlite+aiosqlite")
     elif u.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
@@ -30,7 +57,7 @@ def async_url(url: str) -> str:
 
 def sync_url(url: str) -> str:
     """The sync-driver form of a database URL, for Alembic and the test harness."""
-    u = make_url(url)
+    u = make_url(_hosts_to_query(url))
     if u.drivername.startswith("sqlite"):
         u = u.set(drivername="sqlite")
     elif u.drivername.startswith("postgres"):
@@ -40,7 +67,7 @@ def sync_url(url: str) -> str:
 
 def is_sqlite(url: str) -> bool:
     """Whether the URL names a SQLite database."""
-    return make_url(url).drivername.startswith("sqlite")
+    return make_url(_hosts_to_query(url)).drivername.startswith("sqlite")
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -75,7 +102,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    # A failover setup (several hosts, target_session_attrs) pings a connection before using it: after
+    # the primary goes, every pooled connection is dead, and a ping that fails throws away the whole
+    # pool (SQLAlchemy invalidates all connections older than a disconnect), so one request per process
+    # at most sees the old primary's death. A single server keeps the measured ping-free path: a dead
+    # connection fails its request, is discarded on return and replaced by a fresh one.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=is_multi_host(url)
+    )
 
 
 def insert_ignore(conn: AsyncConnection, table: Table, *conflict: str) -> Insert:
