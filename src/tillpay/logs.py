@@ -59,6 +59,8 @@ def configure_logging(level: str) -> None:
             _add_request_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # exc_info=True becomes the traceback, on the same line (KeyValueRenderer escapes newlines).
+            structlog.processors.format_exc_info,
             structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
