@@ -18,15 +18,17 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tillpay.domain import ledger, paycode, risk, secmerchant
+from tillpay.domain import ledger, paycode, paydecision, risk, secmerchant
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import find_rate, make_quote
 from tillpay.domain.money import convert, exponent
+from tillpay.domain.paydecision import PayVerdict
 from tillpay.domain.payment import Event, Status, refund_shares, transition
-from tillpay.domain.risk import Verdict
+from tillpay.services import code_limits, paypath, secmerchants, stores
 from tillpay.services import fx as fx_service
-from tillpay.services import paypath, secmerchants, stores
 from tillpay.services import risk as risk_service
+from tillpay.services.code_limits import bad_code_alert as bad_code_alert
+from tillpay.services.code_limits import bad_codes_in_window as bad_codes_in_window
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
@@ -38,7 +40,7 @@ log = structlog.get_logger("tillpay.payments")
 #: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
 MAX_MAJOR = 100_000_000
 #: How many steps back a code is recognised as expired rather than made up.
-EXPIRED_LOOKBACK_STEPS = 24 * 60
+EXPIRED_LOOKBACK_STEPS = paydecision.EXPIRED_LOOKBACK_STEPS
 
 
 class _CodeTaken(Exception):
@@ -225,145 +227,6 @@ async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
 # ----------------------------------------------------------------------------------------------- pay
 
 
-async def _record_bad_code(
-    p: Platform,
-    conn: AsyncConnection,
-    merchant_id: int,
-    device_no: int | None,
-    terminal_id: str | None = None,
-) -> None:
-    """Count a wrong code against the merchant that sent it (and its device and terminal).
-
-    The merchant's own total never blocks its tills (one bad actor would shut them all, terminal ids being
-    the caller's to choose): when it reaches ``bad_code_alert_threshold`` in the window, an alert is
-    logged and shown on the merchant's console dashboard (docs/security.md).
-    """
-    # On the caller's connection: SQLite has one connection per process, so a second one would wait forever.
-    await conn.rollback()
-    now = p.now()
-    async with conn.begin():
-        await conn.execute(
-            insert(t.bad_codes).values(
-                merchant_id=merchant_id, device_no=device_no, terminal_id=terminal_id, created_at=now
-            )
-        )
-        n = await bad_codes_in_window(p, conn, merchant_id)
-    if n == p.settings.bad_code_alert_threshold:
-        log.warning(
-            "bad_code_anomaly",
-            merchant_id=merchant_id,
-            count=n,
-            window_seconds=p.settings.bad_code_window_seconds,
-            terminal_id=terminal_id,
-        )
-
-
-async def bad_codes_in_window(p: Platform, conn: AsyncConnection, merchant_id: int) -> int:
-    """The merchant's wrong codes (all devices and terminals) in the bad-code window."""
-    since = p.now() - timedelta(seconds=p.settings.bad_code_window_seconds)
-    return int(
-        (
-            await conn.execute(
-                select(func.count())
-                .select_from(t.bad_codes)
-                .where(t.bad_codes.c.merchant_id == merchant_id, t.bad_codes.c.created_at > since)
-            )
-        ).scalar_one()
-    )
-
-
-async def bad_code_alert(p: Platform, merchant_id: int) -> int | None:
-    """The merchant's wrong codes in the window if they reach the alert threshold (console), else None."""
-    async with p.engine.connect() as conn:
-        n = await bad_codes_in_window(p, conn, merchant_id)
-    return n if n >= p.settings.bad_code_alert_threshold else None
-
-
-async def _check_terminal(
-    p: Platform, conn: AsyncConnection, merchant_id: int, terminal_id: str | None, cfg: risk.RiskConfig
-) -> None:
-    """A terminal that sent too many invalid codes is blocked for the rule's window."""
-    if not terminal_id or not cfg.terminal_bad_codes:
-        return
-    since = p.now() - timedelta(minutes=cfg.terminal_window_minutes)
-    n = (
-        await conn.execute(
-            select(func.count())
-            .select_from(t.bad_codes)
-            .where(
-                t.bad_codes.c.merchant_id == merchant_id,
-                t.bad_codes.c.terminal_id == terminal_id,
-                t.bad_codes.c.created_at > since,
-            )
-        )
-    ).scalar_one()
-    if n >= cfg.terminal_bad_codes:
-        raise TillpayError(
-            Code.CODE_ATTEMPTS_EXCEEDED,
-            f"terminal {terminal_id} is blocked after {n} invalid codes; try again in "
-            f"{cfg.terminal_window_minutes} minutes",
-        )
-
-
-async def _check_code_attempts(p: Platform, conn: AsyncConnection, merchant_id: int, device_no: int) -> None:
-    """Refuse a device's codes at a merchant that sent too many wrong ones for it in the window.
-
-    Scoped to the (merchant, device) pair: wrong codes at another merchant never refuse the customer's
-    code here, and this merchant's wrong codes for other devices never refuse this one.
-    """
-    since = p.now() - timedelta(seconds=p.settings.bad_code_window_seconds)
-    by_pair = (
-        await conn.execute(
-            select(func.count())
-            .select_from(t.bad_codes)
-            .where(
-                t.bad_codes.c.device_no == device_no,
-                t.bad_codes.c.merchant_id == merchant_id,
-                t.bad_codes.c.created_at > since,
-            )
-        )
-    ).scalar_one()
-    if by_pair >= p.settings.max_bad_codes_per_device:
-        raise TillpayError(
-            Code.CODE_ATTEMPTS_EXCEEDED, "too many invalid codes for this wallet from this merchant"
-        )
-
-
-async def _resolve_code(
-    p: Platform, conn: AsyncConnection, merchant_id: int, code: str, terminal_id: str | None = None
-) -> tuple[Any, int, int]:
-    """The device row, the time step and the slot of a valid code; raises and counts a bad one."""
-    try:
-        parsed = paycode.parse(code)
-    except paycode.MalformedCode:
-        await _record_bad_code(p, conn, merchant_id, None, terminal_id)
-        raise TillpayError(Code.INVALID_CODE, "not a Tillpay payment code") from None
-    await _check_code_attempts(p, conn, merchant_id, parsed.device_no)
-    device = (
-        await conn.execute(
-            select(
-                t.devices.c.id,
-                t.devices.c.user_id,
-                t.devices.c.secret,
-                t.devices.c.status,
-                t.devices.c.created_at,
-            ).where(t.devices.c.device_no == parsed.device_no)
-        )
-    ).first()
-    now_unix = int(p.now().timestamp())
-    if device is None or device.status != "active":
-        await _record_bad_code(p, conn, merchant_id, parsed.device_no, terminal_id)
-        raise TillpayError(Code.INVALID_CODE)
-    step = paycode.match_step(device.secret, parsed, now_unix)
-    if step is None:
-        old = paycode.match_step(device.secret, parsed, now_unix, back=EXPIRED_LOOKBACK_STEPS, forward=0)
-        if old is not None:
-            raise TillpayError(Code.EXPIRED_CODE)
-        await _record_bad_code(p, conn, merchant_id, parsed.device_no, terminal_id)
-        raise TillpayError(Code.INVALID_CODE)
-    return device, step, parsed.slot
-
-
 async def _lock_wallet(conn: AsyncConnection, user_id: int) -> Any:
     row = (
         await conn.execute(
@@ -534,8 +397,8 @@ async def _notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, e
 
 @dataclass(frozen=True, slots=True)
 class _Payer:
-    """Who pays, as the checks before the write transaction found: the device, the code's step and slot,
-    the wallet's currency and login, and the FX margin between the price and the wallet currency."""
+    """Who pays, as admission found: the device, the code's step and slot, the wallet's currency and
+    login, and the FX margin between the price and the wallet currency."""
 
     device_id: int
     user_id: int
@@ -549,16 +412,60 @@ class _Payer:
     secondary: secmerchant.SecondaryRef
 
 
-async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) -> _Payer | None:
-    """The common case in one statement (``paypath.READ``); None if anything needs the careful path:
-    a known transaction id, wrong codes counted, an unknown or inactive device, a code that does not
-    match, a disabled store or terminal or secondary merchant, or a terminal with a wrong code inside its rule's window. Reads
-    only, so falling back changes nothing."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What a pay reads before its write transaction: the admission facts and who would pay."""
+
+    gate: paydecision.Gate
+    device_no: int | None
+    device_id: int | None = None
+    user_id: int | None = None
+    device_created_at: datetime | None = None
+    login_id: str | None = None
+
+
+def _gate(
+    p: Platform,
+    cmd: PayCommand,
+    now: datetime,
+    *,
+    disabled: bool,
+    registered: secmerchant.Registered | None,
+    rules: risk.RiskConfig,
+    terminal_bad_codes: int,
+    device_bad_codes: int,
+    device: paydecision.Device | None,
+    wallet_currency: str | None,
+    margin_bps: int | None,
+) -> paydecision.Gate:
+    return paydecision.Gate(
+        now_unix=int(now.timestamp()),
+        code=cmd.code,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        disabled=disabled,
+        secondary=cmd.secondary(),
+        registered=registered,
+        rules=rules,
+        terminal_bad_codes=terminal_bad_codes,
+        device_bad_codes=device_bad_codes,
+        max_bad_codes_per_device=p.settings.max_bad_codes_per_device,
+        device=device,
+        wallet_currency=wallet_currency,
+        price_currency=cmd.price_currency,
+        margin_bps=margin_bps,
+        default_margin_bps=p.settings.fx_default_margin_bps,
+    )
+
+
+async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, now: datetime) -> _Read | None:
+    """The common case's facts in one statement (``paypath.READ``); None where the careful read is
+    needed: a known transaction id (a repeat), a malformed code or an unknown device (nothing to join),
+    or a terminal with a wrong code inside its rule's window (it takes a count). Reads only."""
     try:
-        parsed = paycode.parse(cmd.code)
+        device_no = paycode.parse(cmd.code).device_no
     except paycode.MalformedCode:
         return None
-    now = p.now()
     # One statement, outside any transaction (a statement reads one consistent snapshot).
     found = await (await paypath.Driver.of(conn)).rows(
         paypath.READ,
@@ -566,7 +473,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
             "merchant_id": cmd.merchant.id,
             "ptid": cmd.partner_trans_id,
             "since": now - timedelta(seconds=p.settings.bad_code_window_seconds),
-            "device_no": parsed.device_no,
+            "device_no": device_no,
             "partner_id": cmd.merchant.partner_id,
             "price_currency": cmd.price_currency,
             "now": now,
@@ -577,14 +484,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
         },
     )
     row = found[0] if found else None
-    limit = p.settings.max_bad_codes_per_device
-    if (
-        row is None
-        or row["existing"] is not None
-        or row["bad_pair"] >= limit
-        or row["device_status"] != "active"
-        or row["disabled"]
-    ):
+    if row is None or row["existing"] is not None:
         return None
     base_cfg, _ = risk_service.config_of(p, row["scheme_rules"], row["merchant_rules"], None)
     bad_at = row["terminal_bad_at"]
@@ -594,71 +494,106 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand) ->
         and bad_at is not None
         and paypath.utc(bad_at) > now - timedelta(minutes=base_cfg.terminal_window_minutes)
     ):
-        return None  # the terminal may be blocked: counted on the careful path
-    step = paycode.match_step(bytes(row["secret"]), parsed, int(now.timestamp()))
-    if step is None:
-        return None
-    try:
-        secondary = secmerchant.resolve(cmd.secondary(), secmerchants.registered_of(row))
-    except TillpayError:
-        return None  # a disabled secondary merchant or store: refused on the careful path
-    if cmd.price_currency == row["currency"]:
-        margin = 0
-    else:
-        bps = row["margin_bps"]
-        margin = bps if bps is not None else p.settings.fx_default_margin_bps
-    return _Payer(
+        return None  # the terminal's wrong codes in the window are counted by the careful read
+    gate = _gate(
+        p,
+        cmd,
+        now,
+        disabled=bool(row["disabled"]),
+        registered=secmerchants.registered_of(row),
+        rules=base_cfg,
+        terminal_bad_codes=0,  # none inside the window (its latest is older)
+        device_bad_codes=int(row["bad_pair"]),
+        device=paydecision.Device(bytes(row["secret"]), row["device_status"] == "active"),
+        wallet_currency=row["currency"],
+        margin_bps=None if row["margin_bps"] is None else int(row["margin_bps"]),
+    )
+    return _Read(
+        gate,
+        device_no,
         row["device_id"],
         row["user_id"],
         paypath.utc(row["device_created_at"]),
-        step,
-        parsed.slot,
-        row["currency"],
         row["login_id"],
-        int(margin),
-        secondary,
     )
 
 
 async def _payer_carefully(
-    p: Platform, conn: AsyncConnection, cmd: PayCommand, digest: str
-) -> _Payer | PayOutcome:
-    """Every check one by one: answers a repeated request, counts and refuses wrong codes."""
+    p: Platform, conn: AsyncConnection, cmd: PayCommand, digest: str, now: datetime
+) -> _Read | PayOutcome:
+    """The same facts statement by statement (and a repeated request answered with its first result)."""
     existing = await _payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
     if existing is not None:
         return await _replay(p, conn, existing, digest)
-    # Stores and terminals the merchant disabled in its console cannot take payments.
-    await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
-    secondary = secmerchant.resolve(
-        cmd.secondary(),
-        await secmerchants.registered(conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id),
-    )
+    disabled = False
+    if cmd.store_id or cmd.terminal_id:
+        disabled = bool(
+            (
+                await conn.execute(
+                    select(stores.disabled_clause(cmd.merchant.id, cmd.store_id, cmd.terminal_id))
+                )
+            ).scalar()
+        )
+    registered = await secmerchants.registered(conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id)
     base_cfg = risk.build(
         await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
     )
-    await _check_terminal(p, conn, cmd.merchant.id, cmd.terminal_id, base_cfg)
-    device, step, slot = await _resolve_code(p, conn, cmd.merchant.id, cmd.code, cmd.terminal_id)
-    user = (
-        await conn.execute(
-            select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
-                t.wallet_users.c.id == device.user_id
-            )
+    terminal_bad = 0
+    if cmd.terminal_id and base_cfg.terminal_bad_codes:
+        terminal_bad = await code_limits.terminal_bad_codes(
+            conn, cmd.merchant.id, cmd.terminal_id, now - timedelta(minutes=base_cfg.terminal_window_minutes)
         )
-    ).first()
-    if user is None:
-        raise TillpayError(Code.BUYER_NOT_EXIST)
-    margin = await fx_service.margin_for(p, conn, cmd.price_currency, user.currency)
-    return _Payer(
-        device.id,
-        device.user_id,
-        device.created_at,
-        step,
-        slot,
-        user.currency,
-        user.login_id,
-        margin,
-        secondary,
+    try:
+        device_no: int | None = paycode.parse(cmd.code).device_no
+    except paycode.MalformedCode:
+        device_no = None
+    device_bad = 0
+    device: Any = None
+    user: Any = None
+    margin: int | None = None
+    if device_no is not None:
+        device_bad = await code_limits.device_bad_codes(
+            conn, cmd.merchant.id, device_no, now - timedelta(seconds=p.settings.bad_code_window_seconds)
+        )
+        device = (
+            await conn.execute(
+                select(
+                    t.devices.c.id,
+                    t.devices.c.user_id,
+                    t.devices.c.secret,
+                    t.devices.c.status,
+                    t.devices.c.created_at,
+                ).where(t.devices.c.device_no == device_no)
+            )
+        ).first()
+    if device is not None:
+        user = (
+            await conn.execute(
+                select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
+                    t.wallet_users.c.id == device.user_id
+                )
+            )
+        ).first()
+    if user is not None and user.currency != cmd.price_currency:
+        margin = await fx_service.stored_margin(p, conn, cmd.price_currency, user.currency)
+    gate = _gate(
+        p,
+        cmd,
+        now,
+        disabled=disabled,
+        registered=registered,
+        rules=base_cfg,
+        terminal_bad_codes=terminal_bad,
+        device_bad_codes=device_bad,
+        device=None
+        if device is None
+        else paydecision.Device(bytes(device.secret), device.status == "active"),
+        wallet_currency=None if user is None else user.currency,
+        margin_bps=margin,
     )
+    if device is None or user is None:
+        return _Read(gate, device_no)
+    return _Read(gate, device_no, device.id, device.user_id, device.created_at, user.login_id)
 
 
 async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
@@ -672,12 +607,34 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
     digest = _digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
 
     async with p.engine.connect() as conn:
-        payer = await _payer_at_once(p, conn, cmd)
-        if payer is None:
-            found = await _payer_carefully(p, conn, cmd, digest)
+        now = p.now()
+        read = await _payer_at_once(p, conn, cmd, now)
+        if read is None:
+            found = await _payer_carefully(p, conn, cmd, digest, now)
             if isinstance(found, PayOutcome):
                 return found
-            payer = found
+            read = found
+        admitted = paydecision.decide(paydecision.PayFacts(gate=read.gate))
+        if admitted.verdict is PayVerdict.REFUSE:
+            if admitted.counts_bad_code:
+                await code_limits.record_bad_code(
+                    p, conn, cmd.merchant.id, admitted.device_no, cmd.terminal_id
+                )
+            raise admitted.error()
+        assert admitted.step is not None and admitted.slot is not None and admitted.secondary is not None
+        assert read.device_id is not None and read.user_id is not None and read.login_id is not None
+        assert read.device_created_at is not None and read.gate.wallet_currency is not None
+        payer = _Payer(
+            read.device_id,
+            read.user_id,
+            read.device_created_at,
+            admitted.step,
+            admitted.slot,
+            read.gate.wallet_currency,
+            read.login_id,
+            admitted.margin_bps,
+            admitted.secondary,
+        )
         rates = await p.rates(conn)
         if conn.in_transaction():
             await conn.rollback()  # end the read transaction before the write one
@@ -800,12 +757,13 @@ async def _charge(
         merchant_active=cmd.merchant.status == "active",
         balance=int(wallet["balance"]),
     )
-    # One decision for every path: a balance too low declines here, before any confirmation request.
-    decision = risk.evaluate(cfg, inputs)
+    outcome = paydecision.decide(paydecision.PayFacts(account=paydecision.Account(cfg, inputs)))
+    decision = outcome.risk
+    assert decision is not None  # the rules were applied
     result_code: Code | None = None
-    if decision.verdict is Verdict.DECLINE:
-        status, result_code = Status.TRADE_CLOSED, decision.code or Code.RISK_REJECT
-    elif decision.verdict is Verdict.CONFIRM:
+    if outcome.verdict is PayVerdict.DECLINE:
+        status, result_code = Status.TRADE_CLOSED, outcome.code
+    elif outcome.verdict is PayVerdict.CONFIRM:
         status = Status.WAIT_BUYER_PAY
     else:
         status = Status.TRADE_SUCCESS
@@ -1175,26 +1133,29 @@ async def _confirm_in_tx(
                 may_confirm=False,
                 balance=wallet.balance,
             )
-            decision = risk.evaluate(cfg, inputs)
-            await risk_service.record(conn, row.id, decision, inputs, cfg, now)
-            if decision.verdict is Verdict.DECLINE:
-                await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-                await _close(p, conn, row.id, Event.REJECT, decision.code or Code.RISK_REJECT)
-                closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-                return await _view(conn, closed)
-        if wallet.status != "active":
-            if values:
-                await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-            await _close(p, conn, row.id, Event.REJECT, Code.BUYER_FROZEN)
-            return await _view(
-                conn, (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+            account = paydecision.Account(cfg, inputs)
+        else:
+            # The rules ran when the customer was asked; the balance was enough then, but may have
+            # dropped since (another payment of the same customer was paid first), or the wallet frozen.
+            account = paydecision.Account(
+                None,
+                risk.RiskInputs(
+                    wallet_amount=wallet_amount,
+                    wallet_currency=wallet_currency,
+                    buyer_active=wallet.status == "active",
+                    balance=wallet.balance,
+                ),
             )
-        # The balance was enough when the customer was asked, but may have dropped since (another
-        # payment of the same customer was paid first): the payment closes with the balance failure.
-        if not risk.covers(wallet.balance, wallet_amount):
+        outcome = paydecision.decide(paydecision.PayFacts(account=account))
+        if outcome.risk is not None:
+            assert account.rules is not None
+            await risk_service.record(conn, row.id, outcome.risk, account.inputs, account.rules, now)
+        if outcome.verdict is not PayVerdict.PAY:
+            # DECLINE (a customer confirming with the PIN is never asked again).
+            assert outcome.code is not None
             if values:
                 await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-            await _close(p, conn, row.id, Event.REJECT, Code.BUYER_BALANCE_NOT_ENOUGH)
+            await _close(p, conn, row.id, Event.REJECT, outcome.code)
             closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             return await _view(conn, closed)
         await conn.execute(
