@@ -32,8 +32,11 @@ from tillpay.services.code_limits import bad_codes_in_window as bad_codes_in_win
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
+from tillpay.store import ledger as ledger_store
 from tillpay.store import tables as t
+from tillpay.store.driver import Driver, utc
 from tillpay.store.engine import insert_ignore
+from tillpay.store.ledger import post_entry as post_entry
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -246,72 +249,6 @@ async def _lock_wallet(conn: AsyncConnection, user_id: int) -> Any:
     return row
 
 
-async def post_entry(
-    conn: AsyncConnection,
-    *,
-    kind: str,
-    ref: str,
-    postings: list[ledger.Posting],
-    now: datetime,
-    payment_id: int | None = None,
-    memo: str | None = None,
-    driver: paypath.Driver | None = None,
-) -> None:
-    """Write one balanced journal entry and apply its wallet postings to the stored balances.
-
-    The stored wallet balance changes only here, in the same transaction as its postings; the
-    ``WHERE balance + amount >= 0`` guard makes an overdraft impossible even if a caller forgot a check.
-    With ``driver`` (the pay path, inside its transaction) the same statements go through the driver.
-    """
-    lines = ledger.check_balanced(postings)
-    if driver is not None and driver.in_transaction:
-        entry = {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now}
-        entry_id = (await driver.rows(paypath.ENTRY, entry, tuple(entry)))[0][0]
-        await driver.many(
-            paypath.POSTINGS,
-            [
-                {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
-                for ln in lines
-            ],
-            ("entry_id", "account", "currency", "amount"),
-        )
-        for ln in lines:
-            if ln.account.startswith("wallet:"):
-                changed = await driver.rows(
-                    paypath.WALLET_DELTA_RETURNING,
-                    {
-                        "wallet_id": int(ln.account.split(":", 1)[1]),
-                        "wallet_currency": ln.currency,
-                        "delta": ln.amount,
-                    },
-                )
-                if len(changed) != 1:
-                    raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
-        return
-    entry_id = (
-        await conn.execute(
-            paypath.ENTRY,
-            {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now},
-        )
-    ).scalar_one()
-    await conn.execute(
-        paypath.POSTINGS,
-        [
-            {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
-            for ln in lines
-        ],
-    )
-    for ln in lines:
-        if ln.account.startswith("wallet:"):
-            user_id = int(ln.account.split(":", 1)[1])
-            res = await conn.execute(
-                paypath.WALLET_DELTA,
-                {"wallet_id": user_id, "wallet_currency": ln.currency, "delta": ln.amount},
-            )
-            if res.rowcount != 1:
-                raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
-
-
 def _payment_postings(
     user_id: int,
     merchant_id: int,
@@ -467,7 +404,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
     except paycode.MalformedCode:
         return None
     # One statement, outside any transaction (a statement reads one consistent snapshot).
-    found = await (await paypath.Driver.of(conn)).rows(
+    found = await (await Driver.of(conn)).rows(
         paypath.READ,
         {
             "merchant_id": cmd.merchant.id,
@@ -492,7 +429,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         cmd.terminal_id
         and base_cfg.terminal_bad_codes
         and bad_at is not None
-        and paypath.utc(bad_at) > now - timedelta(minutes=base_cfg.terminal_window_minutes)
+        and utc(bad_at) > now - timedelta(minutes=base_cfg.terminal_window_minutes)
     ):
         return None  # the terminal's wrong codes in the window are counted by the careful read
     gate = _gate(
@@ -513,7 +450,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         device_no,
         row["device_id"],
         row["user_id"],
-        paypath.utc(row["device_created_at"]),
+        utc(row["device_created_at"]),
         row["login_id"],
     )
 
@@ -662,7 +599,7 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
 
 
 async def _pg_writes(
-    drv: paypath.Driver,
+    drv: Driver,
     values: dict[str, Any],
     decision: risk.Decision,
     inputs: risk.RiskInputs,
@@ -678,10 +615,7 @@ async def _pg_writes(
     args: list[Any] = [*values.values(), d["verdict"], d["rule"], d["code"], d["fired"], d["inputs"]]
     args += [d["config"], now]
     if postings:
-        lines = ledger.check_balanced(postings)
-        [wallet] = [ln for ln in lines if ln.account.startswith("wallet:")]
-        args += [[ln.account for ln in lines], [ln.currency for ln in lines], [ln.amount for ln in lines]]
-        args += [int(wallet.account.split(":", 1)[1]), wallet.currency, wallet.amount]
+        args += ledger_store.pg_ledger_args(postings)
     elif release is not None:
         args += [release["device_id"], release["step"], release["slot"]]
     sql = paypath.pg_writes(tuple(values), bool(postings), release=not postings and release is not None)
@@ -705,7 +639,7 @@ async def _charge(
     """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger."""
     use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
     who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
-    drv = await paypath.Driver.of(conn)
+    drv = await Driver.of(conn)
     wallet: Any
     if drv.sqlite:  # BEGIN IMMEDIATE has run; statements cost no round trip
         if not drv.in_transaction:
