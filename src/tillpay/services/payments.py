@@ -7,14 +7,13 @@ customer's wallet; merchant-side balances are sums of append-only postings, neve
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +32,7 @@ from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import CancelOutcome, PaymentView, PayOutcome, RefundView
 from tillpay.store import ledger as ledger_store
+from tillpay.store import outbox
 from tillpay.store import tables as t
 from tillpay.store.driver import Driver, utc
 from tillpay.store.engine import insert_ignore
@@ -285,23 +285,18 @@ async def _enqueue(
     """Put a notification in the outbox, in the caller's transaction (so it exists iff the change does)."""
     if not url:
         return
-    now = p.now()
-    await conn.execute(
-        insert(t.outbox).values(
-            notify_id=p.ids.notify_id(),
-            merchant_id=merchant_id,
-            payment_id=payment_id,
-            refund_id=refund_id,
-            event=event,
-            dialect=dialect,
-            url=url,
-            sign_type=sign_type,
-            payload=json.dumps(payload, separators=(",", ":")),
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+    await outbox.enqueue(
+        conn,
+        notify_id=p.ids.notify_id(),
+        merchant_id=merchant_id,
+        url=url,
+        event=event,
+        dialect=dialect,
+        payload=payload,
+        now=p.now(),
+        payment_id=payment_id,
+        refund_id=refund_id,
+        sign_type=sign_type,
     )
 
 
