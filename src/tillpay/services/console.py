@@ -31,6 +31,7 @@ from tillpay.outbound import excerpt, notify_url_problem
 from tillpay.services import merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
+from tillpay.store import outbox
 from tillpay.store import tables as t
 
 PAGE_SIZE = 50
@@ -685,28 +686,10 @@ async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
 
     False if it is being sent right now (a worker holds it): that attempt is not doubled.
     """
-    o = t.outbox
-    now = p.now()
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(o)
-            .where(
-                o.c.merchant_id == merchant_id,
-                o.c.notify_id == notify_id,
-                or_(o.c.status != "sending", o.c.next_attempt_at <= now),  # a lapsed claim may go
-            )
-            .values(status="pending", next_attempt_at=now)
-        )
-        if res.rowcount == 1:
-            return True
-        mine = (
-            await conn.execute(
-                select(o.c.id).where(o.c.merchant_id == merchant_id, o.c.notify_id == notify_id)
-            )
-        ).first()
-    if mine is None:
+    found = await outbox.redeliver(p.engine, merchant_id, notify_id, p.now())
+    if found is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
-    return False
+    return found
 
 
 # ---------------------------------------------------------------------------------------- integration

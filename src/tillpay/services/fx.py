@@ -114,6 +114,12 @@ async def margin_for(p: Platform, conn: AsyncConnection, a: str, b: str) -> int:
     """The margin in force now for converting between ``a`` and ``b`` (else the scheme default)."""
     if a == b:
         return 0
+    bps = await stored_margin(p, conn, a, b)
+    return bps if bps is not None else p.settings.fx_default_margin_bps
+
+
+async def stored_margin(p: Platform, conn: AsyncConnection, a: str, b: str) -> int | None:
+    """The stored margin in force now between ``a`` and ``b`` (either direction); None if none is."""
     row = (
         await conn.execute(
             select(t.fx_margins.c.bps)
@@ -128,7 +134,7 @@ async def margin_for(p: Platform, conn: AsyncConnection, a: str, b: str) -> int:
             .limit(1)
         )
     ).first()
-    return int(row.bps) if row else p.settings.fx_default_margin_bps
+    return int(row.bps) if row else None
 
 
 async def current_margins(p: Platform) -> list[Margin]:

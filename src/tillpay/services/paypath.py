@@ -18,8 +18,6 @@ They also fold what a pay reads into few round trips, without changing what it r
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -33,7 +31,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,6 +40,13 @@ from sqlalchemy.sql.schema import Table
 from tillpay.services.secmerchants import registered_columns
 from tillpay.services.stores import disabled_clause
 from tillpay.store import tables as t
+from tillpay.store.driver import Driver as Driver
+from tillpay.store.driver import utc as utc
+from tillpay.store.ledger import ENTRY as ENTRY
+from tillpay.store.ledger import POSTINGS as POSTINGS
+from tillpay.store.ledger import WALLET_DELTA as WALLET_DELTA
+from tillpay.store.ledger import WALLET_DELTA_RETURNING as WALLET_DELTA_RETURNING
+from tillpay.store.ledger import pg_ledger_ctes
 
 _dev, _usr, _pay, _bad, _rs, _fxm = (
     t.devices,
@@ -135,18 +139,6 @@ TOTALS: Select[Any] = select(
     _pay.c.kind != "tombstone",
 )
 
-ENTRY = t.journal_entries.insert().returning(t.journal_entries.c.id)
-POSTINGS = t.postings.insert()
-#: The wallet side of a posting; the guard makes an overdraft impossible whatever the caller checked.
-WALLET_DELTA = (
-    update(_usr)
-    .where(
-        _usr.c.id == bindparam("wallet_id"),
-        _usr.c.currency == bindparam("wallet_currency"),
-        _usr.c.balance + bindparam("delta") >= 0,
-    )
-    .values(balance=_usr.c.balance + bindparam("delta"))
-)
 RISK_DECISION = t.risk_decisions.insert()
 #: Takes back a code's single use, in the pay's transaction, when only the balance refused the payment.
 CODE_RELEASE = delete(t.code_uses).where(
@@ -225,17 +217,11 @@ def pg_writes(pay_keys: tuple[str, ...], ledger: bool, *, release: bool = False)
         f"${d + 4}::text, ${d + 5}::text, ${d + 6}::timestamp FROM pay)"
     )
     if ledger:
-        g = d + 7  # the ledger's first parameter
+        # The ledger's statements are the ledger writer's (store/ledger.py); its parameters follow.
         sql += (
-            ", je AS (INSERT INTO journal_entries (kind, ref, payment_id, created_at) "
-            f"SELECT 'payment', 'payment:' || id, id, ${d + 6}::timestamp FROM pay RETURNING id), "
-            "po AS (INSERT INTO postings (entry_id, account, currency, amount) "
-            "SELECT je.id, x.account, x.currency, x.amount FROM je, "
-            f"unnest(${g}::text[], ${g + 1}::text[], ${g + 2}::bigint[]) AS x(account, currency, amount)), "
-            f"wd AS (UPDATE wallet_users SET balance = balance + ${g + 5}::bigint "
-            f"WHERE id = ${g + 3}::int AND currency = ${g + 4}::text AND balance + ${g + 5}::bigint >= 0 "
-            "AND EXISTS (SELECT 1 FROM pay) RETURNING id) "
-            "SELECT pay.id, (SELECT count(*) FROM wd) AS wallet_rows FROM pay"
+            ", "
+            + pg_ledger_ctes(d + 7, d + 6)
+            + " SELECT pay.id, (SELECT count(*) FROM wd) AS wallet_rows FROM pay"
         )
     elif release:
         r = d + 7  # the code's first parameter
@@ -260,91 +246,5 @@ def payment_insert(conn: AsyncConnection) -> Insert:
 
 # ------------------------------------------------------------------------------- on the driver itself
 
-#: Statements run through ``Driver``: compiled by SQLAlchemy once per database, executed on the
-#: driver's connection (asyncpg, or the inline sqlite3 connection), which saves SQLAlchemy's per-call
-#: execution work (~0.1 ms a statement, a third of a pay's CPU when measured).
+#: Statements run through ``Driver`` (store/driver.py).
 CODE_USE_RETURNING = {name: stmt.returning(t.code_uses.c.id) for name, stmt in _CODE_USE.items()}
-WALLET_DELTA_RETURNING = WALLET_DELTA.returning(_usr.c.id)
-
-
-class Driver:
-    """The pay path's statements on the connection's own driver, inside SQLAlchemy's transaction.
-
-    Only used where SQLAlchemy already began the transaction on the driver (``usable``); the caller
-    falls back to ``conn.execute`` otherwise. Times go in as naive UTC (as ``UTCDateTime`` stores them)
-    and come back through :func:`utc`.
-    """
-
-    def __init__(self, conn: AsyncConnection, raw: Any) -> None:
-        self.dialect = conn.dialect
-        self.sqlite = conn.dialect.name == "sqlite"
-        self.raw = raw
-
-    @classmethod
-    async def of(cls, conn: AsyncConnection) -> Driver:
-        """The driver under ``conn``."""
-        proxied = await conn.get_raw_connection()
-        return cls(conn, proxied.driver_connection)
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether the driver connection is inside a transaction (so writes are part of it)."""
-        if self.sqlite:
-            return bool(self.raw.in_transaction)
-        return bool(self.raw.is_in_transaction())
-
-    def _args(self, stmt: Any, keys: tuple[str, ...], params: dict[str, Any]) -> tuple[str, list[Any]]:
-        key = (id(stmt), keys, self.dialect.name)
-        hit = _COMPILED.get(key)
-        if hit is None:
-            c = stmt.compile(dialect=self.dialect, column_keys=list(keys) or None)
-            # Literals in the statement ('scheme', LIMIT 1, ...) are binds with their value set.
-            consts = {name: b.effective_value for name, b in c.binds.items() if not b.required}
-            hit = _COMPILED[key] = (str(c), list(c.positiontup or []), consts)
-        sql, names, consts = hit
-        bind = self._bind
-        return sql, [bind(params[n]) if n in params else consts[n] for n in names]
-
-    def _bind(self, v: Any) -> Any:
-        if isinstance(v, datetime):
-            v = v.astimezone(UTC).replace(tzinfo=None)
-            if self.sqlite:
-                # As SQLAlchemy's SQLite DATETIME stores it: always six fraction digits.
-                return v.isoformat(" ", "microseconds")
-        return v
-
-    async def rows(self, stmt: Any, params: dict[str, Any], keys: tuple[str, ...] = ()) -> list[Any]:
-        """Run one statement; its rows (indexable by column name)."""
-        sql, args = self._args(stmt, keys, params)
-        if self.sqlite:
-            cur = self.raw._conn.cursor()
-            cur.row_factory = sqlite3.Row
-            try:
-                return list(cur.execute(sql, args).fetchall())
-            finally:
-                cur.close()
-        return list(await self.raw.fetch(sql, *args))
-
-    async def pg_rows(self, sql: str, args: list[Any]) -> list[Any]:
-        """PostgreSQL: run hand-written SQL with positional parameters (times as everywhere here)."""
-        return list(await self.raw.fetch(sql, *[self._bind(a) for a in args]))
-
-    async def many(self, stmt: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-        """Run one statement for each parameter set (no rows back)."""
-        sql, _ = self._args(stmt, keys, rows[0])
-        batches = [self._args(stmt, keys, r)[1] for r in rows]
-        if self.sqlite:
-            self.raw._conn.executemany(sql, batches)
-        else:
-            await self.raw.executemany(sql, batches)
-
-
-_COMPILED: dict[tuple[int, tuple[str, ...], str], tuple[str, list[str], dict[str, Any]]] = {}
-
-
-def utc(v: Any) -> datetime:
-    """A time read through ``Driver``: SQLite gives text, PostgreSQL a naive datetime; both are UTC."""
-    if isinstance(v, str):
-        v = datetime.fromisoformat(v)
-    assert isinstance(v, datetime)
-    return v.replace(tzinfo=UTC)

@@ -49,10 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tillpay.config import Settings
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.services.payments import post_entry
 from tillpay.services.platform import Platform
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
+from tillpay.store.ledger import post_entry
 
 log = structlog.get_logger("tillpay.settlement")
 

@@ -13,7 +13,8 @@ Two ways to write it, the same rules either way:
   simulated time. A few hundred transactions a second.
 - ``bulk``: for a million transactions. Rows are computed with the same domain rules (quotes,
   ``refund_shares``, ``ledger.transfer`` checked by ``ledger.check_balanced``) and written in large
-  batches, each batch one database transaction that also moves the wallets' stored balances; only
+  batches, each batch one database transaction whose ledger entries go through the ledger writer's
+  batch form (``store.ledger.post_entries``: balanced entries, the overdraft guard per wallet); only
   simulated data is written this way, and ``tillpay audit`` holds afterwards. Codes, risk checks and
   notifications are skipped.
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from tillpay.domain import ledger, paycode, risk
 from tillpay.domain import settlement as sdom
@@ -47,6 +48,7 @@ from tillpay.services.payments import PayCommand, RefundCommand
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import hash_secret
 from tillpay.services.views import PayOutcome
+from tillpay.store import ledger as ledger_store
 from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.simulate")
@@ -719,7 +721,7 @@ async def _bulk(
                         for pid, row in zip(ids, pay_rows, strict=True)
                     ],
                 )
-                refund_rows, entries, postings_of, deltas, updates = _bulk_followups(
+                refund_rows, entries, postings_of, updates = _bulk_followups(
                     ids, pay_rows, meta, sims, prefix, rng, result, balances
                 )
                 refund_ids: list[int] = []
@@ -736,33 +738,22 @@ async def _bulk(
                     )
                 for i, rid in enumerate(refund_ids):
                     entries[len(entries) - len(refund_ids) + i]["ref"] = f"refund:{rid}"
-                entry_ids = (
-                    (
-                        await conn.execute(
-                            insert(t.journal_entries).returning(
-                                t.journal_entries.c.id, sort_by_parameter_order=True
-                            ),
-                            entries,
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                lines = [
-                    {"entry_id": eid, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
-                    for eid, pl_ in zip(entry_ids, postings_of, strict=True)
-                    for ln in pl_
-                ]
-                await conn.execute(insert(t.postings), lines)
                 for pid, values in updates.items():
                     await conn.execute(update(t.payments).where(t.payments.c.id == pid).values(**values))
-                if deltas:
-                    await conn.execute(
-                        update(t.wallet_users)
-                        .where(t.wallet_users.c.id == bindparam("uid"))
-                        .values(balance=t.wallet_users.c.balance + bindparam("delta")),
-                        [{"uid": u, "delta": d} for u, d in deltas.items()],
-                    )
+                # The one ledger writer, batch form: the same balance check and overdraft guard.
+                await ledger_store.post_entries(
+                    conn,
+                    [
+                        ledger_store.Entry(
+                            kind=e["kind"],
+                            ref=e["ref"],
+                            postings=lines,
+                            created_at=e["created_at"],
+                            payment_id=e["payment_id"],
+                        )
+                        for e, lines in zip(entries, postings_of, strict=True)
+                    ],
+                )
             prog("simulate", min(lo + BULK_CHUNK, len(plans)), len(plans))
 
 
@@ -779,16 +770,14 @@ def _bulk_followups(
     list[dict[str, Any]],
     list[dict[str, Any]],
     list[list[ledger.Posting]],
-    dict[int, int],
     dict[int, dict[str, Any]],
 ]:
-    """Refunds, journal entries, postings, wallet deltas and payment updates for one chunk."""
+    """Refunds, journal entries, postings and payment updates for one chunk."""
     refund_rows: list[dict[str, Any]] = []
     pay_entries: list[dict[str, Any]] = []
     pay_postings: list[list[ledger.Posting]] = []
     ref_entries: list[dict[str, Any]] = []
     ref_postings: list[list[ledger.Posting]] = []
-    deltas: dict[int, int] = defaultdict(int)
     updates: dict[int, dict[str, Any]] = {}
     for pid, row, (plan, q, c) in zip(ids, pay_rows, meta, strict=True):
         sim = sims[plan.merchant]
@@ -828,7 +817,6 @@ def _bulk_followups(
             }
         )
         pay_postings.append(lines)
-        deltas[c.user_id] -= q.wallet_amount
         refunded = [0, 0, 0]  # price, settle, wallet
         steps: list[tuple[str, int, int, str]] = []
         if plan.cancel_after is not None:
@@ -877,7 +865,6 @@ def _bulk_followups(
                     )
                 )
             )
-            deltas[c.user_id] += wallet
             balances[c.user_id] += wallet
             if kind == "cancel":
                 result.cancels += 1
@@ -905,7 +892,7 @@ def _bulk_followups(
                     status="TRADE_CLOSED", closed_at=last_at, result_code=Code.TRADE_HAS_CLOSE.value
                 )
             updates[pid] = values
-    return refund_rows, pay_entries + ref_entries, pay_postings + ref_postings, dict(deltas), updates
+    return refund_rows, pay_entries + ref_entries, pay_postings + ref_postings, updates
 
 
 __all__ = ["SimResult", "plan_day", "simulate"]

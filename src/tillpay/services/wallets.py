@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from tillpay.domain import ledger, paycode
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
-from tillpay.services.payments import MAX_MAJOR, post_entry
+from tillpay.services.payments import MAX_MAJOR
 from tillpay.services.platform import Platform
 from tillpay.services.security import hash_secret
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
+from tillpay.store.ledger import post_entry
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,64}$")
 PIN_RE = re.compile(r"^\d{6}$")

@@ -14,13 +14,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from tillpay.outbound import Answer, OutboundClient, OutboundError, excerpt
 from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
 from tillpay.protocols.openapi import notify as openapi_notify
 from tillpay.services.platform import Merchant, Platform
+from tillpay.store import outbox
 from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.notify")
@@ -82,33 +83,15 @@ def lease_seconds(p: Platform) -> int:
 async def _claim(p: Platform, limit: int, busy: Mapping[int, int]) -> list[Any]:
     """Take up to ``limit`` due notifications, never so many of one merchant that it would have more than
     ``notify_per_merchant`` in flight here (``busy``: merchant id → in flight now)."""
-    per_merchant = p.settings.notify_per_merchant
-    o = t.outbox
     now = p.now()
-    saturated = [m for m, n in busy.items() if n >= per_merchant]
-    async with p.engine.begin() as conn:
-        # "sending" past its lease: the worker that claimed it stopped before recording the attempt.
-        q = select(o).where(o.c.status.in_(("pending", "sending")), o.c.next_attempt_at <= now)
-        if saturated:
-            # Left out in SQL, not after: one merchant's backlog must not fill the window others are in.
-            q = q.where(o.c.merchant_id.not_in(saturated))
-        q = q.order_by(o.c.next_attempt_at, o.c.id).limit(2 * limit)
-        if conn.dialect.name == "postgresql":
-            # Workers in several processes never take the same notification.
-            q = q.with_for_update(skip_locked=True)
-        taken = Counter(busy)
-        rows: list[Any] = []
-        for r in (await conn.execute(q)).all():
-            if len(rows) < limit and taken[r.merchant_id] < per_merchant:
-                rows.append(r)
-                taken[r.merchant_id] += 1
-        if rows:
-            await conn.execute(
-                update(o)
-                .where(o.c.id.in_([r.id for r in rows]))
-                .values(status="sending", next_attempt_at=now + timedelta(seconds=lease_seconds(p)))
-            )
-    return rows
+    return await outbox.claim(
+        p.engine,
+        now=now,
+        limit=limit,
+        per_merchant=p.settings.notify_per_merchant,
+        busy=busy,
+        lease_until=now + timedelta(seconds=lease_seconds(p)),
+    )
 
 
 async def _partner_of(p: Platform, merchant_id: int) -> str:
@@ -144,26 +127,27 @@ async def deliver_one(p: Platform, client: OutboundClient, row: Any) -> bool:
     ok = answer is not None and answer.status == 200 and acknowledged(answer.body)
     attempts = row.attempts + 1
     plan = schedule(p)
-    values: dict[str, Any] = {"attempts": attempts}
     if ok:
-        values.update(status="delivered", delivered_at=now)
+        status, next_at = "delivered", None
     elif final or attempts >= len(plan):
         # A refused address is not tried again: the answer would be the same (the merchant can fix the
         # URL's host and redeliver from the console).
-        values.update(status="failed")
+        status, next_at = "failed", None
     else:
-        values.update(status="pending", next_attempt_at=now + timedelta(seconds=plan[attempts]))
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.notify_attempts).values(
-                outbox_id=row.id,
-                attempted_at=now,
-                http_status=answer.status if answer else None,
-                response=excerpt(answer.body) if answer else None,
-                error=error,
-            )
-        )
-        await conn.execute(update(t.outbox).where(t.outbox.c.id == row.id).values(**values))
+        status, next_at = "pending", now + timedelta(seconds=plan[attempts])
+    await outbox.record_attempt(
+        p.engine,
+        row.id,
+        outbox.Attempt(
+            attempted_at=now,
+            http_status=answer.status if answer else None,
+            response=excerpt(answer.body) if answer else None,
+            error=error,
+        ),
+        attempts=attempts,
+        status=status,
+        next_attempt_at=next_at,
+    )
     log.info(
         "notify",
         notify_id=row.notify_id,

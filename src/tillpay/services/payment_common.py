@@ -1,0 +1,264 @@
+"""What the payment use cases share: their commands, the amount check, reading a payment, its view,
+the wallet lock, the ledger postings of a payment, and notifying a change through the outbox.
+
+Locking order, everywhere: the customer's wallet row, then the payment row. A pay locks only the
+customer's wallet; merchant-side balances are sums of append-only postings, never a hot row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.domain import ledger, secmerchant
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import exponent
+from tillpay.domain.payment import Event, Status, transition
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.views import PaymentView, PayOutcome
+from tillpay.store import outbox
+from tillpay.store import tables as t
+
+#: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
+MAX_MAJOR = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PayCommand:
+    """A customer-presented-code payment, as every dialect hands it to the core."""
+
+    merchant: Merchant
+    partner_trans_id: str
+    code: str
+    price_amount: int
+    price_currency: str
+    settle_currency: str
+    subject: str
+    dialect: str
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+    store_id: str | None = None
+    terminal_id: str | None = None
+    memo: str | None = None
+    #: MAPI ``extend_info``: the secondary merchant and store the pay is for (checked by the dialect).
+    secondary_merchant_id: str | None = None
+    secondary_merchant_name: str | None = None
+    secondary_merchant_industry: str | None = None
+    store_name: str | None = None
+
+    def secondary(self) -> secmerchant.SecondaryRef:
+        """The pay's secondary merchant and store, as sent."""
+        return secmerchant.SecondaryRef(
+            secondary_merchant_id=self.secondary_merchant_id,
+            secondary_merchant_name=self.secondary_merchant_name,
+            secondary_merchant_industry=self.secondary_merchant_industry,
+            store_id=self.store_id,
+            store_name=self.store_name,
+            terminal_id=self.terminal_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrecreateCommand:
+    """A merchant-presented QR order that a wallet user pays by opening its URL."""
+
+    merchant: Merchant
+    partner_trans_id: str
+    price_amount: int
+    price_currency: str
+    settle_currency: str
+    subject: str
+    dialect: str
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+    store_id: str | None = None
+    terminal_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCommand:
+    """A refund of part or all of a paid payment, under the merchant's own refund id."""
+
+    merchant: Merchant
+    partner_refund_id: str
+    amount: int
+    currency: str
+    dialect: str
+    partner_trans_id: str | None = None
+    trade_no: str | None = None
+    reason: str | None = None
+    notify_url: str | None = None
+    sign_type: str = "RSA2"
+
+
+def request_digest(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def check_amount(amount: int, currency: str) -> None:
+    """Positive and at most 100,000,000 major units, in a known currency."""
+    try:
+        exp = exponent(currency)
+    except ValueError:
+        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    if amount <= 0 or amount > MAX_MAJOR * 10**exp:
+        raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, f"amount must be above 0 and at most {MAX_MAJOR:,}")
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+
+async def payment_row(
+    conn: AsyncConnection,
+    merchant_id: int,
+    *,
+    partner_trans_id: str | None = None,
+    trade_no: str | None = None,
+    lock: bool = False,
+) -> Row[Any] | None:
+    q = select(t.payments).where(t.payments.c.merchant_id == merchant_id)
+    # Alipay: if both ids are given, the Alipay transaction id is checked first.
+    if trade_no:
+        q = q.where(t.payments.c.trade_no == trade_no)
+        if partner_trans_id:
+            q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
+    elif partner_trans_id:
+        q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
+    else:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "give the merchant's or the gateway's transaction id")
+    if lock:
+        q = q.with_for_update()
+    return (await conn.execute(q)).first()
+
+
+async def view_of(conn: AsyncConnection, row: Row[Any]) -> PaymentView:
+    login = None
+    if row.user_id:
+        login = (
+            await conn.execute(select(t.wallet_users.c.login_id).where(t.wallet_users.c.id == row.user_id))
+        ).scalar()
+    return PaymentView.from_row(row, login)
+
+
+def outcome_of(view: PaymentView, *, replayed: bool = False) -> PayOutcome:
+    if view.status is Status.WAIT_BUYER_PAY:
+        return PayOutcome(view, Code.WAIT_BUYER_CONFIRM, replayed)
+    if view.status is Status.TRADE_SUCCESS or view.paid_at is not None:
+        return PayOutcome(view, None, replayed)
+    return PayOutcome(view, view.result_code or Code.TRADE_HAS_CLOSE, replayed)
+
+
+async def lock_wallet(conn: AsyncConnection, user_id: int) -> Any:
+    row = (
+        await conn.execute(
+            select(
+                t.wallet_users.c.id,
+                t.wallet_users.c.balance,
+                t.wallet_users.c.status,
+                t.wallet_users.c.currency,
+                t.wallet_users.c.login_id,
+            )
+            .where(t.wallet_users.c.id == user_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise TillpayError(Code.BUYER_NOT_EXIST)
+    return row
+
+
+def payment_postings(
+    user_id: int,
+    merchant_id: int,
+    wallet_amount: int,
+    wallet_currency: str,
+    settle_amount: int,
+    settle_currency: str,
+    margin_amount: int,
+) -> list[ledger.Posting]:
+    return ledger.conversion(
+        ledger.wallet_account(user_id),
+        wallet_amount,
+        wallet_currency,
+        ledger.merchant_payable(merchant_id),
+        settle_amount,
+        settle_currency,
+        margin=margin_amount,
+    )
+
+
+async def enqueue(
+    p: Platform,
+    conn: AsyncConnection,
+    *,
+    merchant_id: int,
+    url: str | None,
+    event: str,
+    dialect: str,
+    payload: dict[str, Any],
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    sign_type: str = "RSA2",
+) -> None:
+    """Put a notification in the outbox, in the caller's transaction (so it exists iff the change does)."""
+    if not url:
+        return
+    await outbox.enqueue(
+        conn,
+        notify_id=p.ids.notify_id(),
+        merchant_id=merchant_id,
+        url=url,
+        event=event,
+        dialect=dialect,
+        payload=payload,
+        now=p.now(),
+        payment_id=payment_id,
+        refund_id=refund_id,
+        sign_type=sign_type,
+    )
+
+
+#: Dialects that notify a payment only when it is paid. Antom's in-store ``notifyPayment`` is sent "when
+#: the payment processing reaches a final state of success" (reference §7, ``ams/paymentrn``): a payment
+#: that closes unpaid, or a paid one the merchant cancels, is learned from ``inquiryPayment``.
+SUCCESS_ONLY_DIALECTS = frozenset({"antom"})
+
+
+async def notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, event: str) -> None:
+    row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).first()
+    assert row is not None
+    if not row.notify_url:
+        return
+    if row.dialect in SUCCESS_ONLY_DIALECTS and row.status != Status.TRADE_SUCCESS.value:
+        return
+    view = await view_of(conn, row)
+    await enqueue(
+        p,
+        conn,
+        merchant_id=row.merchant_id,
+        url=row.notify_url,
+        event=event,
+        dialect=row.dialect,
+        payload={"payment": view.to_json()},
+        payment_id=row.id,
+        sign_type=row.sign_type,
+    )
+
+
+async def close_payment(
+    p: Platform, conn: AsyncConnection, payment_id: int, event: Event, code: Code, *, notify: bool = True
+) -> None:
+    row = (await conn.execute(select(t.payments.c.status).where(t.payments.c.id == payment_id))).one()
+    new = transition(Status(row.status), event)
+    await conn.execute(
+        update(t.payments)
+        .where(t.payments.c.id == payment_id)
+        .values(status=new.value, result_code=code.value, closed_at=p.now())
+    )
+    if notify:
+        await notify_payment(p, conn, payment_id, "payment")

@@ -1,0 +1,219 @@
+"""The ledger writer: journal entries, their postings and the wallets' stored balances. The only one.
+
+Every writer of money goes through here: payments and confirmations, refunds and cancels, top-ups,
+settlement, the bench's data, ``simulate``'s bulk days (``post_entries``, the batch form) and the pay
+path's one PostgreSQL statement (``pg_ledger_ctes``, whose text this module writes). Each entry is
+balanced per currency (``domain.ledger.check_balanced``); a wallet's stored balance changes only in the
+same transaction as its postings, under the guard ``balance + delta >= 0``, so an overdraft is
+impossible whatever the caller checked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.domain import ledger
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.store import tables as t
+from tillpay.store.driver import Driver
+
+_usr = t.wallet_users
+
+ENTRY = t.journal_entries.insert().returning(t.journal_entries.c.id)
+POSTINGS = t.postings.insert()
+#: The wallet side of a posting; the guard makes an overdraft impossible whatever the caller checked.
+WALLET_DELTA = (
+    update(_usr)
+    .where(
+        _usr.c.id == bindparam("wallet_id"),
+        _usr.c.currency == bindparam("wallet_currency"),
+        _usr.c.balance + bindparam("delta") >= 0,
+    )
+    .values(balance=_usr.c.balance + bindparam("delta"))
+)
+WALLET_DELTA_RETURNING = WALLET_DELTA.returning(_usr.c.id)
+_ENTRIES = insert(t.journal_entries).returning(t.journal_entries.c.id, sort_by_parameter_order=True)
+
+
+def _wallet_id(account: str) -> int | None:
+    """The wallet user's id of a ``wallet:<id>`` account, else None."""
+    if account.startswith("wallet:"):
+        return int(account.split(":", 1)[1])
+    return None
+
+
+async def post_entry(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    ref: str,
+    postings: list[ledger.Posting],
+    now: datetime,
+    payment_id: int | None = None,
+    memo: str | None = None,
+    driver: Driver | None = None,
+) -> None:
+    """Write one balanced journal entry and apply its wallet postings to the stored balances.
+
+    BUYER_BALANCE_NOT_ENOUGH (the caller's transaction rolls back) if a wallet would go below zero.
+    With ``driver`` (the pay path, inside its transaction) the same statements go through the driver.
+    """
+    lines = ledger.check_balanced(postings)
+    entry = {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now}
+    if driver is not None and driver.in_transaction:
+        entry_id = (await driver.rows(ENTRY, entry, tuple(entry)))[0][0]
+        await driver.many(
+            POSTINGS,
+            [
+                {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+                for ln in lines
+            ],
+            ("entry_id", "account", "currency", "amount"),
+        )
+        for ln in lines:
+            wallet = _wallet_id(ln.account)
+            if wallet is not None:
+                changed = await driver.rows(
+                    WALLET_DELTA_RETURNING,
+                    {"wallet_id": wallet, "wallet_currency": ln.currency, "delta": ln.amount},
+                )
+                if len(changed) != 1:
+                    raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+        return
+    entry_id = (await conn.execute(ENTRY, entry)).scalar_one()
+    await conn.execute(
+        POSTINGS,
+        [
+            {"entry_id": entry_id, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+            for ln in lines
+        ],
+    )
+    for ln in lines:
+        wallet = _wallet_id(ln.account)
+        if wallet is not None:
+            res = await conn.execute(
+                WALLET_DELTA, {"wallet_id": wallet, "wallet_currency": ln.currency, "delta": ln.amount}
+            )
+            if res.rowcount != 1:
+                raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal entry of a batch (:func:`post_entries`)."""
+
+    kind: str
+    ref: str
+    postings: list[ledger.Posting]
+    created_at: datetime
+    payment_id: int | None = None
+    memo: str | None = None
+
+
+async def post_entries(conn: AsyncConnection, entries: Sequence[Entry]) -> list[int]:
+    """The batch form of :func:`post_entry` (bulk days): the entries' ids, in order.
+
+    Every entry is balanced; the wallets' rows are locked and their stored balances move by the batch's
+    net change per wallet, under the same guard: BUYER_BALANCE_NOT_ENOUGH (the caller's transaction
+    rolls back) if any wallet would end the batch below zero or has no balance in that currency.
+    """
+    if not entries:
+        return []
+    checked = [ledger.check_balanced(e.postings) for e in entries]
+    deltas: dict[tuple[int, str], int] = defaultdict(int)
+    for lines in checked:
+        for ln in lines:
+            wallet = _wallet_id(ln.account)
+            if wallet is not None:
+                deltas[wallet, ln.currency] += ln.amount
+    if deltas:
+        # The rows locked and read first: an executemany has no dependable row count on every driver,
+        # so the guard is checked here, and the statement keeps it as the last word.
+        have = {
+            (r.id, r.currency): int(r.balance)
+            for r in (
+                await conn.execute(
+                    select(_usr.c.id, _usr.c.currency, _usr.c.balance)
+                    .where(_usr.c.id.in_(sorted({w for w, _ in deltas})))
+                    .with_for_update()
+                )
+            ).all()
+        }
+        for key, delta in deltas.items():
+            if key not in have or have[key] + delta < 0:
+                raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH, f"wallet {key[0]} would be overdrawn")
+    ids = list(
+        (
+            await conn.execute(
+                _ENTRIES,
+                [
+                    {
+                        "kind": e.kind,
+                        "ref": e.ref,
+                        "payment_id": e.payment_id,
+                        "memo": e.memo,
+                        "created_at": e.created_at,
+                    }
+                    for e in entries
+                ],
+            )
+        )
+        .scalars()
+        .all()
+    )
+    await conn.execute(
+        POSTINGS,
+        [
+            {"entry_id": eid, "account": ln.account, "currency": ln.currency, "amount": ln.amount}
+            for eid, lines in zip(ids, checked, strict=True)
+            for ln in lines
+        ],
+    )
+    moves = [{"wallet_id": w, "wallet_currency": c, "delta": d} for (w, c), d in deltas.items() if d]
+    if moves:
+        await conn.execute(WALLET_DELTA, moves)
+    return [int(i) for i in ids]
+
+
+def pg_ledger_ctes(first: int, created_at: int) -> str:
+    """PostgreSQL: a payment's ledger entry as data-modifying CTEs after a ``pay`` CTE (``RETURNING id``).
+
+    ``je`` writes the entry, ``po`` its postings from three arrays, ``wd`` the wallet's new balance under
+    the overdraft guard; ``(SELECT count(*) FROM wd)`` is 0 when the guard refused. Parameters from
+    ``$first``: the postings' accounts, currencies and amounts (arrays), the wallet id, its currency and
+    the wallet delta (:func:`pg_ledger_args`); ``$created_at`` is the entry's time.
+    """
+    g = first
+    # Only parameter numbers go into the text; every value is a parameter.
+    return (
+        "je AS (INSERT INTO journal_entries (kind, ref, payment_id, created_at) "  # noqa: S608  # numbers only
+        f"SELECT 'payment', 'payment:' || id, id, ${created_at}::timestamp FROM pay RETURNING id), "
+        "po AS (INSERT INTO postings (entry_id, account, currency, amount) "
+        "SELECT je.id, x.account, x.currency, x.amount FROM je, "
+        f"unnest(${g}::text[], ${g + 1}::text[], ${g + 2}::bigint[]) AS x(account, currency, amount)), "
+        f"wd AS (UPDATE wallet_users SET balance = balance + ${g + 5}::bigint "
+        f"WHERE id = ${g + 3}::int AND currency = ${g + 4}::text AND balance + ${g + 5}::bigint >= 0 "
+        "AND EXISTS (SELECT 1 FROM pay) RETURNING id)"
+    )
+
+
+def pg_ledger_args(postings: list[ledger.Posting]) -> list[Any]:
+    """The parameters of :func:`pg_ledger_ctes` for a payment's postings (exactly one wallet line)."""
+    lines = ledger.check_balanced(postings)
+    [wallet] = [ln for ln in lines if _wallet_id(ln.account) is not None]
+    wallet_id = _wallet_id(wallet.account)
+    return [
+        [ln.account for ln in lines],
+        [ln.currency for ln in lines],
+        [ln.amount for ln in lines],
+        wallet_id,
+        wallet.currency,
+        wallet.amount,
+    ]

@@ -1,0 +1,163 @@
+"""The outbox's SQL: enqueue (in the change's own transaction), claim, record an attempt, redeliver.
+
+A notification exists iff the change it tells of was committed: ``enqueue`` runs on the caller's
+connection, inside its transaction. The worker claims due rows (``claim``: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so workers in several processes never take the same one; SQLite has one writer) and marks
+each ``sending`` until a lease passes; ``record_attempt`` then writes the attempt and the row's next
+state (delivered, failed, or pending again at its next time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tillpay.store import tables as t
+
+_o = t.outbox
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    notify_id: str,
+    merchant_id: int,
+    url: str,
+    event: str,
+    dialect: str,
+    payload: dict[str, Any],
+    now: datetime,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    sign_type: str = "RSA2",
+) -> None:
+    """Put a notification in the outbox, in the caller's transaction, due now."""
+    await conn.execute(
+        insert(_o).values(
+            notify_id=notify_id,
+            merchant_id=merchant_id,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            event=event,
+            dialect=dialect,
+            url=url,
+            sign_type=sign_type,
+            payload=json.dumps(payload, separators=(",", ":")),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+async def claim(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    limit: int,
+    per_merchant: int,
+    busy: Mapping[int, int],
+    lease_until: datetime,
+) -> list[Row[Any]]:
+    """Take up to ``limit`` due notifications in one transaction and mark them ``sending`` until
+    ``lease_until``; never so many of one merchant that it would have more than ``per_merchant`` in
+    flight (``busy``: merchant id → in flight now)."""
+    saturated = [m for m, n in busy.items() if n >= per_merchant]
+    async with engine.begin() as conn:
+        # "sending" past its lease: the worker that claimed it stopped before recording the attempt.
+        q = select(_o).where(_o.c.status.in_(("pending", "sending")), _o.c.next_attempt_at <= now)
+        if saturated:
+            # Left out in SQL, not after: one merchant's backlog must not fill the window others are in.
+            q = q.where(_o.c.merchant_id.not_in(saturated))
+        q = q.order_by(_o.c.next_attempt_at, _o.c.id).limit(2 * limit)
+        if conn.dialect.name == "postgresql":
+            # Workers in several processes never take the same notification.
+            q = q.with_for_update(skip_locked=True)
+        taken = Counter(busy)
+        rows: list[Row[Any]] = []
+        for r in (await conn.execute(q)).all():
+            if len(rows) < limit and taken[r.merchant_id] < per_merchant:
+                rows.append(r)
+                taken[r.merchant_id] += 1
+        if rows:
+            await conn.execute(
+                update(_o)
+                .where(_o.c.id.in_([r.id for r in rows]))
+                .values(status="sending", next_attempt_at=lease_until)
+            )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery attempt as the merchant's console shows it."""
+
+    attempted_at: datetime
+    http_status: int | None
+    response: str | None
+    error: str | None
+
+
+async def record_attempt(
+    engine: AsyncEngine,
+    outbox_id: int,
+    attempt: Attempt,
+    *,
+    attempts: int,
+    status: str,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Write an attempt and the notification's next state: ``delivered`` (now), ``failed``, or
+    ``pending`` again at ``next_attempt_at``."""
+    if status not in ("delivered", "failed", "pending"):
+        raise ValueError(f"not a state after an attempt: {status!r}")
+    if (status == "pending") != (next_attempt_at is not None):
+        raise ValueError("a notification is pending again exactly when it has a next attempt time")
+    values: dict[str, Any] = {"attempts": attempts, "status": status}
+    if status == "delivered":
+        values["delivered_at"] = attempt.attempted_at
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(t.notify_attempts).values(
+                outbox_id=outbox_id,
+                attempted_at=attempt.attempted_at,
+                http_status=attempt.http_status,
+                response=attempt.response,
+                error=attempt.error,
+            )
+        )
+        await conn.execute(update(_o).where(_o.c.id == outbox_id).values(**values))
+
+
+async def redeliver(engine: AsyncEngine, merchant_id: int, notify_id: str, now: datetime) -> bool | None:
+    """Make one of the merchant's notifications due now: True; False if a worker holds it (its claim
+    has not lapsed); None if the merchant has no such notification."""
+    async with engine.begin() as conn:
+        res = await conn.execute(
+            update(_o)
+            .where(
+                _o.c.merchant_id == merchant_id,
+                _o.c.notify_id == notify_id,
+                or_(_o.c.status != "sending", _o.c.next_attempt_at <= now),  # a lapsed claim may go
+            )
+            .values(status="pending", next_attempt_at=now)
+        )
+        if res.rowcount == 1:
+            return True
+        mine = (
+            await conn.execute(
+                select(_o.c.id).where(_o.c.merchant_id == merchant_id, _o.c.notify_id == notify_id)
+            )
+        ).first()
+    return None if mine is None else False
