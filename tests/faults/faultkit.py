@@ -86,14 +86,17 @@ def prepare(db_url: str, users: int = 1000) -> Shop:
 class Proc:
     """A ``tillpay`` process (``serve`` or ``worker``) in its own process group."""
 
-    def __init__(self, db_url: str, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, db_url: str, *args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.db_url, self.args = db_url, args
         self.port = port
+        self.env = env or {}
         self.log = tempfile.NamedTemporaryFile(prefix="tillpay-fault-", suffix=".log", delete=False)
         self.proc = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **FAULT_ENV, "TILLPAY_DATABASE_URL": self.db_url}
+        env = {**os.environ, **FAULT_ENV, **self.env, "TILLPAY_DATABASE_URL": self.db_url}
         argv = [*TILLPAY, *self.args]
         if self.port is not None:
             argv += ["--port", str(self.port)]
@@ -160,6 +163,8 @@ class Load:
     url: str
     threads: int = 4
     prefix: str = "F"
+    #: Where the gateway notifies of each pay (None: no notifications).
+    notify_url: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -212,7 +217,7 @@ class Load:
             amount = "6.00" if n % 5 == 0 else "1.00"
             t0 = time.monotonic()
             try:
-                r = client.pay(ptid, code, amount, "CNY", "fault load")
+                r = client.pay(ptid, code, amount, "CNY", "fault load", notify_url=self.notify_url)
                 if r.ok and r.status == "TRADE_SUCCESS":
                     kind = "success"
                 elif r.status == "WAIT_BUYER_PAY":  # SUCCESS or UNKNOW: the customer must confirm
