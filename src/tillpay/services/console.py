@@ -312,6 +312,8 @@ class Notification:
     created_at: datetime
     delivered_at: datetime | None
     trade_no: str | None
+    #: The X-Request-Id of the request that caused it, sent with each attempt (None: no request did).
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +410,7 @@ async def _notifications(
             r.created_at,
             r.delivered_at,
             r.trade_no,
+            r.request_id,
         )
         for r in rows
     ]

@@ -20,6 +20,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tillpay import logs
 from tillpay.store import tables as t
 
 _o = t.outbox
@@ -39,7 +40,8 @@ async def enqueue(
     refund_id: int | None = None,
     sign_type: str = "RSA2",
 ) -> None:
-    """Put a notification in the outbox, in the caller's transaction, due now."""
+    """Put a notification in the outbox, in the caller's transaction, due now, with the id of the request
+    being answered (``logs.request_id``), which its deliveries send and log."""
     await conn.execute(
         insert(_o).values(
             notify_id=notify_id,
@@ -55,6 +57,7 @@ async def enqueue(
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            request_id=logs.request_id.get(),
         )
     )
 

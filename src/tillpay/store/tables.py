@@ -280,6 +280,8 @@ outbox = Table(
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime),
+    #: The X-Request-Id of the request whose change this tells of (None: not caused by a request).
+    Column("request_id", String(128)),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

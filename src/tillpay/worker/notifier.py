@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import structlog
 from sqlalchemy import select
 
+from tillpay import logs
 from tillpay.outbound import Answer, OutboundClient, OutboundError, excerpt
 from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
@@ -106,14 +107,28 @@ async def _partner_of(p: Platform, merchant_id: int) -> str:
 async def deliver_one(p: Platform, client: OutboundClient, row: Any) -> bool:
     """Send one claimed notification and record the attempt; True if the merchant acknowledged it.
 
-    The merchant's console shows the answer's status and an excerpt of it, or why there was none.
+    The merchant's console shows the answer's status and an excerpt of it, or why there was none. The id
+    of the request that caused the notification goes with it as ``X-Request-Id`` (not signed in any
+    dialect: MAPI and Open Platform sign the form fields, Antom the path, client-id, request-time and
+    body) and is the ``request_id`` of every line logged while it is delivered.
     """
+    rid: str | None = row.request_id
+    token = logs.request_id.set(rid)
+    try:
+        return await _deliver_one(p, client, row, rid)
+    finally:
+        logs.request_id.reset(token)
+
+
+async def _deliver_one(p: Platform, client: OutboundClient, row: Any, rid: str | None) -> bool:
     merchant = await p.merchant_by_partner(await _partner_of(p, row.merchant_id))
     render, acknowledged = DIALECTS[row.dialect]
     now = p.now()
     content, headers = render(
         row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type, row.url
     )
+    if rid:
+        headers = {**headers, "X-Request-Id": rid}
     answer: Answer | None = None
     error: str | None = None
     final = False
