@@ -112,7 +112,9 @@ async def _items_per_payment(p: Platform) -> dict[int, int]:
     async with p.engine.connect() as conn:
         rows = (
             await conn.execute(
-                select(si.c.payment_id, func.count()).where(si.c.kind == dom.PAYMENT).group_by(si.c.payment_id)
+                select(si.c.payment_id, func.count())
+                .where(si.c.kind == dom.PAYMENT)
+                .group_by(si.c.payment_id)
             )
         ).all()
     return {r[0]: r[1] for r in rows}

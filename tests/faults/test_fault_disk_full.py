@@ -69,7 +69,9 @@ def test_sqlite_on_a_full_disk_answers_errors_stays_intact_and_resumes(small_dis
         assert os.statvfs(small_disk).f_bavail == 0
         # The WAL reuses its own space for a while; once it must grow, writes fail.
         deadline = time.monotonic() + 90
-        while not any(o.kind in ("unknown", "error", "failed") and o.started >= filled_at for o in load.outcomes):
+        while not any(
+            o.kind in ("unknown", "error", "failed") and o.started >= filled_at for o in load.outcomes
+        ):
             assert time.monotonic() < deadline, f"no pay failed on a full disk: {load.summary()}"
             time.sleep(0.1)
         full_errors_at = time.monotonic()
@@ -98,4 +100,6 @@ def test_sqlite_on_a_full_disk_answers_errors_stays_intact_and_resumes(small_dis
     result["filler_bytes"] = filled
     result["answers_while_full"] = {k: sum(o.kind == k for o in during) for k in {o.kind for o in during}}
     assert_clean(result)
-    record("sqlite_disk_full", "SQLite on a full tmpfs, then room again", load.recovery_seconds(freed_at), result)
+    record(
+        "sqlite_disk_full", "SQLite on a full tmpfs, then room again", load.recovery_seconds(freed_at), result
+    )

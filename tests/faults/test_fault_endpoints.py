@@ -10,6 +10,7 @@ production one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_a_failing_notify_endpoint_gets_every_notification_once_it_recovers(tmp_
     for r in rows:
         times = [_naive_utc(a.attempted_at) for a in attempts[r.id]]
         assert len(times) == r.attempts
-        for n, (a, b) in enumerate(zip(times, times[1:], strict=False), start=1):
+        for n, (a, b) in enumerate(itertools.pairwise(times), start=1):
             assert b - a >= timedelta(seconds=plan[n]), (r.notify_id, times)
         retried += len(times) > 1
     assert retried > 0
