@@ -13,10 +13,16 @@ from fault_receiver import FaultReceiver
 from faultkit import Proc, free_port, prepare
 from sqlalchemy import create_engine, text
 
-from conftest import LOOPBACK_RECEIVERS_ENV
+import factories as f
+from conftest import LOOPBACK_RECEIVERS, LOOPBACK_RECEIVERS_ENV
+from tillpay import logs
 from tillpay.client import MapiClient
 from tillpay.domain import paycode
+from tillpay.outbound import OutboundClient
+from tillpay.services import console, payments
+from tillpay.services.platform import Platform
 from tillpay.store.engine import sync_url
+from tillpay.worker.notifier import deliver_due
 
 
 @pytest.mark.slow
@@ -71,4 +77,42 @@ def test_a_pays_request_id_reaches_its_notification_and_the_delivery_log(tmp_pat
             assert f"request_id='{r.request_id}'" in line
     finally:
         server.stop()
+        receiver.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.loopback_receivers
+async def test_the_console_lists_the_request_id_and_a_redelivery_sends_it_again(platform: Platform) -> None:
+    receiver = FaultReceiver()
+    platform.settings = platform.settings.model_copy(update=LOOPBACK_RECEIVERS)
+    try:
+        await f.rates(platform)
+        m = await f.merchant(platform, notify_url=receiver.url)
+        c = await f.customer(platform)
+        cmd = payments.PayCommand(
+            merchant=m.merchant,
+            partner_trans_id="RID-C",
+            code=await f.code(platform, c),
+            price_amount=1000,
+            price_currency="USD",
+            settle_currency="USD",
+            subject="Tea",
+            dialect="mapi",
+            notify_url=receiver.url,
+        )
+        token = logs.request_id.set("till-9:abc")  # as the web middleware sets it for a request
+        try:
+            await payments.pay(platform, cmd)
+        finally:
+            logs.request_id.reset(token)
+        async with OutboundClient.from_settings(platform.settings) as client:
+            assert await deliver_due(platform, client) == 1
+            (n,) = await console.notifications(platform, m.merchant.id)
+            assert n.request_id == "till-9:abc" and n.status == "delivered"
+            # Redelivered from the console later, outside any request: the same id goes with it.
+            assert await console.redeliver(platform, m.merchant.id, n.notify_id)
+            assert await deliver_due(platform, client) == 1
+        assert [s.headers["x-request-id"] for s in receiver.seen] == ["till-9:abc", "till-9:abc"]
+        assert logs.request_id.get() is None  # the delivery's id does not leak into the caller
+    finally:
         receiver.close()
