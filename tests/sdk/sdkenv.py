@@ -15,16 +15,13 @@ import ipaddress
 import json
 import os
 import select
-import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 import factories as f
 from conftest import LOOPBACK_RECEIVERS_ENV, make_database
+from serving import stop_process_group, wait_until_healthy
 from tillpay.config import Settings
 from tillpay.services.platform import Platform
 
@@ -110,32 +108,10 @@ class Served:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (
-                    httpx.get(
-                        url + "/health", timeout=1, verify=ssl.create_default_context(cafile=cert)
-                    ).status_code
-                    == 200
-                ):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve on port {port} did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, url, verify=ssl.create_default_context(cafile=cert))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 class Driver:
