@@ -31,6 +31,73 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# ------------------------------------------------------------------------- parallel runs (pytest-xdist)
+#
+# ``scripts/test`` runs the tests in two processes (``-n 2 --dist loadgroup``): each test goes to whichever
+# process is free, except that the tests of a module that share a module-scoped fixture (a server, a
+# browser, the SDK drivers) all go to one process, so that it is set up once. Each process has its own
+# temporary directory, its own template databases (named after its pid) and its own per-test databases.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        # The last definition of each name is the one in force (an override may narrow the scope).
+        shared = any(
+            defs[-1].scope in ("module", "class", "package")
+            for defs in info.name2fixturedefs.values()
+            if defs
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+#: How many RSA keys the tests' key pool holds before it hands the first one out again.
+RSA_KEY_POOL_SIZE = 256
+
+
+class _RsaKeyPool:
+    """Real 2048-bit RSA keys, made on first use and then handed out again in turn.
+
+    Generating a key costs tens of milliseconds of CPU, and every merchant a test makes needs two (its own
+    and the gateway's). Keys handed out in a row are all different up to ``RSA_KEY_POOL_SIZE`` of them, so
+    two merchants of one database never share a key (no test database sees anywhere near that many);
+    ``tillpay`` processes the tests start (the CLI, ``serve``) still generate their own.
+    """
+
+    def __init__(self, real: Any) -> None:
+        import threading
+
+        self.real = real
+        self.keys: list[Any] = []
+        self.handed = 0
+        self.lock = threading.Lock()  # in-process test servers make merchants in their own threads
+
+    def __call__(self, bits: int = 2048) -> Any:
+        if bits != 2048:
+            return self.real(bits)
+        with self.lock:
+            i = self.handed % RSA_KEY_POOL_SIZE
+            self.handed += 1
+            if i == len(self.keys):
+                self.keys.append(self.real(bits))
+            return self.keys[i]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _rsa_keys_from_a_pool() -> Iterator[None]:
+    """``tillpay.signing.generate_private_key`` draws from a pool for the whole test session (not for
+    tests/unit/test_signing.py, which imported the real one by name)."""
+    from tillpay import signing
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signing, "generate_private_key", _RsaKeyPool(signing.generate_private_key))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _mapi_answers_checked_by_the_public_rule(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
