@@ -190,12 +190,26 @@ class Env:
         )
         self.merchant: dict[str, Any] = json.loads(out.stdout)
         self.run(f.rates)
+        # What has been started so far, stopped again if a later part fails to start (a server left
+        # running would hold 127.0.0.2's ports 80 and 443 for the rest of the run).
+        self.servers: list[Served] = []
+        self.drivers: list[Driver] = []
+        try:
+            self._start(db_url, cert, key)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, db_url: str, cert: Path, key: Path) -> None:
         self.https = Served(
             db_url, 443, "--tls-cert", str(cert), "--tls-key", str(key), url=f"https://{HOST}", cert=cert
         )
+        self.servers.append(self.https)
         self.http = Served(db_url, 80, "--no-worker", url=f"http://{HOST}", cert=cert)
+        self.servers.append(self.http)
         m = self.merchant
         self.fzlee = Driver("fzlee", "fzlee.py", cert)
+        self.drivers.append(self.fzlee)
         self.fzlee.call(
             "init",
             url=self.https.url,
@@ -204,6 +218,7 @@ class Env:
             public_key=m["tillpay_public_key"],
         )
         self.official = Driver("official", "official.py", cert)
+        self.drivers.append(self.official)
         self.official.call(
             "init",
             url=self.http.url,
@@ -212,6 +227,7 @@ class Env:
             public_key_pem=m["tillpay_public_key"],
         )
         self.antom = Driver("antom", "antom.py", cert)
+        self.drivers.append(self.antom)
         self.antom.call(
             "init",
             url=self.https.url,
@@ -233,10 +249,10 @@ class Env:
         return asyncio.run(go())
 
     def close(self) -> None:
-        for d in (self.fzlee, self.official, self.antom):
+        for d in self.drivers:
             d.close()
-        self.https.stop()
-        self.http.stop()
+        for server in self.servers:
+            server.stop()
 
 
 def make_env(
@@ -247,7 +263,12 @@ def make_env(
 
     dbs = make_database(request.param, request, tmp_path_factory.mktemp("sdkdb"))
     db_url = next(dbs)
-    env = Env(db_url, *tls_cert)
+    try:
+        env = Env(db_url, *tls_cert)
+    except BaseException:
+        for _ in dbs:  # the database is dropped all the same
+            pass
+        raise
     try:
         yield env
     finally:
