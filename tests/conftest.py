@@ -151,9 +151,68 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class _PgClones:
+    """Copies of the template database, each made (``CREATE DATABASE ... TEMPLATE``) one test ahead by a
+    thread of this process while the current test runs. Every test still gets a fresh copy of its own;
+    the copy is only made earlier. Copying takes PostgreSQL a few hundred milliseconds."""
+
+    def __init__(self, admin: str, template: str) -> None:
+        import queue
+        import threading
+
+        self.admin = admin
+        self.template = template
+        self.ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=1)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._make, name="pg-clones", daemon=True)
+        self.thread.start()
+
+    def _make(self) -> None:
+        import queue
+
+        try:
+            with _pg_conn(self.admin) as conn:
+                while not self.stopping.is_set():
+                    name = f"tillpay_t_{uuid.uuid4().hex[:12]}"
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                    while True:
+                        try:
+                            self.ready.put(name, timeout=0.5)
+                            break
+                        except queue.Full:
+                            if self.stopping.is_set():
+                                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                                return
+        except BaseException as e:  # handed to the test that waits for a copy
+            self.ready.put(e)
+
+    def take(self) -> str:
+        """The name of a fresh copy of the template, the caller's to use and drop."""
+        got = self.ready.get(timeout=300)
+        if isinstance(got, BaseException):
+            raise RuntimeError("copying the template database failed") from got
+        return got
+
+    def close(self) -> None:
+        """Stop making copies and drop the one made ahead, if any."""
+        import queue
+
+        self.stopping.set()
+        self.thread.join(timeout=60)
+        with _pg_conn(self.admin) as conn:
+            while True:
+                try:
+                    left = self.ready.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(left, str):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{left}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    """A migrated PostgreSQL database that each test clones with CREATE DATABASE ... TEMPLATE."""
+    """A migrated PostgreSQL database that each test clones with CREATE DATABASE ... TEMPLATE (one per
+    test process: the name carries the pid, so parallel processes never share one)."""
     admin = pg_admin_url()
     name = f"tillpay_tpl_{os.getpid()}"
     with _pg_conn(admin) as conn:
@@ -165,6 +224,14 @@ def pg_template() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def pg_clones(pg_template: str) -> Iterator[_PgClones]:
+    """Fresh copies of ``pg_template``, made one ahead (set up after the template, so closed before it)."""
+    clones = _PgClones(pg_admin_url(), pg_template)
+    yield clones
+    clones.close()
+
+
 def make_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh migrated database of ``kind`` for one test; yields its URL and drops it afterwards."""
     if kind == "sqlite":
@@ -172,11 +239,9 @@ def make_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("pg_template")
+    clones: _PgClones = request.getfixturevalue("pg_clones")
     admin = pg_admin_url()
-    name = f"tillpay_t_{uuid.uuid4().hex[:12]}"
-    with _pg_conn(admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    name = clones.take()
     yield _pg_db_url(admin, name)
     with _pg_conn(admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
