@@ -33,26 +33,10 @@ def anyio_backend() -> str:
 
 # ------------------------------------------------------------------------- parallel runs (pytest-xdist)
 #
-# ``scripts/test`` runs the tests in two processes (``-n 2 --dist loadgroup``): each test goes to whichever
-# process is free, except that the tests of a module that share a module-scoped fixture (a server, a
-# browser, the SDK drivers) all go to one process, so that it is set up once. Each process has its own
+# ``scripts/test`` runs the tests in parallel processes (``-n auto --dist loadscope``): each module goes to
+# whichever process is free, whole, so that its module-scoped fixtures (a server, a browser, the SDK
+# drivers on 127.0.0.2's fixed ports) are set up once and in one process only. Each process has its own
 # temporary directory, its own template databases (named after its pid) and its own per-test databases.
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None or item.get_closest_marker("xdist_group"):
-            continue
-        # The last definition of each name is the one in force (an override may narrow the scope).
-        shared = any(
-            defs[-1].scope in ("module", "class", "package")
-            for defs in info.name2fixturedefs.values()
-            if defs
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 #: How many RSA keys the tests' key pool holds before it hands the first one out again.
