@@ -31,6 +31,57 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# ------------------------------------------------------------------------- parallel runs (pytest-xdist)
+#
+# ``scripts/test`` runs the tests in parallel processes (``-n auto --dist loadscope``): each module goes to
+# whichever process is free, whole, so that its module-scoped fixtures (a server, a browser, the SDK
+# drivers on 127.0.0.2's fixed ports) are set up once and in one process only. Each process has its own
+# temporary directory, its own template databases (named after its pid) and its own per-test databases.
+
+
+#: How many RSA keys the tests' key pool holds before it hands the first one out again.
+RSA_KEY_POOL_SIZE = 256
+
+
+class _RsaKeyPool:
+    """Real 2048-bit RSA keys, made on first use and then handed out again in turn.
+
+    Generating a key costs tens of milliseconds of CPU, and every merchant a test makes needs two (its own
+    and the gateway's). Keys handed out in a row are all different up to ``RSA_KEY_POOL_SIZE`` of them, so
+    two merchants of one database never share a key (no test database sees anywhere near that many);
+    ``tillpay`` processes the tests start (the CLI, ``serve``) still generate their own.
+    """
+
+    def __init__(self, real: Any) -> None:
+        import threading
+
+        self.real = real
+        self.keys: list[Any] = []
+        self.handed = 0
+        self.lock = threading.Lock()  # in-process test servers make merchants in their own threads
+
+    def __call__(self, bits: int = 2048) -> Any:
+        if bits != 2048:
+            return self.real(bits)
+        with self.lock:
+            i = self.handed % RSA_KEY_POOL_SIZE
+            self.handed += 1
+            if i == len(self.keys):
+                self.keys.append(self.real(bits))
+            return self.keys[i]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _rsa_keys_from_a_pool() -> Iterator[None]:
+    """``tillpay.signing.generate_private_key`` draws from a pool for the whole test session (not for
+    tests/unit/test_signing.py, which imported the real one by name)."""
+    from tillpay import signing
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signing, "generate_private_key", _RsaKeyPool(signing.generate_private_key))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _mapi_answers_checked_by_the_public_rule(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -84,9 +135,68 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class _PgClones:
+    """Copies of the template database, each made (``CREATE DATABASE ... TEMPLATE``) one test ahead by a
+    thread of this process while the current test runs. Every test still gets a fresh copy of its own;
+    the copy is only made earlier. Copying takes PostgreSQL a few hundred milliseconds."""
+
+    def __init__(self, admin: str, template: str) -> None:
+        import queue
+        import threading
+
+        self.admin = admin
+        self.template = template
+        self.ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=1)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._make, name="pg-clones", daemon=True)
+        self.thread.start()
+
+    def _make(self) -> None:
+        import queue
+
+        try:
+            with _pg_conn(self.admin) as conn:
+                while not self.stopping.is_set():
+                    name = f"tillpay_t_{uuid.uuid4().hex[:12]}"
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                    while True:
+                        try:
+                            self.ready.put(name, timeout=0.5)
+                            break
+                        except queue.Full:
+                            if self.stopping.is_set():
+                                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                                return
+        except BaseException as e:  # handed to the test that waits for a copy
+            self.ready.put(e)
+
+    def take(self) -> str:
+        """The name of a fresh copy of the template, the caller's to use and drop."""
+        got = self.ready.get(timeout=300)
+        if isinstance(got, BaseException):
+            raise RuntimeError("copying the template database failed") from got
+        return got
+
+    def close(self) -> None:
+        """Stop making copies and drop the one made ahead, if any."""
+        import queue
+
+        self.stopping.set()
+        self.thread.join(timeout=60)
+        with _pg_conn(self.admin) as conn:
+            while True:
+                try:
+                    left = self.ready.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(left, str):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{left}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    """A migrated PostgreSQL database that each test clones with CREATE DATABASE ... TEMPLATE."""
+    """A migrated PostgreSQL database that each test clones with CREATE DATABASE ... TEMPLATE (one per
+    test process: the name carries the pid, so parallel processes never share one)."""
     admin = pg_admin_url()
     name = f"tillpay_tpl_{os.getpid()}"
     with _pg_conn(admin) as conn:
@@ -98,6 +208,14 @@ def pg_template() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def pg_clones(pg_template: str) -> Iterator[_PgClones]:
+    """Fresh copies of ``pg_template``, made one ahead (set up after the template, so closed before it)."""
+    clones = _PgClones(pg_admin_url(), pg_template)
+    yield clones
+    clones.close()
+
+
 def make_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh migrated database of ``kind`` for one test; yields its URL and drops it afterwards."""
     if kind == "sqlite":
@@ -105,11 +223,9 @@ def make_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("pg_template")
+    clones: _PgClones = request.getfixturevalue("pg_clones")
     admin = pg_admin_url()
-    name = f"tillpay_t_{uuid.uuid4().hex[:12]}"
-    with _pg_conn(admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    name = clones.take()
     yield _pg_db_url(admin, name)
     with _pg_conn(admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

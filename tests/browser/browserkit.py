@@ -10,21 +10,19 @@ import concurrent.futures
 import io
 import itertools
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import zxingcpp
 from PIL import Image
 from playwright.sync_api import Page
 
 import factories as f
 from conftest import free_port, test_settings
+from serving import stop_process_group, wait_until_healthy
 from tillpay.client import MapiClient
 from tillpay.services import wallets
 from tillpay.services.platform import Platform
@@ -73,17 +71,7 @@ class Served:
             cwd=cwd,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, self.url)
 
     def run(self, fn: Callable[[Platform], Any]) -> Any:
         """Run ``await fn(platform)`` against the server's database (set-up and checks)."""
@@ -127,12 +115,7 @@ class Served:
         )
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
+        stop_process_group(self.proc)
 
 
 def shot(page: Page, name: str) -> bytes:

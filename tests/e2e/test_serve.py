@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import free_port
+from serving import stop_process_group, wait_until_healthy
 from tillpay.client import MapiClient
 
 HERE = Path(__file__).parent
@@ -54,26 +53,10 @@ class Served:
             cwd=cwd,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, self.url)
 
     def stop(self) -> str:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            out, _ = self.proc.communicate()
-        return out or ""
+        return stop_process_group(self.proc)
 
 
 @pytest.fixture

@@ -15,16 +15,13 @@ import ipaddress
 import json
 import os
 import select
-import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 import factories as f
 from conftest import LOOPBACK_RECEIVERS_ENV, make_database
+from serving import stop_process_group, wait_until_healthy
 from tillpay.config import Settings
 from tillpay.services.platform import Platform
 
@@ -110,32 +108,10 @@ class Served:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (
-                    httpx.get(
-                        url + "/health", timeout=1, verify=ssl.create_default_context(cafile=cert)
-                    ).status_code
-                    == 200
-                ):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve on port {port} did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, url, verify=ssl.create_default_context(cafile=cert))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 class Driver:
@@ -214,12 +190,26 @@ class Env:
         )
         self.merchant: dict[str, Any] = json.loads(out.stdout)
         self.run(f.rates)
+        # What has been started so far, stopped again if a later part fails to start (a server left
+        # running would hold 127.0.0.2's ports 80 and 443 for the rest of the run).
+        self.servers: list[Served] = []
+        self.drivers: list[Driver] = []
+        try:
+            self._start(db_url, cert, key)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, db_url: str, cert: Path, key: Path) -> None:
         self.https = Served(
             db_url, 443, "--tls-cert", str(cert), "--tls-key", str(key), url=f"https://{HOST}", cert=cert
         )
+        self.servers.append(self.https)
         self.http = Served(db_url, 80, "--no-worker", url=f"http://{HOST}", cert=cert)
+        self.servers.append(self.http)
         m = self.merchant
         self.fzlee = Driver("fzlee", "fzlee.py", cert)
+        self.drivers.append(self.fzlee)
         self.fzlee.call(
             "init",
             url=self.https.url,
@@ -228,6 +218,7 @@ class Env:
             public_key=m["tillpay_public_key"],
         )
         self.official = Driver("official", "official.py", cert)
+        self.drivers.append(self.official)
         self.official.call(
             "init",
             url=self.http.url,
@@ -236,6 +227,7 @@ class Env:
             public_key_pem=m["tillpay_public_key"],
         )
         self.antom = Driver("antom", "antom.py", cert)
+        self.drivers.append(self.antom)
         self.antom.call(
             "init",
             url=self.https.url,
@@ -257,10 +249,10 @@ class Env:
         return asyncio.run(go())
 
     def close(self) -> None:
-        for d in (self.fzlee, self.official, self.antom):
+        for d in self.drivers:
             d.close()
-        self.https.stop()
-        self.http.stop()
+        for server in self.servers:
+            server.stop()
 
 
 def make_env(
@@ -271,7 +263,12 @@ def make_env(
 
     dbs = make_database(request.param, request, tmp_path_factory.mktemp("sdkdb"))
     db_url = next(dbs)
-    env = Env(db_url, *tls_cert)
+    try:
+        env = Env(db_url, *tls_cert)
+    except BaseException:
+        for _ in dbs:  # the database is dropped all the same
+            pass
+        raise
     try:
         yield env
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from conftest import free_port
+from serving import stop_process_group, wait_until_healthy
 from tillpay.client import MapiClient
 from tillpay.services import security, wallet_app
 from tillpay.services.platform import Platform
@@ -54,17 +54,7 @@ class Served:
             env={**os.environ, "TILLPAY_DATABASE_URL": db_url, **(env or {})},
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, self.url)
 
     def rss(self) -> int:
         """The server process's resident memory in bytes."""
@@ -74,25 +64,24 @@ class Served:
         raise AssertionError("no VmRSS")
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
+        stop_process_group(self.proc)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'load.db'}"
+# One server (and its database and merchant) for the whole module: each test opens connections of its own
+# and checks what the server does with them, which no earlier test changes.
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('load') / 'load.db'}"
+
+
+@pytest.fixture(scope="module")
 def merchant(db: str) -> dict[str, Any]:
     return dict(_cli(db, "merchant", "add", "--name", "Load Shop", "--currency", "CNY"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(db: str, merchant: dict[str, Any]) -> Iterator[Served]:
     s = Served(
         db,
