@@ -11,10 +11,13 @@ own graceful shutdown.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # asyncio is imported where a loop is bound: installing the handler stays quick
+    import asyncio
 
 #: Exit status of a start-up or run cut short by SIGTERM (a clean stop, as documented in the README).
 EXIT_CODE = 0
@@ -59,6 +62,8 @@ def exit_if_requested() -> None:
 
 def bind(stop: asyncio.Event) -> None:
     """Set ``stop`` (of the running loop) when a stop signal comes, or now if one came already."""
+    import asyncio
+
     _stops.append((asyncio.get_running_loop(), stop))
     if _state["requested"]:
         stop.set()
