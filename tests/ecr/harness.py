@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from textual.pilot import Pilot
 
 from conftest import free_port, make_database, test_settings
+from serving import stop_process_group, wait_until_healthy
 from tillpay.ecr.config import EcrConfig, PrinterConfig, hash_pin
 from tillpay.ecr.till import Till
 from tillpay.services import fx, merchants, wallets
@@ -67,23 +67,12 @@ class Gateway:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"tillpay serve did not start: {out}")
-            time.sleep(0.1)
+        wait_until_healthy(self.proc, self.url)
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no goodbye to anyone."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate(timeout=20)
+            stop_process_group(self.proc, signal.SIGKILL)
         self.proc = None
 
 
