@@ -13,8 +13,8 @@ import click
 from tillpay.ops import backup as backup_ops
 from tillpay.ops import ha as ha_ops
 
-if TYPE_CHECKING:  # tillpay.cli imports this module at its end
-    from tillpay.cli import Ctx
+if TYPE_CHECKING:  # tillpay.cli imports this module, so the context is imported for types only
+    from tillpay.cli.common import Ctx
 
 _DIR = click.option(
     "--dir",

@@ -15,11 +15,11 @@ Forms accepted, as the clients really send them:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from tillpay.protocols import common
 from tillpay.services.platform import Platform
 
-BEIJING = timezone(timedelta(hours=8))
 _EPOCH_MS = re.compile(r"\d{12,14}")
 _BEIJING_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
@@ -37,7 +37,7 @@ def beijing_text(text: str) -> datetime | None:
     if not _BEIJING_TEXT.fullmatch(text):
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=common.BEIJING)
     except ValueError:
         return None
 

@@ -13,16 +13,14 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
 from tillpay.domain.payment import Status
 from tillpay.outbound import notify_url_problem
-from tillpay.protocols import freshness
+from tillpay.protocols import common, freshness
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import REFUND_NOT_EXIST, SUCCESS, Result, antom_result
 from tillpay.services import merchants, payments
@@ -33,21 +31,8 @@ log = structlog.get_logger("tillpay.antom")
 
 PREFIX = "/ams/api/v1/payments/"
 MAX_BODY = 64 * 1024
-#: Antom shows times in ISO 8601 with an offset; Tillpay uses GMT+8 like Alipay's examples.
-BEIJING = timezone(timedelta(hours=8))
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
 _URL = re.compile(r"https?://\S{1,1020}")
-
-
-def iso(dt: datetime) -> str:
-    """ISO 8601 with offset, seconds precision, e.g. ``2026-11-26T10:00:00+08:00``."""
-    return dt.astimezone(BEIJING).isoformat(timespec="seconds")
-
-
-def epoch_ms(dt: datetime) -> str:
-    """Milliseconds since the epoch, as Antom's ``request-time``/``response-time`` headers carry time
-    (``1685599933871``, reference §7, ``ams_zh-cn/api_fund``)."""
-    return str(int(dt.timestamp() * 1000))
 
 
 class Failure(Exception):
@@ -117,10 +102,7 @@ class Body:
             return None
         currency = a.need("currency", max_len=3, pattern=re.compile(r"[A-Z]{3}"))
         value = a.need("value", max_len=18, pattern=re.compile(r"\d+"))
-        try:
-            exponent(currency)
-        except ValueError:
-            raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+        common.known_currency(currency)
         if int(value) <= 0:
             raise _bad(f"{self._name(key)}.value must be above 0")
         return int(value), currency
@@ -147,10 +129,10 @@ def payment_fields(v: PaymentView) -> dict[str, Any]:
         "paymentRequestId": v.partner_trans_id,
         "paymentId": v.trade_no,
         "paymentAmount": _amount(v.price_amount, v.price_currency),
-        "paymentCreateTime": iso(v.created_at),
+        "paymentCreateTime": common.as_beijing_iso(v.created_at),
     }
     if v.paid_at is not None:
-        f["paymentTime"] = iso(v.paid_at)
+        f["paymentTime"] = common.as_beijing_iso(v.paid_at)
     if v.wallet_amount is not None and v.wallet_currency:
         # actualPaymentAmount = payment amount x payment rate (what the customer paid, in their currency).
         f["actualPaymentAmount"] = _amount(v.wallet_amount, v.wallet_currency)
@@ -159,7 +141,7 @@ def payment_fields(v: PaymentView) -> dict[str, Any]:
                 "quoteId": f"Q{v.trade_no}",
                 "quoteCurrencyPair": f"{v.price_currency}/{v.wallet_currency}",
                 "quotePrice": format(v.wallet_rate.normalize(), "f"),
-                "quoteStartTime": iso(v.created_at),
+                "quoteStartTime": common.as_beijing_iso(v.created_at),
             }
     if v.settle_currency != v.price_currency:
         f["grossSettlementAmount"] = _amount(v.settle_amount, v.settle_currency)
@@ -180,7 +162,7 @@ def refund_fields(r: RefundView) -> dict[str, Any]:
         "refundId": r.refund_no,
         "paymentId": v.trade_no,
         "refundAmount": _amount(r.price_amount, r.price_currency),
-        "refundTime": iso(r.created_at),
+        "refundTime": common.as_beijing_iso(r.created_at),
     }
     if v.settle_currency != r.price_currency:
         f["grossSettlementAmount"] = _amount(r.settle_amount, v.settle_currency)
@@ -300,7 +282,7 @@ async def _order_code(p: Platform, cmd: payments.PrecreateCommand) -> tuple[Resu
             "codeDetails": [{"codeValue": payments.qr_url(p, v.trade_no), "displayType": "TEXT"}]
         }
         if v.expires_at is not None:
-            form["expireTime"] = iso(v.expires_at)
+            form["expireTime"] = common.as_beijing_iso(v.expires_at)
         fields["orderCodeForm"] = form
     return result, fields
 
@@ -328,7 +310,7 @@ async def _cancel(p: Platform, m: Merchant, b: Body) -> tuple[Result, dict[str, 
     return SUCCESS, {
         "paymentRequestId": v.partner_trans_id,
         "paymentId": v.trade_no,
-        "cancelTime": iso(v.closed_at or p.now()),
+        "cancelTime": common.as_beijing_iso(v.closed_at or p.now()),
     }
 
 
@@ -478,7 +460,7 @@ async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], bo
     hdrs = {"content-type": "application/json; charset=UTF-8"}
     if merchant is not None and merchant.client_id:
         # The header is signed verbatim, so any form verifies; Antom's own is epoch milliseconds.
-        now = epoch_ms(p.now())
+        now = common.as_epoch_ms(p.now())
         sig = signing.sign(
             signing.content("POST", path, merchant.client_id, now, body_text), merchant.gateway_private_key
         )

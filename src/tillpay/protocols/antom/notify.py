@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 from tillpay.domain.errors import Code
 from tillpay.domain.payment import Status
+from tillpay.protocols import common
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import SUCCESS, antom_result
-from tillpay.protocols.antom.gateway import epoch_ms, iso
 from tillpay.services.platform import Merchant
 
 
@@ -35,7 +35,7 @@ def _amount(minor: int, currency: str) -> dict[str, str]:
 
 
 def _t(text: str | None) -> str | None:
-    return iso(datetime.fromisoformat(text)) if text else None
+    return common.as_beijing_iso(datetime.fromisoformat(text)) if text else None
 
 
 def body(notify_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def render(
     """The signed request: JSON body bytes and headers."""
     text = json.dumps(body(notify_id, payload), ensure_ascii=False, separators=(",", ":"))
     client_id = merchant.client_id or merchant.partner_id
-    when = epoch_ms(now)
+    when = common.as_epoch_ms(now)
     path = urlsplit(url).path or "/"
     sig = signing.sign(signing.content("POST", path, client_id, when, text), merchant.gateway_private_key)
     headers = {

@@ -12,13 +12,13 @@ import structlog
 
 from tillpay import signing as canonical
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
-from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.domain.money import format_amount
 from tillpay.outbound import notify_url_problem
-from tillpay.protocols import freshness
+from tillpay.protocols import common, freshness
 from tillpay.protocols.mapi import secmerchant, signing
 from tillpay.protocols.mapi.codes import UNKNOWN, Level, mapi_error, result_code
 from tillpay.protocols.mapi.services import CANCEL, PAY, PRECREATE, QUERY, REFUND, REFUND_QUERY
-from tillpay.protocols.mapi.wire import FORBIDDEN, Envelope, alipay_time, notify_time
+from tillpay.protocols.mapi.wire import FORBIDDEN, Envelope
 from tillpay.services import payments
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
@@ -210,15 +210,6 @@ def _json_object(name: str, value: str) -> dict[str, object]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _amount(text: str, currency: str, name: str) -> int:
-    try:
-        return parse_amount(text, currency)
-    except UnknownCurrency:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
-    except InvalidAmount as e:
-        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{name} {text!r}: {e}") from None
-
-
 def _rate(rate: Decimal | None) -> str:
     return format(rate.normalize(), "f") if rate is not None else ""
 
@@ -246,7 +237,7 @@ def payment_fields(v: PaymentView, payment_inst: str = "TILLPAY") -> dict[str, s
     if v.buyer_login:
         f["alipay_buyer_login_id"] = v.buyer_login
     if v.paid_at:
-        f["alipay_pay_time"] = alipay_time(v.paid_at)
+        f["alipay_pay_time"] = common.as_beijing_compact(v.paid_at)
     if v.refunded_price:
         f["refund_amount_total"] = format_amount(v.refunded_price, v.price_currency)
     f["payment_inst"] = payment_inst
@@ -264,7 +255,7 @@ def refund_fields(r: RefundView) -> dict[str, str]:
         "refund_amount": format_amount(r.price_amount, r.price_currency),
         "currency": r.price_currency,
         "refund_status": "REFUND_SUCCESS",
-        "refund_time": alipay_time(r.created_at),
+        "refund_time": common.as_beijing_compact(r.created_at),
     }
     if v.settle_currency != r.price_currency:
         f["settle_refund_amount"] = format_amount(r.settle_amount, v.settle_currency)
@@ -319,7 +310,7 @@ async def _pay(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> d
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "alipay_seller_id must equal partner")
     settle = q["currency"]
     price_currency = q.get("trans_currency", settle)
-    amount = _amount(q["trans_amount"], price_currency, "trans_amount")
+    amount = common.amount(q["trans_amount"], price_currency, "trans_amount")
     # Where the pay happened: the secondary merchant, its store and the terminal (all optional).
     extend = secmerchant.extend_info(q["extend_info"]) if "extend_info" in q else secmerchant.SecondaryRef()
     outcome = await payments.pay(
@@ -380,7 +371,7 @@ async def _cancel(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -
 
 
 async def _refund(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:
-    amount = _amount(q["refund_amount"], q["currency"], "refund_amount")
+    amount = common.amount(q["refund_amount"], q["currency"], "refund_amount")
     view = await payments.refund(
         p,
         payments.RefundCommand(
@@ -414,7 +405,7 @@ async def _refund_query(p: Platform, m: Merchant, q: dict[str, str], sign_type: 
         "trade_no": payment.trade_no,
         "out_return_no": view.partner_refund_id,
         "refund_result_code": "SUCCESS",  # a Tillpay refund is final when it is answered
-        "gmt_create": notify_time(view.created_at),
+        "gmt_create": common.as_beijing_text(view.created_at),
         "refund_amount": format_amount(view.price_amount, view.price_currency),
         "currency": view.price_currency,
     }
@@ -427,13 +418,13 @@ def _precreate_amount(q: dict[str, str], currency: str) -> int:
     """``total_fee``, or ``price`` times ``quantity`` (the classic precreate takes either)."""
     quantity = int(q.get("quantity", "1"))
     if "price" in q:
-        total = _amount(q["price"], currency, "price") * quantity
-        if "total_fee" in q and _amount(q["total_fee"], currency, "total_fee") != total:
+        total = common.amount(q["price"], currency, "price") * quantity
+        if "total_fee" in q and common.amount(q["total_fee"], currency, "total_fee") != total:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, "total_fee is not price times quantity")
         return total
     if "total_fee" not in q:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "give total_fee, or price (and quantity)")
-    return _amount(q["total_fee"], currency, "total_fee")
+    return common.amount(q["total_fee"], currency, "total_fee")
 
 
 async def _precreate(p: Platform, m: Merchant, q: dict[str, str], sign_type: str) -> dict[str, str]:

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from tillpay.domain.money import format_amount
+from tillpay.protocols import common
 from tillpay.protocols.mapi import signing
-from tillpay.protocols.mapi.wire import notify_time
 from tillpay.services.platform import Merchant
 
 #: The body a merchant answers with to acknowledge; anything else is retried.
@@ -33,7 +33,7 @@ _ACTIONS = {"TRADE_SUCCESS": "payByAccountAction", "TRADE_CLOSED": "closeTradeAc
 
 
 def _t(iso: str | None) -> str | None:
-    return notify_time(datetime.fromisoformat(iso)) if iso else None
+    return common.as_beijing_text(datetime.fromisoformat(iso)) if iso else None
 
 
 def fields(
@@ -44,7 +44,7 @@ def fields(
     v = refund["payment"] if refund else payload["payment"]
     f: dict[str, str | None] = {
         "notify_id": notify_id,
-        "notify_time": notify_time(now),
+        "notify_time": common.as_beijing_text(now),
         "notify_type": "trade_status_sync",
         "partner": merchant.partner_id,
         "out_trade_no": v["partner_trans_id"],

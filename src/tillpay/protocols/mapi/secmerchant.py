@@ -17,8 +17,8 @@ from typing import TypeVar
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.secmerchant import REGISTRATION_FIELDS, Registration, SecondaryRef, parse_extend_info
+from tillpay.protocols import common
 from tillpay.protocols.mapi.services import MAINTAIN, QUERY_STATUS
-from tillpay.protocols.mapi.wire import BEIJING
 from tillpay.services import secmerchants
 from tillpay.services.platform import Merchant, Platform
 
@@ -67,7 +67,7 @@ def extend_info(text: str) -> SecondaryRef:
 
 def _check_timestamp(p: Platform, text: str) -> None:
     try:
-        sent = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+        sent = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=common.BEIJING)
     except ValueError:
         raise TillpayError(
             Code.ILLEGAL_ARGUMENT, "timestamp must be yyyy-MM-dd HH:mm:ss in GMT+8 (Beijing time)"

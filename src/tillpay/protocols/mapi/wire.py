@@ -6,27 +6,14 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from urllib.parse import unquote_to_bytes
 from xml.sax.saxutils import escape, quoteattr
 
 from tillpay.domain.errors import Code, TillpayError
+from tillpay.protocols import common
 
-#: Alipay reports times in Beijing time (GMT+8), whatever the merchant's zone.
-BEIJING = timezone(timedelta(hours=8), "GMT+8")
 CHARSETS = {"UTF-8": "utf-8", "GBK": "gbk", "GB2312": "gb2312"}
 DEFAULT_CHARSET = "UTF-8"
 MAX_REQUEST_BYTES = 16 * 1024
-
-
-def alipay_time(dt: datetime) -> str:
-    """``yyyyMMddHHmmss`` in Beijing time, as in ``alipay_pay_time``."""
-    return dt.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
-
-
-def notify_time(dt: datetime) -> str:
-    """``yyyy-MM-dd HH:mm:ss`` in Beijing time, as in notifications."""
-    return dt.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def charset_of(name: str | None) -> str:
@@ -39,50 +26,33 @@ def charset_of(name: str | None) -> str:
     return codec
 
 
-def _form_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
-    """Split ``application/x-www-form-urlencoded`` bytes without decoding text (the charset comes later)."""
-    pairs = []
-    for part in data.split(b"&"):
-        if not part:
-            continue
-        key, _, value = part.partition(b"=")
-        pairs.append((unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
-    return pairs
-
-
 def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     """Decode GET query and POST form parameters with the request's ``_input_charset``.
 
     Returns the parameters in arrival order and the codec. A parameter given twice, undecodable bytes
     or an unknown charset is refused, since a signature over ambiguous input means nothing.
     """
-    if len(query) + len(body) > MAX_REQUEST_BYTES:
-        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is too large")
-    pairs = _form_pairs(query) + _form_pairs(body)
+    pairs = common.form_pairs(query, body, MAX_REQUEST_BYTES)
     raw_charset = next((v for k, v in pairs if k == b"_input_charset"), None)
     try:
         codec = charset_of(raw_charset.decode("ascii") if raw_charset is not None else None)
     except UnicodeDecodeError:
         raise TillpayError(Code.ILLEGAL_CHARSET, "_input_charset is not ASCII") from None
-    params: dict[str, str] = {}
-    for k, v in pairs:
-        try:
-            key, value = k.decode("ascii"), v.decode(codec)
-        except UnicodeDecodeError:
-            raise TillpayError(Code.ILLEGAL_CHARSET, f"the request cannot be decoded as {codec}") from None
-        if key in params:
-            if key == "_input_charset" and params[key] == value:
-                # Alipay's classic demo (AlipaySubmit.buildRequest) POSTs to
-                # gateway.do?_input_charset=UTF-8 and also signs and sends it in the form: one parameter.
-                continue
-            if key == "_input_charset":
-                raise TillpayError(
-                    Code.ILLEGAL_ARGUMENT,
-                    f"_input_charset is {params[key]!r} in the URL and {value!r} in the body: send one value",
-                )
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {key!r} is given twice")
-        params[key] = value
-    return params, codec
+    return common.decode_form(pairs, codec, _charset_repeated), codec
+
+
+def _charset_repeated(key: str, first: str, second: str) -> bool:
+    """``_input_charset`` may come twice with one value; any other parameter may not."""
+    if key != "_input_charset":
+        return False
+    if first == second:
+        # Alipay's classic demo (AlipaySubmit.buildRequest) POSTs to
+        # gateway.do?_input_charset=UTF-8 and also signs and sends it in the form: one parameter.
+        return True
+    raise TillpayError(
+        Code.ILLEGAL_ARGUMENT,
+        f"_input_charset is {first!r} in the URL and {second!r} in the body: send one value",
+    )
 
 
 #: Characters XML 1.0 does not allow in a document (C0 controls but tab, LF and CR; U+FFFE, U+FFFF;

@@ -20,15 +20,14 @@ import structlog
 from tillpay import signing
 from tillpay.config import Settings
 from tillpay.domain.errors import DESCRIPTIONS, Code, TillpayError
-from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
+from tillpay.domain.money import format_amount
 from tillpay.domain.payment import Status
 from tillpay.outbound import notify_url_problem
-from tillpay.protocols import freshness
+from tillpay.protocols import common, freshness
 from tillpay.protocols.openapi import codes
 from tillpay.protocols.openapi.codes import OpenCode, open_code
 from tillpay.protocols.openapi.wire import (
     SIGN_TYPES,
-    alipay_time,
     decode_params,
     loose_params,
     render,
@@ -113,12 +112,7 @@ class Biz:
 
 
 def _amount(text: str, currency: str, name: str) -> int:
-    try:
-        value = parse_amount(text, currency)
-    except UnknownCurrency:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
-    except InvalidAmount as e:
-        raise _bad(f"{name} {text!r}: {e}") from None
+    value = common.amount(text, currency, name)
     if value <= 0:
         raise _bad(f"{name} must be above 0")
     return value
@@ -155,7 +149,7 @@ def trade_fields(v: PaymentView) -> dict[str, Any]:
     if v.buyer_id:
         f["buyer_user_id"] = v.buyer_id
     if paid and v.paid_at is not None:
-        f["gmt_payment"] = alipay_time(v.paid_at)
+        f["gmt_payment"] = common.as_beijing_text(v.paid_at)
         f["fund_bill_list"] = [
             {"amount": _money(v.wallet_amount, v.wallet_currency), "fund_channel": "ALIPAYACCOUNT"}
         ]
@@ -186,7 +180,7 @@ def _refund_fields(r: RefundView) -> dict[str, Any]:
         "refund_amount": format_amount(r.price_amount, r.price_currency),
         "total_amount": format_amount(v.price_amount, v.price_currency),
         "refund_status": "REFUND_SUCCESS",
-        "gmt_refund_pay": alipay_time(r.created_at),
+        "gmt_refund_pay": common.as_beijing_text(r.created_at),
         "refund_currency": r.price_currency,
     }
 
@@ -244,7 +238,7 @@ async def _query(p: Platform, m: Merchant, params: dict[str, str], sign_type: st
     fields = trade_fields(v)
     fields["trade_status"] = v.status.value
     if v.paid_at is not None:
-        fields["send_pay_date"] = alipay_time(v.paid_at)
+        fields["send_pay_date"] = common.as_beijing_text(v.paid_at)
     return _ok(fields)
 
 
@@ -256,7 +250,7 @@ async def _cancel(p: Platform, m: Merchant, params: dict[str, str], sign_type: s
     if outcome.action != "none":
         fields["action"] = outcome.action
     if outcome.action == "refund" and v.closed_at is not None:
-        fields["gmt_refund_pay"] = alipay_time(v.closed_at)
+        fields["gmt_refund_pay"] = common.as_beijing_text(v.closed_at)
     return _ok(fields)
 
 
@@ -301,7 +295,7 @@ async def _refund(p: Platform, m: Merchant, params: dict[str, str], sign_type: s
         refund_fee=format_amount(pv.refunded_price, pv.price_currency),
         send_back_fee=format_amount(r.price_amount, r.price_currency),
         refund_currency=r.price_currency,
-        gmt_refund_pay=alipay_time(r.created_at),
+        gmt_refund_pay=common.as_beijing_text(r.created_at),
     )
     if pv.buyer_id:
         fields["buyer_user_id"] = pv.buyer_id

@@ -14,7 +14,7 @@ from typing import Any
 
 from tillpay import signing
 from tillpay.domain.money import format_amount
-from tillpay.protocols.openapi.wire import alipay_time
+from tillpay.protocols import common
 from tillpay.services.platform import Merchant
 
 #: The body a merchant answers with to acknowledge; anything else is retried.
@@ -22,7 +22,7 @@ ACK = "success"
 
 
 def _t(iso: str | None) -> str | None:
-    return alipay_time(datetime.fromisoformat(iso)) if iso else None
+    return common.as_beijing_text(datetime.fromisoformat(iso)) if iso else None
 
 
 def fields(notify_id: str, payload: dict[str, Any], now: datetime, merchant: Merchant) -> dict[str, str]:
@@ -35,7 +35,7 @@ def fields(notify_id: str, payload: dict[str, Any], now: datetime, merchant: Mer
         format_amount(v["wallet_amount"], v["wallet_currency"]) if paid and v["wallet_currency"] else None
     )
     f: dict[str, str | None] = {
-        "notify_time": alipay_time(now),
+        "notify_time": common.as_beijing_text(now),
         "notify_type": "trade_status_sync",
         "notify_id": notify_id,
         "app_id": merchant.app_id,

@@ -15,43 +15,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
+from tillpay.protocols import common
 
-#: Alipay reports times in Beijing time (GMT+8).
-BEIJING = timezone(timedelta(hours=8), "GMT+8")
 CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gb2312"}
 SIGN_TYPES = ("RSA", "RSA2")
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-def alipay_time(dt: datetime) -> str:
-    """``yyyy-MM-dd HH:mm:ss`` in Beijing time, as in ``gmt_payment`` and notifications."""
-    return dt.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _pairs(data: bytes) -> list[tuple[bytes, bytes]]:
-    out = []
-    for part in data.split(b"&"):
-        if part:
-            k, _, v = part.partition(b"=")
-            out.append((unquote_to_bytes(k.replace(b"+", b" ")), unquote_to_bytes(v.replace(b"+", b" "))))
-    return out
-
-
 def raw_keys(query: bytes, body: bytes) -> set[bytes]:
     """The parameter names of a form request, undecoded (to tell the two ``gateway.do`` dialects apart)."""
-    return {k for k, _ in _pairs(query) + _pairs(body)}
+    return {k for k, _ in common.split_form(query) + common.split_form(body)}
 
 
 def loose_params(query: bytes, body: bytes) -> dict[str, str]:
     """ASCII-only view of the parameters, for answering a request that cannot be decoded."""
     return {
-        k.decode("ascii", "replace"): v.decode("ascii", "replace") for k, v in _pairs(query) + _pairs(body)
+        k.decode("ascii", "replace"): v.decode("ascii", "replace")
+        for k, v in common.split_form(query) + common.split_form(body)
     }
 
 
@@ -61,23 +45,12 @@ def decode_params(query: bytes, body: bytes) -> tuple[dict[str, str], str]:
     A parameter given twice or bytes the charset cannot decode are refused: a signature over ambiguous
     input means nothing.
     """
-    if len(query) + len(body) > MAX_REQUEST_BYTES:
-        raise TillpayError(Code.ILLEGAL_ARGUMENT, "the request is too large")
-    pairs = _pairs(query) + _pairs(body)
+    pairs = common.form_pairs(query, body, MAX_REQUEST_BYTES)
     raw = next((v for k, v in pairs if k == b"charset"), b"utf-8")
     codec = CHARSETS.get(raw.decode("ascii", "replace").lower())
     if codec is None:
         raise TillpayError(Code.ILLEGAL_CHARSET, "charset must be utf-8, gbk or gb2312")
-    params: dict[str, str] = {}
-    for k, v in pairs:
-        try:
-            key, value = k.decode("ascii"), v.decode(codec)
-        except UnicodeDecodeError:
-            raise TillpayError(Code.ILLEGAL_CHARSET, f"the request cannot be decoded as {codec}") from None
-        if key in params:
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, f"parameter {key!r} is given twice")
-        params[key] = value
-    return params, codec
+    return common.decode_form(pairs, codec), codec
 
 
 def sign_content(params: Mapping[str, str]) -> str:

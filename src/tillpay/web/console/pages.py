@@ -14,15 +14,13 @@ Security rules every handler keeps (as in the wallet app):
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -39,6 +37,7 @@ from tillpay.domain.settlement import digest_text
 from tillpay.services import console, console_auth, heartbeats, payments, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
+from tillpay.web import kit
 from tillpay.web.console import charts
 from tillpay.web.wallet import i18n
 
@@ -48,14 +47,11 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 
-SESSION_COOKIE = "tp_console"
-CSRF_COOKIE = "tp_console_csrf"
-COOKIE_PATH = "/console"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+SITE = kit.Site(
+    prefix="/console", session_cookie="tp_console", csrf_cookie="tp_console_csrf", samesite="strict"
 )
-_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+SESSION_COOKIE = SITE.session_cookie
+CSRF_COOKIE = SITE.csrf_cookie
 _TRADE_NO_RE = re.compile(r"^\d{16,64}$")
 _NOTIFY_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _FILE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9A-Za-z]+/[0-9A-Za-z_.-]+\.txt$")
@@ -75,20 +71,12 @@ def _env() -> jinja2.Environment:
     return env
 
 
-class _Forbidden(Exception):
-    """A state-changing request without a valid CSRF token, from another origin, or beyond the role."""
-
-
 @dataclass
-class Ctx:
+class Ctx(kit.PageCtx[ConsoleSession]):
     """One request as the pages see it: who, the formatter, and the CSRF token."""
 
-    request: Request
-    p: Platform
-    session: ConsoleSession | None
+    site = SITE
     fmt: i18n.Formatter
-    csrf: str
-    new_csrf_cookie: str | None = None
     _merchant: Merchant | None = None
 
     @property
@@ -96,15 +84,6 @@ class Ctx:
         """The signed-in user (only on pages that require one)."""
         assert self.session is not None
         return self.session.user
-
-    @property
-    def path(self) -> str:
-        q = self.request.url.query
-        return self.request.url.path + (f"?{q}" if q else "")
-
-    @property
-    def secure(self) -> bool:
-        return self.request.url.scheme == "https" or self.p.settings.public_url.startswith("https://")
 
     async def merchant(self) -> Merchant:
         """The signed-in user's merchant (fresh: keys and notify URL change from this console)."""
@@ -115,82 +94,25 @@ class Ctx:
     def require(self, action: str) -> None:
         """Refuse (403) unless the user's role allows ``action``."""
         if not self.user.can(action):
-            raise _Forbidden
+            raise kit.Forbidden
 
 
 async def _ctx(request: Request) -> Ctx:
     p: Platform = request.app.state.platform
     session = await console_auth.session_for(p, request.cookies.get(SESSION_COOKIE))
     fmt = i18n.Formatter("en", ZoneInfo(p.settings.timezone))
-    new_cookie = None
-    if session is not None:
-        csrf = session.csrf_token
-    else:
-        csrf = request.cookies.get(CSRF_COOKIE) or ""
-        if not _NONCE_RE.match(csrf):
-            csrf = new_cookie = secrets.token_urlsafe(32)
-    return Ctx(request, p, session, fmt, csrf, new_cookie)
-
-
-def _harden(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["X-Frame-Options"] = "DENY"
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _set_cookie(ctx: Ctx, resp: Response, name: str, value: str, max_age: int | None) -> None:
-    resp.set_cookie(
-        name, value, max_age=max_age, path=COOKIE_PATH, secure=ctx.secure, httponly=True, samesite="strict"
-    )
-
-
-def _finish(ctx: Ctx, resp: Response) -> Response:
-    if ctx.new_csrf_cookie:
-        _set_cookie(ctx, resp, CSRF_COOKIE, ctx.new_csrf_cookie, None)
-    return _harden(resp)
+    csrf, new_cookie = kit.csrf_token(request, SITE, session.csrf_token if session is not None else None)
+    return Ctx(request, p, session, csrf, fmt, new_csrf_cookie=new_cookie)
 
 
 def _render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
     html = _env().get_template(template).render(c=ctx, fmt=ctx.fmt, **values)
-    return _finish(ctx, HTMLResponse(html, status_code=status))
-
-
-def _redirect(ctx: Ctx, url: str) -> Response:
-    return _finish(ctx, RedirectResponse(url, status_code=303))
-
-
-def _local_next(value: str | None) -> str:
-    """Only console paths are followed after sign-in (no open redirect)."""
-    if not value:
-        return "/console/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/console") or "\\" in value:
-        return "/console/"
-    return value
-
-
-def _check_origin(ctx: Ctx) -> None:
-    origin = ctx.request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != ctx.request.headers.get("host", ""):
-        raise _Forbidden
-
-
-def _check_token(ctx: Ctx, sent: object) -> None:
-    if not isinstance(sent, str) or not ctx.csrf or not hmac.compare_digest(sent.encode(), ctx.csrf.encode()):
-        raise _Forbidden
-    if ctx.session is None and ctx.new_csrf_cookie:
-        raise _Forbidden  # the browser had no CSRF cookie, so this form did not come from our page
+    return ctx.finish(HTMLResponse(html, status_code=status))
 
 
 async def _form(ctx: Ctx) -> FormData:
     """The POSTed form, after the CSRF and origin checks."""
-    _check_origin(ctx)
-    form = await ctx.request.form(max_files=1, max_fields=50)
-    _check_token(ctx, form.get("csrf") or ctx.request.headers.get("x-csrf-token") or "")
-    return form
+    return await ctx.form(max_files=1, max_fields=50)
 
 
 Handler = Callable[[Ctx], Awaitable[Response]]
@@ -204,21 +126,19 @@ def page(*, signed_in: bool = True) -> Callable[[Handler], Callable[[Request], A
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
             ctx = await _ctx(request)
-            api = request.url.path.startswith("/console/api/")
+            api = SITE.is_api(request)
             if signed_in and ctx.session is None:
-                if api:
-                    return _harden(JSONResponse({"error": "SIGNED_OUT"}, status_code=401))
-                return _redirect(ctx, "/console/login?next=" + quote(ctx.path, safe=""))
+                return ctx.signed_out()
             try:
                 return await fn(ctx)
-            except _Forbidden:
+            except kit.Forbidden:
                 if api:
-                    return _harden(JSONResponse({"error": "FORBIDDEN"}, status_code=403))
+                    return kit.json_error(SITE, "FORBIDDEN", 403)
                 return _render(ctx, "error.html", 403, error="forbidden")
             except TillpayError as e:
                 if e.code in _NOT_FOUND:
                     if api:
-                        return _harden(JSONResponse({"error": "NOT_FOUND"}, status_code=404))
+                        return kit.json_error(SITE, "NOT_FOUND", 404)
                     return _render(ctx, "error.html", 404, error="not_found")
                 raise
 
@@ -233,15 +153,15 @@ def page(*, signed_in: bool = True) -> Callable[[Handler], Callable[[Request], A
 @page(signed_in=False)
 async def login(ctx: Ctx) -> Response:
     """The sign-in form."""
-    nxt = _local_next(ctx.request.query_params.get("next"))
+    nxt = SITE.local_next(ctx.request.query_params.get("next"))
     if ctx.request.method == "GET":
         if ctx.session is not None:
-            return _redirect(ctx, nxt)
+            return ctx.redirect(nxt)
         return _render(ctx, "login.html", next=nxt, error=None, login="")
     form = await _form(ctx)
     login_id = str(form.get("login", "")).strip()
     password = str(form.get("password", ""))
-    nxt = _local_next(str(form.get("next", "")))
+    nxt = SITE.local_next(str(form.get("next", "")))
     client = ctx.request.client.host if ctx.request.client else "unknown"
     try:
         token, session = await console_auth.sign_in(ctx.p, login_id, password, client=client)
@@ -255,9 +175,9 @@ async def login(ctx: Ctx) -> Response:
             resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     log.info("console sign-in", user=session.user.id, merchant=session.user.partner_id)
-    resp = _redirect(ctx, nxt)
-    _set_cookie(ctx, resp, SESSION_COOKIE, token, int(console_auth.SESSION_LIFETIME.total_seconds()))
-    resp.delete_cookie(CSRF_COOKIE, path=COOKIE_PATH)
+    resp = ctx.redirect(nxt)
+    ctx.set_cookie(resp, SESSION_COOKIE, token, int(console_auth.SESSION_LIFETIME.total_seconds()))
+    SITE.delete_cookie(resp, CSRF_COOKIE)
     return resp
 
 
@@ -266,8 +186,8 @@ async def logout(ctx: Ctx) -> Response:
     """End the session."""
     await _form(ctx)
     await console_auth.sign_out(ctx.p, ctx.request.cookies.get(SESSION_COOKIE))
-    resp = _redirect(ctx, "/console/login")
-    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    resp = ctx.redirect("/console/login")
+    SITE.delete_cookie(resp, SESSION_COOKIE)
     return resp
 
 
@@ -329,7 +249,7 @@ async def payment_list(ctx: Ctx) -> Response:
     params = {k: v for k, v in ctx.request.query_params.items() if k != "before" and v}
     # Searching by an id that matches exactly one payment goes straight to it.
     if f.q and len(result.items) == 1 and _before(ctx) is None:
-        return _redirect(ctx, f"/console/payments/{result.items[0].trade_no}")
+        return ctx.redirect(f"/console/payments/{result.items[0].trade_no}")
     next_url = (
         "/console/payments?" + urlencode({**params, "before": result.next_before})
         if result.next_before
@@ -354,11 +274,11 @@ async def payment_csv(ctx: Ctx) -> Response:
     m = await ctx.merchant()
     f, error = _filter(ctx, m)
     if error:
-        return _harden(Response(error, status_code=400, media_type="text/plain"))
+        return kit.harden(Response(error, status_code=400, media_type="text/plain"))
     name = f"tillpay-payments-{m.partner_id}-{ctx.p.now().strftime('%Y%m%d%H%M%S')}.csv"
     resp = StreamingResponse(console.export_csv(ctx.p, m.id, f), media_type="text/csv; charset=utf-8")
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 def _refund_error(e: TillpayError) -> str:
@@ -407,20 +327,20 @@ async def payment_refund(ctx: Ctx) -> Response:
             ctx.p, m, trade_no, amount, str(form.get("refund_id", "")), str(form.get("reason", "")) or None
         )
     except InvalidAmount:
-        return _redirect(ctx, url + "?" + urlencode({"error": "Enter an amount like 12.50."}))
+        return ctx.redirect(url + "?" + urlencode({"error": "Enter an amount like 12.50."}))
     except TillpayError as e:
         if e.code in _NOT_FOUND:
             raise
-        return _redirect(ctx, url + "?" + urlencode({"error": _refund_error(e)}))
+        return ctx.redirect(url + "?" + urlencode({"error": _refund_error(e)}))
     log.info("console refund", user=ctx.user.id, trade_no=trade_no, refund_no=r.refund_no)
-    return _redirect(ctx, url + "?" + urlencode({"refunded": r.refund_no}))
+    return ctx.redirect(url + "?" + urlencode({"refunded": r.refund_no}))
 
 
 # ---------------------------------------------------------------------------------------------- API
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return _harden(JSONResponse(data, status_code=status))
+    return kit.harden(JSONResponse(data, status_code=status))
 
 
 @page()
@@ -450,8 +370,8 @@ async def api_refund(ctx: Ctx) -> Response:
     The CSRF token goes in the ``X-CSRF-Token`` header; the same ``refund_id`` again returns the first
     refund.
     """
-    _check_origin(ctx)
-    _check_token(ctx, ctx.request.headers.get("x-csrf-token", ""))
+    ctx.check_origin()
+    ctx.check_token(ctx.request.headers.get("x-csrf-token", ""))
     ctx.require("refund")
     trade_no = ctx.request.path_params["trade_no"]
     if not _TRADE_NO_RE.match(trade_no):
@@ -507,7 +427,7 @@ async def settlement_download(ctx: Ctx) -> Response:
     resp = Response(data, media_type="text/plain; charset=utf-8")
     resp.headers["Content-Disposition"] = f'attachment; filename="{view.name.rsplit("/", 1)[-1]}"'
     resp.headers["X-Content-SHA256"] = view.sha256
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 @page()
@@ -518,7 +438,7 @@ async def settlement_digest(ctx: Ctx) -> Response:
     short = view.name.rsplit("/", 1)[-1]
     resp = Response(digest_text(view.sha256, view.name), media_type="text/plain; charset=utf-8")
     resp.headers["Content-Disposition"] = f'attachment; filename="{short}.sha256"'
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 @page()
@@ -556,7 +476,7 @@ async def settlement_reconcile(ctx: Ctx) -> Response:
         return await again(f"The journal could not be read: {e}")
     resp = Response(html, media_type="text/html; charset=utf-8")
     resp.headers["Content-Disposition"] = f'attachment; filename="reconciliation-{m.partner_id}-{day}.html"'
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 # ---------------------------------------------------------------------------------------- integration
@@ -589,10 +509,10 @@ async def key_rotate(ctx: Ctx) -> Response:
     try:
         version = await console.rotate_key(ctx.p, await ctx.merchant(), pem)
     except TillpayError as e:
-        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
     log.info("console key rotated", user=ctx.user.id, version=version)
-    return _redirect(
-        ctx, "/console/integration?" + urlencode({"done": f"key version {version} is now current"})
+    return ctx.redirect(
+        "/console/integration?" + urlencode({"done": f"key version {version} is now current"})
     )
 
 
@@ -604,9 +524,9 @@ async def key_revoke(ctx: Ctx) -> Response:
     try:
         version = await console.revoke_key(ctx.p, await ctx.merchant(), str(form.get("version", "")))
     except TillpayError as e:
-        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
     log.info("console key revoked", user=ctx.user.id, version=version)
-    return _redirect(ctx, "/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
+    return ctx.redirect("/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
 
 
 @page()
@@ -617,8 +537,8 @@ async def notify_url(ctx: Ctx) -> Response:
     try:
         await console.set_notify_url(ctx.p, await ctx.merchant(), str(form.get("notify_url", "")))
     except TillpayError as e:
-        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
-    return _redirect(ctx, "/console/integration?" + urlencode({"done": "notify URL saved"}))
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    return ctx.redirect("/console/integration?" + urlencode({"done": "notify URL saved"}))
 
 
 @page()
@@ -627,14 +547,14 @@ async def gateway_key(ctx: Ctx) -> Response:
     m = await ctx.merchant()
     resp = Response(m.gateway_public_key, media_type="application/x-pem-file")
     resp.headers["Content-Disposition"] = f'attachment; filename="tillpay-public-key-{m.partner_id}.pem"'
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 @page()
 async def test_payment(ctx: Ctx) -> Response:
     """Sandbox only: pay the merchant from its sandbox wallet; then show the payment."""
     if not ctx.p.settings.sandbox:  # not routed in production either (console_routes)
-        return _finish(ctx, HTMLResponse("not found", status_code=404))
+        return ctx.finish(HTMLResponse("not found", status_code=404))
     form = await _form(ctx)
     ctx.require("integration")
     m = await ctx.merchant()
@@ -642,11 +562,11 @@ async def test_payment(ctx: Ctx) -> Response:
         amount = parse_amount(str(form.get("amount", "")).strip(), m.settlement_currency)
         view = await console.test_payment(ctx.p, m, amount)
     except InvalidAmount:
-        return _redirect(ctx, "/console/integration?" + urlencode({"error": "Enter an amount like 1.00."}))
+        return ctx.redirect("/console/integration?" + urlencode({"error": "Enter an amount like 1.00."}))
     except TillpayError as e:
-        return _redirect(ctx, "/console/integration?" + urlencode({"error": e.detail}))
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
     log.info("console test payment", user=ctx.user.id, trade_no=view.trade_no)
-    return _redirect(ctx, f"/console/payments/{view.trade_no}")
+    return ctx.redirect(f"/console/payments/{view.trade_no}")
 
 
 @page()
@@ -670,7 +590,7 @@ async def redeliver(ctx: Ctx) -> Response:
         raise TillpayError(Code.NOT_FOUND)
     queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
     outcome = "redelivered" if queued else "sending"
-    return _redirect(ctx, "/console/notifications?" + urlencode({outcome: notify_id}))
+    return ctx.redirect("/console/notifications?" + urlencode({outcome: notify_id}))
 
 
 # ---------------------------------------------------------------------------------------------- stores
@@ -716,8 +636,8 @@ async def store_add(ctx: Ctx) -> Response:
         else:
             await stores.add_store(ctx.p, mid, str(form.get("ident", "")), str(form.get("name", "")))
     except TillpayError as e:
-        return _redirect(ctx, "/console/stores?" + urlencode({"error": e.detail}))
-    return _redirect(ctx, "/console/stores")
+        return ctx.redirect("/console/stores?" + urlencode({"error": e.detail}))
+    return ctx.redirect("/console/stores")
 
 
 @page()
@@ -729,7 +649,7 @@ async def store_status(ctx: Ctx) -> Response:
     await stores.set_status(
         ctx.p, ctx.user.merchant_id, kind, str(form.get("ident", "")), str(form.get("status", ""))
     )
-    return _redirect(ctx, "/console/stores")
+    return ctx.redirect("/console/stores")
 
 
 # ----------------------------------------------------------------------------------------------- users
@@ -762,8 +682,8 @@ async def user_add(ctx: Ctx) -> Response:
             name=str(form.get("name", "")) or None,
         )
     except TillpayError as e:
-        return _redirect(ctx, "/console/users?" + urlencode({"error": e.detail}))
-    return _redirect(ctx, "/console/users")
+        return ctx.redirect("/console/users?" + urlencode({"error": e.detail}))
+    return ctx.redirect("/console/users")
 
 
 @page()
@@ -773,11 +693,11 @@ async def user_status(ctx: Ctx) -> Response:
     ctx.require("users")
     uid_text = str(form.get("user_id", ""))
     if not uid_text.isdigit() or int(uid_text) == ctx.user.id:
-        raise _Forbidden
+        raise kit.Forbidden
     await console_auth.set_user_status(
         ctx.p, ctx.user.merchant_id, int(uid_text), str(form.get("status", ""))
     )
-    return _redirect(ctx, "/console/users")
+    return ctx.redirect("/console/users")
 
 
 def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import hmac
 import json
 import re
 import secrets
@@ -28,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 import structlog
@@ -45,6 +44,7 @@ from tillpay.domain.payment import Status
 from tillpay.services import payments, wallet_app, wallets
 from tillpay.services.platform import Platform
 from tillpay.services.wallet_app import Session
+from tillpay.web import kit
 from tillpay.web.wallet import i18n
 
 log = structlog.get_logger("tillpay.wallet")
@@ -53,28 +53,23 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 
-SESSION_COOKIE = "tp_session"
+SITE = kit.Site(prefix="/wallet", session_cookie="tp_session", csrf_cookie="tp_csrf", samesite="lax")
+SESSION_COOKIE = SITE.session_cookie
+CSRF_COOKIE = SITE.csrf_cookie
 BROWSER_COOKIE = "tp_browser"
-CSRF_COOKIE = "tp_csrf"
 LANG_COOKIE = "tp_lang"
 TZ_COOKIE = "tp_tz"
-COOKIE_PATH = "/wallet"
 #: Live updates: how often the stream looks at the database, and how long one stream lasts before the
 #: browser's EventSource reconnects (so a server can stop without waiting on open streams).
 POLL_SECONDS = 0.4  # float-ok: a sleep interval
 STREAM_SECONDS = 50
 HEARTBEAT_SECONDS = 10
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 #: Set on the pages the service worker may keep for offline use (see sw.js); nothing else is kept.
 OFFLINE_HEADER = "X-Tillpay-Offline"
 #: The pages a phone opens without network: the installed app starts on the payment code.
 START_URL = "/wallet/code"
 _TRADE_NO_RE = re.compile(r"^\d{16,64}$")
-_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 @functools.cache
@@ -91,34 +86,19 @@ def _env(locale: str) -> jinja2.Environment:
     return env
 
 
-class _Forbidden(Exception):
-    """A state-changing request without a valid CSRF token or from another origin."""
-
-
 @dataclass
-class Ctx:
+class Ctx(kit.PageCtx[Session]):
     """One request as the pages see it: who, in which language and time zone, and the CSRF token."""
 
-    request: Request
-    p: Platform
-    session: Session | None
+    site = SITE
     locale: str
     fmt: i18n.Formatter
-    csrf: str
-    #: A fresh pre-sign-in CSRF token to set as a cookie with the response.
-    new_csrf_cookie: str | None = None
 
     @property
     def user(self) -> wallets.WalletUser:
         """The signed-in user (only on pages that require one)."""
         assert self.session is not None
         return self.session.user
-
-    @property
-    def path(self) -> str:
-        """This page's path and query, for ``next=`` links."""
-        q = self.request.url.query
-        return self.request.url.path + (f"?{q}" if q else "")
 
     @property
     def languages(self) -> dict[str, str]:
@@ -128,14 +108,6 @@ class Ctx:
     def html_lang(self) -> str:
         return i18n.html_lang(self.locale)
 
-    @property
-    def secure(self) -> bool:
-        return _secure(self.request, self.p)
-
-
-def _secure(request: Request, p: Platform) -> bool:
-    return request.url.scheme == "https" or p.settings.public_url.startswith("https://")
-
 
 async def _ctx(request: Request) -> Ctx:
     p: Platform = request.app.state.platform
@@ -143,38 +115,8 @@ async def _ctx(request: Request) -> Ctx:
     lang = request.cookies.get(LANG_COOKIE)
     locale = lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language"))
     fmt = i18n.Formatter(locale, i18n.zone(request.cookies.get(TZ_COOKIE)))
-    new_cookie = None
-    if session is not None:
-        csrf = session.csrf_token
-    else:
-        csrf = request.cookies.get(CSRF_COOKIE) or ""
-        if not _NONCE_RE.match(csrf):
-            csrf = new_cookie = secrets.token_urlsafe(32)
-    return Ctx(request, p, session, locale, fmt, csrf, new_cookie)
-
-
-def _harden(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["X-Frame-Options"] = "DENY"
-    # Order and payment ids are in wallet URLs: never leak them to other sites.
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _set_cookie(
-    ctx: Ctx, resp: Response, name: str, value: str, max_age: int | None, *, http_only: bool = True
-) -> None:
-    resp.set_cookie(
-        name, value, max_age=max_age, path=COOKIE_PATH, secure=ctx.secure, httponly=http_only, samesite="lax"
-    )
-
-
-def _finish(ctx: Ctx, resp: Response) -> Response:
-    if ctx.new_csrf_cookie:
-        _set_cookie(ctx, resp, CSRF_COOKIE, ctx.new_csrf_cookie, None)
-    return _harden(resp)
+    csrf, new_cookie = kit.csrf_token(request, SITE, session.csrf_token if session is not None else None)
+    return Ctx(request, p, session, csrf, locale, fmt, new_csrf_cookie=new_cookie)
 
 
 def _render(ctx: Ctx, template: str, status: int = 200, *, offline: bool = False, **values: Any) -> Response:
@@ -185,40 +127,15 @@ def _render(ctx: Ctx, template: str, status: int = 200, *, offline: bool = False
         .get_template(template)
         .render(c=ctx, fmt=ctx.fmt, since=since, offline=offline, rendered_at=ctx.p.now(), **values)
     )
-    resp = _finish(ctx, HTMLResponse(html, status_code=status))
+    resp = ctx.finish(HTMLResponse(html, status_code=status))
     if offline and status == 200 and ctx.session is not None and ctx.request.method == "GET":
         resp.headers[OFFLINE_HEADER] = "page"
     return resp
 
 
-def _redirect(ctx: Ctx, url: str) -> Response:
-    return _finish(ctx, RedirectResponse(url, status_code=303))
-
-
-def _local_next(value: str | None) -> str:
-    """Only paths inside the wallet are followed after sign-in or a language change (no open redirect)."""
-    if not value:
-        return "/wallet/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/wallet") or "\\" in value:
-        return "/wallet/"
-    return value
-
-
 async def _form(ctx: Ctx) -> FormData:
     """The POSTed form, after the CSRF and origin checks."""
-    origin = ctx.request.headers.get("origin")
-    if origin and origin != "null":
-        o = urlsplit(origin)
-        if o.netloc != ctx.request.headers.get("host", ""):
-            raise _Forbidden
-    form = await ctx.request.form()
-    sent = form.get("csrf") or ctx.request.headers.get("x-csrf-token") or ""
-    if not isinstance(sent, str) or not ctx.csrf or not hmac.compare_digest(sent.encode(), ctx.csrf.encode()):
-        raise _Forbidden
-    if ctx.session is None and ctx.new_csrf_cookie:
-        raise _Forbidden  # the browser had no CSRF cookie, so this form did not come from our page
-    return form
+    return await ctx.form()
 
 
 Handler = Callable[[Ctx], Awaitable[Response]]
@@ -232,12 +149,10 @@ def page(*, signed_in: bool) -> Callable[[Handler], Callable[[Request], Awaitabl
         async def endpoint(request: Request) -> Response:
             ctx = await _ctx(request)
             if signed_in and ctx.session is None:
-                if request.url.path.startswith("/wallet/api/"):
-                    return _harden(JSONResponse({"error": "SIGNED_OUT"}, status_code=401))
-                return _redirect(ctx, "/wallet/login?next=" + quote(ctx.path, safe=""))
+                return ctx.signed_out()
             try:
                 return await fn(ctx)
-            except _Forbidden:
+            except kit.Forbidden:
                 return _render(ctx, "error.html", 403, error="forbidden")
             except TillpayError as e:
                 if e.code in (Code.NOT_FOUND, Code.CONFIRMATION_NOT_FOUND, Code.TRADE_NOT_EXIST):
@@ -249,8 +164,8 @@ def page(*, signed_in: bool) -> Callable[[Handler], Callable[[Request], Awaitabl
                 if e.code is Code.PIN_LOCKED:
                     # Too many wrong PINs in a row: the password unlocks the PIN, so sign in again.
                     await wallet_app.sign_out(ctx.p, request.cookies.get(SESSION_COOKIE))
-                    resp = _redirect(ctx, "/wallet/login?next=" + quote(ctx.path, safe=""))
-                    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+                    resp = ctx.redirect("/wallet/login?next=" + quote(ctx.path, safe=""))
+                    SITE.delete_cookie(resp, SESSION_COOKIE)
                     return resp
                 raise
 
@@ -265,15 +180,15 @@ def page(*, signed_in: bool) -> Callable[[Handler], Callable[[Request], Awaitabl
 @page(signed_in=False)
 async def login(ctx: Ctx) -> Response:
     """The sign-in form; a successful sign-in registers this browser as a device if it is not one."""
-    nxt = _local_next(ctx.request.query_params.get("next"))
+    nxt = SITE.local_next(ctx.request.query_params.get("next"))
     if ctx.request.method == "GET":
         if ctx.session is not None:
-            return _redirect(ctx, nxt)
+            return ctx.redirect(nxt)
         return _render(ctx, "login.html", next=nxt, error=None, login_id="")
     form = await _form(ctx)
     login_id = str(form.get("login", "")).strip()
     password = str(form.get("password", ""))
-    nxt = _local_next(str(form.get("next", "")))
+    nxt = SITE.local_next(str(form.get("next", "")))
     try:
         result = await wallet_app.sign_in(
             ctx.p,
@@ -291,11 +206,11 @@ async def login(ctx: Ctx) -> Response:
             resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     log.info("wallet sign-in", user=result.session.user.id, device=result.session.device.device_no)
-    resp = _redirect(ctx, nxt)
+    resp = ctx.redirect(nxt)
     max_age = int(wallet_app.SESSION_LIFETIME.total_seconds())
-    _set_cookie(ctx, resp, SESSION_COOKIE, result.token, max_age)
-    _set_cookie(ctx, resp, BROWSER_COOKIE, result.browser_token, 400 * 86400)
-    resp.delete_cookie(CSRF_COOKIE, path=COOKIE_PATH)
+    ctx.set_cookie(resp, SESSION_COOKIE, result.token, max_age)
+    ctx.set_cookie(resp, BROWSER_COOKIE, result.browser_token, 400 * 86400)
+    SITE.delete_cookie(resp, CSRF_COOKIE)
     return resp
 
 
@@ -304,8 +219,8 @@ async def logout(ctx: Ctx) -> Response:
     """End the session; the browser's device stays registered (and the page forgets its secret)."""
     await _form(ctx)
     await wallet_app.sign_out(ctx.p, ctx.request.cookies.get(SESSION_COOKIE))
-    resp = _redirect(ctx, "/wallet/login")
-    resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    resp = ctx.redirect("/wallet/login")
+    SITE.delete_cookie(resp, SESSION_COOKIE)
     return resp
 
 
@@ -314,9 +229,9 @@ async def language(ctx: Ctx) -> Response:
     """The language switch: remembered in a cookie, then back to the page it was used on."""
     form = await _form(ctx)
     lang = str(form.get("lang", ""))
-    resp = _redirect(ctx, _local_next(str(form.get("next", ""))))
+    resp = ctx.redirect(SITE.local_next(str(form.get("next", ""))))
     if lang in i18n.LANGUAGES:
-        _set_cookie(ctx, resp, LANG_COOKIE, lang, 400 * 86400)
+        ctx.set_cookie(resp, LANG_COOKIE, lang, 400 * 86400)
     return resp
 
 
@@ -362,7 +277,7 @@ async def payment(ctx: Ctx) -> Response:
         raise TillpayError(Code.NOT_FOUND)
     it = await wallet_app.item(ctx.p, ctx.user, trade_no)
     if it.payment.status is Status.WAIT_BUYER_PAY:
-        return _redirect(ctx, f"/wallet/confirm/{trade_no}")
+        return ctx.redirect(f"/wallet/confirm/{trade_no}")
     return _render(ctx, "payment.html", offline=True, it=it, since=it.payment.id)
 
 
@@ -382,27 +297,27 @@ async def confirm(ctx: Ctx) -> Response:
             except TillpayError as e:
                 if e.code is not Code.CONFIRMATION_NOT_FOUND:
                     raise
-            return _redirect(ctx, f"/wallet/payments/{trade_no}")
+            return ctx.redirect(f"/wallet/payments/{trade_no}")
         pin = str(form.get("pin", ""))
         if not wallets.PIN_RE.match(pin):
-            return _redirect(ctx, f"/wallet/confirm/{trade_no}?e=PIN_FORMAT")
+            return ctx.redirect(f"/wallet/confirm/{trade_no}?e=PIN_FORMAT")
         try:
             await payments.confirm(ctx.p, uid, pin, trade_no)
         except TillpayError as e:
             if e.code is Code.WRONG_PIN:
-                return _redirect(ctx, f"/wallet/confirm/{trade_no}?e=WRONG_PIN")
+                return ctx.redirect(f"/wallet/confirm/{trade_no}?e=WRONG_PIN")
             if e.code not in (
                 Code.USER_PAYMENT_VERIFICATION_FAILED,
                 Code.PAYMENT_TIMEOUT,
                 Code.CONFIRMATION_NOT_FOUND,
             ):
                 raise
-        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+        return ctx.redirect(f"/wallet/payments/{trade_no}")
     it = await wallet_app.item(ctx.p, ctx.user, trade_no)
     if it.payment.status is not Status.WAIT_BUYER_PAY or (
         it.payment.expires_at and it.payment.expires_at <= ctx.p.now()
     ):
-        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+        return ctx.redirect(f"/wallet/payments/{trade_no}")
     left = await wallet_app.pin_attempts_left(ctx.p, uid, trade_no)
     error = ctx.request.query_params.get("e")
     return _render(
@@ -430,14 +345,14 @@ async def topup(ctx: Ctx) -> Response:
     """
     user = ctx.user
     if not ctx.p.settings.sandbox:  # not routed in production either (wallet_routes)
-        return _finish(ctx, HTMLResponse("not found", status_code=404))
+        return ctx.finish(HTMLResponse("not found", status_code=404))
     if ctx.request.method == "GET":
         return _render(ctx, "topup.html", nonce=secrets.token_urlsafe(18), error=None, amount="")
     form = await _form(ctx)
     nonce = str(form.get("nonce", ""))
     amount_text = str(form.get("amount", "")).strip()
-    if not _NONCE_RE.match(nonce):
-        raise _Forbidden
+    if not kit.NONCE_RE.match(nonce):
+        raise kit.Forbidden
     try:
         amount = parse_amount(amount_text, user.currency)
         await wallets.fund(ctx.p, user.login_id, amount, f"wallet-app:{user.id}:{nonce}", sandbox=True)
@@ -447,7 +362,7 @@ async def topup(ctx: Ctx) -> Response:
         if e.code is not Code.AMOUNT_OUT_OF_RANGE:
             raise
         return _render(ctx, "topup.html", 400, nonce=nonce, error="range", amount=amount_text)
-    return _redirect(ctx, "/wallet/?topped=1")
+    return ctx.redirect("/wallet/?topped=1")
 
 
 @page(signed_in=True)
@@ -466,11 +381,11 @@ async def revoke(ctx: Ctx) -> Response:
     device_id = ctx.request.path_params["device_id"]
     await wallet_app.revoke_device(ctx.p, ctx.user.id, device_id)
     if device_id == ctx.session.device.id:
-        resp = _redirect(ctx, "/wallet/login")
-        resp.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
-        resp.delete_cookie(BROWSER_COOKIE, path=COOKIE_PATH)
+        resp = ctx.redirect("/wallet/login")
+        SITE.delete_cookie(resp, SESSION_COOKIE)
+        SITE.delete_cookie(resp, BROWSER_COOKIE)
         return resp
-    return _redirect(ctx, "/wallet/devices")
+    return ctx.redirect("/wallet/devices")
 
 
 @page(signed_in=False)
@@ -483,25 +398,25 @@ async def qr_order(ctx: Ctx) -> Response:
     if ctx.request.method == "POST":
         form = await _form(ctx)
         if user is None:
-            return _redirect(ctx, "/wallet/login?next=" + quote(f"/wallet/qr/{trade_no}", safe=""))
+            return ctx.redirect("/wallet/login?next=" + quote(f"/wallet/qr/{trade_no}", safe=""))
         pin = str(form.get("pin", ""))
         if not wallets.PIN_RE.match(pin):
-            return _redirect(ctx, f"/wallet/qr/{trade_no}?e=PIN_FORMAT")
+            return ctx.redirect(f"/wallet/qr/{trade_no}?e=PIN_FORMAT")
         try:
             view = await payments.confirm(ctx.p, user.id, pin, trade_no, precreated=True)
         except TillpayError as e:
             if e.code is Code.WRONG_PIN:
-                return _redirect(ctx, f"/wallet/qr/{trade_no}?e=WRONG_PIN")
+                return ctx.redirect(f"/wallet/qr/{trade_no}?e=WRONG_PIN")
             if e.code not in (
                 Code.USER_PAYMENT_VERIFICATION_FAILED,
                 Code.PAYMENT_TIMEOUT,
                 Code.CONFIRMATION_NOT_FOUND,
             ):
                 raise
-            return _redirect(ctx, f"/wallet/qr/{trade_no}")
+            return ctx.redirect(f"/wallet/qr/{trade_no}")
         if view.buyer_id is None:  # closed without charging this user (e.g. frozen): show the order
-            return _redirect(ctx, f"/wallet/qr/{trade_no}")
-        return _redirect(ctx, f"/wallet/payments/{trade_no}")
+            return ctx.redirect(f"/wallet/qr/{trade_no}")
+        return ctx.redirect(f"/wallet/payments/{trade_no}")
     order = await wallet_app.order(ctx.p, trade_no, user)
     error = ctx.request.query_params.get("e")
     left = await wallet_app.order_pin_attempts_left(ctx.p, trade_no)
@@ -549,8 +464,8 @@ def _service_worker() -> bytes:
 
 async def service_worker(request: Request) -> Response:
     """The service worker, served from ``/wallet/`` so that its scope covers every wallet page."""
-    # no-store (from _harden): the browser looks for a new version on every navigation.
-    return _harden(Response(_service_worker(), media_type="text/javascript"))
+    # no-store (from kit.harden): the browser looks for a new version on every navigation.
+    return kit.harden(Response(_service_worker(), media_type="text/javascript"))
 
 
 async def manifest(request: Request) -> Response:
@@ -580,7 +495,7 @@ async def manifest(request: Request) -> Response:
             {"src": "/wallet/static/icon.svg", "sizes": "any", "type": "image/svg+xml"},
         ],
     }
-    resp = _harden(JSONResponse(data, media_type="application/manifest+json"))
+    resp = kit.harden(JSONResponse(data, media_type="application/manifest+json"))
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["Vary"] = "Cookie, Accept-Language"
     return resp
@@ -590,7 +505,7 @@ async def manifest(request: Request) -> Response:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return _harden(JSONResponse(data, status_code=status))
+    return kit.harden(JSONResponse(data, status_code=status))
 
 
 @page(signed_in=True)
@@ -671,7 +586,7 @@ async def api_events(ctx: Ctx) -> Response:
 
     resp = StreamingResponse(stream(), media_type="text/event-stream")
     resp.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
-    return _harden(resp)
+    return kit.harden(resp)
 
 
 def wallet_routes(*, sandbox: bool = False) -> list[BaseRoute]:

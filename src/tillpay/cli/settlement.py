@@ -1,4 +1,4 @@
-"""``tillpay settle``, ``tillpay reconcile`` and ``tillpay simulate`` (registered in cli.py)."""
+"""``tillpay settle``, ``tillpay reconcile`` and ``tillpay simulate`` (registered in cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,16 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from tillpay.cli.common import Ctx
 from tillpay.domain.money import format_amount
 from tillpay.services import reconcile as reconcile_service
 from tillpay.services import settlement as settlement_service
 from tillpay.services import simulate as simulate_service
 from tillpay.services.platform import Platform
-
-if TYPE_CHECKING:  # cli.py imports this module at its end; importing it back here would be circular
-    from tillpay.cli import Ctx
 
 #: main() puts the Ctx in ctx.obj.
 pass_ctx = click.pass_obj

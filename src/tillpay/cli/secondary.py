@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
+from tillpay.cli.common import Ctx
 from tillpay.services import secmerchants
 from tillpay.services.platform import Platform
 from tillpay.services.secmerchants import SecondaryMerchant
-
-if TYPE_CHECKING:  # tillpay.cli imports this module at its end
-    from tillpay.cli import Ctx
 
 
 @click.group("secondary")

@@ -1,16 +1,12 @@
-"""``tillpay console``: the merchant console's accounts (registered in cli.py)."""
+"""``tillpay console``: the merchant console's accounts (registered in cli/__init__.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
+from tillpay.cli.common import Ctx
 from tillpay.services import console_auth
 from tillpay.services.platform import Platform
-
-if TYPE_CHECKING:  # cli.py imports this module at its end; importing it back here would be circular
-    from tillpay.cli import Ctx
 
 pass_ctx = click.pass_obj
 

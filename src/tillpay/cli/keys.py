@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from tillpay.cli.common import Ctx
 from tillpay.services import merchants as merchant_service
-
-if TYPE_CHECKING:  # tillpay.cli imports this module at its end
-    from tillpay.cli import Ctx
 
 
 @click.command("key-add")
