@@ -76,6 +76,13 @@ def test_bench_mix_on_postgresql_with_a_separate_worker(tmp_path: Path) -> None:
     # The mix's queries and refunds all found their payment.
     assert set(run["outcomes"]) == {"mapi.pay", "mapi.query", "mapi.refund"}
     assert all(set(c) == {"ok"} for c in run["outcomes"].values()), run["outcomes"]
+    # /metrics showed the run while it went on, and after it every pay the generator saw succeed
+    # (warm-up and run) as a successful pay answer.
+    during, after = run["metrics"]["during"], run["metrics"]["after"]
+    assert during["requests_by_dialect"].get("mapi", 0) > 0, during
+    assert after["requests_by_dialect"]["mapi"] > during["requests_by_dialect"]["mapi"]
+    assert after["pay_answers"].get("success") == run["db"]["paid"], (after, run["db"])
+    assert after["database_up"] == 1 and "db_pool_size" in after and "notifications_queued" in after
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from tillpay.bench import data, loadgen, requests
+from tillpay.bench import data, loadgen, requests, scrape
 from tillpay.config import Settings
 from tillpay.domain import paycode
 from tillpay.services.platform import Platform
@@ -87,6 +87,9 @@ class RunResult:
     #: (busy and total, all cores), and the servers' CPU per successful pay in milliseconds.
     cpu: dict[str, float] = field(default_factory=dict)  # float-ok: seconds
     notes: list[str] = field(default_factory=list)
+    #: What the servers' ``/metrics`` showed halfway through the measured run and just after it
+    #: (cumulative since the servers started, warm-up included).
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -335,8 +338,12 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
             say(f"signed in {prep:.1f} s; measuring {cfg.seconds} s")
             profiler = _start_profiler(cfg, servers)
             before = _cpu_now(servers)
+            during = scrape.During(servers.url, after=cfg.seconds / 2)
             main = _load(cfg, servers.url, workdir / "main", main_paths, cfg.seconds)
             after = _cpu_now(servers)
+            metrics = {"during": during.join(), "after": scrape.scrape(servers.url)}
+            if not metrics["after"]:
+                notes.append("the server answered no /metrics (an older build?)")
             _stop_profiler(profiler, notes)
             time.sleep(0.5)
             if cfg.limits:
@@ -404,6 +411,7 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
             limits=limits,
             cpu=_cpu_used(before, after, pays_ok),
             notes=notes,
+            metrics=metrics,
         )
     finally:
         data.drop_database(url)

@@ -17,8 +17,8 @@ from tillpay.services.platform import Platform
 from tillpay.store.migrate import upgrade
 from tillpay.worker import runner
 
-if TYPE_CHECKING:  # tillpay.cli imports this module at its end
-    from tillpay.cli import Ctx
+if TYPE_CHECKING:  # tillpay.cli imports this module, so the context is imported for types only
+    from tillpay.cli.common import Ctx
 
 log = structlog.get_logger("tillpay.worker")
 
