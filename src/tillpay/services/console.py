@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+from urllib.parse import parse_qsl
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -291,12 +292,21 @@ async def export_csv(p: Platform, merchant_id: int, f: TxFilter) -> AsyncIterato
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One delivery attempt of a notification and what the merchant's server answered."""
+    """One delivery attempt of a notification and what the merchant's server answered; the request as it
+    was sent (every header, the body cut at ``outbox.REQUEST_BODY_CHARS``; None for attempts recorded
+    before Tillpay kept them)."""
 
     attempted_at: datetime
     http_status: int | None
     response: str | None
     error: str | None
+    request_headers: dict[str, str] | None = None
+    request_body: str | None = None
+    #: The signature the request carried: the ``sign`` form field (MAPI, Open Platform) or the
+    #: ``signature`` header (Antom).
+    signature: str | None = None
+    #: The body's form fields in order (MAPI, Open Platform); empty for a JSON body.
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +386,22 @@ async def _payment_row(conn: AsyncConnection, merchant_id: int, trade_no: str) -
     return row
 
 
+def _attempt(r: Any, response: str | None) -> Attempt:
+    headers = json.loads(r.request_headers) if r.request_headers is not None else None
+    body: str | None = r.request_body
+    signature: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    content_type = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
+    if body is not None and content_type.startswith("application/x-www-form-urlencoded"):
+        fields = tuple(parse_qsl(body, keep_blank_values=True))
+        signature = next((v for k, v in fields if k == "sign"), None)
+    elif headers is not None:
+        signature = next((v for k, v in headers.items() if k.lower() == "signature"), None)
+    return Attempt(
+        r.attempted_at, r.http_status, response, r.error, headers, body, signature, fields
+    )
+
+
 async def _notifications(
     conn: AsyncConnection, merchant_id: int, where: Any, limit: int
 ) -> list[Notification]:
@@ -396,9 +422,7 @@ async def _notifications(
         ).all():
             # excerpt again: attempts recorded before answers were cut to one kept up to 512 raw characters
             response = excerpt(r.response) if r.response is not None else None
-            attempts.setdefault(r.outbox_id, []).append(
-                Attempt(r.attempted_at, r.http_status, response, r.error)
-            )
+            attempts.setdefault(r.outbox_id, []).append(_attempt(r, response))
     return [
         Notification(
             r.notify_id,
@@ -682,6 +706,16 @@ async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list
     """The merchant's latest notifications with every attempt."""
     async with p.engine.connect() as conn:
         return await _notifications(conn, merchant_id, t.outbox.c.id > 0, limit)
+
+
+async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notification:
+    """One of the merchant's notifications with every attempt's request and answer (the inspector);
+    NOT_FOUND for anyone else's."""
+    async with p.engine.connect() as conn:
+        found = await _notifications(conn, merchant_id, t.outbox.c.notify_id == notify_id, 1)
+    if not found:
+        raise TillpayError(Code.NOT_FOUND, "no such notification")
+    return found[0]
 
 
 async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:

@@ -100,14 +100,39 @@ async def claim(
     return rows
 
 
+#: The longest request body an attempt keeps, in characters; a longer one is cut and ends in CUT_MARK.
+REQUEST_BODY_CHARS = 16 * 1024
+CUT_MARK = "…[cut]"
+
+#: Headers never kept even if a caller set them (a notification carries no secret in its headers: the
+#: dialects put a signature there at most, never a key; this is the guard should that ever change).
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a sent request as an attempt keeps them: all but the credential-bearing ones."""
+    return {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+
+
+def kept_body(body: bytes) -> str:
+    """The body of a sent request as an attempt keeps it: UTF-8 text, at most ``REQUEST_BODY_CHARS``."""
+    text = body.decode("utf-8", "replace")
+    if len(text) <= REQUEST_BODY_CHARS:
+        return text
+    return text[: REQUEST_BODY_CHARS - len(CUT_MARK)] + CUT_MARK
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One delivery attempt as the merchant's console shows it."""
+    """One delivery attempt as the merchant's console shows it: the request as sent (headers and body,
+    see ``kept_headers`` and ``kept_body``) and what came back."""
 
     attempted_at: datetime
     http_status: int | None
     response: str | None
     error: str | None
+    request_headers: dict[str, str] | None = None
+    request_body: str | None = None
 
 
 async def record_attempt(
@@ -138,6 +163,12 @@ async def record_attempt(
                 http_status=attempt.http_status,
                 response=attempt.response,
                 error=attempt.error,
+                request_headers=(
+                    None
+                    if attempt.request_headers is None
+                    else json.dumps(kept_headers(attempt.request_headers), ensure_ascii=False)
+                ),
+                request_body=attempt.request_body,
             )
         )
         await conn.execute(update(_o).where(_o.c.id == outbox_id).values(**values))

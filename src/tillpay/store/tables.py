@@ -294,6 +294,10 @@ notify_attempts = Table(
     Column("http_status", Integer),
     Column("response", String(512)),
     Column("error", String(512)),
+    #: The request as sent: the headers Tillpay set (JSON object) and the body, cut at
+    #: outbox.REQUEST_BODY_CHARS (None: recorded before the notification inspector).
+    Column("request_headers", Text),
+    Column("request_body", Text),
 )
 
 risk_settings = Table(

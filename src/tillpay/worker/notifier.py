@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import structlog
 from sqlalchemy import select
 
 from tillpay import logs
-from tillpay.outbound import Answer, OutboundClient, OutboundError, excerpt
+from tillpay.outbound import USER_AGENT, Answer, OutboundClient, OutboundError, excerpt
 from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
 from tillpay.protocols.openapi import notify as openapi_notify
@@ -104,10 +105,22 @@ async def _partner_of(p: Platform, merchant_id: int) -> str:
         )
 
 
+def sent_headers(url: str, content: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+    """Every header of the POST as ``OutboundClient.post`` sends it: its own four, then the dialect's."""
+    return {
+        "Host": httpx.URL(url).netloc.decode("ascii"),
+        "User-Agent": USER_AGENT,
+        "Accept-Encoding": "identity",
+        "Content-Length": str(len(content)),
+        **headers,
+    }
+
+
 async def deliver_one(p: Platform, client: OutboundClient, row: Any) -> bool:
     """Send one claimed notification and record the attempt; True if the merchant acknowledged it.
 
-    The merchant's console shows the answer's status and an excerpt of it, or why there was none. The id
+    The merchant's console shows the request as sent (its headers and body, signature included; the body
+    cut at ``outbox.REQUEST_BODY_CHARS``), the answer's status and an excerpt of it, or why there was none. The id
     of the request that caused the notification goes with it as ``X-Request-Id`` (not signed in any
     dialect: MAPI and Open Platform sign the form fields, Antom the path, client-id, request-time and
     body) and is the ``request_id`` of every line logged while it is delivered.
@@ -158,6 +171,8 @@ async def _deliver_one(p: Platform, client: OutboundClient, row: Any, rid: str |
             http_status=answer.status if answer else None,
             response=excerpt(answer.body) if answer else None,
             error=error,
+            request_headers=sent_headers(row.url, content, headers),
+            request_body=outbox.kept_body(content),
         ),
         attempts=attempts,
         status=status,

@@ -581,15 +581,31 @@ async def notifications(ctx: Ctx) -> Response:
 
 
 @page()
+async def notification_detail(ctx: Ctx) -> Response:
+    """The notification inspector: each attempt's request as sent (headers, body, signature) and the
+    merchant's answer; the redeliver button."""
+    ctx.require("integration")
+    notify_id = ctx.request.path_params["notify_id"]
+    if not _NOTIFY_ID_RE.match(notify_id):
+        raise TillpayError(Code.NOT_FOUND)
+    n = await console.notification(ctx.p, ctx.user.merchant_id, notify_id)
+    q = ctx.request.query_params
+    return _render(ctx, "notification.html", n=n, done="redelivered" in q, sending="sending" in q)
+
+
+@page()
 async def redeliver(ctx: Ctx) -> Response:
-    """Queue one of the merchant's notifications for delivery now."""
-    await _form(ctx)
+    """Queue one of the merchant's notifications for delivery now; back to the log, or to the
+    notification's own page when the form came from there."""
+    form = await _form(ctx)
     ctx.require("integration")
     notify_id = ctx.request.path_params["notify_id"]
     if not _NOTIFY_ID_RE.match(notify_id):
         raise TillpayError(Code.NOT_FOUND)
     queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
     outcome = "redelivered" if queued else "sending"
+    if form.get("back") == "detail":
+        return ctx.redirect(f"/console/notifications/{notify_id}?{outcome}=1")
     return ctx.redirect("/console/notifications?" + urlencode({outcome: notify_id}))
 
 
@@ -725,6 +741,7 @@ def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         *sandbox_only,
         Route("/console/notifications", notifications),
+        Route("/console/notifications/{notify_id}", notification_detail),
         Route("/console/notifications/{notify_id}/redeliver", redeliver, methods=["POST"]),
         Route("/console/stores", store_list),
         Route("/console/stores/add", store_add, methods=["POST"]),
