@@ -11,13 +11,13 @@ import csv
 import hashlib
 import io
 import json
-from urllib.parse import parse_qsl
 import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -397,9 +397,7 @@ def _attempt(r: Any, response: str | None) -> Attempt:
         signature = next((v for k, v in fields if k == "sign"), None)
     elif headers is not None:
         signature = next((v for k, v in headers.items() if k.lower() == "signature"), None)
-    return Attempt(
-        r.attempted_at, r.http_status, response, r.error, headers, body, signature, fields
-    )
+    return Attempt(r.attempted_at, r.http_status, response, r.error, headers, body, signature, fields)
 
 
 async def _notifications(
