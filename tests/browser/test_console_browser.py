@@ -340,6 +340,29 @@ def test_test_payment_notifies_and_a_notification_is_redelivered(served: Served,
             time.sleep(0.2)
             page.reload()
         shot(page, "07-notifications-redelivered")
+
+        # The inspector, from the log's link: both attempts with the request as the merchant received it.
+        page.locator(f'#notifications a[href="/console/notifications/{notify_id}"]').click()
+        page.wait_for_url(f"**/console/notifications/{notify_id}")
+        assert page.locator("#notify-id").inner_text() == notify_id
+        assert page.locator("#state").inner_text() == "delivered"
+        attempts = page.locator("#attempts li.attempt")
+        assert attempts.count() == 2
+        first_attempt = attempts.first
+        # MAPI: the form fields as posted, the signature marked, and the merchant's answer.
+        fields = dict(
+            zip(
+                first_attempt.locator("table.fields td:first-child").all_inner_texts(),
+                first_attempt.locator("table.fields td:last-child").all_inner_texts(),
+                strict=True,
+            )
+        )
+        assert fields["notify_id"] == notify_id and fields["trade_no"] == trade_no
+        assert fields["sign"] == receiver.received[0]["sign"]
+        assert first_attempt.locator("code.signature mark").inner_text() == receiver.received[0]["sign"]
+        assert first_attempt.locator(".http-status").inner_text() == "200"
+        assert "success" in first_attempt.locator(".answer").inner_text()
+        shot(page, "11-notification-inspector")
     finally:
         receiver.httpd.shutdown()
 
