@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import test_wallet_browser as wallet_browser
 from babel.dates import format_datetime
-from browserkit import Served, decode, shot, sign_in
+from browserkit import Served, shot, sign_in
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
-from test_wallet_browser import Phone, _serve, browser_device, wait_url
+from test_wallet_browser import Phone, _serve, browser_device, scanned, wait_url
 
 from tillpay.domain import paycode
 from tillpay.services import wallet_app, wallets
@@ -62,20 +62,6 @@ def kept_text(page: Page) -> str:
             PAGES_CACHE,
         )
     )
-
-
-def read_code(page: Page, name: str) -> str:
-    """The code a cashier's scanner reads off the screen (QR and barcode agree with the digits)."""
-    for _ in range(3):
-        before = page.get_attribute("#paycode", "data-code")
-        png = shot(page, name)
-        if page.get_attribute("#paycode", "data-code") == before:
-            break
-    codes = decode(png)
-    assert set(codes) >= {"QRCode", "Code128"}, f"not all symbols decoded: {codes}"
-    digits = page.inner_text("#digits").replace(" ", "")
-    assert codes["QRCode"] == codes["Code128"] == digits == before, (codes, digits, before)
-    return codes["QRCode"]
 
 
 # ----------------------------------------------------------------------------------------------- tests
@@ -132,7 +118,7 @@ def test_the_installed_app_opens_offline_on_a_code_that_pays(
     assert (
         again.evaluate("navigator.onLine") is False and again.evaluate("document.body.dataset.fresh") == "0"
     )
-    code = read_code(again, "22-offline-app-code")
+    code = scanned(again, "22-offline-app-code")
     device = browser_device(app, u.login_id)
     parsed = paycode.parse(code)
     assert parsed.device_no == device.device_no

@@ -386,7 +386,9 @@ async def _payment_row(conn: AsyncConnection, merchant_id: int, trade_no: str) -
     return row
 
 
-def _attempt(r: Any, response: str | None) -> Attempt:
+def _attempt(r: Any, response: str | None, with_request: bool) -> Attempt:
+    if not with_request:
+        return Attempt(r.attempted_at, r.http_status, response, r.error)
     headers = json.loads(r.request_headers) if r.request_headers is not None else None
     body: str | None = r.request_body
     signature: str | None = None
@@ -401,8 +403,10 @@ def _attempt(r: Any, response: str | None) -> Attempt:
 
 
 async def _notifications(
-    conn: AsyncConnection, merchant_id: int, where: Any, limit: int
+    conn: AsyncConnection, merchant_id: int, where: Any, limit: int, *, with_requests: bool = False
 ) -> list[Notification]:
+    """The notifications and their attempts; the requests as sent (up to 16 KiB each) only for the
+    inspector (``with_requests``): the lists show the answers alone."""
     o, a, pm = t.outbox, t.notify_attempts, t.payments
     rows = (
         await conn.execute(
@@ -416,11 +420,17 @@ async def _notifications(
     attempts: dict[int, list[Attempt]] = {}
     if rows:
         for r in (
-            await conn.execute(select(a).where(a.c.outbox_id.in_([x.id for x in rows])).order_by(a.c.id))
+            await conn.execute(
+                select(
+                    *(c for c in a.c if with_requests or c.name not in ("request_headers", "request_body"))
+                )
+                .where(a.c.outbox_id.in_([x.id for x in rows]))
+                .order_by(a.c.id)
+            )
         ).all():
             # excerpt again: attempts recorded before answers were cut to one kept up to 512 raw characters
             response = excerpt(r.response) if r.response is not None else None
-            attempts.setdefault(r.outbox_id, []).append(_attempt(r, response))
+            attempts.setdefault(r.outbox_id, []).append(_attempt(r, response, with_requests))
     return [
         Notification(
             r.notify_id,
@@ -710,7 +720,9 @@ async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notific
     """One of the merchant's notifications with every attempt's request and answer (the inspector);
     NOT_FOUND for anyone else's."""
     async with p.engine.connect() as conn:
-        found = await _notifications(conn, merchant_id, t.outbox.c.notify_id == notify_id, 1)
+        found = await _notifications(
+            conn, merchant_id, t.outbox.c.notify_id == notify_id, 1, with_requests=True
+        )
     if not found:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
     return found[0]
