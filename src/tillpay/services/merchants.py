@@ -38,6 +38,7 @@ async def add_merchant(
     public_key: str | None = None,
     generate_keys: bool = True,
     mcc: str = "5411",
+    test_of: int | None = None,
 ) -> NewMerchant:
     """Create a merchant with a partner id, an MD5 key and Tillpay's own key pair for its responses.
 
@@ -85,6 +86,7 @@ async def add_merchant(
         created_at=p.now(),
         app_id=p.ids.app_id(),
         client_id=p.ids.client_id(),
+        test_of=test_of,
     )
     try:
         async with p.engine.begin() as conn:
@@ -100,6 +102,50 @@ async def add_merchant(
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"partner {pid} exists already") from None
     return NewMerchant(await p.merchant_by_partner(pid, fresh=True), merchant_private)
+
+
+async def test_merchant_of(p: Platform, partner_id: str) -> NewMerchant:
+    """The test credentials of the live merchant ``partner_id``: its test merchant, made on first use.
+
+    A test merchant is a merchant of its own (partner id, MD5 key, key pair, app id, client id) tied to
+    the live one by ``test_of``: the same wire and endpoints, sandbox money only, its own clock, and
+    nothing of it is settled or paid out. The merchant's private key is returned only when the test
+    merchant is made here (``merchant_private_key`` is None when it existed already).
+    """
+    live = await p.merchant_by_partner(partner_id, fresh=True)
+    if live.is_test:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{partner_id} is a test merchant already")
+    async with p.engine.connect() as conn:
+        existing = (
+            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.test_of == live.id))
+        ).scalar()
+    if existing is not None:
+        return NewMerchant(await p.merchant_by_partner(existing, fresh=True), None)
+    try:
+        return await add_merchant(
+            p,
+            name=f"{live.name} (test)",
+            settlement_currency=live.settlement_currency,
+            notify_url=live.notify_url,
+            mcc=live.mcc,
+            test_of=live.id,
+        )
+    except TillpayError as e:
+        if e.code is not Code.ALREADY_EXISTS:
+            raise
+    # Made by a concurrent call in the meantime (test_of is unique): answer with that one.
+    return await test_merchant_of(p, partner_id)
+
+
+async def live_merchant_of(p: Platform, merchant: Merchant) -> Merchant:
+    """The live merchant a test merchant belongs to (the merchant itself when it is live)."""
+    if merchant.test_of is None:
+        return merchant
+    async with p.engine.connect() as conn:
+        pid = (
+            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.id == merchant.test_of))
+        ).scalar_one()
+    return await p.merchant_by_partner(pid)
 
 
 async def list_merchants(p: Platform) -> list[Merchant]:

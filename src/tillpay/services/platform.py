@@ -122,6 +122,19 @@ class Merchant:
     #: The MD5 key before the last rotation and until when requests may still use it.
     md5_key_previous: str | None = None
     md5_key_previous_until: datetime | None = None
+    #: On a test merchant, the id of the live merchant whose test credentials it holds; None when live.
+    test_of: int | None = None
+    #: How far the merchant's test clock runs ahead of real time (0 for a live merchant).
+    clock_offset_seconds: int = 0
+
+    @property
+    def is_test(self) -> bool:
+        """A test merchant: sandbox money only, never settled or paid out (docs/sandbox.md)."""
+        return self.test_of is not None
+
+    def clock(self, now: datetime) -> datetime:
+        """The merchant's time at the platform's ``now``: its test clock, or ``now`` for a live one."""
+        return now + timedelta(seconds=self.clock_offset_seconds) if self.clock_offset_seconds else now
 
     def allows(self, sign_type: str) -> bool:
         """Whether the merchant may sign with ``sign_type`` (``MD5``, ``RSA``, ``RSA2``, ``RSA256``)."""
@@ -206,6 +219,8 @@ class Platform:
             sign_types=frozenset(row.sign_types.split(",")) if row.sign_types else None,
             md5_key_previous=row.md5_key_previous,
             md5_key_previous_until=row.md5_key_previous_until,
+            test_of=row.test_of,
+            clock_offset_seconds=row.clock_offset_seconds,
         )
         self._merchants[partner_id] = (time.monotonic(), m)
         return m

@@ -84,6 +84,11 @@ merchants = Table(
     #: The MD5 key before the last rotation, still accepted on requests until ``md5_key_previous_until``.
     Column("md5_key_previous", String(64)),
     Column("md5_key_previous_until", UTCDateTime),
+    #: Set on a test merchant (test credentials beside a live merchant's): the live merchant's id. A test
+    #: merchant takes sandbox money only, and nothing of it is settled or paid out (docs/sandbox.md).
+    Column("test_of", Integer, ForeignKey("merchants.id"), unique=True),
+    #: A test merchant's clock runs this many seconds ahead of real time; always 0 for a live merchant.
+    Column("clock_offset_seconds", BigInteger, nullable=False, server_default="0"),
 )
 
 wallet_users = Table(
