@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
+from tillpay.store.fx import FxRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +50,17 @@ async def set_rate(
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a rate needs two different currencies")
     value = parse_rate(rate)
     when = effective_at or p.now()
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.fx_rates).values(
-                base=base, quote=quote, rate=str(value), effective_at=when, created_at=p.now()
-            )
-        )
+    async with p.unit_of_work() as uow:
+        await uow.fx.add_rates([(base, quote, value, when)], p.now())
+        await uow.commit()
     p.forget_rates()
     return Rate(base, quote, value, when)
 
 
 async def current_rates(p: Platform) -> list[Rate]:
     """The rate in effect now for each loaded pair."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.fx_rates)
-                .where(t.fx_rates.c.effective_at <= p.now())
-                .order_by(t.fx_rates.c.effective_at, t.fx_rates.c.id)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.fx.rates_until(p.now())
     latest: dict[tuple[str, str], Rate] = {}
     for r in rows:
         latest[(r.base, r.quote)] = Rate(r.base, r.quote, Decimal(r.rate), r.effective_at)
@@ -101,12 +91,9 @@ async def set_margin(
     if not 0 <= bps <= 2000:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a margin is 0 to 2000 basis points")
     when = effective_at or p.now()
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.fx_margins).values(
-                base=base, quote=quote, bps=bps, effective_at=when, created_at=p.now()
-            )
-        )
+    async with p.unit_of_work() as uow:
+        await uow.fx.add_margin(base, quote, bps, when, p.now())
+        await uow.commit()
     return Margin(base, quote, bps, when)
 
 
@@ -120,33 +107,13 @@ async def margin_for(p: Platform, conn: AsyncConnection, a: str, b: str) -> int:
 
 async def stored_margin(p: Platform, conn: AsyncConnection, a: str, b: str) -> int | None:
     """The stored margin in force now between ``a`` and ``b`` (either direction); None if none is."""
-    row = (
-        await conn.execute(
-            select(t.fx_margins.c.bps)
-            .where(
-                or_(
-                    and_(t.fx_margins.c.base == a, t.fx_margins.c.quote == b),
-                    and_(t.fx_margins.c.base == b, t.fx_margins.c.quote == a),
-                ),
-                t.fx_margins.c.effective_at <= p.now(),
-            )
-            .order_by(t.fx_margins.c.effective_at.desc(), t.fx_margins.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    return int(row.bps) if row else None
+    return await FxRepository(conn).margin_in_force(a, b, p.now())
 
 
 async def current_margins(p: Platform) -> list[Margin]:
     """The margin in force now for each pair that has one."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.fx_margins)
-                .where(t.fx_margins.c.effective_at <= p.now())
-                .order_by(t.fx_margins.c.effective_at, t.fx_margins.c.id)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.fx.margins_until(p.now())
     latest = {(r.base, r.quote): Margin(r.base, r.quote, r.bps, r.effective_at) for r in rows}
     return sorted(latest.values(), key=lambda m: (m.base, m.quote))
 
@@ -183,31 +150,14 @@ async def import_rates_csv(p: Platform, text: str) -> int:
     if not rows:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "the CSV has no rates")
     now = p.now()
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.fx_rates),
-            [
-                {
-                    "base": b,
-                    "quote": q,
-                    "rate": str(parse_rate(r)),
-                    "effective_at": w or now,
-                    "created_at": now,
-                }
-                for b, q, r, w in rows
-            ],
-        )
+    async with p.unit_of_work() as uow:
+        await uow.fx.add_rates([(b, q, parse_rate(r), w or now) for b, q, r, w in rows], now)
+        await uow.commit()
     p.forget_rates()
     return len(rows)
 
 
 async def rates_at(p: Platform, conn: AsyncConnection, when: datetime) -> dict[tuple[str, str], Decimal]:
     """The rates that were in effect at ``when`` (to explain a past payment or price a refund)."""
-    rows = (
-        await conn.execute(
-            select(t.fx_rates.c.base, t.fx_rates.c.quote, t.fx_rates.c.rate)
-            .where(t.fx_rates.c.effective_at <= when)
-            .order_by(t.fx_rates.c.effective_at, t.fx_rates.c.id)
-        )
-    ).all()
+    rows = await FxRepository(conn).rates_until(when)
     return {(r.base, r.quote): Decimal(r.rate) for r in rows}

@@ -12,15 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.heartbeat import Beat, Liveness, liveness
 from tillpay.services import stores
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
+from tillpay.store.stores import StoresRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +46,22 @@ class TerminalHealth:
 async def record(p: Platform, merchant_id: int, beats: Sequence[Beat], reported_at: datetime | None) -> None:
     """Record one heartbeat request: all of its terminals, or (on any refusal) none of them."""
     now = p.now()
-    async with p.engine.begin() as conn:
+    async with p.unit_of_work() as uow:
         # In terminal-id order, so two requests naming the same terminals lock their rows in the same
         # order on PostgreSQL (no deadlock); the sort is stable, so a repeated id keeps its last entry.
         for beat in sorted(beats, key=lambda b: b.terminal_id):
-            await _record_one(p, conn, merchant_id, beat, reported_at, now)
+            await _record_one(p, uow.stores, merchant_id, beat, reported_at, now)
+        await uow.commit()
 
 
 async def _record_one(
     p: Platform,
-    conn: AsyncConnection,
+    repo: StoresRepository,
     merchant_id: int,
     beat: Beat,
     reported_at: datetime | None,
     now: datetime,
 ) -> None:
-    h = t.terminal_heartbeats
     latest = dict(
         store_id=beat.store_id,
         secondary_merchant_id=beat.secondary_merchant_id,
@@ -76,24 +72,16 @@ async def _record_one(
         reported_at=reported_at,
         last_seen_at=now,
     )
-    mine = (h.c.merchant_id == merchant_id) & (h.c.terminal_id == beat.terminal_id)
     for _ in range(2):
-        res = await conn.execute(update(h).where(mine).values(**latest, beats=h.c.beats + 1))
-        if res.rowcount == 1:
+        if await repo.touch_heartbeat(merchant_id, beat.terminal_id, latest):
             return
-        known = (
-            await conn.execute(select(func.count()).select_from(h).where(h.c.merchant_id == merchant_id))
-        ).scalar_one()
-        if known >= p.settings.heartbeat_max_terminals:
+        if await repo.heard_from(merchant_id) >= p.settings.heartbeat_max_terminals:
             raise TillpayError(
                 Code.ILLEGAL_ARGUMENT,
                 f"heartbeats are kept for at most {p.settings.heartbeat_max_terminals} terminals "
                 "per merchant; this would be one more",
             )
-        ins = insert_ignore(conn, h, "merchant_id", "terminal_id").values(
-            merchant_id=merchant_id, terminal_id=beat.terminal_id, first_seen_at=now, beats=1, **latest
-        )
-        if (await conn.execute(ins)).rowcount == 1:
+        if await repo.first_heartbeat(merchant_id, beat.terminal_id, latest, now):
             return
         # Another server process inserted this terminal's row between our UPDATE and INSERT
         # (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers): update the row it made.
@@ -102,11 +90,8 @@ async def _record_one(
 
 async def terminal_health(p: Platform, merchant_id: int) -> list[TerminalHealth]:
     """Every terminal the merchant registered or heard from, by terminal id, with its liveness."""
-    h = t.terminal_heartbeats
-    async with p.engine.connect() as conn:
-        rows = {
-            r.terminal_id: r for r in (await conn.execute(select(h).where(h.c.merchant_id == merchant_id)))
-        }
+    async with p.reader() as reader:
+        rows = {r.terminal_id: r for r in await reader.stores.heartbeats(merchant_id)}
     registered = {x.terminal_id: x for x in await stores.list_terminals(p, merchant_id)}
     now = p.now()
     quiet_after = timedelta(seconds=p.settings.heartbeat_quiet_seconds)

@@ -20,6 +20,8 @@ from tillpay.domain.money import parse_amount
 from tillpay.services.security import HashPool
 from tillpay.store import tables as t
 from tillpay.store.engine import create_engine
+from tillpay.store.fx import FxRepository
+from tillpay.store.uow import Reader, UnitOfWork
 
 #: How long a server process trusts its copy of a merchant (keys, status): changes reach every process
 #: within this time.
@@ -191,6 +193,14 @@ class Platform:
         """The current time from the injected clock."""
         return self.clock.now()
 
+    def unit_of_work(self) -> UnitOfWork:
+        """A use case's write transaction with its repositories, rolled back unless committed."""
+        return UnitOfWork(self.engine)
+
+    def reader(self) -> Reader:
+        """A use case's read phase: the repositories on a connection that never writes."""
+        return Reader(self.engine)
+
     async def merchant_by_partner(self, partner_id: str, *, fresh: bool = False) -> Merchant:
         """The merchant with ``partner_id`` (cached MERCHANT_CACHE_SECONDS); ILLEGAL_PARTNER if unknown."""
         hit = self._merchants.get(partner_id)
@@ -256,13 +266,7 @@ class Platform:
             and abs((now - self._rates[1]).total_seconds()) < 1
         ):
             return self._rates[2]
-        rows = (
-            await conn.execute(
-                select(t.fx_rates.c.base, t.fx_rates.c.quote, t.fx_rates.c.rate)
-                .where(t.fx_rates.c.effective_at <= now)
-                .order_by(t.fx_rates.c.effective_at, t.fx_rates.c.id)
-            )
-        ).all()
+        rows = await FxRepository(conn).rates_until(now)
         rates = {(r.base, r.quote): Decimal(r.rate) for r in rows}  # later rows win
         self._rates = (time.monotonic(), now, rates)
         return rates

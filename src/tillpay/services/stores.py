@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
+from tillpay.store.stores import StoresRepository
+from tillpay.store.stores import disabled_clause as disabled_clause
 
 ID_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
@@ -60,21 +58,15 @@ def _check(kind: str, value: str, name: str) -> None:
 
 async def list_stores(p: Platform, merchant_id: int) -> list[Store]:
     """The merchant's stores, by id."""
-    s = t.stores
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(select(s).where(s.c.merchant_id == merchant_id).order_by(s.c.store_id))
-        ).all()
+    async with p.reader() as r:
+        rows = await r.stores.stores(merchant_id)
     return [Store(r.id, r.store_id, r.name, r.status, r.created_at) for r in rows]
 
 
 async def list_terminals(p: Platform, merchant_id: int) -> list[Terminal]:
     """The merchant's terminals, by id."""
-    x = t.terminals
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(select(x).where(x.c.merchant_id == merchant_id).order_by(x.c.terminal_id))
-        ).all()
+    async with p.reader() as r:
+        rows = await r.stores.terminals(merchant_id)
     return [Terminal(r.id, r.terminal_id, r.store_id, r.name, r.status, r.created_at) for r in rows]
 
 
@@ -83,16 +75,9 @@ async def add_store(p: Platform, merchant_id: int, store_id: str, name: str) -> 
     store_id = store_id.strip()
     _check("store", store_id, name)
     try:
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.stores).values(
-                    merchant_id=merchant_id,
-                    store_id=store_id,
-                    name=name.strip(),
-                    status="active",
-                    created_at=p.now(),
-                )
-            )
+        async with p.unit_of_work() as uow:
+            await uow.stores.add_store(merchant_id, store_id, name.strip(), p.now())
+            await uow.commit()
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"store {store_id!r} exists already") from None
     return next(s for s in await list_stores(p, merchant_id) if s.store_id == store_id)
@@ -108,17 +93,9 @@ async def add_terminal(
     if store_id is not None and store_id not in {s.store_id for s in await list_stores(p, merchant_id)}:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"no store {store_id!r}: add the store first")
     try:
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.terminals).values(
-                    merchant_id=merchant_id,
-                    terminal_id=terminal_id,
-                    store_id=store_id,
-                    name=name.strip(),
-                    status="active",
-                    created_at=p.now(),
-                )
-            )
+        async with p.unit_of_work() as uow:
+            await uow.stores.add_terminal(merchant_id, terminal_id, store_id, name.strip(), p.now())
+            await uow.commit()
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"terminal {terminal_id!r} exists already") from None
     return next(x for x in await list_terminals(p, merchant_id) if x.terminal_id == terminal_id)
@@ -128,38 +105,11 @@ async def set_status(p: Platform, merchant_id: int, kind: str, ident: str, statu
     """Enable (``active``) or disable (``disabled``) one of the merchant's stores or terminals."""
     if status not in ("active", "disabled"):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or disabled")
-    table, column = (
-        (t.stores, t.stores.c.store_id) if kind == "store" else (t.terminals, t.terminals.c.terminal_id)
-    )
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(table).where(table.c.merchant_id == merchant_id, column == ident).values(status=status)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.stores.set_status(merchant_id, kind, ident, status)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.NOT_FOUND, f"no {kind} {ident!r}")
-
-
-def disabled_clause(merchant_id: Any, store_id: Any, terminal_id: Any) -> ColumnElement[bool]:
-    """True when the terminal, any store it is registered in, or the store is disabled.
-
-    The arguments are values or bind parameters (the pay path's one-statement read uses the latter); a
-    NULL store or terminal id matches nothing.
-    """
-    x, st = t.terminals, t.stores
-    return or_(
-        exists().where(
-            x.c.merchant_id == merchant_id, x.c.terminal_id == terminal_id, x.c.status == "disabled"
-        ),
-        # A terminal registered in a disabled store is off too, even when the till omits the store id.
-        exists().where(
-            x.c.merchant_id == merchant_id,
-            x.c.terminal_id == terminal_id,
-            st.c.merchant_id == merchant_id,
-            st.c.store_id == x.c.store_id,
-            st.c.status == "disabled",
-        ),
-        exists().where(st.c.merchant_id == merchant_id, st.c.store_id == store_id, st.c.status == "disabled"),
-    )
 
 
 async def refuse_if_disabled(
@@ -168,6 +118,6 @@ async def refuse_if_disabled(
     """ILLEGAL_ARGUMENT if the terminal, or the store, of a pay is disabled: one indexed lookup."""
     if not store_id and not terminal_id:
         return
-    if (await conn.execute(select(disabled_clause(merchant_id, store_id, terminal_id)))).scalar():
+    if await StoresRepository(conn).disabled(merchant_id, store_id, terminal_id):
         where = f"terminal {terminal_id}" if terminal_id else f"store {store_id}"
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{where} is disabled in the merchant console")

@@ -1,0 +1,103 @@
+"""A unit of work per use case: one connection, the repositories over it, and one transaction.
+
+In the manner of cosmicpython's ``AbstractUnitOfWork``: a use case opens one, works through its
+repositories, and calls ``commit()``; leaving the block without committing (an error, an early return)
+rolls everything back. The read phase of a use case that decides before it writes uses a ``Reader``
+instead: the same repositories on a connection that never writes.
+
+    async with p.unit_of_work() as uow:
+        await uow.fx.add_rates([...])
+        await uow.commit()
+
+Services orchestrate; the SQL is in the repositories (``store/fx.py``, ``store/stores.py``, the ledger in
+``store/ledger.py`` and the outbox in ``store/outbox.py``). On SQLite the transaction starts with
+``BEGIN IMMEDIATE`` (store/engine.py), so a unit of work holds the one write lock from its start.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from tillpay.store.fx import FxRepository
+from tillpay.store.stores import StoresRepository
+
+
+class _Repositories:
+    """The repositories over one connection (made when first used)."""
+
+    _conn: AsyncConnection | None = None
+
+    @property
+    def conn(self) -> AsyncConnection:
+        """The connection, for the code that still passes one down (the pay path's statements)."""
+        if self._conn is None:
+            raise RuntimeError("use the unit of work inside its `async with` block")
+        return self._conn
+
+    @property
+    def fx(self) -> FxRepository:
+        """Rates and margins."""
+        return FxRepository(self.conn)
+
+    @property
+    def stores(self) -> StoresRepository:
+        """A merchant's stores, terminals and their heartbeats."""
+        return StoresRepository(self.conn)
+
+
+class UnitOfWork(_Repositories):
+    """One use case's write transaction: rolled back unless ``commit()`` was called."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._tx: AsyncTransaction | None = None
+        self.committed = False
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._engine.connect()
+        try:
+            self._tx = await self._conn.begin()
+        except BaseException:
+            await self._conn.close()
+            raise
+        return self
+
+    async def commit(self) -> None:
+        """Make the work durable; the block's end then only closes the connection."""
+        if self._tx is None:
+            raise RuntimeError("commit() outside the unit of work's block")
+        await self._tx.commit()
+        self.committed = True
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn, tx = self._conn, self._tx
+        self._conn = self._tx = None
+        try:
+            if tx is not None and tx.is_active:
+                await tx.rollback()
+        finally:
+            if conn is not None:
+                await conn.close()
+
+
+class Reader(_Repositories):
+    """The read phase of a use case: the repositories on a connection that is never committed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._engine.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
