@@ -7,6 +7,7 @@ console query is scoped by it (``services/console.py``), so a user can never see
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import secrets
@@ -61,8 +62,14 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 
 # argon2id with the library's defaults (RFC 9106 "second recommended" profile: 64 MiB, 3 passes).
 _hasher = PasswordHasher()
-#: Verified when the login is unknown, so the answer takes as long as for a known login.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the login is unknown, so the answer takes as long as for a known login.
+
+    Made on first use, in the hashing pool (not at import: every CLI call would pay for it)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class SignInRefused(Exception):
@@ -112,10 +119,12 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches an argon2 hash (False for a malformed hash)."""
+def verify_password(password: str, stored: str | None) -> bool:
+    """Whether ``password`` matches an argon2 hash (False for a malformed hash; None checks a dummy)."""
     try:
-        return _hasher.verify(stored, password)
+        return (
+            _hasher.verify(stored if stored is not None else _dummy_hash(), password) and stored is not None
+        )
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -235,7 +244,7 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
     async with p.engine.connect() as conn:
         row = (await conn.execute(_user_query().where(t.console_users.c.login == login))).first()
         await conn.rollback()
-    stored = row.password_hash if row is not None else _DUMMY_HASH
+    stored = row.password_hash if row is not None else None
     # argon2 takes tens of milliseconds of CPU: off the event loop, in the bounded hashing pool.
     try:
         ok = await p.hash_pool.run(verify_password, password, stored)

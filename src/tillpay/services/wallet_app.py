@@ -6,6 +6,7 @@ answered exactly like one that does not exist (NOT_FOUND), so ids cannot be prob
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -43,9 +44,20 @@ DEVICE_LIMIT = attempts.Limit(
 MAX_CLIENT_FAILURES = 20
 CLIENT_SLOWDOWN = timedelta(seconds=10)
 CLIENT_LIMIT = attempts.Limit(MAX_CLIENT_FAILURES, LOGIN_FAILURE_WINDOW, CLIENT_SLOWDOWN, CLIENT_SLOWDOWN)
-#: A verifier that no password matches, checked when the login id is unknown so timing does not tell.
-_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A verifier no password matches, checked when the login id is unknown so timing does not tell.
+
+    Made on first use, in the hashing pool (not at import: every CLI call would pay for it)."""
+    return hash_secret(secrets.token_urlsafe(16))
+
+
+def _verify_or_dummy(password: str, stored: str | None) -> bool:
+    """``verify_secret`` against the stored hash, or the same work against a dummy (always False)."""
+    return verify_secret(password, stored or _dummy_hash()) and bool(stored)
 
 
 class SignInRefused(Exception):
@@ -207,9 +219,7 @@ async def sign_in(
     except attempts.Throttled as e:
         raise SignInRefused("locked", e.retry_after) from None
     try:
-        ok = await p.hash_pool.run(
-            verify_secret, password, (user.password_hash if user else None) or _DUMMY_HASH
-        )
+        ok = await p.hash_pool.run(_verify_or_dummy, password, user.password_hash if user else None)
     except HashPoolBusy:
         await attempts.release(p, f, attempt)
         raise SignInRefused("busy", 1) from None
