@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import risk
@@ -17,6 +17,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import format_amount
 from tillpay.services.platform import Platform
 from tillpay.store import tables as t
+from tillpay.store.risk import RiskRepository
 
 SCOPES = ("scheme", "merchant", "user")
 
@@ -51,21 +52,28 @@ def config_of(
     return _built(scheme, merchant, user)
 
 
-async def _subject_exists(p: Platform, conn: AsyncConnection, scope: str, subject: str) -> None:
+async def _subject_exists(repo: RiskRepository, scope: str, subject: str) -> None:
     if scope == "scheme":
         if subject:
             raise TillpayError(Code.ILLEGAL_ARGUMENT, "the scheme scope takes no subject")
         return
-    table, column = (
-        (t.merchants, t.merchants.c.partner_id)
-        if scope == "merchant"
-        else (
-            t.wallet_users,
-            t.wallet_users.c.login_id,
-        )
-    )
-    if (await conn.execute(select(table.c.id).where(column == subject))).first() is None:
+    if not await repo.subject_exists(scope, subject):
         raise TillpayError(Code.NOT_FOUND, f"no {scope} {subject!r}")
+
+
+async def _store(
+    p: Platform, repo: RiskRepository, scope: str, subject: str, clean: dict[str, Any], replace: bool
+) -> dict[str, Any]:
+    await _subject_exists(repo, scope, subject)
+    row = await repo.layer(scope, subject)
+    if row is None:
+        base = _default_scheme(p) if scope == "scheme" and not replace else {}
+        merged = {**base, **clean}
+        await repo.add_layer(scope, subject, json.dumps(merged), p.now())
+    else:
+        merged = clean if replace else {**json.loads(row.config), **clean}
+        await repo.replace_layer(row.id, json.dumps(merged), p.now())
+    return merged
 
 
 async def set_rules(
@@ -75,31 +83,9 @@ async def set_rules(
     if scope not in SCOPES:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"scope is one of {', '.join(SCOPES)}")
     clean = risk.parse_config(rules)
-    now = p.now()
-    async with p.engine.begin() as conn:
-        await _subject_exists(p, conn, scope, subject)
-        row = (
-            await conn.execute(
-                select(t.risk_settings.c.id, t.risk_settings.c.config).where(
-                    t.risk_settings.c.scope == scope, t.risk_settings.c.subject == subject
-                )
-            )
-        ).first()
-        if row is None:
-            base = _default_scheme(p) if scope == "scheme" and not replace else {}
-            merged = {**base, **clean}
-            await conn.execute(
-                insert(t.risk_settings).values(
-                    scope=scope, subject=subject, config=json.dumps(merged), updated_at=now
-                )
-            )
-        else:
-            merged = clean if replace else {**json.loads(row.config), **clean}
-            await conn.execute(
-                update(t.risk_settings)
-                .where(t.risk_settings.c.id == row.id)
-                .values(config=json.dumps(merged), updated_at=now)
-            )
+    async with p.unit_of_work() as uow:
+        merged = await _store(p, uow.risk, scope, subject, clean, replace)
+        await uow.commit()
     return merged
 
 
@@ -107,7 +93,7 @@ async def import_rules(p: Platform, document: dict[str, Any]) -> dict[str, int]:
     """Load a whole rule document ``{scheme: {...}, merchants: {partner: {...}}, users: {login: {...}}}``.
 
     Each named scope is replaced by what the document says; everything is validated before anything is
-    stored, so a bad document changes nothing.
+    stored and stored in one transaction, so a bad document changes nothing.
     """
     if not isinstance(document, dict) or not set(document) <= {"scheme", "merchants", "users"}:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a rule document has the keys scheme, merchants, users")
@@ -119,24 +105,20 @@ async def import_rules(p: Platform, document: dict[str, Any]) -> dict[str, int]:
         if not isinstance(section, dict):
             raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{key} maps ids to rule sets")
         plan.extend((scope, str(subject), rules or {}) for subject, rules in section.items())
-    for _, _, rules in plan:
-        risk.parse_config(rules)  # validate all first
-    async with p.engine.connect() as conn:
-        for scope, subject, _ in plan:
-            await _subject_exists(p, conn, scope, subject)
-    for scope, subject, rules in plan:
-        await set_rules(p, scope, subject, rules, replace=True)
+    checked = [(scope, subject, risk.parse_config(rules)) for scope, subject, rules in plan]  # all first
+    async with p.unit_of_work() as uow:
+        for scope, subject, _ in checked:
+            await _subject_exists(uow.risk, scope, subject)
+        for scope, subject, clean in checked:
+            await _store(p, uow.risk, scope, subject, clean, True)
+        await uow.commit()
     return {"scopes": len(plan)}
 
 
 async def stored_rules(p: Platform) -> dict[str, Any]:
     """Every stored scope, as a rule document (what ``import_rules`` takes)."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.risk_settings).order_by(t.risk_settings.c.scope, t.risk_settings.c.subject)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.risk.layers()
     doc: dict[str, Any] = {"scheme": _default_scheme(p), "merchants": {}, "users": {}}
     for r in rows:
         cfg = json.loads(r.config)
@@ -258,14 +240,8 @@ class Explanation:
 
 async def explain(p: Platform, trade_no: str) -> Explanation:
     """The stored decision of a payment; NOT_FOUND if the payment or its decision does not exist."""
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(t.risk_decisions, t.payments.c.trade_no)
-                .join(t.payments, t.payments.c.id == t.risk_decisions.c.payment_id)
-                .where(t.payments.c.trade_no == trade_no)
-            )
-        ).first()
+    async with p.reader() as r:
+        row = await r.risk.decision_of(trade_no)
     if row is None:
         raise TillpayError(Code.NOT_FOUND, f"no risk decision for payment {trade_no!r}")
     return Explanation(

@@ -22,6 +22,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.fx import FxRepository
+from tillpay.store.risk import RiskRepository
 from tillpay.store.stores import StoresRepository
 
 
@@ -41,6 +42,11 @@ class _Repositories:
     def fx(self) -> FxRepository:
         """Rates and margins."""
         return FxRepository(self.conn)
+
+    @property
+    def risk(self) -> RiskRepository:
+        """Rule layers and stored decisions."""
+        return RiskRepository(self.conn)
 
     @property
     def stores(self) -> StoresRepository:
