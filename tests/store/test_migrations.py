@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 from tillpay.store.engine import async_url, sync_url
-from tillpay.store.migrate import alembic_config, downgrade, upgrade
+from tillpay.store.migrate import alembic_config, at_head, downgrade, ensure_current, head_revision, upgrade
 from tillpay.store.tables import metadata
 
 
@@ -35,3 +36,16 @@ def test_database_urls_map_to_the_right_drivers() -> None:
     assert async_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
     assert sync_url("postgresql+asyncpg://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert sync_url("sqlite+aiosqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_cheap_head_check_agrees_with_alembic(db_url: str) -> None:
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    assert at_head(db_url)  # the test database is migrated
+    downgrade(db_url, "-1")
+    assert not at_head(db_url)  # one behind: the CLI must upgrade
+    ensure_current(db_url)
+    assert at_head(db_url)
+    downgrade(db_url, "base")
+    assert not at_head(db_url)
+    ensure_current(db_url)
+    assert at_head(db_url)

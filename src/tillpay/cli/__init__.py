@@ -20,31 +20,57 @@ if {"serve", "worker"} & set(sys.argv[1:]) and (
 ):
     shutdown.install()
 
+import importlib
 import os
 
 import click
 
 from tillpay import __version__
-from tillpay.bench.cli import bench
-from tillpay.cli.audit import audit
 from tillpay.cli.common import Ctx, pass_ctx
-from tillpay.cli.console import console
-from tillpay.cli.fx import fx
-from tillpay.cli.merchants import merchant
-from tillpay.cli.risk import risk
-from tillpay.cli.serve import migrate, serve
-from tillpay.cli.settlement import reconcile, settle, simulate
-from tillpay.cli.wallets import wallet
 from tillpay.config import get_settings
-from tillpay.ecr.cli import ecr
 from tillpay.logs import configure_logging
-from tillpay.ops.cli import backup, ha
-from tillpay.worker.cli import worker
 
 __all__ = ["Ctx", "main", "pass_ctx"]
 
+#: Each command and the module that defines it, imported only when that command runs (or for the root
+#: ``--help``): importing every command's services cost every call of one command most of a second.
+COMMANDS: dict[str, str] = {
+    "serve": "tillpay.cli.serve:serve",
+    "migrate": "tillpay.cli.serve:migrate",
+    "merchant": "tillpay.cli.merchants:merchant",
+    "wallet": "tillpay.cli.wallets:wallet",
+    "fx": "tillpay.cli.fx:fx",
+    "risk": "tillpay.cli.risk:risk",
+    "audit": "tillpay.cli.audit:audit",
+    "ecr": "tillpay.ecr.cli:ecr",
+    "settle": "tillpay.cli.settlement:settle",
+    "reconcile": "tillpay.cli.settlement:reconcile",
+    "simulate": "tillpay.cli.settlement:simulate",
+    "console": "tillpay.cli.console:console",
+    "worker": "tillpay.worker.cli:worker",
+    "bench": "tillpay.bench.cli:bench",
+    "ha": "tillpay.ops.cli:ha",
+    "backup": "tillpay.ops.cli:backup",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when first looked up (click's documented lazy pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url", envvar="TILLPAY_DATABASE_URL", help="SQLAlchemy URL (default: sqlite file tillpay.db)."
 )
@@ -64,24 +90,3 @@ def main(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
     if ctx.invoked_subcommand not in ("serve", "worker"):
         shutdown.uninstall()  # a one-off command keeps SIGTERM's default
     ctx.obj = Ctx(settings, as_json)
-
-
-for _command in (
-    serve,
-    migrate,
-    merchant,
-    wallet,
-    fx,
-    risk,
-    audit,
-    ecr,
-    settle,
-    reconcile,
-    simulate,
-    console,
-    worker,
-    bench,
-    ha,
-    backup,
-):
-    main.add_command(_command)

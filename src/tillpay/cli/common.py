@@ -13,7 +13,7 @@ import click
 from tillpay.config import Settings
 from tillpay.domain.errors import TillpayError
 from tillpay.services.platform import Platform
-from tillpay.store.migrate import upgrade
+from tillpay.store.migrate import ensure_current
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ class Ctx:
 
     def run(self, fn: Callable[[Platform], Awaitable[T]]) -> T:
         """Migrate the database if needed, then run one use case on a fresh platform."""
-        upgrade(self.settings.database_url)
+        ensure_current(self.settings.database_url)
 
         async def go() -> T:
             p = Platform(self.settings)
