@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.secmerchant import Registered, Registration
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
-
-_sm, _ss = t.secondary_merchants, t.secondary_stores
+from tillpay.store.secmerchants import SecondaryRepository
+from tillpay.store.secmerchants import registered_columns as registered_columns
 
 #: Registration field → ``secondary_merchants`` column (the rest of the store's fields keep their names).
 _MERCHANT_COLUMNS = {
@@ -135,62 +132,24 @@ async def maintain(p: Platform, merchant_id: int, reg: Registration) -> Maintain
     merchant_values = {col: getattr(reg, field) for field, col in _MERCHANT_COLUMNS.items()}
     store_values = {col: getattr(reg, col) for col in _STORE_COLUMNS}
     smid, store_id = reg.secondary_merchant_id, reg.store_id
-    async with p.engine.begin() as conn:
+    async with p.unit_of_work() as uow:
+        repo = uow.secondary
         # Insert-if-absent first, so that two first registrations racing each other both end in one row.
-        await conn.execute(
-            insert_ignore(conn, _sm, "merchant_id", "secondary_merchant_id").values(
-                merchant_id=merchant_id,
-                secondary_merchant_id=smid,
-                status="active",
-                created_at=now,
-                updated_at=now,
-                **merchant_values,
-            )
-        )
-        made = await conn.execute(
-            insert_ignore(conn, _ss, "merchant_id", "secondary_merchant_id", "store_id")
-            .values(
-                merchant_id=merchant_id,
-                secondary_merchant_id=smid,
-                store_id=store_id,
-                status="active",
-                created_at=now,
-                updated_at=now,
-                **store_values,
-            )
-            .returning(_ss.c.id)
-        )
-        created = made.first() is not None
-        m_row = (
-            await conn.execute(
-                select(_sm)
-                .where(_sm.c.merchant_id == merchant_id, _sm.c.secondary_merchant_id == smid)
-                .with_for_update()
-            )
-        ).one()
-        s_row = (
-            await conn.execute(
-                select(_ss)
-                .where(
-                    _ss.c.merchant_id == merchant_id,
-                    _ss.c.secondary_merchant_id == smid,
-                    _ss.c.store_id == store_id,
-                )
-                .with_for_update()
-            )
-        ).one()
+        await repo.add_merchant_if_absent(merchant_id, smid, merchant_values, now)
+        created = await repo.add_store_if_absent(merchant_id, smid, store_id, store_values, now)
+        m_row = await repo.lock_merchant(merchant_id, smid)
+        s_row = await repo.lock_store(merchant_id, smid, store_id)
         changed = False
         # Alipay: "The latest information can overwrite the previous information." Status and reject
         # reason are the operator's and are not touched here.
         if any(getattr(m_row, col) != value for col, value in merchant_values.items()):
-            await conn.execute(
-                update(_sm).where(_sm.c.id == m_row.id).values(updated_at=now, **merchant_values)
-            )
+            await repo.update_merchant(m_row.id, merchant_values, now)
             changed = True
         if any(getattr(s_row, col) != value for col, value in store_values.items()):
-            await conn.execute(update(_ss).where(_ss.c.id == s_row.id).values(updated_at=now, **store_values))
+            await repo.update_store(s_row.id, store_values, now)
             changed = True
         status = _status(smid, store_id, m_row, s_row)
+        await uow.commit()
     return MaintainResult(created, changed, status)
 
 
@@ -204,31 +163,8 @@ async def query_status(
     p: Platform, merchant_id: int, secondary_merchant_id: str, store_id: str
 ) -> StoreStatus:
     """The status of one of the merchant's registered stores; NOT_FOUND if it has none by these ids."""
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(
-                    _sm.c.status,
-                    _sm.c.reject_reason,
-                    _ss.c.status.label("store_status"),
-                    _ss.c.reject_reason.label("store_reject_reason"),
-                )
-                .select_from(
-                    _ss.join(
-                        _sm,
-                        and_(
-                            _sm.c.merchant_id == _ss.c.merchant_id,
-                            _sm.c.secondary_merchant_id == _ss.c.secondary_merchant_id,
-                        ),
-                    )
-                )
-                .where(
-                    _ss.c.merchant_id == merchant_id,
-                    _ss.c.secondary_merchant_id == secondary_merchant_id,
-                    _ss.c.store_id == store_id,
-                )
-            )
-        ).first()
+    async with p.reader() as r:
+        row = await r.secondary.status(merchant_id, secondary_merchant_id, store_id)
     if row is None:
         raise TillpayError(
             Code.NOT_FOUND,
@@ -241,15 +177,9 @@ async def query_status(
 
 async def list_secondary(p: Platform, merchant_id: int) -> list[SecondaryMerchant]:
     """The merchant's secondary merchants with their stores, by id."""
-    async with p.engine.connect() as conn:
-        merchants = (
-            await conn.execute(
-                select(_sm).where(_sm.c.merchant_id == merchant_id).order_by(_sm.c.secondary_merchant_id)
-            )
-        ).all()
-        store_rows = (
-            await conn.execute(select(_ss).where(_ss.c.merchant_id == merchant_id).order_by(_ss.c.store_id))
-        ).all()
+    async with p.reader() as r:
+        merchants = await r.secondary.merchants(merchant_id)
+        store_rows = await r.secondary.stores(merchant_id)
     by_merchant: dict[str, list[SecondaryStore]] = {}
     for s in store_rows:
         by_merchant.setdefault(s.secondary_merchant_id, []).append(
@@ -300,48 +230,19 @@ async def set_status(
         "reject_reason": reason if status == "disabled" else None,
         "updated_at": p.now(),
     }
-    if store_id is None:
-        stmt = update(_sm).where(
-            _sm.c.merchant_id == merchant_id, _sm.c.secondary_merchant_id == secondary_merchant_id
-        )
-        what = f"secondary merchant {secondary_merchant_id!r}"
-    else:
-        stmt = update(_ss).where(
-            _ss.c.merchant_id == merchant_id,
-            _ss.c.secondary_merchant_id == secondary_merchant_id,
-            _ss.c.store_id == store_id,
-        )
-        what = f"store {store_id!r} of secondary merchant {secondary_merchant_id!r}"
-    async with p.engine.begin() as conn:
-        res = await conn.execute(stmt.values(**values))
-    if res.rowcount != 1:
+    what = (
+        f"secondary merchant {secondary_merchant_id!r}"
+        if store_id is None
+        else f"store {store_id!r} of secondary merchant {secondary_merchant_id!r}"
+    )
+    async with p.unit_of_work() as uow:
+        found = await uow.secondary.set_status(merchant_id, secondary_merchant_id, store_id, values)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.NOT_FOUND, f"no {what}")
 
 
 # ------------------------------------------------------------------------------------ the pay path
-
-
-def _registered_select(merchant_id: Any, smid: Any, store_id: Any) -> list[Any]:
-    # A NULL id matches nothing, so a pay that names no secondary merchant costs empty index probes.
-    m_where = (_sm.c.merchant_id == merchant_id, _sm.c.secondary_merchant_id == smid)
-    s_where = (
-        _ss.c.merchant_id == merchant_id,
-        _ss.c.secondary_merchant_id == smid,
-        _ss.c.store_id == store_id,
-    )
-    return [
-        select(_sm.c.name).where(*m_where).scalar_subquery().label("sm_name"),
-        select(_sm.c.status).where(*m_where).scalar_subquery().label("sm_status"),
-        select(_ss.c.store_name).where(*s_where).scalar_subquery().label("ss_name"),
-        select(_ss.c.store_industry).where(*s_where).scalar_subquery().label("ss_industry"),
-        select(_ss.c.status).where(*s_where).scalar_subquery().label("ss_status"),
-    ]
-
-
-def registered_columns() -> list[Any]:
-    """What is registered about a pay's secondary merchant and store, as columns of the pay's one read."""
-    # Bind parameters: merchant_id, smid, sm_store_id; registered_of() reads the row back.
-    return _registered_select(bindparam("merchant_id"), bindparam("smid"), bindparam("sm_store_id"))
 
 
 def registered_of(row: Any) -> Registered | None:
@@ -358,19 +259,11 @@ def registered_of(row: Any) -> Registered | None:
     )
 
 
-_REGISTERED: Select[Any] = select(*registered_columns())
-
-
 async def registered(
     conn: AsyncConnection, merchant_id: int, secondary_merchant_id: str | None, store_id: str | None
 ) -> Registered | None:
     """What is registered about a pay's secondary merchant and store (one statement)."""
     if not secondary_merchant_id:
         return None
-    row = (
-        await conn.execute(
-            _REGISTERED,
-            {"merchant_id": merchant_id, "smid": secondary_merchant_id, "sm_store_id": store_id},
-        )
-    ).first()
-    return registered_of(row._mapping) if row is not None else None
+    row = await SecondaryRepository(conn).registered(merchant_id, secondary_merchant_id, store_id)
+    return registered_of(row) if row is not None else None

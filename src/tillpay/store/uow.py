@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 from tillpay.store.fx import FxRepository
 from tillpay.store.risk import RiskRepository
+from tillpay.store.secmerchants import SecondaryRepository
 from tillpay.store.stores import StoresRepository
 
 
@@ -47,6 +48,11 @@ class _Repositories:
     def risk(self) -> RiskRepository:
         """Rule layers and stored decisions."""
         return RiskRepository(self.conn)
+
+    @property
+    def secondary(self) -> SecondaryRepository:
+        """An acquirer's secondary merchants and their stores."""
+        return SecondaryRepository(self.conn)
 
     @property
     def stores(self) -> StoresRepository:
