@@ -15,9 +15,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
 from tillpay.domain.payment import Status
@@ -27,6 +24,7 @@ from tillpay.services.security import HashPoolBusy, hash_secret, verify_secret
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.services.wallets import Device, WalletUser
 from tillpay.store import tables as t
+from tillpay.store.payments import PaymentsRepository
 
 #: A session lasts this long from sign-in (absolute, not sliding: a lost phone's session ends by itself).
 SESSION_LIFETIME = timedelta(days=30)
@@ -181,23 +179,12 @@ async def sign_in(
     client = client[:64]
     login_id = login_id[:64]
     trusted: int | None = None
-    async with p.engine.connect() as conn:
-        user = (
-            await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
-        ).first()
+    async with p.reader() as r:
+        user = await r.wallets.user_by_login(login_id)
         if browser_token and _TOKEN_RE.match(browser_token):  # looked up for unknown logins too
-            trusted = (
-                await conn.execute(
-                    select(t.devices.c.id)
-                    .join(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
-                    .where(
-                        t.wallet_browsers.c.token_hash == _hash(browser_token),
-                        t.devices.c.user_id == (user.id if user is not None else -1),
-                        t.devices.c.status == "active",
-                    )
-                )
-            ).scalar()
-        await conn.rollback()
+            trusted = await r.wallets.browser_device(
+                _hash(browser_token), user.id if user is not None else -1
+            )
     if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
         raise SignInRefused("busy", 1)
     f = t.wallet_login_failures
@@ -229,56 +216,30 @@ async def sign_in(
     await attempts.release(p, f, attempt, f.c.login_id == login_id)
     if user.status != "active":
         raise SignInRefused("frozen")
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            update(t.wallet_users)
-            .where(t.wallet_users.c.id == user.id, t.wallet_users.c.pin_failures != 0)
-            .values(pin_failures=0)
-        )
+    async with p.unit_of_work() as uow:
+        await uow.wallets.clear_pin_failures(user.id)
+        await uow.commit()
     now = p.now()
 
     device_id: int | None = None
     if browser_token and _TOKEN_RE.match(browser_token):
-        async with p.engine.connect() as conn:
-            device_id = (
-                await conn.execute(
-                    select(t.devices.c.id)
-                    .join(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
-                    .where(
-                        t.wallet_browsers.c.token_hash == _hash(browser_token),
-                        t.devices.c.user_id == user.id,
-                        t.devices.c.status == "active",
-                    )
-                )
-            ).scalar()
-            await conn.rollback()
+        async with p.reader() as r:
+            device_id = await r.wallets.browser_device(_hash(browser_token), user.id)
     new_device = device_id is None
     if device_id is None:
         device = await wallets.add_device(p, user.id, device_name(user_agent))
         device_id = device.id
         browser_token = secrets.token_urlsafe(32)
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.wallet_browsers).values(
-                    device_id=device_id,
-                    token_hash=_hash(browser_token),
-                    user_agent=(user_agent or "")[:256],
-                    created_at=now,
-                )
-            )
+        async with p.unit_of_work() as uow:
+            await uow.wallets.add_browser(device_id, _hash(browser_token), user_agent or "", now)
+            await uow.commit()
     assert browser_token is not None
     token = secrets.token_urlsafe(32)
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.wallet_sessions).values(
-                token_hash=_hash(token),
-                user_id=user.id,
-                device_id=device_id,
-                csrf_token=secrets.token_urlsafe(32),
-                created_at=now,
-                expires_at=now + SESSION_LIFETIME,
-            )
+    async with p.unit_of_work() as uow:
+        await uow.wallets.add_session(
+            _hash(token), user.id, device_id, secrets.token_urlsafe(32), now, now + SESSION_LIFETIME
         )
+        await uow.commit()
     session = await session_for(p, token)
     assert session is not None
     return SignIn(token, session, browser_token, new_device)
@@ -288,25 +249,8 @@ async def session_for(p: Platform, token: str | None) -> Session | None:
     """The live session for a cookie token; None if unknown, expired, or its device or user was stopped."""
     if not token or not _TOKEN_RE.match(token):
         return None
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(
-                    t.wallet_sessions.c.id.label("session_id"),
-                    t.wallet_sessions.c.csrf_token,
-                    t.wallet_sessions.c.expires_at,
-                    t.wallet_users,
-                    t.devices.c.id.label("device_id"),
-                    t.devices.c.device_no,
-                    t.devices.c.secret,
-                    t.devices.c.name.label("device_name"),
-                    t.devices.c.status.label("device_status"),
-                )
-                .join(t.wallet_users, t.wallet_users.c.id == t.wallet_sessions.c.user_id)
-                .join(t.devices, t.devices.c.id == t.wallet_sessions.c.device_id)
-                .where(t.wallet_sessions.c.token_hash == _hash(token))
-            )
-        ).first()
+    async with p.reader() as r:
+        row = await r.wallets.session(_hash(token))
     if row is None or row.expires_at <= p.now():
         return None
     if row.device_status != "active" or row.status != "active":
@@ -320,8 +264,9 @@ async def sign_out(p: Platform, token: str | None) -> None:
     """End the session of this cookie token (the device stays registered)."""
     if not token:
         return
-    async with p.engine.begin() as conn:
-        await conn.execute(delete(t.wallet_sessions).where(t.wallet_sessions.c.token_hash == _hash(token)))
+    async with p.unit_of_work() as uow:
+        await uow.wallets.end_session(_hash(token))
+        await uow.commit()
 
 
 # -------------------------------------------------------------------------------------------- devices
@@ -329,60 +274,27 @@ async def sign_out(p: Platform, token: str | None) -> None:
 
 async def devices(p: Platform, user_id: int) -> list[DeviceInfo]:
     """The user's devices, newest first, with the browser each belongs to (if it is a browser)."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    t.devices.c.id,
-                    t.devices.c.device_no,
-                    t.devices.c.name,
-                    t.devices.c.status,
-                    t.devices.c.created_at,
-                    t.wallet_browsers.c.user_agent,
-                )
-                .outerjoin(t.wallet_browsers, t.wallet_browsers.c.device_id == t.devices.c.id)
-                .where(t.devices.c.user_id == user_id)
-                .order_by(t.devices.c.id.desc())
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.wallets.devices(user_id)
     return [DeviceInfo(r.id, r.device_no, r.name, r.status, r.created_at, r.user_agent) for r in rows]
 
 
 async def revoke_device(p: Platform, user_id: int, device_id: int) -> None:
     """Stop one of the user's devices: its codes are refused from now on and its sessions end."""
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.devices)
-            .where(t.devices.c.id == device_id, t.devices.c.user_id == user_id)
-            .values(status="revoked")
-        )
-        if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        if not await uow.wallets.revoke_device(user_id, device_id):
             raise TillpayError(Code.NOT_FOUND, "no such device")
-        await conn.execute(delete(t.wallet_sessions).where(t.wallet_sessions.c.device_id == device_id))
+        await uow.commit()
 
 
 # -------------------------------------------------------------------------------------------- history
 
 
-async def _merchant_names(conn: AsyncConnection, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    rows = (
-        await conn.execute(select(t.merchants.c.id, t.merchants.c.name).where(t.merchants.c.id.in_(ids)))
-    ).all()
-    return {r.id: r.name for r in rows}
-
-
-async def _items(p: Platform, conn: AsyncConnection, rows: list[Any], login_id: str) -> list[Item]:
-    names = await _merchant_names(conn, {r.merchant_id for r in rows})
-    ids = [r.id for r in rows]
-    by_payment: dict[int, list[RefundView]] = {i: [] for i in ids}
-    if ids:
-        refund_rows = (
-            await conn.execute(
-                select(t.refunds).where(t.refunds.c.payment_id.in_(ids)).order_by(t.refunds.c.id)
-            )
-        ).all()
+async def _items(repo: PaymentsRepository, rows: list[Any], login_id: str) -> list[Item]:
+    names = await repo.merchant_names(r.merchant_id for r in rows)
+    by_payment: dict[int, list[RefundView]] = {r.id: [] for r in rows}
+    refund_rows = await repo.refunds_of(by_payment)
+    if refund_rows:
         views = {r.id: PaymentView.from_row(r, login_id) for r in rows}
         for rr in refund_rows:
             by_payment[rr.payment_id].append(RefundView.from_row(rr, views[rr.payment_id]))
@@ -394,25 +306,18 @@ async def _items(p: Platform, conn: AsyncConnection, rows: list[Any], login_id: 
 
 async def history(p: Platform, user: WalletUser, *, before: int | None = None, limit: int = 30) -> list[Item]:
     """The user's payments, newest first (``before``: a payment id, for the next page)."""
-    async with p.engine.connect() as conn:
-        q = select(t.payments).where(t.payments.c.user_id == user.id, t.payments.c.kind != "tombstone")
-        if before is not None:
-            q = q.where(t.payments.c.id < before)
-        rows = list((await conn.execute(q.order_by(t.payments.c.id.desc()).limit(limit))).all())
-        return await _items(p, conn, rows, user.login_id)
+    async with p.reader() as r:
+        rows = await r.payments.of_customer(user.id, before=before, limit=limit)
+        return await _items(r.payments, rows, user.login_id)
 
 
 async def item(p: Platform, user: WalletUser, trade_no: str) -> Item:
     """One of the user's payments with its refunds; NOT_FOUND if it is not theirs."""
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(t.payments).where(t.payments.c.trade_no == trade_no, t.payments.c.user_id == user.id)
-            )
-        ).first()
+    async with p.reader() as r:
+        row = await r.payments.customer_payment(user.id, trade_no)
         if row is None:
             raise TillpayError(Code.NOT_FOUND, "no such payment")
-        return (await _items(p, conn, [row], user.login_id))[0]
+        return (await _items(r.payments, [row], user.login_id))[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,22 +337,22 @@ class Order:
 async def order(p: Platform, trade_no: str, user: WalletUser | None = None) -> Order:
     """A precreated (merchant-presented QR) order by its gateway id; NOT_FOUND unless it is one."""
     await _expire_if_due(p, trade_no)
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(t.payments).where(t.payments.c.trade_no == trade_no, t.payments.c.kind == "precreate")
-            )
-        ).first()
+    async with p.reader() as r:
+        row = await r.payments.qr_order(trade_no)
         if row is None:
             raise TillpayError(Code.NOT_FOUND, "no such order")
-        names = await _merchant_names(conn, {row.merchant_id})
+        names = await r.payments.merchant_names([row.merchant_id])
         view = PaymentView.from_row(row)
         mine = user is not None and row.user_id == user.id
         if user is None or row.status != Status.WAIT_BUYER_PAY.value:
             return Order(view, names.get(row.merchant_id, ""), mine=mine)
         try:
             q = make_quote(
-                row.price_amount, row.price_currency, row.settle_currency, user.currency, await p.rates(conn)
+                row.price_amount,
+                row.price_currency,
+                row.settle_currency,
+                user.currency,
+                await p.rates(r.conn),
             )
         except TillpayError:
             return Order(view, names.get(row.merchant_id, ""))
@@ -455,17 +360,8 @@ async def order(p: Platform, trade_no: str, user: WalletUser | None = None) -> O
 
 
 async def _expire_if_due(p: Platform, trade_no: str) -> None:
-    async with p.engine.connect() as conn:
-        pid = (
-            await conn.execute(
-                select(t.payments.c.id).where(
-                    t.payments.c.trade_no == trade_no,
-                    t.payments.c.status == Status.WAIT_BUYER_PAY.value,
-                    t.payments.c.expires_at <= p.now(),
-                )
-            )
-        ).scalar()
-        await conn.rollback()
+    async with p.reader() as r:
+        pid = await r.payments.due_waiting(trade_no, p.now())
     if pid is not None:
         await payments.expire_payment(p, pid)
 
@@ -491,21 +387,9 @@ class Snapshot:
 async def snapshot(p: Platform, user: WalletUser, since_id: int) -> Snapshot:
     """The waiting confirmations and the payments newer than ``since_id``, both newest first."""
     await payments.expire_due(p)
-    async with p.engine.connect() as conn:
-        rows = list(
-            (
-                await conn.execute(
-                    select(t.payments)
-                    .where(
-                        t.payments.c.user_id == user.id,
-                        or_(t.payments.c.status == Status.WAIT_BUYER_PAY.value, t.payments.c.id > since_id),
-                    )
-                    .order_by(t.payments.c.id.desc())
-                    .limit(50)
-                )
-            ).all()
-        )
-        items = await _items(p, conn, rows, user.login_id)
+    async with p.reader() as r:
+        rows = await r.payments.waiting_or_newer(user.id, since_id)
+        items = await _items(r.payments, rows, user.login_id)
     pending = [i for i in items if i.payment.status is Status.WAIT_BUYER_PAY]
     recent = [i for i in items if i.payment.id > since_id]
     return Snapshot(pending, recent)
@@ -513,43 +397,25 @@ async def snapshot(p: Platform, user: WalletUser, since_id: int) -> Snapshot:
 
 async def last_payment_id(p: Platform, user_id: int) -> int:
     """The id of the user's newest payment (0 if none): live updates report what comes after it."""
-    async with p.engine.connect() as conn:
-        value = (
-            await conn.execute(select(func.max(t.payments.c.id)).where(t.payments.c.user_id == user_id))
-        ).scalar()
-    return int(value or 0)
+    async with p.reader() as r:
+        return await r.payments.newest_id(user_id)
 
 
 async def pin_attempts_left(p: Platform, user_id: int, trade_no: str) -> int:
     """How many wrong PINs a waiting payment of this user still tolerates."""
-    async with p.engine.connect() as conn:
-        used = (
-            await conn.execute(
-                select(t.payments.c.pin_attempts).where(
-                    t.payments.c.trade_no == trade_no, t.payments.c.user_id == user_id
-                )
-            )
-        ).scalar()
-    return max(0, p.settings.max_pin_attempts - int(used or 0))
+    async with p.reader() as r:
+        used = await r.payments.pin_attempts(trade_no, user_id)
+    return max(0, p.settings.max_pin_attempts - used)
 
 
 async def used_slots(p: Platform, device_id: int, since_step: int) -> list[tuple[int, int]]:
     """The (step, slot) pairs of a device's codes already used since ``since_step``."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.code_uses.c.step, t.code_uses.c.slot).where(
-                    t.code_uses.c.device_id == device_id, t.code_uses.c.step >= since_step
-                )
-            )
-        ).all()
-    return sorted((int(r.step), int(r.slot)) for r in rows)
+    async with p.reader() as r:
+        return await r.wallets.used_slots(device_id, since_step)
 
 
 async def order_pin_attempts_left(p: Platform, trade_no: str) -> int:
     """How many wrong PINs a waiting QR order still tolerates (counted on the order itself)."""
-    async with p.engine.connect() as conn:
-        used = (
-            await conn.execute(select(t.payments.c.pin_attempts).where(t.payments.c.trade_no == trade_no))
-        ).scalar()
-    return max(0, p.settings.max_pin_attempts - int(used or 0))
+    async with p.reader() as r:
+        used = await r.payments.pin_attempts(trade_no)
+    return max(0, p.settings.max_pin_attempts - used)

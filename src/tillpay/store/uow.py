@@ -22,9 +22,11 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.fx import FxRepository
+from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.secmerchants import SecondaryRepository
 from tillpay.store.stores import StoresRepository
+from tillpay.store.wallets import WalletsRepository
 
 
 class _Repositories:
@@ -45,6 +47,11 @@ class _Repositories:
         return FxRepository(self.conn)
 
     @property
+    def payments(self) -> PaymentsRepository:
+        """Reads of payments and refunds as customers and merchants see them."""
+        return PaymentsRepository(self.conn)
+
+    @property
     def risk(self) -> RiskRepository:
         """Rule layers and stored decisions."""
         return RiskRepository(self.conn)
@@ -58,6 +65,11 @@ class _Repositories:
     def stores(self) -> StoresRepository:
         """A merchant's stores, terminals and their heartbeats."""
         return StoresRepository(self.conn)
+
+    @property
+    def wallets(self) -> WalletsRepository:
+        """Wallet users, their devices, browsers and sessions."""
+        return WalletsRepository(self.conn)
 
 
 class UnitOfWork(_Repositories):

@@ -1,0 +1,146 @@
+"""The wallets repository: wallet users, their devices, the browsers those devices are, and sessions.
+
+Reads of a user's devices and sessions are scoped by the user's id here, so another user's device or
+session is never found (the wallet app answers it like one that does not exist).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tillpay.store import tables as t
+
+_users, _devices, _browsers, _sessions = t.wallet_users, t.devices, t.wallet_browsers, t.wallet_sessions
+
+
+class WalletsRepository:
+    """Wallet users, devices, browsers and sessions over one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def user_by_login(self, login_id: str) -> Any:
+        """The wallet user row with ``login_id``, or None."""
+        return (await self.conn.execute(select(_users).where(_users.c.login_id == login_id))).first()
+
+    async def browser_device(self, token_hash: str, user_id: int) -> int | None:
+        """The id of the user's active device that this browser (by its token's hash) is, or None."""
+        value = (
+            await self.conn.execute(
+                select(_devices.c.id)
+                .join(_browsers, _browsers.c.device_id == _devices.c.id)
+                .where(
+                    _browsers.c.token_hash == token_hash,
+                    _devices.c.user_id == user_id,
+                    _devices.c.status == "active",
+                )
+            )
+        ).scalar()
+        return int(value) if value is not None else None
+
+    async def clear_pin_failures(self, user_id: int) -> None:
+        """Unlock a PIN locked by wrong PINs (a right password proves the customer)."""
+        await self.conn.execute(
+            update(_users).where(_users.c.id == user_id, _users.c.pin_failures != 0).values(pin_failures=0)
+        )
+
+    async def add_browser(self, device_id: int, token_hash: str, user_agent: str, now: datetime) -> None:
+        """Remember that a browser (by its long-lived token's hash) is this device."""
+        await self.conn.execute(
+            insert(_browsers).values(
+                device_id=device_id, token_hash=token_hash, user_agent=user_agent[:256], created_at=now
+            )
+        )
+
+    async def add_session(
+        self,
+        token_hash: str,
+        user_id: int,
+        device_id: int,
+        csrf_token: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Open a session for a cookie token's hash."""
+        await self.conn.execute(
+            insert(_sessions).values(
+                token_hash=token_hash,
+                user_id=user_id,
+                device_id=device_id,
+                csrf_token=csrf_token,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+
+    async def session(self, token_hash: str) -> Any:
+        """The session of a cookie token's hash with its user's row and its device, or None."""
+        return (
+            await self.conn.execute(
+                select(
+                    _sessions.c.id.label("session_id"),
+                    _sessions.c.csrf_token,
+                    _sessions.c.expires_at,
+                    _users,
+                    _devices.c.id.label("device_id"),
+                    _devices.c.device_no,
+                    _devices.c.secret,
+                    _devices.c.name.label("device_name"),
+                    _devices.c.status.label("device_status"),
+                )
+                .join(_users, _users.c.id == _sessions.c.user_id)
+                .join(_devices, _devices.c.id == _sessions.c.device_id)
+                .where(_sessions.c.token_hash == token_hash)
+            )
+        ).first()
+
+    async def end_session(self, token_hash: str) -> None:
+        """End the session of a cookie token's hash (nothing if there is none)."""
+        await self.conn.execute(delete(_sessions).where(_sessions.c.token_hash == token_hash))
+
+    async def devices(self, user_id: int) -> list[Any]:
+        """The user's devices, newest first, with the browser each is (``user_agent``; None if none)."""
+        return list(
+            (
+                await self.conn.execute(
+                    select(
+                        _devices.c.id,
+                        _devices.c.device_no,
+                        _devices.c.name,
+                        _devices.c.status,
+                        _devices.c.created_at,
+                        _browsers.c.user_agent,
+                    )
+                    .outerjoin(_browsers, _browsers.c.device_id == _devices.c.id)
+                    .where(_devices.c.user_id == user_id)
+                    .order_by(_devices.c.id.desc())
+                )
+            ).all()
+        )
+
+    async def revoke_device(self, user_id: int, device_id: int) -> bool:
+        """Revoke one of the user's devices and end its sessions; False if the user has no such device."""
+        res = await self.conn.execute(
+            update(_devices)
+            .where(_devices.c.id == device_id, _devices.c.user_id == user_id)
+            .values(status="revoked")
+        )
+        if res.rowcount != 1:
+            return False
+        await self.conn.execute(delete(_sessions).where(_sessions.c.device_id == device_id))
+        return True
+
+    async def used_slots(self, device_id: int, since_step: int) -> list[tuple[int, int]]:
+        """The (step, slot) pairs of the device's codes used since ``since_step``, in order."""
+        rows = (
+            await self.conn.execute(
+                select(t.code_uses.c.step, t.code_uses.c.slot).where(
+                    t.code_uses.c.device_id == device_id, t.code_uses.c.step >= since_step
+                )
+            )
+        ).all()
+        return sorted((int(r.step), int(r.slot)) for r in rows)
