@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain import ledger, paycode
@@ -16,8 +15,6 @@ from tillpay.domain.money import exponent
 from tillpay.services.payments import MAX_MAJOR
 from tillpay.services.platform import Platform
 from tillpay.services.security import hash_secret
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
 from tillpay.store.ledger import post_entry
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,64}$")
@@ -74,24 +71,21 @@ async def add_user(
     except ValueError:
         raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
     try:
-        async with p.engine.begin() as conn:
-            uid = (
-                await conn.execute(
-                    insert(t.wallet_users)
-                    .values(
-                        login_id=login_id,
-                        name=name or login_id,
-                        currency=currency,
-                        pin_hash=hash_secret(pin),
-                        password_hash=hash_secret(password) if password else None,
-                        balance=0,
-                        status="active",
-                        created_at=p.now(),
-                        sandbox=sandbox,
-                    )
-                    .returning(t.wallet_users.c.id)
+        async with p.unit_of_work() as uow:
+            uid = await uow.wallets.add_user(
+                dict(
+                    login_id=login_id,
+                    name=name or login_id,
+                    currency=currency,
+                    pin_hash=hash_secret(pin),
+                    password_hash=hash_secret(password) if password else None,
+                    balance=0,
+                    status="active",
+                    created_at=p.now(),
+                    sandbox=sandbox,
                 )
-            ).scalar_one()
+            )
+            await uow.commit()
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"wallet user {login_id!r} exists already") from None
     device = await add_device(p, uid)
@@ -101,33 +95,27 @@ async def add_user(
 async def add_device(p: Platform, user_id: int, name: str = "device") -> Device:
     """Register a new device for a user, with its own random number and secret."""
     for _ in range(20):
-        async with p.engine.begin() as conn:
-            did = (
-                await conn.execute(
-                    insert_ignore(conn, t.devices, "device_no")
-                    .values(
-                        device_no=p.ids.device_no(),
-                        user_id=user_id,
-                        secret=p.ids.device_secret(),
-                        name=name,
-                        status="active",
-                        created_at=p.now(),
-                    )
-                    .returning(t.devices.c.id)
+        async with p.unit_of_work() as uow:
+            row = await uow.wallets.add_device_if_free(
+                dict(
+                    device_no=p.ids.device_no(),
+                    user_id=user_id,
+                    secret=p.ids.device_secret(),
+                    name=name,
+                    status="active",
+                    created_at=p.now(),
                 )
-            ).scalar()
-            if did is not None:
-                row = (await conn.execute(select(t.devices).where(t.devices.c.id == did))).one()
-                return Device(row.id, row.device_no, row.user_id, row.secret, row.name, row.status)
+            )
+            await uow.commit()
+        if row is not None:
+            return Device(row.id, row.device_no, row.user_id, row.secret, row.name, row.status)
     raise TillpayError(Code.SYSTEM_ERROR, "could not allocate a device number")
 
 
 async def user_by_login(p: Platform, login_id: str) -> WalletUser:
     """The wallet user with this login id; NOT_FOUND if none."""
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(select(t.wallet_users).where(t.wallet_users.c.login_id == login_id))
-        ).first()
+    async with p.reader() as r:
+        row = await r.wallets.user_by_login(login_id)
     if row is None:
         raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
     return _user(row)
@@ -135,12 +123,8 @@ async def user_by_login(p: Platform, login_id: str) -> WalletUser:
 
 async def devices_of(p: Platform, user_id: int) -> list[Device]:
     """A user's devices, oldest first."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.devices).where(t.devices.c.user_id == user_id).order_by(t.devices.c.id)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.wallets.devices_of(user_id)
     return [Device(r.id, r.device_no, r.user_id, r.secret, r.name, r.status) for r in rows]
 
 
@@ -149,16 +133,8 @@ async def current_code(p: Platform, device: Device, at: datetime | None = None) 
     when = at or p.now()
     unix = int(when.timestamp())
     step = paycode.step_at(unix)
-    async with p.engine.connect() as conn:
-        used = set(
-            (
-                await conn.execute(
-                    select(t.code_uses.c.slot).where(
-                        t.code_uses.c.device_id == device.id, t.code_uses.c.step == step
-                    )
-                )
-            ).scalars()
-        )
+    async with p.reader() as r:
+        used = await r.wallets.slots_used_at(device.id, step)
     free = [s for s in range(10) if s not in used]
     if not free:
         raise TillpayError(Code.CODE_USED, "all of this minute's codes are used; wait for the next minute")
@@ -209,18 +185,14 @@ async def fund(p: Platform, login_id: str, amount: int, reference: str, *, sandb
 async def _fund_once(p: Platform, user: WalletUser, amount: int, reference: str, sandbox: bool) -> TopUp:
     ref = f"topup:{reference}"
     account = ledger.wallet_account(user.id)
-    async with p.engine.begin() as conn:
-        entry_id = (
-            await conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
-        ).scalar()
+    async with p.unit_of_work() as uow:
+        entry_id = await uow.wallets.entry_by_ref(ref)
         added = entry_id is None
         if entry_id is None:
             if sandbox:
-                await conn.execute(
-                    update(t.wallet_users).where(t.wallet_users.c.id == user.id).values(sandbox=True)
-                )
+                await uow.wallets.mark_sandbox(user.id)
             await post_entry(
-                conn,
+                uow.conn,
                 kind="topup",
                 ref=ref,
                 postings=[
@@ -230,24 +202,14 @@ async def _fund_once(p: Platform, user: WalletUser, amount: int, reference: str,
                 now=p.now(),
                 memo=f"top-up {reference}",
             )
-            entry_id = (
-                await conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
-            ).scalar_one()
-        else:
-            same = (
-                await conn.execute(
-                    select(t.postings.c.id).where(
-                        t.postings.c.entry_id == entry_id,
-                        t.postings.c.account == account,
-                        t.postings.c.amount == amount,
-                    )
-                )
-            ).first()
-            if same is None:
-                raise TillpayError(
-                    Code.REPEAT_REQ_INCONSISTENT,
-                    f"reference {reference!r} was used for another top-up; nothing added",
-                )
+            entry_id = await uow.wallets.entry_by_ref(ref)
+            assert entry_id is not None
+        elif not await uow.wallets.entry_credits(entry_id, account, amount):
+            raise TillpayError(
+                Code.REPEAT_REQ_INCONSISTENT,
+                f"reference {reference!r} was used for another top-up; nothing added",
+            )
+        await uow.commit()
     return TopUp(await user_by_login(p, user.login_id), reference, entry_id, added)
 
 
@@ -263,17 +225,8 @@ class TopUpEntry:
 
 async def topups_of(p: Platform, user: WalletUser, limit: int = 10) -> list[TopUpEntry]:
     """The wallet's latest top-ups, newest first, with the reference each was made with."""
-    e, ps = t.journal_entries, t.postings
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(e.c.id, e.c.ref, ps.c.amount, e.c.created_at)
-                .join(ps, ps.c.entry_id == e.c.id)
-                .where(e.c.kind == "topup", ps.c.account == ledger.wallet_account(user.id))
-                .order_by(e.c.id.desc())
-                .limit(limit)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.wallets.topups(ledger.wallet_account(user.id), limit)
     return [TopUpEntry(r.id, r.ref.removeprefix("topup:"), r.amount, r.created_at) for r in rows]
 
 
@@ -281,21 +234,19 @@ async def set_status(p: Platform, login_id: str, status: str) -> WalletUser:
     """Freeze (``frozen``) or re-activate (``active``) a wallet."""
     if status not in ("active", "frozen"):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or frozen")
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.wallet_users).where(t.wallet_users.c.login_id == login_id).values(status=status)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.wallets.set_user(login_id, status=status)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
     return await user_by_login(p, login_id)
 
 
 async def unlock_pin(p: Platform, login_id: str) -> WalletUser:
     """Clear the customer's count of wrong PINs, unlocking a PIN locked by ``max_pin_failures``."""
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.wallet_users).where(t.wallet_users.c.login_id == login_id).values(pin_failures=0)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.wallets.set_user(login_id, pin_failures=0)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.NOT_FOUND, f"no wallet user {login_id!r}")
     return await user_by_login(p, login_id)

@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.store import tables as t
+from tillpay.store.engine import insert_ignore
 
 _users, _devices, _browsers, _sessions = t.wallet_users, t.devices, t.wallet_browsers, t.wallet_sessions
 
@@ -22,6 +23,90 @@ class WalletsRepository:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def add_user(self, values: dict[str, Any]) -> int:
+        """Insert a wallet user; its id (IntegrityError if the login id is taken)."""
+        return int(
+            (await self.conn.execute(insert(_users).values(**values).returning(_users.c.id))).scalar_one()
+        )
+
+    async def set_user(self, login_id: str, **values: Any) -> bool:
+        """Change a wallet user's columns (status, pin_failures); False if there is no such login."""
+        res = await self.conn.execute(update(_users).where(_users.c.login_id == login_id).values(**values))
+        return res.rowcount == 1
+
+    async def mark_sandbox(self, user_id: int) -> None:
+        """Mark a wallet as funded by a sandbox feature (its payments are never settled)."""
+        await self.conn.execute(update(_users).where(_users.c.id == user_id).values(sandbox=True))
+
+    async def add_device_if_free(self, values: dict[str, Any]) -> Any:
+        """Insert a device unless its number is taken; the new device's row, or None."""
+        did = (
+            await self.conn.execute(
+                insert_ignore(self.conn, _devices, "device_no").values(**values).returning(_devices.c.id)
+            )
+        ).scalar()
+        if did is None:
+            return None
+        return (await self.conn.execute(select(_devices).where(_devices.c.id == did))).one()
+
+    async def devices_of(self, user_id: int) -> list[Any]:
+        """The user's device rows, oldest first."""
+        return list(
+            (
+                await self.conn.execute(
+                    select(_devices).where(_devices.c.user_id == user_id).order_by(_devices.c.id)
+                )
+            ).all()
+        )
+
+    async def slots_used_at(self, device_id: int, step: int) -> set[int]:
+        """The slots of the device's codes used in one minute (``step``)."""
+        return {
+            int(v)
+            for v in (
+                await self.conn.execute(
+                    select(t.code_uses.c.slot).where(
+                        t.code_uses.c.device_id == device_id, t.code_uses.c.step == step
+                    )
+                )
+            ).scalars()
+        }
+
+    async def entry_by_ref(self, ref: str) -> int | None:
+        """The id of the journal entry with ``ref`` (a top-up's ``topup:<reference>``), or None."""
+        value = (
+            await self.conn.execute(select(t.journal_entries.c.id).where(t.journal_entries.c.ref == ref))
+        ).scalar()
+        return int(value) if value is not None else None
+
+    async def entry_credits(self, entry_id: int, account: str, amount: int) -> bool:
+        """Whether the entry credits exactly ``amount`` to ``account`` (a top-up repeated as it was)."""
+        row = (
+            await self.conn.execute(
+                select(t.postings.c.id).where(
+                    t.postings.c.entry_id == entry_id,
+                    t.postings.c.account == account,
+                    t.postings.c.amount == amount,
+                )
+            )
+        ).first()
+        return row is not None
+
+    async def topups(self, account: str, limit: int) -> list[Any]:
+        """The latest top-up entries of a wallet account, newest first (``id``, ``ref``, ``amount``, ``created_at``)."""
+        e, ps = t.journal_entries, t.postings
+        return list(
+            (
+                await self.conn.execute(
+                    select(e.c.id, e.c.ref, ps.c.amount, e.c.created_at)
+                    .join(ps, ps.c.entry_id == e.c.id)
+                    .where(e.c.kind == "topup", ps.c.account == account)
+                    .order_by(e.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        )
 
     async def user_by_login(self, login_id: str) -> Any:
         """The wallet user row with ``login_id``, or None."""
