@@ -161,6 +161,19 @@ async def test_a_training_sale_pays_at_the_test_merchant_and_never_reaches_the_l
         assert lines[0].strip() == MARK and lines[-1].strip() == MARK
     assert (shop.dir / "receipts.bin").read_bytes().count(MARK.encode()) == 4
 
+    # `tillpay ecr report`: the live shift has the live sale; `--training` (after the group or the
+    # subcommand) the training sale, at the test merchant.
+    path = shop.dir / "tillpay-ecr.toml"
+    cfg.save(path)
+    runner = CliRunner()
+    live_report = runner.invoke(ecr, ["--config", str(path), "report"])
+    assert live_report.exit_code == 0, live_report.output
+    assert "TRAINING" not in live_report.output and "(1 orders)" in live_report.output
+    for args in (["report", "--training"], ["--training", "report"]):
+        training_report = runner.invoke(ecr, ["--config", str(path), *args])
+        assert training_report.exit_code == 0, training_report.output
+        assert training_report.output.startswith("*** TRAINING") and "(1 orders)" in training_report.output
+
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_every_screen_of_the_kiosk_in_training_shows_the_banner_and_fits(

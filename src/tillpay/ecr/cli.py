@@ -341,6 +341,8 @@ def _training(
 def report(config_path: Path | None, day: object, do_print: bool, training: bool) -> None:
     """Print the shift (or day) report, checked against the gateway; exit 1 on any difference."""
     config_path = _config_path(config_path)
+    group = click.get_current_context().parent
+    training = training or bool(group is not None and group.params.get("training"))  # `ecr --training report`
     from tillpay.ecr.report import build_report
 
     till = _till(config_path, training)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
@@ -199,6 +199,8 @@ async def take_allowance(p: Platform, merchant_id: int, action: str) -> None:
                 f"at most {limit} {what} a minute for a merchant: try again in {wait} s",
             )
         await conn.execute(insert(r).values(merchant_id=merchant_id, action=action, created_at=now))
+        # What has left the minute is never counted again: the table holds a minute's requests at most.
+        await conn.execute(delete(r).where(r.c.merchant_id == merchant_id, r.c.created_at <= since))
 
 
 async def send_samples(p: Platform, merchant: Merchant, dialects: tuple[str, ...] = DIALECTS) -> list[Queued]:
