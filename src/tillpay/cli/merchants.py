@@ -9,6 +9,7 @@ import click
 
 from tillpay.cli.common import Ctx, pass_ctx
 from tillpay.cli.keys import key_add, key_revoke, keys, md5_rotate, sign_types
+from tillpay.cli.samples import notify_samples
 from tillpay.cli.secondary import secondary
 from tillpay.outbound import notify_url_problem
 from tillpay.services import merchants as merchant_service
@@ -135,5 +136,5 @@ def merchant_unfreeze(c: Ctx, partner_id: str) -> None:
     c.out(_merchant_json(m), f"{m.partner_id} is active")
 
 
-for _command in (key_add, keys, key_revoke, sign_types, md5_rotate, secondary):
+for _command in (key_add, keys, key_revoke, sign_types, md5_rotate, secondary, notify_samples):
     merchant.add_command(_command)

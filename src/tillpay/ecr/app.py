@@ -44,7 +44,20 @@ CSS = """
 RefundScreen, ReportScreen { align: center middle; }
 #dialog { width: 90%; height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
 #dialog-body { height: 1fr; }
+TrainingBanner { width: 100%; height: auto; background: $warning; color: $background; text-style: bold;
+    text-align: center; }
 """
+
+
+class TrainingBanner(Static):
+    """The TRAINING banner at the top of every screen of a till in training (``tillpay ecr --training``)."""
+
+
+def training_banner(till: Till) -> list[TrainingBanner]:
+    """The banner to put first on a screen: one in training, none otherwise."""
+    if not till.cfg.in_training:
+        return []
+    return [TrainingBanner(t(till.language, "training_banner"), id="training-banner")]
 
 
 class RefundScreen(ModalScreen[None]):
@@ -65,6 +78,7 @@ class RefundScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
+            yield from training_banner(self.till)
             yield Static(self._t("refund_title"), id="refund-title")
             yield Input(placeholder=self._t("refund_ref"), id="refund-ref")
             yield Static("", id="refund-info")
@@ -190,6 +204,7 @@ class ReportScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
+            yield from training_banner(self.till)
             with VerticalScroll(id="dialog-body"):
                 yield Static("Checking every order with the gateway…", id="report-body")
             yield Footer(compact=True)
@@ -297,6 +312,7 @@ class EcrApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield from training_banner(self.till)
         with Horizontal(id="main"):
             table: DataTable[str] = DataTable(id="basket", cursor_type="row", zebra_stripes=True)
             yield table
@@ -322,6 +338,8 @@ class EcrApp(App[None]):
         """Prepare the screen and resolve anything a crash left open."""
         cfg = self.till.cfg
         self.sub_title = f"{cfg.merchant_name} · {cfg.store_id} · {cfg.terminal_id}"
+        if cfg.in_training:
+            self.title = f"{self.title} · TRAINING"
         self._set_columns()
         self.query_one("#scan", Input).focus()
         self.set_interval(0.25, self._tick)

@@ -9,10 +9,11 @@ from dataclasses import replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
-from tillpay.ecr.config import DEFAULT_PATH, ConfigError, EcrConfig, PrinterConfig, hash_pin
+from tillpay.ecr.config import DEFAULT_PATH, ConfigError, EcrConfig, PrinterConfig, TrainingConfig, hash_pin
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -49,11 +50,16 @@ def _load(path: Path) -> EcrConfig:
         raise click.ClickException(str(e)) from None
 
 
-def _till(path: Path):  # type: ignore[no-untyped-def]  # imported lazily: Textual is slow to import
+def _till(path: Path, training: bool = False):  # type: ignore[no-untyped-def]  # imported lazily: Textual is slow to import
     from tillpay.ecr.catalog import CatalogError
     from tillpay.ecr.till import Till
 
     cfg = _load(path)
+    if training:
+        try:
+            cfg = cfg.for_training()
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
     try:
         return Till(cfg)
     except CatalogError as e:
@@ -77,12 +83,17 @@ def _log_to_file(cfg: EcrConfig) -> None:
 @click.group("ecr", invoke_without_command=True)
 @CONFIG_OPTION
 @click.option("--kiosk", is_flag=True, help="Self-checkout: customer-facing, large text, operator PIN.")
+@click.option(
+    "--training",
+    is_flag=True,
+    help="Practice: the [training] test credentials and journal, a TRAINING banner, marked receipts.",
+)
 @click.pass_context
-def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
+def ecr(ctx: click.Context, config_path: Path, kiosk: bool, training: bool) -> None:
     """The cashier's terminal: scan items, take payment codes, print receipts, refund, report."""
     if ctx.invoked_subcommand is not None:
         return
-    till = _till(config_path)
+    till = _till(config_path, training)
     _log_to_file(till.cfg)
     try:
         if kiosk:
@@ -155,6 +166,22 @@ def ecr(ctx: click.Context, config_path: Path, kiosk: bool) -> None:
 )
 @click.option("--heartbeat-timeout", type=float, default=3.0, show_default=True)
 @click.option("--operator-pin", help="4-12 digits; unlocks refunds and settings in kiosk mode.")
+@click.option(
+    "--training-credentials",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The JSON of `tillpay merchant test-credentials PARTNER --json`: the [training] partner and keys.",
+)
+@click.option("--training-partner-id", help="The test merchant's partner id (for `tillpay ecr --training`).")
+@click.option("--training-md5-key", help="The test merchant's MD5 key.")
+@click.option(
+    "--training-private-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The test merchant's RSA private key (with --training-gateway-public-key-file: RSA2 signing).",
+)
+@click.option(
+    "--training-gateway-public-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--training-journal", default="ecr-training-journal.db", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(
     config_path: Path | None,
@@ -185,6 +212,12 @@ def init(
     heartbeat_interval: float,
     heartbeat_timeout: float,
     operator_pin: str | None,
+    training_credentials: Path | None,
+    training_partner_id: str | None,
+    training_md5_key: str | None,
+    training_private_key_file: Path | None,
+    training_gateway_public_key_file: Path | None,
+    training_journal: str,
     force: bool,
 ) -> None:
     """Write the till's configuration file."""
@@ -230,6 +263,14 @@ def init(
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             operator_pin_hash=hash_pin(operator_pin) if operator_pin else "",
+            training=_training(
+                training_credentials,
+                training_partner_id,
+                training_md5_key,
+                training_private_key_file,
+                training_gateway_public_key_file,
+                training_journal,
+            ),
         )
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
@@ -241,6 +282,52 @@ def init(
         click.echo(f"wrote the example catalog to {cat} (code,name,price; edit it)")
 
 
+def _training(
+    credentials: Path | None,
+    partner: str | None,
+    md5_key: str | None,
+    private_key_file: Path | None,
+    gateway_public_key_file: Path | None,
+    journal: str,
+) -> TrainingConfig:
+    """The [training] section from ``ecr init``'s options; options override the credentials file.
+
+    The file is the JSON ``tillpay merchant test-credentials --json`` prints: ``partner_id`` and
+    ``md5_key``, and ``merchant_private_key`` and ``tillpay_public_key`` when it has them.
+    """
+    creds: dict[str, Any] = {}
+    if credentials:
+        try:
+            loaded = json.loads(credentials.read_text())
+        except ValueError as e:
+            raise click.ClickException(f"{credentials}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise click.ClickException(f"{credentials}: not a JSON object")
+        creds = loaded
+    partner = partner or str(creds.get("partner_id") or creds.get("partner") or "")
+    if not partner:
+        return TrainingConfig()
+    private = (
+        private_key_file.read_text() if private_key_file else str(creds.get("merchant_private_key") or "")
+    )
+    public = (
+        gateway_public_key_file.read_text()
+        if gateway_public_key_file
+        else str(creds.get("tillpay_public_key") or creds.get("gateway_public_key") or "")
+    )
+    md5 = md5_key or str(creds.get("md5_key") or "")
+    return TrainingConfig(
+        partner=partner,
+        # RSA2 when both RSA keys are known (the private key is printed only when the test merchant is
+        # made), else the MD5 key every merchant has.
+        sign_type="RSA2" if private and public else "MD5",
+        md5_key=md5,
+        merchant_private_key=private if private and public else "",
+        gateway_public_key=public if private and public else "",
+        journal=journal,
+    )
+
+
 @ecr.command("report")
 @SUB_CONFIG_OPTION
 @click.option(
@@ -250,12 +337,15 @@ def init(
     help="A day's report (default: the open shift).",
 )
 @click.option("--print", "do_print", is_flag=True, help="Also send it to the printer.")
-def report(config_path: Path | None, day: object, do_print: bool) -> None:
+@click.option("--training", is_flag=True, help="The training journal's report, at the test merchant.")
+def report(config_path: Path | None, day: object, do_print: bool, training: bool) -> None:
     """Print the shift (or day) report, checked against the gateway; exit 1 on any difference."""
     config_path = _config_path(config_path)
+    group = click.get_current_context().parent
+    training = training or bool(group is not None and group.params.get("training"))  # `ecr --training report`
     from tillpay.ecr.report import build_report
 
-    till = _till(config_path)
+    till = _till(config_path, training)
     try:
         j = till.journal
         when = day.date() if day is not None else None  # type: ignore[attr-defined]
@@ -264,6 +354,8 @@ def report(config_path: Path | None, day: object, do_print: bool) -> None:
             if isinstance(when, date)
             else build_report(j, till.client, shift_id=j.current_shift().id)
         )
+        if training:
+            click.echo("*** TRAINING: the training journal at the test merchant, not the live sales ***")
         click.echo("\n".join(rep.lines()))
         if do_print:
             till.printer.print(till.receipt_header("report") | {"lines": rep.lines(till.cfg.printer.columns)})

@@ -81,6 +81,31 @@ def _int(text: str, what: str) -> int:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """``[training]``: what ``tillpay ecr --training`` uses instead of the live settings.
+
+    The merchant's test credentials (``tillpay merchant test-credentials``: a partner id of its own and
+    its MD5 key, or RSA keys), and a journal of its own so that training sales never reach the live
+    journal, its shift and day reports or its reconciliation. Receipts go to the same printer, marked
+    as training at the top and the bottom; the live ``text_copy`` audit trail gets none of them
+    (``text_copy`` here is training's own, off when empty).
+    """
+
+    partner: str = ""
+    sign_type: str = "MD5"
+    md5_key: str = ""
+    merchant_private_key: str = ""
+    gateway_public_key: str = ""
+    journal: str = "ecr-training-journal.db"
+    text_copy: str = ""
+
+    @property
+    def configured(self) -> bool:
+        """Whether there are training credentials at all."""
+        return bool(self.partner)
+
+
+@dataclass(frozen=True)
 class EcrConfig:
     """Everything one till needs; times are seconds."""
 
@@ -121,8 +146,12 @@ class EcrConfig:
     log_file: str = "ecr.log"
     #: Kiosk: salted PBKDF2 hash of the operator PIN (``salt$hex``); refunds and settings need it.
     operator_pin_hash: str = ""
+    #: ``[training]``: test credentials and the training journal (see ``for_training``).
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     #: Where this file was read from; relative paths inside it are resolved against its folder.
     source: str = ""
+    #: Set on the configuration ``for_training`` makes (never written to the file).
+    in_training: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"2088\d{12}", self.partner):
@@ -156,10 +185,46 @@ class EcrConfig:
             raise ConfigError("poll_interval must be positive and at most merchant_timeout")
         if self.cancel_retry_interval <= 0 or self.cancel_max_attempts < 1:
             raise ConfigError("cancel_retry_interval must be positive, cancel_max_attempts at least 1")
+        tr = self.training
+        if tr.configured:
+            if not re.fullmatch(r"2088\d{12}", tr.partner):
+                raise ConfigError("[training] partner must be 16 digits starting 2088")
+            if tr.sign_type not in ("MD5", "RSA", "RSA2"):
+                raise ConfigError("[training] sign_type must be MD5, RSA or RSA2")
+            if tr.sign_type == "MD5" and not tr.md5_key:
+                raise ConfigError("[training] MD5 signing needs md5_key")
+            if tr.sign_type != "MD5" and not (tr.merchant_private_key and tr.gateway_public_key):
+                raise ConfigError("[training] RSA signing needs merchant_private_key and gateway_public_key")
         if self.heartbeat_interval < 0 or not (0 < self.heartbeat_timeout <= 30):
             raise ConfigError(
                 "heartbeat_interval must be 0 (off) or positive, heartbeat_timeout between 0 and 30 seconds"
             )
+
+    def for_training(self) -> EcrConfig:
+        """The configuration of ``tillpay ecr --training``: the ``[training]`` credentials and journal in
+        place of the live ones; ConfigError when there are none (training never runs on live ones)."""
+        tr = self.training
+        if not tr.configured:
+            raise ConfigError(
+                "training needs the merchant's test credentials: add a [training] section with partner "
+                "and md5_key (or RSA keys), e.g. `tillpay ecr init --training-credentials FILE` with the "
+                "JSON of `tillpay merchant test-credentials PARTNER --json`"
+            )
+        if tr.partner == self.partner:
+            raise ConfigError("[training] partner is the live partner: training needs the test credentials")
+        if self.path(tr.journal).resolve() == self.path(self.journal).resolve():
+            raise ConfigError("[training] journal must be another file than the live journal")
+        return replace(
+            self,
+            partner=tr.partner,
+            sign_type=tr.sign_type,
+            md5_key=tr.md5_key,
+            merchant_private_key=tr.merchant_private_key,
+            gateway_public_key=tr.gateway_public_key,
+            journal=tr.journal,
+            printer=replace(self.printer, text_copy=tr.text_copy),
+            in_training=True,
+        )
 
     @property
     def settlement(self) -> str:
@@ -202,15 +267,21 @@ class EcrConfig:
         """Build from the TOML table layout (``[printer]`` as a sub-table)."""
         data = dict(data)
         printer = data.pop("printer", {})
-        known = {f.name for f in fields(cls)} - {"printer", "source"}
+        training = data.pop("training", {})
+        known = {f.name for f in fields(cls)} - {"printer", "training", "source", "in_training"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         pknown = {f.name for f in fields(PrinterConfig)}
         if not isinstance(printer, dict) or set(printer) - pknown:
             raise ConfigError(f"[printer] takes only: {', '.join(sorted(pknown))}")
+        tknown = {f.name for f in fields(TrainingConfig)}
+        if not isinstance(training, dict) or set(training) - tknown:
+            raise ConfigError(f"[training] takes only: {', '.join(sorted(tknown))}")
         try:
-            return cls(**data, printer=PrinterConfig(**printer), source=source)
+            return cls(
+                **data, printer=PrinterConfig(**printer), training=TrainingConfig(**training), source=source
+            )
         except TypeError as e:
             raise ConfigError(str(e)) from None
 
@@ -218,10 +289,18 @@ class EcrConfig:
         """The file's text (keys are written flat, the printer as a ``[printer]`` table)."""
         d = asdict(self)
         d.pop("source")
+        d.pop("in_training")
         printer = d.pop("printer")
+        training = d.pop("training")
         lines = ["# Tillpay ECR configuration (tillpay ecr init). Times are in seconds.", ""]
         lines += [f"{k} = {_toml(v)}" for k, v in d.items()]
         lines += ["", "[printer]"] + [f"{k} = {_toml(v)}" for k, v in printer.items()]
+        if self.training.configured:
+            lines += [
+                "",
+                "# tillpay ecr --training: the merchant's test credentials and a journal of its own.",
+            ]
+            lines += ["[training]"] + [f"{k} = {_toml(v)}" for k, v in training.items()]
         return "\n".join(lines) + "\n"
 
     def save(self, path: Path) -> None:

@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Digits, Input, Static
 
 from tillpay.domain.money import format_amount
-from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen, ScanInput
+from tillpay.ecr.app import EcrApp, RefundScreen, ReportScreen, ScanInput, TrainingBanner, training_banner
 from tillpay.ecr.i18n import LANGUAGE_NAMES, MESSAGES, t
 from tillpay.ecr.journal import Order
 from tillpay.ecr.till import SaleOutcome, Till
@@ -56,6 +56,7 @@ class PinScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-dialog"):
+            yield from training_banner(self.till)
             yield Static(t(self.till.language, "operator_pin"))
             yield Input(password=True, id="pin")
             yield Static("", id="pin-message")
@@ -104,6 +105,7 @@ class OperatorScreen(ModalScreen[str]):
         cfg = self.till.cfg
         lang = self.till.language
         with Vertical(id="operator-dialog"):
+            yield from training_banner(self.till)
             yield Static(t(lang, "operator"), id="operator-title")
             for name in ("refund", "report", "reprint", "settings"):
                 yield Button(t(lang, f"op_{name}"), id=f"op-{name}", compact=True)
@@ -151,6 +153,7 @@ class KioskApp(EcrApp):
         self.showing_paid = False
 
     def compose(self) -> ComposeResult:
+        yield from training_banner(self.till)
         with Vertical(id="choose"):
             yield Static(
                 "\n".join(MESSAGES[k]["choose_language"] for k in LANGUAGE_NAMES), id="language-title"
@@ -212,6 +215,7 @@ class KioskApp(EcrApp):
     def choose_language(self, lang: str) -> None:
         """The customer picked a language: show the shop in it."""
         self.till.language = lang
+        self._banner_language()
         self.query_one("#choose").display = False
         self.query_one("#shop").display = True
         self.started = True
@@ -235,7 +239,13 @@ class KioskApp(EcrApp):
         self.message("")
         self.last_outcome = None
         self.till.language = self.till.cfg.language
+        self._banner_language()
         self._show_languages()
+
+    def _banner_language(self) -> None:
+        """The training banner in the shopper's language."""
+        for banner in self.query(TrainingBanner).results(TrainingBanner):
+            banner.update(t(self.till.language, "training_banner"))
 
     def lock(self) -> None:
         """Close every operator screen and return to the start: the next person needs the PIN."""

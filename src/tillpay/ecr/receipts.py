@@ -29,12 +29,23 @@ def money(minor: int, currency: str) -> str:
     return f"{format_amount(minor, currency)} {currency}"
 
 
+def training_mark(data: dict[str, Any], width: int = WIDTH) -> list[str]:
+    """The lines that mark a training receipt at its top and its bottom (none on a real one)."""
+    if not data.get("training"):
+        return []
+    text = f"*** {t(data.get('language', 'en'), 'training_mark')} ***"
+    return [center(line, width) for line in wrap(text, width)]
+
+
 def render_lines(data: dict[str, Any], *, copy: bool = False, width: int = WIDTH) -> list[str]:
     """The receipt as lines of at most ``width`` display columns (the same lines go to paper): a CJK
     character counts two. A label and its value share a line when they fit, else the value goes
-    right-aligned on the next; long names and ids wrap instead of being cut."""
+    right-aligned on the next; long names and ids wrap instead of being cut. A training receipt
+    starts with its mark (``training_mark``; the bottom one is added by the renderers, after the QR
+    code's note)."""
     lang = data.get("language", "en")
-    out = [center(line, width) for line in wrap(data["merchant"], width)]
+    out = training_mark(data, width)
+    out += [center(line, width) for line in wrap(data["merchant"], width)]
     if data.get("store_name"):
         out += [center(line, width) for line in wrap(data["store_name"], width)]
     out += row(
@@ -100,6 +111,7 @@ def render_text(data: dict[str, Any], *, copy: bool = False, width: int = WIDTH)
     lines = render_lines(data, copy=copy, width=width)
     if data["kind"] == "sale" and data.get("trade_no"):
         lines += _refund_note(data, width)
+    lines += training_mark(data, width)
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +122,12 @@ def render_escpos(
     id (what the refund screen scans), then a cut."""
     p = Dummy(profile=profile)
     lines = render_lines(data, copy=copy, width=width)
-    header = len(wrap(data["merchant"], width))
+    mark = training_mark(data, width)
+    header = len(mark) + len(wrap(data["merchant"], width))
+    if mark:
+        p.set(align="left", bold=True)
+        for line in mark:
+            p.textln(line)
     p.set(align="center", bold=True, double_height=True, double_width=True)
     for line in wrap(data["merchant"], width // 2):  # double width: half as many columns
         p.textln(line)
@@ -124,6 +141,11 @@ def render_escpos(
         for line in wrap(t(data.get("language", "en"), "scan_to_refund"), width):
             p.textln(line)
         p.set(align="left")
+    if mark:
+        p.set(align="left", bold=True)
+        for line in mark:
+            p.textln(line)
+        p.set(bold=False)
     p.cut()
     out: bytes = p.output
     return out

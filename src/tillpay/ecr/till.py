@@ -320,7 +320,7 @@ class Till:
             "store_id": cfg.store_id,
             "terminal_id": cfg.terminal_id,
             "time": datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %z"),
-        }
+        } | ({"training": True} if cfg.in_training else {})
 
     def sale_receipt(self, order: Order) -> dict[str, Any]:
         """The data of an order's receipt."""

@@ -29,7 +29,7 @@ from tillpay.domain.money import exponent, format_amount
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
 from tillpay.outbound import excerpt, notify_url_problem
-from tillpay.services import merchants, payments, settlement, wallets
+from tillpay.services import merchants, payments, samples, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.store import outbox
@@ -731,8 +731,10 @@ async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notific
 async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
     """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's.
 
-    False if it is being sent right now (a worker holds it): that attempt is not doubled.
+    False if it is being sent right now (a worker holds it): that attempt is not doubled. TRY_AGAIN past
+    the merchant's ``notify_redeliver_per_minute``.
     """
+    await samples.take_allowance(p, merchant_id, "redeliver")
     found = await outbox.redeliver(p.engine, merchant_id, notify_id, p.now())
     if found is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")

@@ -305,6 +305,18 @@ notify_attempts = Table(
     Column("request_body", Text),
 )
 
+#: Each sample batch and each redelivery a merchant asked for, counted for the per-merchant rate limit
+#: (``services.samples``).
+notify_requests = Table(
+    "notify_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("action", String(16), nullable=False),  # samples | redeliver
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_notify_requests_recent", "merchant_id", "action", "created_at"),
+)
+
 risk_settings = Table(
     "risk_settings",
     metadata,

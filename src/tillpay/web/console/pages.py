@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, heartbeats, payments, secmerchants, stores
+from tillpay.services import console, console_auth, heartbeats, payments, samples, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web import kit
@@ -53,7 +53,8 @@ SITE = kit.Site(
 SESSION_COOKIE = SITE.session_cookie
 CSRF_COOKIE = SITE.csrf_cookie
 _TRADE_NO_RE = re.compile(r"^\d{16,64}$")
-_NOTIFY_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
+#: A notification id: lower-case hex, or a sample's (``SAMPLE`` first, see services/samples.py).
+_NOTIFY_ID_RE = re.compile(r"^(?:SAMPLE)?[0-9a-f]{16,64}$")
 _FILE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9A-Za-z]+/[0-9A-Za-z_.-]+\.txt$")
 
 
@@ -576,8 +577,30 @@ async def notifications(ctx: Ctx) -> Response:
     items = await console.notifications(ctx.p, ctx.user.merchant_id)
     q = ctx.request.query_params
     return _render(
-        ctx, "notifications.html", items=items, done=q.get("redelivered"), sending=q.get("sending")
+        ctx,
+        "notifications.html",
+        items=items,
+        done=q.get("redelivered"),
+        sending=q.get("sending"),
+        samples_sent=q.get("samples", "")[:8],
+        samples_allowed=samples.allowed(ctx.p, await ctx.merchant()),
+        error=q.get("error", "")[:300] or None,
     )
+
+
+@page()
+async def notify_samples(ctx: Ctx) -> Response:
+    """Queue one sample notification of each kind the merchant's dialects send (test merchants, or any
+    merchant of a sandbox server; rate-limited per merchant)."""
+    await _form(ctx)
+    ctx.require("integration")
+    m = await ctx.merchant()
+    try:
+        queued = await samples.send_samples(ctx.p, m)
+    except TillpayError as e:
+        return ctx.redirect("/console/notifications?" + urlencode({"error": e.detail}))
+    log.info("console notify samples", user=ctx.user.id, count=len(queued))
+    return ctx.redirect("/console/notifications?" + urlencode({"samples": len(queued)}))
 
 
 @page()
@@ -590,7 +613,14 @@ async def notification_detail(ctx: Ctx) -> Response:
         raise TillpayError(Code.NOT_FOUND)
     n = await console.notification(ctx.p, ctx.user.merchant_id, notify_id)
     q = ctx.request.query_params
-    return _render(ctx, "notification.html", n=n, done="redelivered" in q, sending="sending" in q)
+    return _render(
+        ctx,
+        "notification.html",
+        n=n,
+        done="redelivered" in q,
+        sending="sending" in q,
+        error=q.get("error", "")[:300] or None,
+    )
 
 
 @page()
@@ -602,7 +632,17 @@ async def redeliver(ctx: Ctx) -> Response:
     notify_id = ctx.request.path_params["notify_id"]
     if not _NOTIFY_ID_RE.match(notify_id):
         raise TillpayError(Code.NOT_FOUND)
-    queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
+    try:
+        queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
+    except TillpayError as e:
+        if e.code is not Code.TRY_AGAIN:
+            raise
+        back = (
+            f"/console/notifications/{notify_id}?"
+            if form.get("back") == "detail"
+            else "/console/notifications?"
+        )
+        return ctx.redirect(back + urlencode({"error": e.detail}))
     outcome = "redelivered" if queued else "sending"
     if form.get("back") == "detail":
         return ctx.redirect(f"/console/notifications/{notify_id}?{outcome}=1")
@@ -741,6 +781,7 @@ def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         *sandbox_only,
         Route("/console/notifications", notifications),
+        Route("/console/notifications/samples", notify_samples, methods=["POST"]),
         Route("/console/notifications/{notify_id}", notification_detail),
         Route("/console/notifications/{notify_id}/redeliver", redeliver, methods=["POST"]),
         Route("/console/stores", store_list),
