@@ -9,6 +9,8 @@ notification by the classic notify rule. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from mapi_helpers import Shop, counts, make_shop
 from notify_receivers import FormReceiver
 from tillpay.services import payments, secmerchants
 from tillpay.store import tables as t
+from web.test_notify_inspector_http import _owner, _sign_in
 
 PAY = "alipay.acquire.overseas.spot.pay"
 QUERY = "alipay.acquire.overseas.query"
@@ -418,3 +421,59 @@ def test_payment_inst_is_the_schemes_setting(live: LiveServer) -> None:
     c = shop.reference(live, "RSA2", "classic")
     assert _pay(c, shop, live, "PI-1", "8.00", "CNY")["payment_inst"] == "ALIPAYHK"
     assert c.call(QUERY, partner_trans_id="PI-1")["payment_inst"] == "ALIPAYHK"
+
+
+# ------------------------------------------------------------------------------ shown in the console
+
+
+def test_where_a_pay_happened_is_shown_in_the_console_pages_and_its_csv(live: LiveServer) -> None:
+    """extend_info's names, from a classic-demo till, on the Stores page, the payment, the list and the CSV."""
+    shop = make_shop(live)
+    c = shop.reference(live, "MD5", "classic")
+    assert c.call(MAINTAIN, **_registration())["result_code"] == "SUCCESS"
+    extend = {"secondary_merchant_id": "MID_7", "store_id": "SID_70", "terminal_id": "POS-42"}
+    paid = _pay(c, shop, live, "CON-1", "3.00", "USD", extend_info=json.dumps(extend))
+    assert paid["result_code"] == "SUCCESS"
+    trade_no = paid["alipay_trans_id"]
+    live.run(lambda p: _owner(p, shop.partner))
+    web = _sign_in(live, shop.partner)
+    try:
+        stores = web.get("/console/stores")
+        assert stores.status_code == 200
+        assert "MID_7" in stores.text and "Harbour Noodles Quay" in stores.text and "5812" in stores.text
+        page = web.get(f"/console/payments/{trade_no}").text
+        assert "SID_70 / POS-42" in page and "Harbour Noodles Quay" in page
+        assert "Harbour Noodles (MID_7), MCC 5812" in page
+        assert "Harbour Noodles (MID_7, MCC 5812)" in web.get("/console/payments").text
+        rows = list(csv.DictReader(io.StringIO(web.get("/console/payments.csv").text)))
+    finally:
+        web.close()
+    [row] = [r for r in rows if r["trade_no"] == trade_no]
+    assert (row["store_id"], row["terminal_id"], row["store_name"]) == (
+        "SID_70",
+        "POS-42",
+        "Harbour Noodles Quay",
+    )
+    assert (
+        row["secondary_merchant_id"],
+        row["secondary_merchant_name"],
+        row["secondary_merchant_industry"],
+    ) == (
+        "MID_7",
+        "Harbour Noodles",
+        "5812",
+    )
+
+
+def test_a_precreate_business_failure_is_spelled_as_its_model(live: LiveServer) -> None:
+    """AlipayAcquirePrecreateResponse: ``FAIL`` with ``detail_error_code``/``detail_error_des``, no ``error``."""
+    shop = make_shop(live)
+    c = shop.reference(live, "RSA2", "classic")
+    base = {"subject": "x", "total_fee": "1.00", "timestamp": _ms()}
+    euro = c.call(PRECREATE, out_trade_no="PF-1", currency="EUR", **base)
+    assert (euro["result_code"], euro["detail_error_code"]) == ("FAIL", "CURRENCY_NOT_SUPPORT")
+    assert euro["detail_error_des"] and "error" not in euro.fields
+    assert c.call(PRECREATE, out_trade_no="PF-2", currency="USD", **base)["result_code"] == "SUCCESS"
+    again = c.call(PRECREATE, out_trade_no="PF-2", currency="USD", **{**base, "total_fee": "2.00"})
+    assert (again["result_code"], again["detail_error_code"]) == ("FAIL", "REPEAT_REQ_INCONSISTENT")
+    assert "error" not in again.fields
