@@ -13,10 +13,12 @@ import csv
 import io
 import json
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -477,3 +479,21 @@ def test_a_precreate_business_failure_is_spelled_as_its_model(live: LiveServer) 
     again = c.call(PRECREATE, out_trade_no="PF-2", currency="USD", **{**base, "total_fee": "2.00"})
     assert (again["result_code"], again["detail_error_code"]) == ("FAIL", "REPEAT_REQ_INCONSISTENT")
     assert "error" not in again.fields
+
+
+def test_the_charset_in_url_and_body_is_compared_as_written(live: LiveServer) -> None:
+    """``utf-8`` in the URL and ``UTF-8`` in the signed body: it cannot be told which was signed."""
+    shop = make_shop(live)
+    c = shop.reference(live, "MD5", "classic")
+    signed = c.signed(QUERY, {"partner_trans_id": "CS-1"})
+    r = httpx.post(
+        live.url + "/gateway.do?_input_charset=utf-8",
+        content=urllib.parse.urlencode(signed).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    answer = ref.parse(r.content, r.headers["content-type"])
+    assert (answer.is_success, answer.error) == (False, "ILLEGAL_ARGUMENT")
+    assert "'utf-8'" in (answer.detail or "") and "'UTF-8'" in (answer.detail or "")
+    c.check(answer)
+    lower = shop.reference(live, "MD5", "classic", "utf-8")  # one value, any case: accepted
+    assert lower.call(QUERY, partner_trans_id="CS-1")["error"] == "TRADE_NOT_EXIST"
