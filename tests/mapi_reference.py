@@ -17,6 +17,9 @@ gateway and Tillpay's own client cannot hide here. Each rule names the public co
   ``AlipayResponse.getPreSignString`` keeps empty values, Yurunsoft ``verifySync`` drops them; this
   client insists there are none, so both agree), with the MD5 key appended or checked with the
   gateway's public key. melitigo also requires a ``text/xml;`` content type.
+- A refusal (``is_success=F``) is not verified by either client; when it carries a signature anyway,
+  this client checks it over the string melitigo's ``AlipayResponse.getPreSignString`` builds for an
+  answer without ``<response>``: ``error=<value>``. So every signed answer is checked, refusals too.
 - Notification verification: every posted parameter except ``sign`` and ``sign_type``, empty ones
   dropped, sorted (Yurunsoft ``verifyCallback``; Alipay's classic ``AlipayNotify.verify``).
 """
@@ -200,13 +203,22 @@ def check_answer(answer: Answer, *, md5_key: str, public_key_pem: str, charset: 
     if not answer.content_type.startswith("text/xml;"):
         raise ReferenceSignatureError(f"melitigo reads only text/xml; answers, got {answer.content_type!r}")
     if not answer.is_success:
-        return  # neither client verifies a refusal
-    if not answer.sign or not answer.sign_type:
-        raise ReferenceSignatureError("an accepted answer without a signature")
-    empty = [k for k, v in answer.fields.items() if v == ""]
-    if empty:
-        raise ReferenceSignatureError(f"empty elements {empty}: the public clients disagree on these")
-    content = "&".join(f"{k}={answer.fields[k]}" for k in sorted(answer.fields))
+        # Neither client verifies a refusal. A signed one is checked over melitigo's string for an
+        # answer without <response> (getPreSignString: "error=" + error); an unsigned one is left alone.
+        if not answer.sign:
+            return
+        if answer.fields:
+            raise ReferenceSignatureError("a refusal with business fields")
+        content = f"error={answer.error}"
+    else:
+        if not answer.sign or not answer.sign_type:
+            raise ReferenceSignatureError("an accepted answer without a signature")
+        empty = [k for k, v in answer.fields.items() if v == ""]
+        if empty:
+            raise ReferenceSignatureError(f"empty elements {empty}: the public clients disagree on these")
+        content = "&".join(f"{k}={answer.fields[k]}" for k in sorted(answer.fields))
+    if not answer.sign_type:
+        raise ReferenceSignatureError("a signature without its sign_type")
     if not verify(
         content,
         answer.sign,
@@ -231,7 +243,7 @@ def verify_notification(form: Mapping[str, str], *, md5_key: str = "", public_ke
 
 
 class CheckedTransport(httpx.HTTPTransport):
-    """An httpx transport that runs every MAPI answer through :func:`check_answer` as it arrives.
+    """An httpx transport that runs every MAPI answer, refusals too, through :func:`check_answer`.
 
     Tillpay's own client (``tillpay.client.MapiClient``) takes it as ``transport=``, so every scenario
     it drives is checked by the public clients' rule as well as by Tillpay's.

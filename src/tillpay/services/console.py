@@ -229,6 +229,11 @@ CSV_COLUMNS = (
     "wallet_rate",
     "refunded_price",
     "buyer_id",
+    # Where the pay happened, from MAPI extend_info (appended, so earlier columns keep their places).
+    "store_name",
+    "secondary_merchant_id",
+    "secondary_merchant_name",
+    "secondary_merchant_industry",
 )
 
 
@@ -257,6 +262,10 @@ def _csv_row(v: PaymentView) -> list[str]:
         str(v.wallet_rate or ""),
         money(v.refunded_price, v.price_currency),
         v.buyer_id or "",
+        v.store_name or "",
+        v.secondary_merchant_id or "",
+        v.secondary_merchant_name or "",
+        v.secondary_merchant_industry or "",
     ]
 
 

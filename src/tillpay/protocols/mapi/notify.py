@@ -77,6 +77,10 @@ def fields(
         f["refund_amount"] = format_amount(refund["price_amount"], refund["price_currency"])
         f["refund_status"] = "REFUND_SUCCESS"
         f["gmt_refund"] = _t(refund["created_at"])
+    elif v["status"] == "TRADE_CLOSED" and v["paid_at"]:
+        # Closed after it was paid: only a cancel (reversal) of a paid order notifies the payment so;
+        # its refund is the remainder, recorded as the reversal (a full spot.refund notifies the refund).
+        f["notify_action_type"] = "reverseAction"
     else:
         f["notify_action_type"] = _ACTIONS.get(v["status"], "payByAccountAction")
     return {k: val for k, val in f.items() if val not in (None, "")}
