@@ -884,6 +884,14 @@ async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentV
 # ---------------------------------------------------------------------------------------- settlement
 
 
+async def test_partner_of(p: Platform, merchant: Merchant) -> str | None:
+    """The partner id of the live merchant's test merchant (its test credentials), if made."""
+    async with p.engine.connect() as conn:
+        return (
+            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.test_of == merchant.id))
+        ).scalar()
+
+
 async def batches(p: Platform, merchant: Merchant) -> list[settlement.BatchView]:
     """The merchant's settlement batches, newest day first."""
     return await settlement.list_batches(p, partner_id=merchant.partner_id, limit=200)
