@@ -335,3 +335,29 @@ async def test_the_audit_finds_a_test_merchant_in_a_live_batch(platform: Platfor
     assert "test_merchant_never_settled" in {x.check for x in await audit(platform)}
     async with platform.engine.begin() as conn:
         await conn.execute(t.settlement_batches.delete().where(t.settlement_batches.c.id == batch_id))
+
+
+async def test_a_test_merchants_qr_order_is_stamped_and_expires_by_its_clock(
+    platform: Platform, tmp_path: Path
+) -> None:
+    _, test = await pair(platform)
+    platform.settings.settlement_dir = str(tmp_path / "st")
+    await testmode.advance(platform, test.partner_id, 3600)
+    test = await platform.merchant_by_partner(test.partner_id, fresh=True)
+    order = await payments.precreate(
+        platform,
+        PrecreateCommand(
+            merchant=test,
+            partner_trans_id="QR-T",
+            price_amount=500,
+            price_currency="USD",
+            settle_currency="USD",
+            subject="QR",
+            dialect="mapi",
+        ),
+    )
+    assert order.created_at == platform.now() + timedelta(hours=1)
+    view = await testmode.advance(platform, test.partner_id, platform.settings.payment_timeout_seconds)
+    assert view.expired == 1
+    test = await platform.merchant_by_partner(test.partner_id, fresh=True)
+    assert (await payments.query(platform, test, trade_no=order.trade_no)).status is Status.TRADE_CLOSED
