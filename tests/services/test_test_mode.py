@@ -361,3 +361,19 @@ async def test_a_test_merchants_qr_order_is_stamped_and_expires_by_its_clock(
     assert view.expired == 1
     test = await platform.merchant_by_partner(test.partner_id, fresh=True)
     assert (await payments.query(platform, test, trade_no=order.trade_no)).status is Status.TRADE_CLOSED
+
+
+async def test_a_repeated_pay_answers_a_payment_expired_by_the_test_clock(platform: Platform) -> None:
+    _, test = await pair(platform)
+    sbx = await sandbox_customer(platform)
+    code = await f.code(platform, sbx)
+    first = await payments.pay(platform, cmd(test, code, 40_000, "REPEAT-1"))
+    assert first.payment.status is Status.WAIT_BUYER_PAY
+    # Moved by another process; no expiry pass has run since.
+    async with platform.engine.begin() as conn:
+        await conn.execute(
+            t.merchants.update().where(t.merchants.c.id == test.id).values(clock_offset_seconds=3600)
+        )
+    test = await platform.merchant_by_partner(test.partner_id, fresh=True)
+    again = await payments.pay(platform, cmd(test, code, 40_000, "REPEAT-1"))
+    assert again.replayed and again.payment.status is Status.TRADE_CLOSED
