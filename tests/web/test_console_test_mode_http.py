@@ -44,12 +44,12 @@ def _shop(live: LiveServer, *roles: str) -> dict[str, Any]:
     return live.run(go)  # type: ignore[no-any-return]
 
 
-def _cmd(m: Any, code: str, ptid: str) -> PayCommand:
+def _cmd(m: Any, code: str, ptid: str, amount: int = 1234) -> PayCommand:
     return PayCommand(
         merchant=m,
         partner_trans_id=ptid,
         code=code,
-        price_amount=1234,
+        price_amount=amount,
         price_currency="USD",
         settle_currency="USD",
         subject="Goods",
@@ -57,14 +57,13 @@ def _cmd(m: Any, code: str, ptid: str) -> PayCommand:
     )
 
 
-def _test_payment(live: LiveServer, live_partner: str) -> str:
+def _test_payment(live: LiveServer, live_partner: str, n: int = 1, amount: int = 1234) -> str:
     async def go(p: Platform) -> str:
         test = (await merchants.test_merchant_of(p, live_partner)).merchant
-        _, device = await wallets.add_user(
-            p, login_id="dev@sandbox.test", currency="USD", pin="123456", sandbox=True
-        )
-        await wallets.fund(p, "dev@sandbox.test", 100_000, "sbx-1", sandbox=True)
-        out = await payments.pay(p, _cmd(test, await wallets.current_code(p, device), "TEST-1"))
+        login = f"dev{n}@sandbox.test"
+        _, device = await wallets.add_user(p, login_id=login, currency="USD", pin="123456", sandbox=True)
+        await wallets.fund(p, login, 100_000, f"sbx-{n}", sandbox=True)
+        out = await payments.pay(p, _cmd(test, await wallets.current_code(p, device), f"TEST-{n}", amount))
         return out.payment.trade_no
 
     return live.run(go)  # type: ignore[no-any-return]
@@ -142,6 +141,10 @@ def test_the_test_clock_moves_from_the_console_and_its_files_are_in_test_settlem
     moved = manager.post("/console/integration/clock", data={"advance": "3d", "csrf": csrf_of(page.text)})
     assert moved.status_code == 303 and "expired" in moved.headers["location"]
     assert 'id="clock-offset">259200<' in manager.get("/console/integration").text
+    # A payment made now is stamped with the test clock, and the dashboard's "today" is the test day.
+    _test_payment(live, pid, 2, 5678)
+    today = re.search(r'id="totals-today".*?</table>', manager.get("/console/").text, re.S)
+    assert today is not None and "56.78" in today.group(0) and "12.34" not in today.group(0)
 
     settled = manager.get("/console/settlements").text
     assert 'id="test-files"' in settled and "TEST_" in settled

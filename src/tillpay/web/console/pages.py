@@ -211,7 +211,7 @@ async def root(request: Request) -> Response:
 @page()
 async def dashboard(ctx: Ctx) -> Response:
     """Today's and this month's figures, the charts, the confirmation share and recent declines."""
-    d = await console.dashboard(ctx.p, ctx.user.merchant_id)
+    d = await console.dashboard(ctx.p, ctx.user.merchant_id, now=(await ctx.merchant()).clock(ctx.p.now()))
     day_chart = charts.bars(
         [(x.strftime("%d"), v) for x, v in d.per_day],
         title="Sales per day, last 30 days",
