@@ -67,6 +67,7 @@ async def gateway(request: Request) -> Response:
     return answer
 
 
+_PARTNER = re.compile(r"2088\d{12}")
 #: ``app_id=`` in an Open Platform form (app ids are digits: no decoding needed to read one).
 _APP_ID = re.compile(rb"(?:^|&)app_id=(\d{1,32})(?:&|$)")
 
@@ -74,7 +75,8 @@ _APP_ID = re.compile(rb"(?:^|&)app_id=(\d{1,32})(?:&|$)")
 async def _mode(p: Platform, credential: str, value: str | None) -> dict[str, str]:
     """``X-Tillpay-Mode: test`` when the request names a test merchant (docs/sandbox.md); the header is
     outside what MAPI and the Open Platform sign (they sign the body's fields)."""
-    if not value:
+    # Only well-formed ids are looked up: whatever else a request carries never reaches the database here.
+    if not value or not (_PARTNER.fullmatch(value) if credential == "partner" else value.isdigit()):
         return {}
     try:
         merchant = (
