@@ -114,9 +114,11 @@ class AntomClient:
     gateway_public_key: str
     key_version: str = "1"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    #: ``/ams/sandbox/api/v1/payments/`` for Antom's sandbox path.
+    prefix: str = "/ams/api/v1/payments/"
 
     def raw(self, op: str, text: str, headers: dict[str, str] | None = None) -> AntomReply:
-        path = "/ams/api/v1/payments/" + op
+        path = self.prefix + op
         when = datetime.now(UTC).replace(microsecond=0).isoformat()
         sig = antom_signing.sign(
             antom_signing.content("POST", path, self.client_id, when, text), self.private_key

@@ -412,3 +412,50 @@ def test_antom_notify_payment_verifies_with_the_sdk(sdk_env: Env, json_receiver:
     }
     assert d.call("verify", body=body.decode(), **args) is True
     assert d.call("verify", body=body.decode().replace('"300"', '"301"'), **args) is False
+
+
+def test_antom_sdk_pays_a_test_merchant_through_the_sandbox_path(sdk_env: Env) -> None:
+    """global-open-sdk-python, unchanged, with test credentials: their ``SANDBOX_`` client id makes it
+    call ``/ams/sandbox/api/...`` (its ``adjust_sandbox_url``), signed over that path, which Tillpay
+    serves for test merchants; a real wallet is refused there (sandbox money only)."""
+    out = subprocess.run(
+        [*TILLPAY, "--json", "merchant", "test-credentials", sdk_env.merchant["partner_id"]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TILLPAY_DATABASE_URL": sdk_env.db_url},
+        check=True,
+        timeout=120,
+    )
+    test = json.loads(out.stdout)
+    assert test["client_id"].startswith("SANDBOX_")
+
+    async def sandbox_wallet(p: Platform) -> f.Customer:
+        _, device = await wallets.add_user(
+            p, login_id="sdk-dev@sandbox.test", currency="CNY", pin="123456", sandbox=True
+        )
+        await wallets.fund(p, "sdk-dev@sandbox.test", 1_000_000, "sdk-sandbox-1", sandbox=True)
+        return f.Customer(await wallets.user_by_login(p, "sdk-dev@sandbox.test"), device)
+
+    sbx = sdk_env.run(sandbox_wallet)
+    real = customer(sdk_env)
+    d = Driver("antom", "antom.py", sdk_env.cert)
+    try:
+        d.call(
+            "init",
+            url=sdk_env.https.url,
+            client_id=test["client_id"],
+            private_key=test["merchant_private_key"],
+            public_key_pem=test["tillpay_public_key"],
+        )
+        pay = d.call(
+            "pay", request_id="SBX-1", code=code(sdk_env, sbx), currency="CNY", value="880", subject="Tea"
+        )
+        assert pay["result"]["resultStatus"] == "S"
+        assert d.call("inquiry", request_id="SBX-1")["paymentStatus"] == "SUCCESS"
+        refused = d.call(
+            "pay", request_id="SBX-2", code=code(sdk_env, real), currency="CNY", value="880", subject="Tea"
+        )
+        assert (refused["result"]["resultStatus"], refused["result"]["resultCode"]) == ("F", "RISK_REJECT")
+    finally:
+        d.close()
+    assert balance(sdk_env, real) == 1_000_000

@@ -48,18 +48,30 @@ def _user_json(u: wallet_service.WalletUser) -> dict[str, Any]:
 @click.option("--pin", required=True, help="Six-digit payment PIN, for confirmations.")
 @click.option("--name", help="Display name.")
 @click.option("--password", help="Password for the wallet app.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="A sandbox wallet: pays test merchants (test credentials) only, never settled.",
+)
 @pass_ctx
 def wallet_add(
-    c: Ctx, login_id: str, currency: str, pin: str, name: str | None, password: str | None
+    c: Ctx, login_id: str, currency: str, pin: str, name: str | None, password: str | None, sandbox: bool
 ) -> None:
-    """Create a wallet user with a first device."""
+    """Create a wallet user with a first device (``--sandbox``: a sandbox wallet for test merchants)."""
     user, device = c.run(
         lambda p: wallet_service.add_user(
-            p, login_id=login_id, currency=currency.upper(), pin=pin, name=name, password=password
+            p,
+            login_id=login_id,
+            currency=currency.upper(),
+            pin=pin,
+            name=name,
+            password=password,
+            sandbox=sandbox,
         )
     )
     data = _user_json(user) | {"device_no": device.device_no}
-    c.out(data, f"created {user.login_id} ({user.currency}), device {device.device_no}")
+    note = " (sandbox wallet: pays test merchants only, never settled)" if user.sandbox else ""
+    c.out(data, f"created {user.login_id} ({user.currency}), device {device.device_no}{note}")
 
 
 @wallet.command("topup")
@@ -70,13 +82,18 @@ def wallet_add(
     required=True,
     help="Where the money came from (bank transfer id, ticket): recorded with the entry, used once.",
 )
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Sandbox money: the wallet becomes a sandbox wallet (test merchants only, never settled).",
+)
 @pass_ctx
-def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str) -> None:
+def wallet_topup(c: Ctx, login_id: str, amount: str, reference: str, sandbox: bool) -> None:
     """Fund a wallet from the bank; a repeated reference adds nothing."""
 
     async def go(p: Platform) -> wallet_service.TopUp:
         u = await wallet_service.user_by_login(p, login_id)
-        return await wallet_service.fund(p, login_id, _amount(amount, u.currency), reference)
+        return await wallet_service.fund(p, login_id, _amount(amount, u.currency), reference, sandbox=sandbox)
 
     r = c.run(go)
     u = r.user

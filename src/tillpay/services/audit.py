@@ -115,6 +115,19 @@ CHECKS: dict[str, tuple[str, str]] = {
         "SELECT si.ref, si.batch_id FROM settlement_items si JOIN payments p ON p.id = si.payment_id "
         "JOIN wallet_users u ON u.id = p.user_id WHERE u.sandbox = TRUE",
     ),
+    "test_merchant_never_settled": (
+        "no test merchant (test credentials) is in a live settlement batch, file or payout",
+        "SELECT 'batch', CAST(b.id AS VARCHAR), m.partner_id FROM settlement_batches b "
+        "JOIN merchants m ON m.id = b.merchant_id WHERE m.test_of IS NOT NULL "
+        "UNION ALL SELECT 'file', f.name, m.partner_id FROM settlement_files f "
+        "JOIN merchants m ON m.id = f.merchant_id WHERE m.test_of IS NOT NULL",
+    ),
+    "test_merchant_sandbox_only": (
+        "every payment a test merchant was paid came from a sandbox wallet",
+        "SELECT p.trade_no, m.partner_id FROM payments p JOIN merchants m ON m.id = p.merchant_id "
+        "JOIN wallet_users u ON u.id = p.user_id "
+        "WHERE m.test_of IS NOT NULL AND p.paid_at IS NOT NULL AND u.sandbox = FALSE",
+    ),
     "topup_referenced": (
         "every top-up carries the reference it was made with",
         "SELECT id, ref FROM journal_entries WHERE kind = 'topup' AND ref NOT LIKE 'topup\\:_%'",

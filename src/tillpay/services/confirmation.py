@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from tillpay.domain.paydecision import PayVerdict
 from tillpay.domain.payment import Event, Status, transition
 from tillpay.services import fx as fx_service
 from tillpay.services import risk as risk_service
+from tillpay.services import testmode
 from tillpay.services.expiry import expire_due
 from tillpay.services.payment_common import (
     close_payment,
@@ -115,8 +117,15 @@ async def _confirm_in_tx(
     row = (await conn.execute(q.limit(1).with_for_update())).first()
     if row is None or (precreated and row.user_id not in (None, user_id)):
         raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
+    test_merchant, offset = await testmode.merchant_of_payment(conn, row.merchant_id)
+    if offset:
+        now += timedelta(seconds=offset)  # the merchant's time: its test clock (docs/sandbox.md)
+    if precreated:
+        # A QR order's payer is known only now: the money rules of test merchants, before anything is
+        # recorded (the error rolls the transaction back).
+        await testmode.check_payer(p, conn, test_merchant, user_id)
     if row.expires_at and row.expires_at <= now:
-        await close_payment(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT)
+        await close_payment(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
         raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
     # The customer's own count of wrong PINs in a row (across payments), read under the wallet's
     # row lock taken above, so concurrent guesses are counted one after another.
@@ -139,7 +148,7 @@ async def _confirm_in_tx(
         attempts = row.pin_attempts + 1
         await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(pin_attempts=attempts))
         if attempts >= p.settings.max_pin_attempts:
-            await close_payment(p, conn, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED)
+            await close_payment(p, conn, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED, now=now)
             raise _KeepAndRaise(
                 TillpayError(
                     Code.USER_PAYMENT_VERIFICATION_FAILED,
@@ -230,7 +239,7 @@ async def _confirm_in_tx(
         assert outcome.code is not None
         if values:
             await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-        await close_payment(p, conn, row.id, Event.REJECT, outcome.code)
+        await close_payment(p, conn, row.id, Event.REJECT, outcome.code, now=now)
         closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
         return await view_of(conn, closed)
     await conn.execute(
@@ -271,6 +280,8 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
         row = (await conn.execute(q.limit(1).with_for_update())).first()
         if row is None:
             raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
-        await close_payment(p, conn, row.id, Event.REJECT, Code.USER_REJECTED)
+        _, offset = await testmode.merchant_of_payment(conn, row.merchant_id)
+        now = p.now() + timedelta(seconds=offset)  # the merchant's time (docs/sandbox.md)
+        await close_payment(p, conn, row.id, Event.REJECT, Code.USER_REJECTED, now=now)
         closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
         return await view_of(conn, closed)

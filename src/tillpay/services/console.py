@@ -653,10 +653,12 @@ async def _totals(conn: AsyncConnection, merchant_id: int, since: datetime, unti
     return [Totals(c, v[0], v[1], v[2], v[3]) for c, v in sorted(by.items())]
 
 
-async def dashboard(p: Platform, merchant_id: int) -> Dashboard:
-    """Today's and this month's totals, sales per day and hour, confirmation share, recent declines."""
+async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = None) -> Dashboard:
+    """Today's and this month's totals, sales per day and hour, confirmation share, recent declines.
+
+    ``now`` is the merchant's time (a test merchant's test clock), real time when not given."""
     tz = ZoneInfo(p.settings.timezone)
-    now = p.now()
+    now = now or p.now()
     local = now.astimezone(tz)
     today = local.date()
     day0 = _day_start(today, tz)
@@ -893,6 +895,14 @@ async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentV
 
 
 # ---------------------------------------------------------------------------------------- settlement
+
+
+async def test_partner_of(p: Platform, merchant: Merchant) -> str | None:
+    """The partner id of the live merchant's test merchant (its test credentials), if made."""
+    async with p.engine.connect() as conn:
+        return (
+            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.test_of == merchant.id))
+        ).scalar()
 
 
 async def batches(p: Platform, merchant: Merchant) -> list[settlement.BatchView]:

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.services import attempts
+from tillpay.services import attempts, merchants
 from tillpay.services.platform import Platform
 from tillpay.services.security import HashPoolBusy
 from tillpay.store import tables as t
@@ -94,9 +94,16 @@ class ConsoleUser:
     name: str
     role: str
     status: str
+    #: Viewing test data: ``merchant_id``, ``partner_id`` and ``merchant_name`` are the test merchant's
+    #: (every query is scoped by them), ``live_merchant_id`` the user's own merchant.
+    test: bool = False
+    live_merchant_id: int | None = None
 
     def can(self, action: str) -> bool:
-        """Whether this user's role allows ``action`` (a key of PERMISSIONS)."""
+        """Whether this user's role allows ``action`` (a key of PERMISSIONS); users are managed in
+        live mode only (a test merchant has no console users of its own)."""
+        if self.test and action == "users":
+            return False
         return self.role in PERMISSIONS[action]
 
 
@@ -159,6 +166,11 @@ async def add_user(
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"role is one of {', '.join(ROLES)}")
     check_password(password)
     merchant = await p.merchant_by_partner(partner_id, fresh=True)
+    if merchant.is_test:
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT,
+            "a test merchant has no console users: its live merchant's users switch to test data",
+        )
     hashed = await asyncio.to_thread(hash_password, password)
     try:
         async with p.engine.begin() as conn:
@@ -279,13 +291,24 @@ async def session_for(p: Platform, token: str | None) -> ConsoleSession | None:
     if not token or not _TOKEN_RE.match(token):
         return None
     s = t.console_sessions
+    tm = t.merchants.alias("test_merchant")
     now = p.now()
     async with p.engine.connect() as conn:
         row = (
             await conn.execute(
                 _user_query()
-                .add_columns(s.c.id.label("session_id"), s.c.csrf_token, s.c.expires_at, s.c.last_seen_at)
+                .add_columns(
+                    s.c.id.label("session_id"),
+                    s.c.csrf_token,
+                    s.c.expires_at,
+                    s.c.last_seen_at,
+                    s.c.test_mode,
+                    tm.c.id.label("test_id"),
+                    tm.c.partner_id.label("test_partner_id"),
+                    tm.c.name.label("test_name"),
+                )
                 .join(s, s.c.user_id == t.console_users.c.id)
+                .outerjoin(tm, tm.c.test_of == t.console_users.c.merchant_id)
                 .where(s.c.token_hash == _hash(token))
             )
         ).first()
@@ -297,7 +320,39 @@ async def session_for(p: Platform, token: str | None) -> ConsoleSession | None:
     if now - row.last_seen_at >= _TOUCH_EVERY:
         async with p.engine.begin() as conn:
             await conn.execute(update(s).where(s.c.id == row.session_id).values(last_seen_at=now))
-    return ConsoleSession(row.session_id, _user(row), row.csrf_token, row.expires_at)
+    user = _user(row)
+    if row.test_mode and row.test_id is not None:
+        # Test data: the session's every page is scoped by the test merchant (docs/console.md).
+        user = replace(
+            user,
+            merchant_id=row.test_id,
+            partner_id=row.test_partner_id,
+            merchant_name=row.test_name,
+            test=True,
+            live_merchant_id=user.merchant_id,
+        )
+    return ConsoleSession(row.session_id, user, row.csrf_token, row.expires_at)
+
+
+async def set_test_mode(p: Platform, session: ConsoleSession, test: bool) -> str | None:
+    """Switch the session to its merchant's test data (making the test credentials on first use, which
+    only an owner may) or back to live data. Returns the test merchant's private key when it was made
+    now (shown once), else None."""
+    private_key = None
+    if test and not session.user.test:
+        live_id = session.user.merchant_id
+        async with p.engine.connect() as conn:
+            made = (
+                await conn.execute(select(t.merchants.c.id).where(t.merchants.c.test_of == live_id))
+            ).scalar()
+        if made is None and session.user.role != "owner":
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "the owner makes the test credentials first")
+        private_key = (await merchants.test_merchant_of(p, session.user.partner_id)).merchant_private_key
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            update(t.console_sessions).where(t.console_sessions.c.id == session.id).values(test_mode=test)
+        )
+    return private_key
 
 
 async def sign_out(p: Platform, token: str | None) -> None:

@@ -85,7 +85,8 @@ async def add_merchant(
         status="active",
         created_at=p.now(),
         app_id=p.ids.app_id(),
-        client_id=p.ids.client_id(),
+        # A test merchant's client id starts ``SANDBOX_``: Antom's SDKs then call /ams/sandbox/api/...
+        client_id=("SANDBOX_" if test_of is not None else "") + p.ids.client_id(),
         test_of=test_of,
     )
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -251,14 +252,22 @@ async def notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, ev
 
 
 async def close_payment(
-    p: Platform, conn: AsyncConnection, payment_id: int, event: Event, code: Code, *, notify: bool = True
+    p: Platform,
+    conn: AsyncConnection,
+    payment_id: int,
+    event: Event,
+    code: Code,
+    *,
+    notify: bool = True,
+    now: datetime | None = None,
 ) -> None:
+    """Move a payment to its closed state; ``now`` is the merchant's time (its test clock), else real."""
     row = (await conn.execute(select(t.payments.c.status).where(t.payments.c.id == payment_id))).one()
     new = transition(Status(row.status), event)
     await conn.execute(
         update(t.payments)
         .where(t.payments.c.id == payment_id)
-        .values(status=new.value, result_code=code.value, closed_at=p.now())
+        .values(status=new.value, result_code=code.value, closed_at=now or p.now())
     )
     if notify:
         await notify_payment(p, conn, payment_id, "payment")

@@ -28,7 +28,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
 from tillpay.domain.paydecision import PayVerdict
 from tillpay.domain.payment import Status
-from tillpay.services import code_limits, paypath, secmerchants, stores
+from tillpay.services import code_limits, paypath, secmerchants, stores, testmode
 from tillpay.services import fx as fx_service
 from tillpay.services import risk as risk_service
 from tillpay.services.code_limits import bad_code_alert as bad_code_alert
@@ -94,8 +94,8 @@ async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str
             Code.REPEAT_REQ_INCONSISTENT,
             f"transaction id {row.partner_trans_id!r} was used before with different parameters",
         )
-    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
-        await expire_on(p, conn, row.id)
+    # expire_on judges by the merchant's own time (a test merchant's clock may be ahead of real time).
+    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, conn, row.id):
         fresh = await payment_row(conn, row.merchant_id, trade_no=row.trade_no)
         assert fresh is not None
         row = fresh
@@ -110,7 +110,11 @@ async def query(
         row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.TRADE_NOT_EXIST)
-        if row.status == Status.WAIT_BUYER_PAY and row.expires_at and row.expires_at <= p.now():
+        if (
+            row.status == Status.WAIT_BUYER_PAY
+            and row.expires_at
+            and row.expires_at <= merchant.clock(p.now())
+        ):
             await expire_on(p, conn, row.id)
             row = await payment_row(conn, merchant.id, trade_no=row.trade_no)
             assert row is not None
@@ -366,17 +370,22 @@ async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
             admitted.margin_bps,
             admitted.secondary,
         )
+        # The money rules of test merchants (services/testmode.py), before anything is recorded.
+        await testmode.check_payer(p, conn, cmd.merchant.is_test, read.user_id)
         rates = await p.rates(conn)
         if conn.in_transaction():
             await conn.rollback()  # end the read transaction before the write one
-        now = p.now()
+        # The code was checked at real time (a wallet's codes follow real time); what is recorded is
+        # stamped with the merchant's time (a test merchant's test clock).
+        real = p.now()
+        now = cmd.merchant.clock(real)
         quote = make_quote(
             cmd.price_amount, cmd.price_currency, cmd.settle_currency, payer.currency, rates, payer.margin_bps
         )
         for _ in range(2):
             try:
                 async with conn.begin():
-                    return await _charge(p, conn, cmd, payer, quote, digest, now)
+                    return await _charge(p, conn, cmd, payer, quote, digest, now, code_now=real)
             except _CodeTaken:
                 # The code was used by another payment, or by this very request arriving twice.
                 existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
@@ -429,8 +438,15 @@ async def _charge(
     quote: Any,
     digest: str,
     now: datetime,
+    *,
+    code_now: datetime | None = None,
 ) -> PayOutcome:
-    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger."""
+    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger.
+
+    ``now`` stamps what is recorded (the merchant's time); ``code_now`` is the real time the device and
+    its code are judged at, when a test merchant's clock is ahead of it.
+    """
+    code_at = code_now or now
     use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
     who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
     drv = await Driver.of(conn)
@@ -478,8 +494,8 @@ async def _charge(
         day_total=int(day_total),
         month_total=int(month_total),
         recent_count=int(recent),
-        device_age_seconds=int((now - payer.device_created_at).total_seconds()),
-        code_lag_steps=max(0, paycode.step_at(int(now.timestamp())) - payer.step),
+        device_age_seconds=int((code_at - payer.device_created_at).total_seconds()),
+        code_lag_steps=max(0, paycode.step_at(int(code_at.timestamp())) - payer.step),
         merchant_mcc=cmd.merchant.mcc,
         buyer_active=wallet["status"] == "active",
         merchant_active=cmd.merchant.status == "active",

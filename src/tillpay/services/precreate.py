@@ -32,7 +32,7 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
             Code.CURRENCY_NOT_SUPPORT, f"this merchant settles in {cmd.merchant.settlement_currency}"
         )
     digest = request_digest("precreate", cmd.price_amount, cmd.price_currency, cmd.settle_currency)
-    now = p.now()
+    now = cmd.merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
     async with p.engine.begin() as conn:
         existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is not None:

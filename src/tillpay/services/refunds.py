@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -48,6 +48,7 @@ async def _apply_refund(
     notify_url: str | None,
     dialect: str,
     sign_type: str = "RSA2",
+    now: datetime | None = None,
 ) -> int | None:
     """Insert the refund, move the money back and update the payment; None if the id raced.
 
@@ -55,9 +56,10 @@ async def _apply_refund(
     proportional share of what it paid (policy ``original``), or, under ``refund_day``, the refund's
     price converted at today's mid rate, never more than is left; the refund that completes the order
     always takes exactly the remainder, so a full refund returns every minor unit in every currency.
-    The scheme's gain or loss against the locked quote goes to its FX gain/loss account.
+    The scheme's gain or loss against the locked quote goes to its FX gain/loss account. ``now`` is
+    the merchant's time (a test merchant's test clock), real time when not given.
     """
-    now = p.now()
+    now = now or p.now()
     settle = refund_shares(amount, row.refunded_price, row.price_amount, row.settle_amount)
     original = refund_shares(amount, row.refunded_price, row.price_amount, row.wallet_amount)
     margin = refund_shares(amount, row.refunded_price, row.price_amount, row.margin_amount)
@@ -198,7 +200,7 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
                     raise TillpayError(
                         Code.TRADE_HAS_CLOSE, "the order is closed (fully refunded or cancelled)"
                     )
-                if row.paid_at + timedelta(days=p.settings.refund_window_days) < p.now():
+                if row.paid_at + timedelta(days=p.settings.refund_window_days) < cmd.merchant.clock(p.now()):
                     raise TillpayError(Code.REFUND_WINDOW_EXCEED)
                 left = row.price_amount - row.refunded_price
                 if cmd.amount > left:
@@ -217,6 +219,7 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
                     notify_url=cmd.notify_url,
                     dialect=cmd.dialect,
                     sign_type=cmd.sign_type,
+                    now=cmd.merchant.clock(p.now()),
                 )
                 if refund_id is not None:
                     view = await _refund_view(conn, refund_id)
@@ -280,7 +283,7 @@ async def cancel(
     Cancelling an order that does not exist yet succeeds and leaves a closed placeholder under the
     merchant's transaction id, so a pay request that arrives late can never charge the customer.
     """
-    now = p.now()
+    now = merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
     async with p.engine.connect() as conn:
         row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
         await conn.rollback()
@@ -318,7 +321,7 @@ async def cancel(
             row = await payment_row(conn, merchant.id, trade_no=row.trade_no, lock=True)
             assert row is not None
             if row.status == Status.WAIT_BUYER_PAY.value:
-                await close_payment(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE)
+                await close_payment(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=now)
                 action = "close"
             elif row.status == Status.TRADE_SUCCESS.value:
                 left = row.price_amount - row.refunded_price
@@ -333,6 +336,7 @@ async def cancel(
                     reason="cancel",
                     notify_url=None,
                     dialect=dialect,
+                    now=now,
                 )
                 await notify_payment(p, conn, row.id, "payment")
                 action = "refund"
@@ -364,7 +368,9 @@ async def close(
             if row.paid_at is not None:
                 raise TillpayError(Code.TRADE_STATUS_ERROR, "the order is paid; refund it instead")
             if row.status == Status.WAIT_BUYER_PAY.value:
-                await close_payment(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE)
+                await close_payment(
+                    p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=merchant.clock(p.now())
+                )
                 log.info("close", trade_no=row.trade_no)
             final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             return await view_of(conn, final)

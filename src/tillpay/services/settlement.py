@@ -332,7 +332,11 @@ async def _settle_merchants(
                 t.merchants.c.mcc,
                 t.merchants.c.mdr_bps,
                 t.merchants.c.settlement_currency,
-            ).order_by(t.merchants.c.id)
+            )
+            # A test merchant is never in a live run: its days close by its own clock, into test
+            # files only (services/test_settlement.py).
+            .where(t.merchants.c.test_of.is_(None))
+            .order_by(t.merchants.c.id)
         )
     ).all()
     await conn.rollback()
@@ -576,6 +580,7 @@ async def _pay_due(p: Platform, conn: AsyncConnection, day: date, cutoff: dateti
                     b.c.payout_status.in_(("scheduled", "held")),
                     b.c.payout_date <= day,
                     b.c.payout_run_date.is_(None),
+                    m.c.test_of.is_(None),  # never a bank payout for a test merchant
                 )
                 .order_by(b.c.id)
             )

@@ -85,14 +85,16 @@ CHECKS: dict[str, tuple[str, str]] = {
     ),
     "settled_when_due": (
         "every payment paid and every refund made before the latest closed cut-off is in a batch "
-        "(except a sandbox wallet's, which never are)",
+        "(except a sandbox wallet's or a test merchant's, which never are)",
         "SELECT p.trade_no FROM payments p WHERE p.paid_at < (SELECT MAX(cutoff_at) FROM settlement_runs) "
         "AND NOT EXISTS (SELECT 1 FROM settlement_items si WHERE si.ref = 'payment:' || CAST(p.id AS VARCHAR)) "
         "AND NOT EXISTS (SELECT 1 FROM wallet_users u WHERE u.id = p.user_id AND u.sandbox = TRUE) "
+        "AND NOT EXISTS (SELECT 1 FROM merchants m WHERE m.id = p.merchant_id AND m.test_of IS NOT NULL) "
         "UNION ALL SELECT r.refund_no FROM refunds r JOIN payments p ON p.id = r.payment_id "
         "WHERE r.created_at < (SELECT MAX(cutoff_at) FROM settlement_runs) "
         "AND NOT EXISTS (SELECT 1 FROM settlement_items si WHERE si.ref = 'refund:' || CAST(r.id AS VARCHAR)) "
-        "AND NOT EXISTS (SELECT 1 FROM wallet_users u WHERE u.id = p.user_id AND u.sandbox = TRUE)",
+        "AND NOT EXISTS (SELECT 1 FROM wallet_users u WHERE u.id = p.user_id AND u.sandbox = TRUE) "
+        "AND NOT EXISTS (SELECT 1 FROM merchants m WHERE m.id = r.merchant_id AND m.test_of IS NOT NULL)",
     ),
     "closed_day_unchanged": (
         "no batch was added to a business day after its run closed it",

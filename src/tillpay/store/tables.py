@@ -546,6 +546,8 @@ console_sessions = Table(
     #: Absolute end of the session; it also ends after CONSOLE_IDLE of inactivity (last_seen_at).
     Column("expires_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
+    #: The console's "Test data / Live data" switch: true shows the test merchant's data (docs/console.md).
+    Column("test_mode", Boolean, nullable=False, server_default=false()),
 )
 
 #: Failed console sign-ins, counted per login and per client address to slow down guessing.

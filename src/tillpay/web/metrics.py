@@ -196,9 +196,10 @@ def _gateway_dialect(query: bytes, body: bytes) -> tuple[str, str]:
 
 def _route_dialect(scope: Scope) -> tuple[str, str]:
     path: str = scope.get("path", "")
-    if path.startswith(antom.PREFIX):
-        op = path[len(antom.PREFIX) :]
-        return "antom", op if op in _ANTOM_OPS else "other"
+    for prefix in (antom.PREFIX, antom.SANDBOX_PREFIX):  # the sandbox path serves the same operations
+        if path.startswith(prefix):
+            op = path[len(prefix) :]
+            return "antom", op if op in _ANTOM_OPS else "other"
     if path == HEARTBEAT_PATH:
         return "heartbeat", "heartbeat"
     section = path.split("/", 2)[1] if path.count("/") else ""
@@ -304,7 +305,7 @@ class Observe:
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         is_gateway = scope.get("path") == "/gateway.do"
-        is_antom_pay = scope.get("path") == antom.PREFIX + "pay"
+        is_antom_pay = scope.get("path") in (antom.PREFIX + "pay", antom.SANDBOX_PREFIX + "pay")
         body = bytearray() if is_gateway else None
         answer = bytearray() if is_gateway or is_antom_pay else None
         status = 500

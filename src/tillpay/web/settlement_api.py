@@ -8,6 +8,15 @@ the way a MAPI request is signed (this API is Tillpay's own, not Alipay's):
 - ``GET /settlement/download?service=tillpay.settlement.download&partner=...&timestamp=...&name=...
   &sign_type=...&sign=...`` returns one.
 
+A test merchant (test credentials, docs/sandbox.md) lists and downloads its test files here, every answer
+marked ``X-Tillpay-Mode: test``, and moves its test clock with the same signing:
+
+- ``POST /sandbox/clock?service=tillpay.sandbox.clock&partner=...&timestamp=...[&advance=2h]&sign_type=...
+  &sign=...`` moves the clock forward by ``advance`` (``90s``, ``15m``, ``2h``, ``3d``, ``1w``, ``1d12h``)
+  and answers the clock (JSON: the merchant's time, what expired, the test settlement); without
+  ``advance`` it only answers the clock. A live merchant's partner id is refused (400): live merchants
+  always use real time.
+
 ``sign`` is MD5 (the merchant's MD5 key appended) or RSA / RSA2 (the merchant's private key) over the
 sorted ``k=v&...`` of every other parameter, exactly as for ``/gateway.do``. ``timestamp`` is epoch
 milliseconds and must be within ``download_timestamp_tolerance_seconds`` of the server's clock, so a
@@ -26,8 +35,9 @@ from starlette.routing import Route
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.settlement import sha256_hex
 from tillpay.protocols.mapi import signing as mapi_signing
-from tillpay.services import settlement
+from tillpay.services import settlement, test_settlement, testmode
 from tillpay.services.platform import Merchant, Platform
 
 _STATUS = {
@@ -45,6 +55,7 @@ def _error(e: TillpayError) -> Response:
 
 
 FILES, DOWNLOAD = "tillpay.settlement.files", "tillpay.settlement.download"
+CLOCK = "tillpay.sandbox.clock"
 _COMMON = ("service", "partner", "timestamp", "sign_type", "sign")
 
 
@@ -96,6 +107,12 @@ async def list_files(request: Request) -> Response:
                 day = date.fromisoformat(params["settle_date"])
             except ValueError:
                 raise TillpayError(Code.ILLEGAL_ARGUMENT, "settle_date is YYYY-MM-DD") from None
+        if merchant.is_test:
+            run = await test_settlement.run(p, merchant)
+            listed = [f.to_json() for f in run.files if day is None or f.settle_date == day]
+            return JSONResponse(
+                {"partner": merchant.partner_id, "files": listed}, headers=testmode.mode_headers(merchant)
+            )
         files = await settlement.list_files(p, day=day, partner_id=merchant.partner_id, merchant_only=True)
     except TillpayError as e:
         return _error(e)
@@ -107,6 +124,18 @@ async def download(request: Request) -> Response:
     p: Platform = request.app.state.platform
     try:
         merchant, params = await _authenticate(p, request, DOWNLOAD, ("name",))
+        if merchant.is_test:
+            test_path = test_settlement.file_path(p, merchant, params["name"])
+            data = test_path.read_bytes()
+            return Response(
+                data,
+                media_type="text/plain; charset=utf-8",
+                headers={
+                    "X-Content-SHA256": sha256_hex(data),
+                    "Content-Disposition": f'attachment; filename="{test_path.name}"',
+                    **testmode.mode_headers(merchant),
+                },
+            )
         view, path = await settlement.file_for_merchant(p, merchant.partner_id, params["name"])
     except TillpayError as e:
         return _error(e)
@@ -118,7 +147,22 @@ async def download(request: Request) -> Response:
     )
 
 
+async def clock(request: Request) -> Response:
+    """A test merchant's test clock: moved forward by ``advance``, then answered (docs/sandbox.md)."""
+    p: Platform = request.app.state.platform
+    try:
+        merchant, params = await _authenticate(p, request, CLOCK, (), ("advance",))
+        if params.get("advance"):
+            view = await testmode.advance(p, merchant.partner_id, testmode.parse_duration(params["advance"]))
+        else:
+            view = await testmode.show(p, merchant.partner_id)
+    except TillpayError as e:
+        return _error(e)
+    return JSONResponse(view.to_json(), headers=testmode.mode_headers(merchant))
+
+
 routes = [
     Route("/settlement/files", list_files, methods=["GET"]),
     Route("/settlement/download", download, methods=["GET"]),
+    Route("/sandbox/clock", clock, methods=["POST"]),
 ]

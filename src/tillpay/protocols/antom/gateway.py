@@ -23,13 +23,17 @@ from tillpay.outbound import notify_url_problem
 from tillpay.protocols import common, freshness
 from tillpay.protocols.antom import signing
 from tillpay.protocols.antom.codes import REFUND_NOT_EXIST, SUCCESS, Result, antom_result
-from tillpay.services import merchants, payments
+from tillpay.services import merchants, payments, testmode
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 
 log = structlog.get_logger("tillpay.antom")
 
 PREFIX = "/ams/api/v1/payments/"
+#: Antom's sandbox path: the same endpoints, for test credentials only (a client id starting ``SANDBOX_``
+#: makes global-open-sdk-python call it). A test client id on PREFIX is accepted too: the credentials
+#: decide, not the path (docs/sandbox.md).
+SANDBOX_PREFIX = "/ams/sandbox/api/v1/payments/"
 MAX_BODY = 64 * 1024
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
 _URL = re.compile(r"https?://\S{1,1020}")
@@ -435,6 +439,12 @@ async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], bo
                 except TillpayError:
                     merchant = None
             merchant = await _authenticate(p, path, headers, text)
+            if path.startswith(SANDBOX_PREFIX) and not merchant.is_test:
+                raise TillpayError(
+                    Code.ILLEGAL_PARTNER,
+                    "a live client id is not accepted on the sandbox path: call /ams/api/... "
+                    "(test credentials: tillpay merchant test-credentials)",
+                )
             handler = HANDLERS.get(op)
             if handler is None:
                 raise TillpayError(Code.ILLEGAL_SERVICE, f"unknown API {path}")
@@ -465,4 +475,5 @@ async def handle(p: Platform, op: str, path: str, headers: Mapping[str, str], bo
             signing.content("POST", path, merchant.client_id, now, body_text), merchant.gateway_private_key
         )
         hdrs.update({"client-id": merchant.client_id, "response-time": now, "signature": signing.header(sig)})
+        hdrs.update(testmode.mode_headers(merchant))  # not signed: outside Antom's signed content
     return Answer(body_text.encode("utf-8"), hdrs)

@@ -17,7 +17,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,8 +33,18 @@ from starlette.staticfiles import StaticFiles
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
-from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, heartbeats, payments, samples, secmerchants, stores
+from tillpay.domain.settlement import digest_text, sha256_hex
+from tillpay.services import (
+    console,
+    console_auth,
+    heartbeats,
+    payments,
+    samples,
+    secmerchants,
+    stores,
+    test_settlement,
+    testmode,
+)
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web import kit
@@ -203,7 +213,7 @@ async def root(request: Request) -> Response:
 @page()
 async def dashboard(ctx: Ctx) -> Response:
     """Today's and this month's figures, the charts, the confirmation share and recent declines."""
-    d = await console.dashboard(ctx.p, ctx.user.merchant_id)
+    d = await console.dashboard(ctx.p, ctx.user.merchant_id, now=(await ctx.merchant()).clock(ctx.p.now()))
     day_chart = charts.bars(
         [(x.strftime("%d"), v) for x, v in d.per_day],
         title="Sales per day, last 30 days",
@@ -404,13 +414,33 @@ async def settlements(ctx: Ctx) -> Response:
     """Batches with payouts and status; the files with their digests."""
     ctx.require("settlements")
     m = await ctx.merchant()
+    if m.is_test:
+        # Test data: the test merchant's days closed by its test clock, as test files (never a live run).
+        run = await test_settlement.run(ctx.p, m)
+        return _render(ctx, "settlements.html", batches=[], files=[], test_run=run, error=None)
     return _render(
         ctx,
         "settlements.html",
         batches=await console.batches(ctx.p, m),
         files=await console.files(ctx.p, m),
+        test_run=None,
         error=None,
     )
+
+
+@page()
+async def test_file_download(ctx: Ctx) -> Response:
+    """One of the test merchant's test files (test data only)."""
+    ctx.require("settlements")
+    m = await ctx.merchant()
+    if not m.is_test:
+        raise TillpayError(Code.NOT_FOUND)
+    path = test_settlement.file_path(ctx.p, m, ctx.request.query_params.get("name", ""))
+    data = path.read_bytes()
+    resp = Response(data, media_type="text/plain; charset=utf-8")
+    resp.headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
+    resp.headers["X-Content-SHA256"] = sha256_hex(data)
+    return kit.harden(resp)
 
 
 def _file_name(ctx: Ctx) -> str:
@@ -485,17 +515,75 @@ async def settlement_reconcile(ctx: Ctx) -> Response:
 
 @page()
 async def integration(ctx: Ctx) -> Response:
-    """Ids, keys, Tillpay's public key, the notify URL and the test payment button."""
+    """Ids, keys, Tillpay's public key, the notify URL, the test credentials, the test clock and the test
+    payment button."""
     ctx.require("integration")
     m = await ctx.merchant()
+    clock = await testmode.show(ctx.p, m.partner_id) if m.is_test else None
+    test = None
+    if not m.is_test:
+        test_pid = await console.test_partner_of(ctx.p, m)
+        test = await ctx.p.merchant_by_partner(test_pid, fresh=True) if test_pid else None
     return _render(
         ctx,
         "integration.html",
         m=m,
+        test=test,
+        clock=clock,
         keys=await console.key_versions(ctx.p, m),
         error=ctx.request.query_params.get("error", "")[:200] or None,
-        done=ctx.request.query_params.get("done", "")[:60] or None,
+        done=ctx.request.query_params.get("done", "")[:80] or None,
+        new_private_key=None,
     )
+
+
+@page()
+async def switch_mode(ctx: Ctx) -> Response:
+    """The "Test data / Live data" switch: the session shows the test merchant's data, or the live one's.
+    Switching to test data the first time makes the test credentials (owner only): their private key
+    is shown once, on the page this answers."""
+    form = await _form(ctx)
+    assert ctx.session is not None
+    test = str(form.get("mode", "")) == "test"
+    try:
+        private_key = await console_auth.set_test_mode(ctx.p, ctx.session, test)
+    except TillpayError as e:
+        return _render(ctx, "error.html", 403, error="forbidden", detail=e.detail)
+    log.info("console mode", user=ctx.user.id, mode="test" if test else "live")
+    if private_key is None:
+        nxt = SITE.local_next(str(form.get("next", "")) or "/console/")
+        return ctx.redirect(nxt)
+    session = await console_auth.session_for(ctx.p, ctx.request.cookies.get(SESSION_COOKIE))
+    fresh = replace(ctx, session=session, _merchant=None)
+    m = await fresh.merchant()
+    return _render(
+        fresh,
+        "integration.html",
+        m=m,
+        test=None,
+        clock=await testmode.show(ctx.p, m.partner_id),
+        keys=await console.key_versions(ctx.p, m),
+        error=None,
+        done="test credentials made",
+        new_private_key=private_key,
+    )
+
+
+@page()
+async def move_clock(ctx: Ctx) -> Response:
+    """Test data only: move the test merchant's clock forward (owner and manager)."""
+    form = await _form(ctx)
+    ctx.require("integration")
+    m = await ctx.merchant()
+    try:
+        view = await testmode.advance(
+            ctx.p, m.partner_id, testmode.parse_duration(str(form.get("advance", "")))
+        )
+    except TillpayError as e:
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console clock moved", user=ctx.user.id, merchant=m.partner_id, offset=view.offset_seconds)
+    done = f"test clock at {ctx.fmt.datetime(view.merchant_time)}; {view.expired} payment(s) expired"
+    return ctx.redirect("/console/integration?" + urlencode({"done": done}))
 
 
 @page()
@@ -774,6 +862,9 @@ def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/console/settlements/download", settlement_download),
         Route("/console/settlements/digest", settlement_digest),
         Route("/console/settlements/reconcile", settlement_reconcile, methods=["POST"]),
+        Route("/console/settlements/test-download", test_file_download),
+        Route("/console/mode", switch_mode, methods=["POST"]),
+        Route("/console/integration/clock", move_clock, methods=["POST"]),
         Route("/console/integration", integration),
         Route("/console/integration/keys", key_rotate, methods=["POST"]),
         Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
