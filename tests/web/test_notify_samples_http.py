@@ -29,17 +29,17 @@ def test_the_console_sends_samples_to_test_credentials_only(live: LiveServer) ->
         async def setup(p: Platform) -> tuple[str, str, int]:
             live_m = (await f.merchant(p, notify_url=receiver.url)).merchant
             test_m = (await merchants.test_merchant_of(p, live_m.partner_id)).merchant
-            for m, role in ((live_m, "owner"), (test_m, "owner")):
-                await console_auth.add_user(
-                    p,
-                    partner_id=m.partner_id,
-                    login=f"owner-{m.partner_id}@shop.test",
-                    password=PASSWORD,
-                    role=role,
-                )
+            # A test merchant has no console users of its own: the live merchant's users switch to its data.
             await console_auth.add_user(
                 p,
-                partner_id=test_m.partner_id,
+                partner_id=live_m.partner_id,
+                login=f"owner-{live_m.partner_id}@shop.test",
+                password=PASSWORD,
+                role="owner",
+            )
+            await console_auth.add_user(
+                p,
+                partner_id=live_m.partner_id,
                 login="clerk@shop.test",
                 password=PASSWORD,
                 role="cashier-supervisor",
@@ -49,8 +49,11 @@ def test_the_console_sends_samples_to_test_credentials_only(live: LiveServer) ->
         live_partner, test_partner, test_id = live.run(setup)
         assert not live.settings.sandbox
 
-        # The test merchant's owner: the button, a POST without the form's token refused, then 10 queued.
-        t = _sign_in(live, test_partner)
+        # The owner in test data: the button, a POST without the form's token refused, then 10 queued.
+        t = _sign_in(live, live_partner)
+        home = t.get("/console/").text
+        switched = t.post("/console/mode", data={"mode": "test", "next": "/console/", "csrf": csrf_of(home)})
+        assert switched.status_code == 303, switched.text
         page = t.get("/console/notifications").text
         assert 'id="send-samples"' in page
         assert t.post("/console/notifications/samples", data={}).status_code == 403
@@ -78,7 +81,7 @@ def test_the_console_sends_samples_to_test_credentials_only(live: LiveServer) ->
         assert error.startswith("at most 3 sample batches a minute for a merchant: try again in ")
         assert 'id="error"' in t.get(r.headers["location"]).text
 
-        # A cashier supervisor may not; the live merchant's owner sees why there is no button and is refused.
+        # A cashier supervisor may not; the owner in live data sees why there is no button and is refused.
         c = _sign_in_login(live, "clerk@shop.test")
         assert (
             c.post(
