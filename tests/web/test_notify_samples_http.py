@@ -46,7 +46,7 @@ def test_the_console_sends_samples_to_test_credentials_only(live: LiveServer) ->
             )
             return live_m.partner_id, test_m.partner_id, test_m.id
 
-        live_partner, test_partner, test_id = live.run(setup)
+        live_partner, _test_partner, test_id = live.run(setup)
         assert not live.settings.sandbox
 
         # The owner in test data: the button, a POST without the form's token refused, then 10 queued.
