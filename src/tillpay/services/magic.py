@@ -1,0 +1,292 @@
+"""Magic payment codes at work (the table is ``domain/magic.py``; docs/sandbox.md).
+
+A magic code is honoured only for a test merchant or on a sandbox server. It is paid by one of the
+merchant's sandbox wallets (made on first use, topped up with sandbox money through ``wallets.fund`` with
+a reference, in the merchant's settlement currency): the pay swaps the magic code for a real code of that
+wallet and runs the real pay, so the decision, the ledger and the notification are the ones any payment
+gets. What the outcome needs beyond that is forced here and nowhere else:
+
+- the wallet's own risk rules (never confirm, always confirm, always decline), its balance and status;
+- an expired or used code: a real code of the wallet from ten minutes ago, or one whose use is recorded;
+- a delay before or after the pay (``asyncio.sleep`` with no connection or transaction open);
+- an ``UNKNOW`` answer (``SYSTEM_ERROR``) for a payment that went through;
+- the customer's answer to a confirmation at a time on the merchant's clock (``answer_due``, run by the
+  worker), and notifications recorded as failed (``fails_delivery``, asked by the notifier).
+
+A magic payment's wallet is a sandbox wallet, so nothing of it is ever settled or paid out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, insert, select, update
+
+from tillpay.domain import paycode
+from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.magic import Looked, Magic, Wallet, delay_seconds, lookup
+from tillpay.domain.money import exponent, format_amount
+from tillpay.services import confirmation, wallets
+from tillpay.services import risk as risk_service
+from tillpay.services.payment_common import PayCommand, request_digest
+from tillpay.services.platform import Merchant, Platform
+from tillpay.services.views import PayOutcome
+from tillpay.store import tables as t
+
+log = structlog.get_logger("tillpay.magic")
+
+#: The PIN of every magic wallet: the sandbox answers its confirmations with it.
+MAGIC_PIN = "000000"
+#: A funded magic wallet is topped up by ``_TOPUP_MAJOR`` whenever it holds less than ``_FLOOR_MAJOR``.
+_FLOOR_MAJOR = 10_000_000
+_TOPUP_MAJOR = 100_000_000
+#: How old the code of ``CODE_EXPIRED`` is (well past the two minutes a code is valid).
+_EXPIRED_AGE = timedelta(minutes=10)
+#: What the notification inspector shows for a delivery a magic code recorded as failed.
+FAILED_DELIVERY = "sandbox: delivered, recorded as failed (magic code notify-fails)"
+
+Charge = Callable[..., Awaitable[PayOutcome]]
+
+
+def honoured(p: Platform, merchant: Merchant, code: str) -> Looked | None:
+    """The magic code's row when ``code`` is one and this merchant may use it (a test merchant, or any
+    merchant on a sandbox server); None otherwise, and then the code is refused as no device's."""
+    looked = lookup(code)
+    if looked is None or not (merchant.is_test or p.settings.sandbox):
+        return None
+    return looked
+
+
+def login_of(merchant: Merchant, kind: Wallet) -> str:
+    """The login id of the merchant's magic wallet of ``kind``."""
+    return f"magic-{kind.value}-{merchant.partner_id}@sandbox.tillpay.test"
+
+
+def _rules(kind: Wallet, currency: str) -> dict[str, Any]:
+    """The wallet's own risk rules: none of the scheme's or merchant's limits stands in the way, and the
+    one rule the outcome needs fires every time."""
+    big = format_amount(99_999_999_999 * 10 ** exponent(currency), currency)
+    rules: dict[str, Any] = {
+        "confirm_above": {currency: big},
+        "per_payment_limit": {currency: big},
+        "daily_limit": {currency: big},
+        "monthly_limit": {currency: big},
+        "velocity_count": None,
+        "new_device_hours": None,
+        "offline_code_confirm": False,
+        "blocked_mcc": [],
+    }
+    if kind is Wallet.CONFIRMS:
+        rules["confirm_above"] = {currency: format_amount(0, currency)}
+    elif kind is Wallet.RISKY:
+        rules.update(velocity_count=0, velocity_action="DECLINE")
+    return rules
+
+
+async def wallet(p: Platform, merchant: Merchant, kind: Wallet) -> wallets.WalletUser:
+    """The merchant's magic wallet of ``kind``, made on first use, funded unless it is the empty one."""
+    login = login_of(merchant, kind)
+    try:
+        user = await wallets.user_by_login(p, login)
+    except TillpayError:
+        try:
+            user, _ = await wallets.add_user(
+                p,
+                login_id=login,
+                currency=merchant.settlement_currency,
+                pin=MAGIC_PIN,
+                name=f"Sandbox customer ({kind.value})",
+                sandbox=True,
+            )
+        except TillpayError as e:
+            if e.code is not Code.ALREADY_EXISTS:
+                raise
+            user = await wallets.user_by_login(p, login)  # made by a concurrent pay meanwhile
+        else:
+            await risk_service.set_rules(p, "user", login, _rules(kind, user.currency), replace=True)
+            if kind is Wallet.FROZEN:
+                user = await wallets.set_status(p, login, "frozen")
+    unit = 10 ** exponent(user.currency)
+    if kind is not Wallet.EMPTY and user.balance < _FLOOR_MAJOR * unit:
+        reference = f"magic:{merchant.partner_id}:{kind.value}:{secrets.token_hex(6)}"
+        user = (await wallets.fund(p, login, _TOPUP_MAJOR * unit, reference, sandbox=True)).user
+    return user
+
+
+async def _code(p: Platform, user_id: int, outcome: Magic) -> str:
+    """A real code of the wallet that admission takes (or, for CODE_EXPIRED, refuses as expired)."""
+    at = p.now() - _EXPIRED_AGE if outcome is Magic.CODE_EXPIRED else p.now()
+    for device in await wallets.devices_of(p, user_id):
+        try:
+            code = await wallets.current_code(p, device, at)
+            break
+        except TillpayError as e:
+            if e.code is not Code.CODE_USED:
+                raise  # every slot of this device's minute is used: the next device, or a new one
+    else:
+        device = await wallets.add_device(p, user_id, name="magic")
+        code = await wallets.current_code(p, device, at)
+    if outcome is Magic.CODE_USED:
+        # Recorded as used, as if a payment had taken it: the pay's own single-use check refuses it.
+        async with p.engine.begin() as conn:
+            await conn.execute(
+                insert(t.code_uses).values(
+                    device_id=device.id,
+                    step=paycode.step_at(int(at.timestamp())),
+                    slot=paycode.parse(code).slot,
+                    created_at=p.now(),
+                )
+            )
+    return code
+
+
+def _wallet_kind(looked: Looked) -> Wallet:
+    if looked.row.outcome is Magic.UNKNOWN_THEN_SUCCESS and looked.n:
+        return Wallet.CONFIRMS  # processing for N seconds: a confirmation the sandbox answers
+    return looked.row.wallet
+
+
+async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> PayOutcome:
+    """Pay a magic code through the real pay (``charge``), with the outcome of its row."""
+    outcome = looked.row.outcome
+    digest = request_digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
+    async with p.engine.connect() as conn:
+        repeat = (
+            await conn.execute(
+                select(t.payments.c.id).where(
+                    t.payments.c.merchant_id == cmd.merchant.id,
+                    t.payments.c.partner_trans_id == cmd.partner_trans_id,
+                )
+            )
+        ).first()
+    if repeat is not None:
+        # A repeated request: the pay answers it with the first result (the stored digest is the magic
+        # code's, below), or refuses it if it differs.
+        return await charge(p, cmd, magic=False)
+    if outcome is Magic.SLOW_ANSWER:
+        await asyncio.sleep(delay_seconds(looked))  # no connection is open while the till waits
+    user = await wallet(p, cmd.merchant, _wallet_kind(looked))
+    for attempt in range(3):
+        real = replace(cmd, code=await _code(p, user.id, outcome))
+        try:
+            result = await charge(p, real, magic=False)
+            break
+        except TillpayError as e:
+            # A concurrent magic pay took the same slot: another code of the wallet.
+            if e.code is not Code.CODE_USED or outcome is Magic.CODE_USED or attempt == 2:
+                raise
+    view = result.payment
+    now = p.now()
+    async with p.engine.begin() as conn:
+        # A repeat of this request (same magic code) is answered by the pay as a repeat.
+        await conn.execute(
+            update(t.payments)
+            .where(t.payments.c.merchant_id == cmd.merchant.id, t.payments.c.trade_no == view.trade_no)
+            .values(request_digest=digest)
+        )
+        action: dict[str, Any] | None = None
+        if result.code is Code.WAIT_BUYER_CONFIRM and outcome in (
+            Magic.CONFIRM_THEN_CONFIRMED,
+            Magic.CONFIRM_THEN_REJECTED,
+            Magic.UNKNOWN_THEN_SUCCESS,
+        ):
+            answer = "reject" if outcome is Magic.CONFIRM_THEN_REJECTED else "confirm"
+            due = cmd.merchant.clock(now) + timedelta(seconds=looked.n)
+            action = {"action": answer, "due_at": due}
+        elif outcome is Magic.NOTIFY_FAILS and result.code is None and looked.n:
+            action = {"action": "fail_notify", "remaining": looked.n}
+        if action is not None:
+            await conn.execute(
+                insert(t.sandbox_actions).values(
+                    payment_id=view.id, merchant_id=cmd.merchant.id, created_at=now, **action
+                )
+            )
+    log.info("magic_pay", merchant=cmd.merchant.partner_id, outcome=outcome.value, trade_no=view.trade_no)
+    if outcome is Magic.SUCCESS_AFTER_CANCEL:
+        await asyncio.sleep(delay_seconds(looked))  # paid; the answer comes after the till gave up
+    if outcome is Magic.UNKNOWN_THEN_SUCCESS:
+        raise TillpayError(Code.SYSTEM_ERROR, "sandbox: the outcome is unknown; query the payment")
+    return result
+
+
+async def answer_due(p: Platform) -> int:
+    """The worker's pass: the customer answers each magic confirmation whose time came on its merchant's
+    clock (a moved test clock brings it forward); how many were answered."""
+    async with p.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    t.sandbox_actions.c.id,
+                    t.sandbox_actions.c.action,
+                    t.sandbox_actions.c.due_at,
+                    t.merchants.c.partner_id,
+                    t.payments.c.user_id,
+                    t.payments.c.trade_no,
+                )
+                .join(t.merchants, t.merchants.c.id == t.sandbox_actions.c.merchant_id)
+                .join(t.payments, t.payments.c.id == t.sandbox_actions.c.payment_id)
+                .where(
+                    t.sandbox_actions.c.done_at.is_(None),
+                    t.sandbox_actions.c.action.in_(("confirm", "reject")),
+                )
+                .order_by(t.sandbox_actions.c.due_at)
+            )
+        ).all()
+    clocks: dict[str, Merchant] = {}
+    answered = 0
+    for row in rows:
+        merchant = clocks.get(row.partner_id)
+        if merchant is None:
+            merchant = clocks[row.partner_id] = await p.merchant_by_partner(row.partner_id, fresh=True)
+        if row.due_at > merchant.clock(p.now()):
+            continue
+        async with p.engine.begin() as conn:
+            claimed = await conn.execute(
+                update(t.sandbox_actions)
+                .where(t.sandbox_actions.c.id == row.id, t.sandbox_actions.c.done_at.is_(None))
+                .values(done_at=p.now())
+            )
+        if claimed.rowcount != 1:
+            continue  # another worker answers it
+        try:
+            if row.action == "confirm":
+                await confirmation.confirm(p, row.user_id, MAGIC_PIN, row.trade_no)
+            else:
+                await confirmation.reject(p, row.user_id, row.trade_no)
+            answered += 1
+        except TillpayError as e:
+            # The till cancelled it, or it expired, before the customer's answer: nothing left to answer.
+            log.info("magic_answer_too_late", trade_no=row.trade_no, code=e.code.value)
+    return answered
+
+
+async def fails_delivery(p: Platform, merchant: Merchant, outbox_row: Any) -> bool:
+    """Whether this delivery of a payment's notification, which the merchant acknowledged, is recorded as
+    failed all the same (magic code ``notify-fails``); counts it down. Free for live merchants on a
+    production server: they never have magic payments."""
+    if not (merchant.is_test or p.settings.sandbox) or outbox_row.payment_id is None:
+        return False
+    if outbox_row.refund_id is not None:
+        return False
+    async with p.engine.begin() as conn:
+        res = await conn.execute(
+            update(t.sandbox_actions)
+            .where(
+                and_(
+                    t.sandbox_actions.c.payment_id == outbox_row.payment_id,
+                    t.sandbox_actions.c.action == "fail_notify",
+                    t.sandbox_actions.c.remaining > 0,
+                )
+            )
+            .values(remaining=t.sandbox_actions.c.remaining - 1)
+        )
+    return bool(res.rowcount == 1)
+
+
+__all__ = ["FAILED_DELIVERY", "MAGIC_PIN", "answer_due", "fails_delivery", "honoured", "pay", "wallet"]
