@@ -181,7 +181,8 @@ class Looked:
 def lookup(code: str) -> Looked | None:
     """The table's row for ``code`` and its N; None for anything that is not a magic code (cheap: a pay
     calls it for every code)."""
-    if len(code) != paycode.LENGTH or not code.startswith(paycode.PREFIX):
+    # A real code's device number is 10,000,000 or more: its first digit is never 0.
+    if len(code) != paycode.LENGTH or not code.startswith(paycode.PREFIX + "0"):
         return None
     try:
         parsed = paycode.parse(code)
