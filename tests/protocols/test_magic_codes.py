@@ -13,14 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LOOPBACK_RECEIVERS, LiveServer
-from dialect_clients import Shop, counts
 from sqlalchemy import func, select, update
 
 import factories as f
+from conftest import LOOPBACK_RECEIVERS, LiveServer
+from dialect_clients import Shop, counts
 from tillpay.domain.errors import Code
 from tillpay.domain.magic import TABLE, Magic, Wallet, code_for
 from tillpay.protocols.antom.codes import antom_result
@@ -28,6 +30,7 @@ from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.openapi.codes import open_code
 from tillpay.services import magic, merchants, settlement, wallets
 from tillpay.services.audit import audit
+from tillpay.services.platform import FakeClock, Platform
 from tillpay.store import tables as t
 
 DIALECTS = ["mapi", "openapi", "antom"]
@@ -382,22 +385,40 @@ async def _wallet_count(p: Any) -> int:
         return int((await conn.execute(select(func.count()).select_from(t.wallet_users))).scalar_one())
 
 
-def test_a_magic_code_on_a_sandbox_server_pays_a_live_merchant_with_sandbox_money(
-    live_sandbox: LiveServer,
+def test_a_magic_code_on_a_sandbox_server_pays_a_live_merchant_with_sandbox_money_never_settled(
+    live_sandbox: LiveServer, tmp_path: Path
 ) -> None:
     async def go(p: Any) -> Any:
         await f.rates(p)
-        return await f.merchant(p, "USD")
+        return await f.merchant(p, "USD"), await f.customer(p, "CNY")
 
-    shop = Shop(live_sandbox, live_sandbox.run(go), None)
+    new, customer = live_sandbox.run(go)
+    shop = Shop(live_sandbox, new, customer)
     till = Till(shop, "mapi")
     assert till.pay("S-1", code_for(Magic.SUCCESS)).kind == "paid"
-    answer = till.pay("S-2", code_for(Magic.BALANCE_NOT_ENOUGH))
+    assert till.pay("S-2", code_for(Magic.CONFIRM_THEN_CONFIRMED)).kind == "waiting"
+    until(lambda: till.query("S-2").kind == "paid")
+    answer = till.pay("S-3", code_for(Magic.BALANCE_NOT_ENOUGH))
     assert (answer.kind, answer.error) == ("failed", "BUYER_BALANCE_NOT_ENOUGH")
-    assert_sandbox_money_only(live_sandbox, shop)
+    assert till.pay("S-4", shop.code()).kind == "paid"  # a real customer's payment, for comparison
 
     async def login(p: Any) -> bool:
         return (await wallets.user_by_login(p, magic.login_of(shop.merchant, Wallet.FUNDED))).sandbox
 
     assert live_sandbox.run(login)
 
+    async def settle(p: Any) -> tuple[list[int], list[int]]:
+        # Days later, so the day's cut-off has passed: the day is settled, and its payouts made.
+        later = Platform(p.settings, clock=FakeClock(p.now() + timedelta(days=5)))
+        try:
+            day = settlement.last_closed_day(later) - timedelta(days=4)
+            for d in range(5):
+                await settlement.run_day(later, day + timedelta(days=d), directory=tmp_path)
+        finally:
+            await later.close()
+        batches = await settlement.list_batches(p, partner_id=shop.merchant.partner_id)
+        return [b.payment_count for b in batches], [b.payments_amount for b in batches]
+
+    counts_, amounts = live_sandbox.run(settle)
+    # Only the real customer's payment is settled: 12.50 USD once, none of the magic ones.
+    assert (sum(counts_), sum(amounts)) == (1, 1250)

@@ -440,7 +440,11 @@ def magic_sdks(sdk_env: Env, test_credentials: Any) -> Iterator[Env]:
             "init", url=sdk_env.http.url, app_id=app_id, private_key=private_key, public_key_pem=public_key
         )
         sdk_env.antom.call(
-            "init", url=sdk_env.https.url, client_id=client_id, private_key=private_key, public_key_pem=public_key
+            "init",
+            url=sdk_env.https.url,
+            client_id=client_id,
+            private_key=private_key,
+            public_key_pem=public_key,
         )
 
     init(m.app_id, m.client_id, test.merchant_private_key, m.gateway_public_key)

@@ -22,14 +22,18 @@ from typing import Final
 from tillpay.domain import paycode
 
 __all__ = [
+    "DEFAULT_ANSWER_DELAY",
     "MAX_DELAY_SECONDS",
     "MIN_REAL_DEVICE_NO",
     "TABLE",
+    "Looked",
     "Magic",
     "MagicCode",
     "Wallet",
     "code_for",
+    "delay_seconds",
     "lookup",
+    "markdown_table",
 ]
 
 #: Real device numbers are never below this (``Ids.device_no``): below it a code can only be magic.
@@ -203,3 +207,11 @@ def delay_seconds(looked: Looked) -> int:
     if looked.row.outcome is Magic.SUCCESS_AFTER_CANCEL:
         return min(looked.n or DEFAULT_ANSWER_DELAY, MAX_DELAY_SECONDS)
     return 0
+
+
+def markdown_table() -> str:
+    """The table as docs/sandbox.md shows it (a test keeps the two the same)."""
+    lines = ["| code (N = 00) | outcome | what the till sees | N |", "|---|---|---|---|"]
+    for row in TABLE:
+        lines.append(f"| `{row.example}` | {row.outcome.value} | {row.does} | {row.n_means or '—'} |")
+    return "\n".join(lines)

@@ -182,6 +182,8 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
             if e.code is not Code.CODE_USED or outcome is Magic.CODE_USED or attempt == 2:
                 raise
     view = result.payment
+    if result.replayed:
+        return result  # the till cancelled the id while a slow answer waited: the pay found it closed
     now = p.now()
     async with p.engine.begin() as conn:
         # A repeat of this request (same magic code) is answered by the pay as a repeat.
