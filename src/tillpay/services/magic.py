@@ -48,6 +48,8 @@ _FLOOR_MAJOR = 10_000_000
 _TOPUP_MAJOR = 100_000_000
 #: How old the code of ``CODE_EXPIRED`` is (well past the two minutes a code is valid).
 _EXPIRED_AGE = timedelta(minutes=10)
+#: How many codes of the wallet a magic pay tries when concurrent ones took the slot it picked.
+_TRIES = 8
 #: What the notification inspector shows for a delivery a magic code recorded as failed.
 FAILED_DELIVERY = "sandbox: delivered, recorded as failed (magic code notify-fails)"
 
@@ -119,31 +121,42 @@ async def wallet(p: Platform, merchant: Merchant, kind: Wallet) -> wallets.Walle
     return user
 
 
+async def _free_slot(p: Platform, device: wallets.Device, step: int) -> int | None:
+    """A slot of the device's minute no payment used, picked at random (concurrent magic pays of one
+    wallet then rarely pick the same one; one that loses is tried again with another)."""
+    async with p.engine.connect() as conn:
+        used = set(
+            (
+                await conn.execute(
+                    select(t.code_uses.c.slot).where(
+                        t.code_uses.c.device_id == device.id, t.code_uses.c.step == step
+                    )
+                )
+            ).scalars()
+        )
+    free = [s for s in range(paycode.SLOTS) if s not in used]
+    return secrets.choice(free) if free else None
+
+
 async def _code(p: Platform, user_id: int, outcome: Magic) -> str:
     """A real code of the wallet that admission takes (or, for CODE_EXPIRED, refuses as expired)."""
     at = p.now() - _EXPIRED_AGE if outcome is Magic.CODE_EXPIRED else p.now()
+    unix = int(at.timestamp())
+    step = paycode.step_at(unix)
     for device in await wallets.devices_of(p, user_id):
-        try:
-            code = await wallets.current_code(p, device, at)
+        slot = await _free_slot(p, device, step)
+        if slot is not None:
             break
-        except TillpayError as e:
-            if e.code is not Code.CODE_USED:
-                raise  # every slot of this device's minute is used: the next device, or a new one
-    else:
+    else:  # every code of this minute of every device is used: one more device
         device = await wallets.add_device(p, user_id, name="magic")
-        code = await wallets.current_code(p, device, at)
+        slot = 0
     if outcome is Magic.CODE_USED:
         # Recorded as used, as if a payment had taken it: the pay's own single-use check refuses it.
         async with p.engine.begin() as conn:
             await conn.execute(
-                insert(t.code_uses).values(
-                    device_id=device.id,
-                    step=paycode.step_at(int(at.timestamp())),
-                    slot=paycode.parse(code).slot,
-                    created_at=p.now(),
-                )
+                insert(t.code_uses).values(device_id=device.id, step=step, slot=slot, created_at=p.now())
             )
-    return code
+    return paycode.generate(device.secret, device.device_no, unix, slot)
 
 
 def _wallet_kind(looked: Looked) -> Wallet:
@@ -172,14 +185,14 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
     if outcome is Magic.SLOW_ANSWER:
         await asyncio.sleep(delay_seconds(looked))  # no connection is open while the till waits
     user = await wallet(p, cmd.merchant, _wallet_kind(looked))
-    for attempt in range(3):
+    for attempt in range(_TRIES):
         real = replace(cmd, code=await _code(p, user.id, outcome))
         try:
             result = await charge(p, real, magic=False)
             break
         except TillpayError as e:
             # A concurrent magic pay took the same slot: another code of the wallet.
-            if e.code is not Code.CODE_USED or outcome is Magic.CODE_USED or attempt == 2:
+            if e.code is not Code.CODE_USED or outcome is Magic.CODE_USED or attempt == _TRIES - 1:
                 raise
     view = result.payment
     if result.replayed:
