@@ -422,3 +422,38 @@ def test_a_magic_code_on_a_sandbox_server_pays_a_live_merchant_with_sandbox_mone
     counts_, amounts = live_sandbox.run(settle)
     # Only the real customer's payment is settled: 12.50 USD once, none of the magic ones.
     assert (sum(counts_), sum(amounts)) == (1, 1250)
+
+
+def test_a_till_whose_timeout_is_shorter_than_the_answer_gets_there_through_the_client(
+    server: LiveServer,
+) -> None:
+    from tillpay.client import MapiClient, TransportError
+
+    shop = test_shop(server)
+    m = shop.merchant
+    impatient = MapiClient(
+        server.url,
+        m.partner_id,
+        sign_type="RSA2",
+        private_key=shop.new.merchant_private_key,
+        gateway_public_key=m.gateway_public_key,
+        timeout=0.5,
+    )
+    with impatient:
+        # The recommended flow: the pay times out, the queries find the slow payment paid.
+        slow = impatient.checkout(
+            "T-1",
+            code_for(Magic.SLOW_ANSWER, 2),
+            "12.50",
+            "USD",
+            "Latte",
+            poll_interval=0.2,
+            merchant_timeout=30,
+        )
+        assert slow.outcome == "PAID" and "unknown" in slow.history
+        # A till that cancels when its pay times out: the success it did not wait for is refunded.
+        with pytest.raises(TransportError):
+            impatient.pay("T-2", code_for(Magic.SUCCESS_AFTER_CANCEL, 2), "12.50", "USD", "Latte")
+        until(lambda: impatient.query("T-2").status == "TRADE_SUCCESS")
+        assert impatient.cancel("T-2").action == "refund"
+        assert impatient.query("T-2").status == "TRADE_CLOSED"
