@@ -122,3 +122,17 @@ async def test_a_sandbox_server_honours_magic_codes_for_live_merchants(sandbox_p
     live = (await f.merchant(sandbox_platform, "USD")).merchant
     assert magic.honoured(sandbox_platform, live, code_for(Magic.SUCCESS)) is not None
     assert (await payments.pay(sandbox_platform, cmd(live, "S-1", code_for(Magic.SUCCESS)))).code is None
+
+
+async def test_concurrent_first_uses_find_the_wallet_set_up(platform: Platform) -> None:
+    m = await test_merchant(platform)
+    outcomes = await asyncio.gather(
+        *(
+            payments.pay(platform, cmd(m, f"W-{i}", code_for(Magic.CONFIRM_THEN_CONFIRMED, 99)))
+            for i in range(4)
+        ),
+        *(payments.pay(platform, cmd(m, f"F-{i}", code_for(Magic.BUYER_FROZEN))) for i in range(4)),
+    )
+    assert [o.code for o in outcomes] == [Code.WAIT_BUYER_CONFIRM] * 4 + [Code.BUYER_FROZEN] * 4
+    confirms = await wallets.user_by_login(platform, magic.login_of(m, Wallet.CONFIRMS))
+    assert confirms.balance == 100_000_000 * 100  # topped up once

@@ -81,6 +81,8 @@ class MagicCode:
 
     number: int
     outcome: Magic
+    #: The wallet that pays it (unknown-then-success with N above 0: ``CONFIRMS``, whose confirmation the
+    #: sandbox answers after N seconds, so the payment is processing until then).
     wallet: Wallet
     #: What the till sees, in a sentence (docs/sandbox.md shows it).
     does: str

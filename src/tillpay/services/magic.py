@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -91,9 +92,21 @@ def _rules(kind: Wallet, currency: str) -> dict[str, Any]:
     return rules
 
 
+#: Per platform, one lock per magic wallet login: a wallet is set up (rules, status) before a concurrent
+#: pay of the same process can use it. Across processes a pay racing the very first one may find it
+#: without its rules for a moment; a sandbox accepts that.
+_SETUP: weakref.WeakKeyDictionary[Platform, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
 async def wallet(p: Platform, merchant: Merchant, kind: Wallet) -> wallets.WalletUser:
     """The merchant's magic wallet of ``kind``, made on first use, funded unless it is the empty one."""
     login = login_of(merchant, kind)
+    lock = _SETUP.setdefault(p, {}).setdefault(login, asyncio.Lock())
+    async with lock:
+        return await _wallet(p, merchant, kind, login)
+
+
+async def _wallet(p: Platform, merchant: Merchant, kind: Wallet, login: str) -> wallets.WalletUser:
     try:
         user = await wallets.user_by_login(p, login)
     except TillpayError:
