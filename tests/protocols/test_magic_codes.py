@@ -24,7 +24,7 @@ import factories as f
 from conftest import LOOPBACK_RECEIVERS, LiveServer
 from dialect_clients import Shop, counts
 from tillpay.domain.errors import Code
-from tillpay.domain.magic import TABLE, Magic, Wallet, code_for
+from tillpay.domain.magic import QR_AMOUNTS, TABLE, Magic, Wallet, code_for
 from tillpay.protocols.antom.codes import antom_result
 from tillpay.protocols.mapi.codes import mapi_error
 from tillpay.protocols.openapi.codes import open_code
@@ -457,3 +457,53 @@ def test_a_till_whose_timeout_is_shorter_than_the_answer_gets_there_through_the_
         until(lambda: impatient.query("T-2").status == "TRADE_SUCCESS")
         assert impatient.cancel("T-2").action == "refund"
         assert impatient.query("T-2").status == "TRADE_CLOSED"
+
+
+def make_qr(till: Till, ptid: str, minor: int) -> str:
+    """A merchant-presented QR order of ``minor`` cents (USD) through the till's dialect; its state."""
+    amount = f"{minor // 100}.{minor % 100:02d}"
+    if till.dialect == "mapi":
+        with till.shop.mapi() as m:
+            r = m.precreate(ptid, amount, "USD", "Magic QR")
+        assert r.ok and r.qr_code
+    elif till.dialect == "openapi":
+        o = till.shop.open().call(
+            "alipay.trade.precreate", {"out_trade_no": ptid, "total_amount": amount, "subject": "Magic QR"}
+        )
+        assert o.code == "10000" and o["qr_code"]
+    else:
+        body = {
+            "productCode": "IN_STORE_PAYMENT",
+            "paymentRequestId": ptid,
+            "paymentAmount": {"currency": "USD", "value": str(minor)},
+            "paymentMethod": {"paymentMethodType": "CONNECT_WALLET"},
+            "paymentFactor": {"inStorePaymentScenario": "OrderCode"},
+            "order": {
+                "orderDescription": "Magic QR",
+                "orderAmount": {"currency": "USD", "value": str(minor)},
+            },
+        }
+        a = till.shop.antom().call("pay", body)
+        assert a.result == ("U", "PAYMENT_IN_PROCESS") and a["orderCodeForm"]["codeDetails"]
+    return till.query(ptid).kind
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_magic_qr_amount_gives_its_outcome(server: LiveServer, dialect: str) -> None:
+    shop = test_shop(server)
+    till = Till(shop, dialect)
+    for row in QR_AMOUNTS:
+        ptid = f"Q-{row.minor}"
+        assert make_qr(till, ptid, row.minor) == "waiting"
+        want = "paid" if row.outcome is Magic.SUCCESS else "closed"
+        until(lambda ptid=ptid, want=want: till.query(ptid).kind == want)
+        if row.outcome is not Magic.SUCCESS:
+            expected = {
+                Magic.BALANCE_NOT_ENOUGH: Code.BUYER_BALANCE_NOT_ENOUGH,
+                Magic.RISK_DECLINE: Code.RISK_REJECT,
+                Magic.BUYER_FROZEN: Code.BUYER_FROZEN,
+            }[row.outcome]
+            assert closed_with(server, shop, ptid) == expected
+    # any other amount waits for a real customer
+    assert make_qr(till, "Q-other", 1250) == "waiting"
+    assert_sandbox_money_only(server, shop)

@@ -104,3 +104,16 @@ def test_the_documented_dialect_codes_are_the_codes_tables() -> None:
         assert cells[3] == f"`{o.code} {o.sub_code}`", line
         a = antom_result(code)
         assert cells[4] == f"`{a.status} {a.code}`", line
+
+
+def test_the_documented_amounts_are_the_amounts_table() -> None:
+    doc = DOC.read_text()
+    table = _between(doc, "(markdown_amounts); a test keeps it the same -->", "<!-- /magic-amounts -->")
+    assert table == magic.markdown_amounts()
+
+
+def test_only_the_listed_amounts_are_magic() -> None:
+    assert [magic.lookup_amount(row.minor) for row in magic.QR_AMOUNTS] == list(magic.QR_AMOUNTS)
+    for minor in (0, 2, 3, 4, 6, 7, 10, 100, 101, 1250):
+        assert magic.lookup_amount(minor) is None
+    assert {row.outcome for row in magic.QR_AMOUNTS} <= set(Magic)

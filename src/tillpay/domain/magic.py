@@ -25,14 +25,19 @@ __all__ = [
     "DEFAULT_ANSWER_DELAY",
     "MAX_DELAY_SECONDS",
     "MIN_REAL_DEVICE_NO",
+    "QR_AMOUNTS",
+    "QR_ANSWER_SECONDS",
     "TABLE",
     "Looked",
     "Magic",
+    "MagicAmount",
     "MagicCode",
     "Wallet",
     "code_for",
     "delay_seconds",
     "lookup",
+    "lookup_amount",
+    "markdown_amounts",
     "markdown_table",
 ]
 
@@ -211,9 +216,56 @@ def delay_seconds(looked: Looked) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class MagicAmount:
+    """A magic amount of a merchant-presented QR order (no code to choose with): who pays it, and how."""
+
+    #: The order's amount in minor units of its currency (1: USD 0.01, JPY 1).
+    minor: int
+    outcome: Magic
+    wallet: Wallet
+    does: str
+
+
+#: QR orders (MAPI precreate, Open Platform ``alipay.trade.precreate``, Antom ``OrderCode``) of these
+#: amounts are paid, or tried, by a sandbox customer ``QR_ANSWER_SECONDS`` after they are made (on the
+#: merchant's clock); any other amount waits for a real customer, or expires. Amounts this small are
+#: rarely a real price, so a sandbox demo's own QR orders are left alone.
+QR_AMOUNTS: Final[tuple[MagicAmount, ...]] = (
+    MagicAmount(1, Magic.SUCCESS, Wallet.FUNDED, "a sandbox customer pays it"),
+    MagicAmount(
+        5,
+        Magic.BALANCE_NOT_ENOUGH,
+        Wallet.EMPTY,
+        "a sandbox customer with an empty wallet tries: closed with BUYER_BALANCE_NOT_ENOUGH",
+    ),
+    MagicAmount(8, Magic.RISK_DECLINE, Wallet.RISKY, "declined by risk control: closed with RISK_REJECT"),
+    MagicAmount(9, Magic.BUYER_FROZEN, Wallet.FROZEN, "a frozen customer tries: closed with BUYER_FROZEN"),
+)
+#: How long after it is made a magic QR order is answered, on the merchant's clock.
+QR_ANSWER_SECONDS: Final = 2
+_QR_BY_MINOR: Final = {row.minor: row for row in QR_AMOUNTS}
+
+
+def lookup_amount(minor: int) -> MagicAmount | None:
+    """The magic amount row of a QR order's amount (minor units); None for any other amount."""
+    return _QR_BY_MINOR.get(minor)
+
+
 def markdown_table() -> str:
     """The table as docs/sandbox.md shows it (a test keeps the two the same)."""
     lines = ["| code (N = 00) | outcome | what the till sees | N |", "|---|---|---|---|"]
     for row in TABLE:
         lines.append(f"| `{row.example}` | {row.outcome.value} | {row.does} | {row.n_means or '—'} |")
+    return "\n".join(lines)
+
+
+def markdown_amounts() -> str:
+    """The QR amount table as docs/sandbox.md shows it."""
+    lines = ["| amount (minor units) | e.g. | outcome | what happens |", "|---|---|---|---|"]
+    for row in QR_AMOUNTS:
+        lines.append(
+            f"| {row.minor} | USD {row.minor // 100}.{row.minor % 100:02d}, JPY {row.minor} "
+            f"| {row.outcome.value} | {row.does} |"
+        )
     return "\n".join(lines)

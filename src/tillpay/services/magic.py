@@ -31,13 +31,21 @@ from sqlalchemy import and_, insert, select, update
 
 from tillpay.domain import paycode
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.magic import Looked, Magic, Wallet, delay_seconds, lookup
+from tillpay.domain.magic import (
+    QR_ANSWER_SECONDS,
+    Looked,
+    Magic,
+    Wallet,
+    delay_seconds,
+    lookup,
+    lookup_amount,
+)
 from tillpay.domain.money import exponent, format_amount
 from tillpay.services import confirmation, wallets
 from tillpay.services import risk as risk_service
 from tillpay.services.payment_common import PayCommand, request_digest
 from tillpay.services.platform import Merchant, Platform
-from tillpay.services.views import PayOutcome
+from tillpay.services.views import PaymentView, PayOutcome
 from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.magic")
@@ -49,6 +57,8 @@ _FLOOR_MAJOR = 10_000_000
 _TOPUP_MAJOR = 100_000_000
 #: How old the code of ``CODE_EXPIRED`` is (well past the two minutes a code is valid).
 _EXPIRED_AGE = timedelta(minutes=10)
+#: The action of a magic QR order: this, then the kind of the wallet that answers it (``qr-funded``).
+_QR = "qr-"
 #: How many codes of the wallet a magic pay tries when concurrent ones took the slot it picked.
 _TRIES = 8
 #: What the notification inspector shows for a delivery a magic code recorded as failed.
@@ -243,6 +253,37 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
     return result
 
 
+async def precreated(p: Platform, merchant: Merchant, view: PaymentView) -> None:
+    """A QR order just made: if its amount is a magic one here, a sandbox customer answers it
+    ``QR_ANSWER_SECONDS`` later on the merchant's clock (``answer_due``)."""
+    row = lookup_amount(view.price_amount)
+    if row is None or not (merchant.is_test or p.settings.sandbox):
+        return
+    now = p.now()
+    async with p.engine.begin() as conn:
+        await conn.execute(
+            insert(t.sandbox_actions).values(
+                payment_id=view.id,
+                merchant_id=merchant.id,
+                action=f"{_QR}{row.wallet.value}",
+                due_at=merchant.clock(now) + timedelta(seconds=QR_ANSWER_SECONDS),
+                created_at=now,
+            )
+        )
+
+
+async def _answer(p: Platform, merchant: Merchant, action: str, user_id: int | None, trade_no: str) -> None:
+    if action.startswith(_QR):
+        payer = await wallet(p, merchant, Wallet(action.removeprefix(_QR)))
+        await confirmation.confirm(p, payer.id, MAGIC_PIN, trade_no, precreated=True)
+    elif user_id is None:
+        return
+    elif action == "confirm":
+        await confirmation.confirm(p, user_id, MAGIC_PIN, trade_no)
+    else:
+        await confirmation.reject(p, user_id, trade_no)
+
+
 async def answer_due(p: Platform) -> int:
     """The worker's pass: the customer answers each magic confirmation whose time came on its merchant's
     clock (a moved test clock brings it forward); how many were answered."""
@@ -261,7 +302,7 @@ async def answer_due(p: Platform) -> int:
                 .join(t.payments, t.payments.c.id == t.sandbox_actions.c.payment_id)
                 .where(
                     t.sandbox_actions.c.done_at.is_(None),
-                    t.sandbox_actions.c.action.in_(("confirm", "reject")),
+                    t.sandbox_actions.c.action != "fail_notify",
                 )
                 .order_by(t.sandbox_actions.c.due_at)
             )
@@ -283,10 +324,7 @@ async def answer_due(p: Platform) -> int:
         if claimed.rowcount != 1:
             continue  # another worker answers it
         try:
-            if row.action == "confirm":
-                await confirmation.confirm(p, row.user_id, MAGIC_PIN, row.trade_no)
-            else:
-                await confirmation.reject(p, row.user_id, row.trade_no)
+            await _answer(p, merchant, row.action, row.user_id, row.trade_no)
             answered += 1
         except TillpayError as e:
             # The till cancelled it, or it expired, before the customer's answer: nothing left to answer.
@@ -317,4 +355,13 @@ async def fails_delivery(p: Platform, merchant: Merchant, outbox_row: Any) -> bo
     return bool(res.rowcount == 1)
 
 
-__all__ = ["FAILED_DELIVERY", "MAGIC_PIN", "answer_due", "fails_delivery", "honoured", "pay", "wallet"]
+__all__ = [
+    "FAILED_DELIVERY",
+    "MAGIC_PIN",
+    "answer_due",
+    "fails_delivery",
+    "honoured",
+    "pay",
+    "precreated",
+    "wallet",
+]
