@@ -43,7 +43,7 @@ from tillpay.domain.magic import (
 from tillpay.domain.money import exponent, format_amount
 from tillpay.services import confirmation, wallets
 from tillpay.services import risk as risk_service
-from tillpay.services.payment_common import PayCommand, request_digest
+from tillpay.services.payment_common import PayCommand
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
 from tillpay.store import tables as t
@@ -191,7 +191,6 @@ def _wallet_kind(looked: Looked) -> Wallet:
 async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> PayOutcome:
     """Pay a magic code through the real pay (``charge``), with the outcome of its row."""
     outcome = looked.row.outcome
-    digest = request_digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
     async with p.engine.connect() as conn:
         repeat = (
             await conn.execute(
@@ -202,14 +201,14 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
             )
         ).first()
     if repeat is not None:
-        # A repeated request: the pay answers it with the first result (the stored digest is the magic
-        # code's, below), or refuses it if it differs.
+        # A repeated request: the pay answers it with the first result (its digest is of the code the
+        # till sent, ``sent_code``), or refuses it if it differs.
         return await charge(p, cmd, magic=False)
     if outcome is Magic.SLOW_ANSWER:
         await asyncio.sleep(delay_seconds(looked))  # no connection is open while the till waits
     user = await wallet(p, cmd.merchant, _wallet_kind(looked))
     for attempt in range(_TRIES):
-        real = replace(cmd, code=await _code(p, user.id, outcome))
+        real = replace(cmd, code=await _code(p, user.id, outcome), sent_code=cmd.code)
         try:
             result = await charge(p, real, magic=False)
             break
@@ -221,25 +220,18 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
     if result.replayed:
         return result  # the till cancelled the id while a slow answer waited: the pay found it closed
     now = p.now()
-    async with p.engine.begin() as conn:
-        # A repeat of this request (same magic code) is answered by the pay as a repeat.
-        await conn.execute(
-            update(t.payments)
-            .where(t.payments.c.merchant_id == cmd.merchant.id, t.payments.c.trade_no == view.trade_no)
-            .values(request_digest=digest)
-        )
-        action: dict[str, Any] | None = None
-        if result.code is Code.WAIT_BUYER_CONFIRM and outcome in (
-            Magic.CONFIRM_THEN_CONFIRMED,
-            Magic.CONFIRM_THEN_REJECTED,
-            Magic.UNKNOWN_THEN_SUCCESS,
-        ):
-            answer = "reject" if outcome is Magic.CONFIRM_THEN_REJECTED else "confirm"
-            due = cmd.merchant.clock(now) + timedelta(seconds=looked.n)
-            action = {"action": answer, "due_at": due}
-        elif outcome is Magic.NOTIFY_FAILS and result.code is None and looked.n:
-            action = {"action": "fail_notify", "remaining": looked.n}
-        if action is not None:
+    action: dict[str, Any] | None = None
+    if result.code is Code.WAIT_BUYER_CONFIRM and outcome in (
+        Magic.CONFIRM_THEN_CONFIRMED,
+        Magic.CONFIRM_THEN_REJECTED,
+        Magic.UNKNOWN_THEN_SUCCESS,
+    ):
+        answer = "reject" if outcome is Magic.CONFIRM_THEN_REJECTED else "confirm"
+        action = {"action": answer, "due_at": cmd.merchant.clock(now) + timedelta(seconds=looked.n)}
+    elif outcome is Magic.NOTIFY_FAILS and result.code is None and looked.n:
+        action = {"action": "fail_notify", "remaining": looked.n}
+    if action is not None:
+        async with p.engine.begin() as conn:
             await conn.execute(
                 insert(t.sandbox_actions).values(
                     payment_id=view.id, merchant_id=cmd.merchant.id, created_at=now, **action

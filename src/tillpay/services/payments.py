@@ -342,7 +342,9 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
             Code.CURRENCY_NOT_SUPPORT,
             f"this merchant settles in {cmd.merchant.settlement_currency}, not {cmd.settle_currency}",
         )
-    digest = request_digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
+    digest = request_digest(
+        "pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.sent_code or cmd.code
+    )
 
     async with p.engine.connect() as conn:
         now = p.now()
