@@ -414,10 +414,23 @@ def test_antom_notify_payment_verifies_with_the_sdk(sdk_env: Env, json_receiver:
     assert d.call("verify", body=body.decode().replace('"300"', '"301"'), **args) is False
 
 
-def test_antom_sdk_pays_a_test_merchant_through_the_sandbox_path(sdk_env: Env) -> None:
+# ------------------------------------------------------------------------ test credentials
+
+
+@pytest.fixture(scope="module")
+def test_credentials(sdk_env: Env) -> Any:
+    """The test credentials of the module's merchant (its private key is shown once: when they are made)."""
+    from tillpay.services import merchants
+
+    return sdk_env.run(lambda p: merchants.test_merchant_of(p, sdk_env.merchant["partner_id"]))
+
+
+def test_antom_sdk_pays_a_test_merchant_through_the_sandbox_path(sdk_env: Env, test_credentials: Any) -> None:
     """global-open-sdk-python, unchanged, with test credentials: their ``SANDBOX_`` client id makes it
     call ``/ams/sandbox/api/...`` (its ``adjust_sandbox_url``), signed over that path, which Tillpay
     serves for test merchants; a real wallet is refused there (sandbox money only)."""
+    # The CLI prints these (tests/e2e/test_test_mode_cli.py); the private key is shown once, when made,
+    # so this module's tests share the credentials the first of them made.
     out = subprocess.run(
         [*TILLPAY, "--json", "merchant", "test-credentials", sdk_env.merchant["partner_id"]],
         capture_output=True,
@@ -426,8 +439,14 @@ def test_antom_sdk_pays_a_test_merchant_through_the_sandbox_path(sdk_env: Env) -
         check=True,
         timeout=120,
     )
-    test = json.loads(out.stdout)
-    assert test["client_id"].startswith("SANDBOX_")
+    shown = json.loads(out.stdout)
+    assert shown["client_id"] == test_credentials.merchant.client_id
+    assert shown["client_id"].startswith("SANDBOX_") and shown["merchant_private_key"] is None
+    test = {
+        "client_id": test_credentials.merchant.client_id,
+        "merchant_private_key": test_credentials.merchant_private_key,
+        "tillpay_public_key": test_credentials.merchant.gateway_public_key,
+    }
 
     async def sandbox_wallet(p: Platform) -> f.Customer:
         _, device = await wallets.add_user(
@@ -459,3 +478,91 @@ def test_antom_sdk_pays_a_test_merchant_through_the_sandbox_path(sdk_env: Env) -
     finally:
         d.close()
     assert balance(sdk_env, real) == 1_000_000
+
+
+# ------------------------------------------------------------------------------------- magic codes
+
+
+@pytest.fixture
+def magic_sdks(sdk_env: Env, test_credentials: Any) -> Iterator[Env]:
+    """The three SDKs signing with the test credentials of the module's merchant (magic codes are honoured
+    for a test merchant on this production server); set back to the live credentials afterwards."""
+    test = test_credentials
+    m = test.merchant
+
+    def init(app_id: str, client_id: str, private_key: str, public_key: str) -> None:
+        sdk_env.fzlee.call(
+            "init", url=sdk_env.https.url, app_id=app_id, private_key=private_key, public_key=public_key
+        )
+        sdk_env.official.call(
+            "init", url=sdk_env.http.url, app_id=app_id, private_key=private_key, public_key_pem=public_key
+        )
+        sdk_env.antom.call(
+            "init",
+            url=sdk_env.https.url,
+            client_id=client_id,
+            private_key=private_key,
+            public_key_pem=public_key,
+        )
+
+    init(m.app_id, m.client_id, test.merchant_private_key, m.gateway_public_key)
+    try:
+        yield sdk_env
+    finally:
+        live = sdk_env.merchant
+        init(live["app_id"], live["client_id"], live["merchant_private_key"], live["tillpay_public_key"])
+
+
+def poll(ask: Any, waiting: str) -> str:
+    """Ask for the status until it is no longer ``waiting`` (the worker answers within seconds)."""
+    status = waiting
+    for _ in range(200):
+        status = ask()
+        if status != waiting:
+            break
+        time.sleep(0.1)
+    return str(status)
+
+
+@pytest.mark.parametrize("sdk", OPEN_SDKS)
+def test_magic_codes_through_the_open_platform_sdks(magic_sdks: Env, sdk: str) -> None:
+    from tillpay.domain.magic import Magic, code_for
+
+    d = open_sdk(magic_sdks, sdk)
+
+    def pay(no: str, code: str) -> Any:
+        return d.call("pay", out_trade_no=no, auth_code=code, subject="Magic", total_amount="12.50")
+
+    def status(no: str) -> str:
+        return str(d.call("query", out_trade_no=no)["trade_status"])
+
+    assert pay(f"{sdk}-MG1", code_for(Magic.SUCCESS))["code"] == "10000"
+    assert status(f"{sdk}-MG1") == "TRADE_SUCCESS"
+    assert pay(f"{sdk}-MG2", code_for(Magic.CONFIRM_THEN_CONFIRMED, 1))["code"] == "10003"
+    assert poll(lambda: status(f"{sdk}-MG2"), "WAIT_BUYER_PAY") == "TRADE_SUCCESS"
+    low = pay(f"{sdk}-MG3", code_for(Magic.BALANCE_NOT_ENOUGH))
+    assert (low["code"], low["sub_code"]) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
+    unknown = pay(f"{sdk}-MG4", code_for(Magic.UNKNOWN_THEN_SUCCESS))
+    assert (unknown["code"], unknown["sub_code"]) == ("20000", "ACQ.SYSTEM_ERROR")
+    assert status(f"{sdk}-MG4") == "TRADE_SUCCESS"
+
+
+def test_magic_codes_through_the_antom_sdk(magic_sdks: Env) -> None:
+    from tillpay.domain.magic import Magic, code_for
+
+    d = magic_sdks.antom
+
+    def pay(request_id: str, code: str) -> tuple[str, str]:
+        r = d.call("pay", request_id=request_id, code=code, currency="CNY", value="1250", subject="Magic")
+        return r["result"]["resultStatus"], r["result"]["resultCode"]
+
+    def status(request_id: str) -> str:
+        return str(d.call("inquiry", request_id=request_id)["paymentStatus"])
+
+    assert pay("A-MG1", code_for(Magic.SUCCESS)) == ("S", "SUCCESS")
+    assert status("A-MG1") == "SUCCESS"
+    assert pay("A-MG2", code_for(Magic.CONFIRM_THEN_CONFIRMED, 1)) == ("U", "PAYMENT_IN_PROCESS")
+    assert poll(lambda: status("A-MG2"), "PROCESSING") == "SUCCESS"
+    assert pay("A-MG3", code_for(Magic.BALANCE_NOT_ENOUGH)) == ("F", "USER_BALANCE_NOT_ENOUGH")
+    assert pay("A-MG4", code_for(Magic.UNKNOWN_THEN_SUCCESS)) == ("U", "UNKNOWN_EXCEPTION")
+    assert status("A-MG4") == "SUCCESS"

@@ -51,6 +51,9 @@ class PayCommand:
     secondary_merchant_name: str | None = None
     secondary_merchant_industry: str | None = None
     store_name: str | None = None
+    #: The code as the till sent it, when ``code`` stands in for it (a magic code, docs/sandbox.md): a
+    #: repeated request is compared with what the till sent.
+    sent_code: str | None = None
 
     def secondary(self) -> secmerchant.SecondaryRef:
         """The pay's secondary merchant and store, as sent."""

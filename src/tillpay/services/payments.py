@@ -30,6 +30,7 @@ from tillpay.domain.paydecision import PayVerdict
 from tillpay.domain.payment import Status
 from tillpay.services import code_limits, paypath, secmerchants, stores, testmode
 from tillpay.services import fx as fx_service
+from tillpay.services import magic as magic_service
 from tillpay.services import risk as risk_service
 from tillpay.services.code_limits import bad_code_alert as bad_code_alert
 from tillpay.services.code_limits import bad_codes_in_window as bad_codes_in_window
@@ -331,15 +332,23 @@ async def _payer_carefully(
     return _Read(gate, device_no, device.id, device.user_id, device.created_at, user.login_id)
 
 
-async def pay(p: Platform, cmd: PayCommand) -> PayOutcome:
-    """Charge a customer-presented payment code, exactly once per (merchant, partner_trans_id)."""
+async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome:
+    """Charge a customer-presented payment code, exactly once per (merchant, partner_trans_id).
+
+    A magic code (docs/sandbox.md) for a test merchant or on a sandbox server is paid by
+    ``services.magic``, which comes back here with a real code (``magic=False``).
+    """
+    if magic and (looked := magic_service.honoured(p, cmd.merchant, cmd.code)) is not None:
+        return await magic_service.pay(p, cmd, looked, pay)
     check_amount(cmd.price_amount, cmd.price_currency)
     if cmd.settle_currency != cmd.merchant.settlement_currency:
         raise TillpayError(
             Code.CURRENCY_NOT_SUPPORT,
             f"this merchant settles in {cmd.merchant.settlement_currency}, not {cmd.settle_currency}",
         )
-    digest = request_digest("pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.code)
+    digest = request_digest(
+        "pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.sent_code or cmd.code
+    )
 
     async with p.engine.connect() as conn:
         now = p.now()

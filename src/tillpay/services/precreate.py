@@ -10,7 +10,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import find_rate
 from tillpay.domain.money import convert
 from tillpay.domain.payment import Status
-from tillpay.services import stores
+from tillpay.services import magic, stores
 from tillpay.services.payment_common import (
     PrecreateCommand,
     check_amount,
@@ -76,7 +76,9 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
         if pid is None:
             raise TillpayError(Code.SYSTEM_ERROR, "concurrent precreate with the same id; retry")
         row = (await conn.execute(select(t.payments).where(t.payments.c.id == pid))).one()
-        return PaymentView.from_row(row)
+    view = PaymentView.from_row(row)
+    await magic.precreated(p, cmd.merchant, view)  # a magic amount (docs/sandbox.md), where honoured
+    return view
 
 
 def qr_url(p: Platform, trade_no: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from tillpay.domain import ledger, paycode
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
-from tillpay.services.payments import MAX_MAJOR
+from tillpay.services.payment_common import MAX_MAJOR
 from tillpay.services.platform import Platform
 from tillpay.services.security import hash_secret
 from tillpay.store.ledger import post_entry

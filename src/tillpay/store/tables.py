@@ -669,3 +669,24 @@ terminal_heartbeats = Table(
     Column("beats", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("merchant_id", "terminal_id", name="uq_terminal_heartbeats_merchant_terminal"),
 )
+
+#: What a magic payment code (domain/magic.py, docs/sandbox.md) still has to do after its pay: the
+#: customer's answer to a confirmation at ``due_at`` on the merchant's clock (``confirm``, ``reject``), or
+#: ``remaining`` deliveries of the payment's notification to record as failed (``fail_notify``). Only
+#: sandbox payments (a sandbox wallet paying) ever have rows here.
+sandbox_actions = Table(
+    "sandbox_actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("payment_id", Integer, ForeignKey("payments.id"), nullable=False),
+    Column("merchant_id", Integer, ForeignKey("merchants.id"), nullable=False),
+    Column("action", String(16), nullable=False),  # confirm | reject | fail_notify
+    #: confirm, reject: when the customer answers, on the merchant's clock (``Merchant.clock``).
+    Column("due_at", UTCDateTime),
+    #: fail_notify: deliveries still to record as failed.
+    Column("remaining", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    UniqueConstraint("payment_id", "action", name="uq_sandbox_actions_payment_action"),
+    Index("ix_sandbox_actions_open", "done_at", "action"),
+)

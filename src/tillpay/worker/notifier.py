@@ -22,7 +22,7 @@ from tillpay.outbound import USER_AGENT, Answer, OutboundClient, OutboundError, 
 from tillpay.protocols.antom import notify as antom_notify
 from tillpay.protocols.mapi import notify as mapi_notify
 from tillpay.protocols.openapi import notify as openapi_notify
-from tillpay.services import testmode
+from tillpay.services import magic, testmode
 from tillpay.services.platform import Merchant, Platform
 from tillpay.store import outbox
 from tillpay.store import tables as t
@@ -156,6 +156,8 @@ async def _deliver_one(p: Platform, client: OutboundClient, row: Any, rid: str |
         report = log.warning if e.final else log.info
         report("notify_no_answer", notify_id=row.notify_id, merchant_id=row.merchant_id, detail=e.detail)
     ok = answer is not None and answer.status == 200 and acknowledged(answer.body)
+    if ok and await magic.fails_delivery(p, merchant, row):
+        ok, error = False, magic.FAILED_DELIVERY  # sent for real, counted as failed (docs/sandbox.md)
     attempts = row.attempts + 1
     plan = schedule(p)
     if ok:

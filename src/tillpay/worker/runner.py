@@ -8,7 +8,7 @@ import asyncio
 import structlog
 
 from tillpay.outbound import OutboundClient
-from tillpay.services import payments
+from tillpay.services import magic, payments
 from tillpay.services.platform import Platform
 from tillpay.worker.notifier import Notifier, deliver_due, wait_any
 
@@ -21,6 +21,7 @@ EXPIRE_BATCH = 500
 async def run_once(p: Platform, client: OutboundClient) -> tuple[int, int]:
     """One pass: (payments closed by timeout, notifications attempted)."""
     closed = await payments.expire_due(p, EXPIRE_BATCH)
+    await magic.answer_due(p)
     sent = await deliver_due(p, client)
     return closed, sent
 
@@ -30,6 +31,7 @@ async def expire_loop(p: Platform, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             closed = await payments.expire_due(p, EXPIRE_BATCH)
+            await magic.answer_due(p)  # a sandbox customer's answers to magic codes' confirmations
         except Exception:
             log.exception("expiry_pass_failed")
             closed = 0
