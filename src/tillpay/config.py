@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     notify_allow_networks: str = ""
     #: Ports notifications may go to: ports and ranges, e.g. ``80,443,8080,8443,9000-9099``.
     notify_allow_ports: str = "80,443,8080,8443"
+    #: The console's Redeliver: one notification at most once per this many seconds, and a merchant's
+    #: notifications at most ``redeliver_per_minute`` times a minute (docs/security.md).
+    redeliver_interval_seconds: int = 60
+    redeliver_per_minute: int = 20
     log_level: str = "info"
     #: A bearer token for ``/metrics`` (``Authorization: Bearer <token>``). Empty: a production server
     #: serves ``/metrics`` to loopback clients only, a sandbox to anyone (docs/operations.md).
@@ -139,7 +143,13 @@ class Settings(BaseSettings):
         parse_ports(value)
         return value
 
-    @field_validator("notify_timeout_seconds", "notify_concurrency", "notify_per_merchant")
+    @field_validator(
+        "notify_timeout_seconds",
+        "notify_concurrency",
+        "notify_per_merchant",
+        "redeliver_interval_seconds",
+        "redeliver_per_minute",
+    )
     @classmethod
     def _positive(cls, value: float) -> float:  # float-ok: seconds or counts
         if value <= 0:

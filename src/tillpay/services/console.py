@@ -29,7 +29,7 @@ from tillpay.domain.money import exponent, format_amount
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
 from tillpay.outbound import excerpt, notify_url_problem
-from tillpay.services import merchants, payments, settlement, wallets
+from tillpay.services import attempts, merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.store import outbox
@@ -731,12 +731,23 @@ async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notific
 async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
     """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's.
 
-    False if it is being sent right now (a worker holds it): that attempt is not doubled.
+    False if it is being sent right now (a worker holds it): that attempt is not doubled. Throttled
+    (nothing changed) past Redeliver's rate limits: ``redeliver_interval_seconds`` per notification,
+    ``redeliver_per_minute`` per merchant.
     """
-    found = await outbox.redeliver(p.engine, merchant_id, notify_id, p.now())
+    found = await outbox.redeliver(
+        p.engine,
+        merchant_id,
+        notify_id,
+        p.now(),
+        interval=timedelta(seconds=p.settings.redeliver_interval_seconds),
+        per_minute=p.settings.redeliver_per_minute,
+    )
     if found is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
-    return found
+    if found.outcome == "wait":
+        raise attempts.Throttled(found.retry_after)
+    return found.outcome == "queued"
 
 
 # ---------------------------------------------------------------------------------------- integration

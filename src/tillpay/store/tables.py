@@ -282,6 +282,8 @@ outbox = Table(
     Column("delivered_at", UTCDateTime),
     #: The X-Request-Id of the request whose change this tells of (None: not caused by a request).
     Column("request_id", String(128)),
+    #: When the console last queued it again (Redeliver), for Redeliver's rate limits; None: never.
+    Column("redelivered_at", UTCDateTime),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

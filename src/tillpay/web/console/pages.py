@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text
-from tillpay.services import console, console_auth, heartbeats, payments, secmerchants, stores
+from tillpay.services import attempts, console, console_auth, heartbeats, payments, secmerchants, stores
 from tillpay.services.console_auth import ConsoleSession
 from tillpay.services.platform import Merchant, Platform
 from tillpay.web import kit
@@ -576,7 +576,12 @@ async def notifications(ctx: Ctx) -> Response:
     items = await console.notifications(ctx.p, ctx.user.merchant_id)
     q = ctx.request.query_params
     return _render(
-        ctx, "notifications.html", items=items, done=q.get("redelivered"), sending=q.get("sending")
+        ctx,
+        "notifications.html",
+        items=items,
+        done=q.get("redelivered"),
+        sending=q.get("sending"),
+        wait=_wait_seconds(q.get("wait")),
     )
 
 
@@ -590,7 +595,19 @@ async def notification_detail(ctx: Ctx) -> Response:
         raise TillpayError(Code.NOT_FOUND)
     n = await console.notification(ctx.p, ctx.user.merchant_id, notify_id)
     q = ctx.request.query_params
-    return _render(ctx, "notification.html", n=n, done="redelivered" in q, sending="sending" in q)
+    return _render(
+        ctx,
+        "notification.html",
+        n=n,
+        done="redelivered" in q,
+        sending="sending" in q,
+        wait=_wait_seconds(q.get("wait")),
+    )
+
+
+def _wait_seconds(text: str | None) -> int | None:
+    """Redeliver's "try again in N s", from the redirect's query (digits only, else nothing shown)."""
+    return int(text) if text and text.isdigit() and len(text) <= 5 else None
 
 
 @page()
@@ -602,11 +619,15 @@ async def redeliver(ctx: Ctx) -> Response:
     notify_id = ctx.request.path_params["notify_id"]
     if not _NOTIFY_ID_RE.match(notify_id):
         raise TillpayError(Code.NOT_FOUND)
-    queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
-    outcome = "redelivered" if queued else "sending"
+    try:
+        queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
+        outcome, value = ("redelivered" if queued else "sending"), notify_id
+    except attempts.Throttled as e:
+        log.info("redeliver throttled", notify_id=notify_id, retry_after=e.retry_after)
+        outcome, value = "wait", str(e.retry_after)
     if form.get("back") == "detail":
-        return ctx.redirect(f"/console/notifications/{notify_id}?{outcome}=1")
-    return ctx.redirect("/console/notifications?" + urlencode({outcome: notify_id}))
+        return ctx.redirect(f"/console/notifications/{notify_id}?" + urlencode({outcome: value}))
+    return ctx.redirect("/console/notifications?" + urlencode({outcome: value}))
 
 
 # ---------------------------------------------------------------------------------------------- stores
@@ -662,9 +683,14 @@ async def store_status(ctx: Ctx) -> Response:
     form = await _form(ctx)
     ctx.require("stores")
     kind = "terminal" if form.get("kind") == "terminal" else "store"
-    await stores.set_status(
-        ctx.p, ctx.user.merchant_id, kind, str(form.get("ident", "")), str(form.get("status", ""))
-    )
+    try:
+        await stores.set_status(
+            ctx.p, ctx.user.merchant_id, kind, str(form.get("ident", "")), str(form.get("status", ""))
+        )
+    except TillpayError as e:
+        if e.code is Code.NOT_FOUND:
+            raise
+        return ctx.redirect("/console/stores?" + urlencode({"error": e.detail}))
     return ctx.redirect("/console/stores")
 
 
