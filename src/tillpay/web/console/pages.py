@@ -494,6 +494,7 @@ async def integration(ctx: Ctx) -> Response:
         keys=await console.key_versions(ctx.p, m),
         error=ctx.request.query_params.get("error", "")[:200] or None,
         done=ctx.request.query_params.get("done", "")[:60] or None,
+        new_md5_key=None,
     )
 
 
@@ -527,6 +528,46 @@ async def key_revoke(ctx: Ctx) -> Response:
         return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
     log.info("console key revoked", user=ctx.user.id, version=version)
     return ctx.redirect("/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
+
+
+@page()
+async def sign_types(ctx: Ctx) -> Response:
+    """Choose the sign types the merchant's requests may use (leaving MD5 out disables the MD5 key)."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    try:
+        m = await console.set_sign_types(
+            ctx.p, await ctx.merchant(), [str(v) for v in form.getlist("sign_type")]
+        )
+    except TillpayError as e:
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console sign types", user=ctx.user.id, sign_types=sorted(m.sign_types or ["all"]))
+    return ctx.redirect("/console/integration?" + urlencode({"done": "sign types saved"}))
+
+
+@page()
+async def md5_rotate(ctx: Ctx) -> Response:
+    """A new MD5 key, shown on this answer only (never in a URL or a log)."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    m = await ctx.merchant()
+    try:
+        key = await console.rotate_md5_key(ctx.p, m, end_old_now=form.get("end_old_now") == "1")
+    except TillpayError as e:
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console md5 key rotated", user=ctx.user.id)
+    m = await ctx.p.merchant_by_partner(m.partner_id, fresh=True)
+    resp = _render(
+        ctx,
+        "integration.html",
+        m=m,
+        keys=await console.key_versions(ctx.p, m),
+        error=None,
+        done="a new MD5 key is current",
+        new_md5_key=key,
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @page()
@@ -764,6 +805,8 @@ def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/console/integration/keys", key_rotate, methods=["POST"]),
         Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
         Route("/console/integration/notify-url", notify_url, methods=["POST"]),
+        Route("/console/integration/sign-types", sign_types, methods=["POST"]),
+        Route("/console/integration/md5-rotate", md5_rotate, methods=["POST"]),
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         *sandbox_only,
         Route("/console/notifications", notifications),
