@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
@@ -47,14 +47,25 @@ class TerminalHealth:
         return self.name is not None
 
 
-async def record(p: Platform, merchant_id: int, beats: Sequence[Beat], reported_at: datetime | None) -> None:
-    """Record one heartbeat request: all of its terminals, or (on any refusal) none of them."""
+async def record(
+    p: Platform,
+    merchant_id: int,
+    beats: Sequence[Beat],
+    reported_at: datetime | None,
+    signed_at: datetime | None = None,
+) -> None:
+    """Record one heartbeat request: all of its terminals, or (on any refusal) none of them.
+
+    ``signed_at`` is the request's time when the digest covers it (the body's ``reqTime``): a terminal's
+    beat is recorded only when it is newer than the last one recorded, so a replayed request changes
+    nothing; and a terminal that has sent signed times takes no unsigned beat any more.
+    """
     now = p.now()
     async with p.engine.begin() as conn:
         # In terminal-id order, so two requests naming the same terminals lock their rows in the same
         # order on PostgreSQL (no deadlock); the sort is stable, so a repeated id keeps its last entry.
         for beat in sorted(beats, key=lambda b: b.terminal_id):
-            await _record_one(p, conn, merchant_id, beat, reported_at, now)
+            await _record_one(p, conn, merchant_id, beat, reported_at, signed_at, now)
 
 
 async def _record_one(
@@ -63,6 +74,7 @@ async def _record_one(
     merchant_id: int,
     beat: Beat,
     reported_at: datetime | None,
+    signed_at: datetime | None,
     now: datetime,
 ) -> None:
     h = t.terminal_heartbeats
@@ -77,10 +89,19 @@ async def _record_one(
         last_seen_at=now,
     )
     mine = (h.c.merchant_id == merchant_id) & (h.c.terminal_id == beat.terminal_id)
-    for _ in range(2):
-        res = await conn.execute(update(h).where(mine).values(**latest, beats=h.c.beats + 1))
+    if signed_at is None:
+        newer = h.c.signed_at.is_(None)
+    else:
+        newer = or_(h.c.signed_at.is_(None), h.c.signed_at < signed_at)
+        latest["signed_at"] = signed_at
+    for attempt in range(2):
+        res = await conn.execute(update(h).where(mine, newer).values(**latest, beats=h.c.beats + 1))
         if res.rowcount == 1:
             return
+        if (await conn.execute(select(h.c.id).where(mine))).first() is not None:
+            if attempt:
+                return  # not newer than the beat recorded last: a replay (or late), nothing to record
+            continue  # inserted by another server process since our UPDATE: try it once more
         known = (
             await conn.execute(select(func.count()).select_from(h).where(h.c.merchant_id == merchant_id))
         ).scalar_one()

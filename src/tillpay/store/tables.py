@@ -646,6 +646,9 @@ terminal_heartbeats = Table(
     Column("scene_code", String(64)),
     #: The terminal's own time for the beat (the ``reqTime`` header); its clock may be wrong.
     Column("reported_at", UTCDateTime),
+    #: The latest recorded beat's time as the terminal signed it (the body's ``reqTime``, Tillpay's
+    #: addition): a beat not newer than this is a replay and is not recorded. None: never signed.
+    Column("signed_at", UTCDateTime),
     #: Tillpay's clock: when the first and the latest beat arrived.
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
