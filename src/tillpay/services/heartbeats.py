@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.heartbeat import Beat, Liveness, liveness
@@ -89,6 +90,7 @@ async def _record_one(
         last_seen_at=now,
     )
     mine = (h.c.merchant_id == merchant_id) & (h.c.terminal_id == beat.terminal_id)
+    newer: ColumnElement[bool]
     if signed_at is None:
         newer = h.c.signed_at.is_(None)
     else:
