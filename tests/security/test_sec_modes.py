@@ -262,6 +262,7 @@ async def test_concurrent_top_ups_with_one_reference_fund_once(platform: Platfor
     [
         ((), "mode production\n"),
         (("--sandbox",), "mode sandbox: self top-up and test payments on, never settled\n"),
+        (("--demo",), "mode sandbox: self top-up and test payments on, never settled\n"),
     ],
 )
 def test_serve_says_its_mode_when_it_starts(tmp_path: Path, flags: tuple[str, ...], line: str) -> None:
@@ -283,7 +284,10 @@ def test_serve_says_its_mode_when_it_starts(tmp_path: Path, flags: tuple[str, ..
         start_new_session=True,
     )
     wait_until_healthy(proc, url)
-    assert httpx.get(url + "/health").json()["mode"] == line.split()[1].rstrip(":")
+    mode = line.split()[1].rstrip(":")
+    assert httpx.get(url + "/health").json()["mode"] == mode
+    for page in ("/wallet/login", "/console/login"):  # the banner is on every page, signed in or not
+        assert ('id="sandbox-banner"' in httpx.get(url + page).text) is (mode == "sandbox")
     out = stop_process_group(proc)
-    banner = next(x for x in out.splitlines(keepends=True) if x.startswith("Tillpay "))
+    banner = next(x for x in out.splitlines(keepends=True) if x.startswith(f"Tillpay {__version__} on "))
     assert banner.startswith(f"Tillpay {__version__} on ") and banner.endswith(f", {line}")
