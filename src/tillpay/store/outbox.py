@@ -213,10 +213,10 @@ async def redeliver(
         ).first()
         if row is None:
             return None
-        if row.status == "sending" and row.next_attempt_at > now:  # a lapsed claim may go
-            return Redelivery("sending")
         if row.redelivered_at is not None and row.redelivered_at + interval > now:
             return Redelivery("wait", _seconds(row.redelivered_at + interval - now))
+        if row.status == "sending" and row.next_attempt_at > now:  # a lapsed claim may go
+            return Redelivery("sending")
         count, oldest = (
             await conn.execute(
                 select(func.count(), func.min(_o.c.redelivered_at)).where(
