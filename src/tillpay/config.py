@@ -92,10 +92,13 @@ class Settings(BaseSettings):
     notify_allow_networks: str = ""
     #: Ports notifications may go to: ports and ranges, e.g. ``80,443,8080,8443,9000-9099``.
     notify_allow_ports: str = "80,443,8080,8443"
-    #: Sample batches ("send a sample of each kind") and redeliveries one merchant may ask for per minute,
-    #: from the console or the CLI; one more is answered "try again in N s" (docs/console.md).
+    #: Sample batches ("send a sample of each kind") one merchant may ask for per minute, from the
+    #: console or the CLI; one more is answered "try again in N s" (docs/console.md).
     notify_samples_per_minute: int = 3
-    notify_redeliver_per_minute: int = 10
+    #: The console's Redeliver: one notification at most once per this many seconds, and a merchant's
+    #: notifications at most ``redeliver_per_minute`` times a minute (docs/security.md).
+    redeliver_interval_seconds: int = 60
+    redeliver_per_minute: int = 20
     log_level: str = "info"
     #: A bearer token for ``/metrics`` (``Authorization: Bearer <token>``). Empty: a production server
     #: serves ``/metrics`` to loopback clients only, a sandbox to anyone (docs/operations.md).
@@ -148,7 +151,8 @@ class Settings(BaseSettings):
         "notify_concurrency",
         "notify_per_merchant",
         "notify_samples_per_minute",
-        "notify_redeliver_per_minute",
+        "redeliver_interval_seconds",
+        "redeliver_per_minute",
     )
     @classmethod
     def _positive(cls, value: float) -> float:  # float-ok: seconds or counts

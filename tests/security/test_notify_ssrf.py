@@ -31,7 +31,6 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_every_dialect_and_the_console_refuse_an_internal_notify_url_at_the_request(live: LiveServer) -> None:
     shop = make_shop(live)
     before = counts(live)

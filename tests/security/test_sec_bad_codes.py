@@ -7,14 +7,17 @@ customer's valid code.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
 import factories as f
+from conftest import LiveServer
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.services import payments, wallets
+from tillpay.services import console_auth, payments, wallets
 from tillpay.services.payments import PayCommand
 from tillpay.services.platform import Merchant, Platform
+from web.test_wallet_http import csrf_of
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +82,36 @@ async def test_malformed_codes_from_rotating_terminals_alert_but_block_no_till(p
     out = await payments.pay(platform, pay_cmd(m, await f.code(platform, c), "OK-1", terminal_id="TILL-1"))
     assert out.code is None
     assert await balance(platform, c) == 10_000 - 1250
+
+
+def test_the_console_dashboard_shows_the_merchant_wide_alert(live: LiveServer) -> None:
+    password = "owner-password-1234"
+
+    async def setup(p: Platform) -> Merchant:
+        m = (await f.merchant(p, "CNY")).merchant
+        await console_auth.add_user(
+            p, partner_id=m.partner_id, login="alert-owner@shop.test", password=password, role="owner"
+        )
+        return m
+
+    m = live.run(setup)
+    c = httpx.Client(base_url=live.url, follow_redirects=False, timeout=20)
+    page = c.get("/console/login")
+    r = c.post(
+        "/console/login",
+        data={"login": "alert-owner@shop.test", "password": password, "csrf": csrf_of(page.text)},
+    )
+    assert r.status_code == 303
+
+    async def malformed(p: Platform, count: int) -> None:
+        for i in range(count):
+            with pytest.raises(TillpayError):
+                await payments.pay(p, pay_cmd(m, "12345", f"X-{count}-{i}", terminal_id=f"T-{count}-{i}"))
+
+    threshold = live.settings.bad_code_alert_threshold
+    live.run(lambda p: malformed(p, threshold - 1))
+    assert 'id="bad-code-alert"' not in c.get("/console/").text
+    live.run(lambda p: malformed(p, 1))
+    shown = c.get("/console/").text
+    assert 'id="bad-code-alert"' in shown and f"{threshold} invalid payment codes" in shown
+    c.close()

@@ -316,3 +316,34 @@ def test_an_idle_keep_alive_connection_is_closed(server: Served) -> None:
         while data:
             data = s.recv(65536)
         assert time.monotonic() - start < 14
+
+
+def test_connections_past_the_concurrency_limit_are_answered_503(db: str, merchant: dict[str, Any]) -> None:
+    limited = Served(db, "--limit-concurrency", "3", "--header-timeout", "30")
+    held: list[socket.socket] = []
+    try:
+        # Three connections that send nothing hold the server's three places.
+        held = [_raw(limited) for _ in range(3)]
+
+        def health() -> int:
+            with _raw(limited) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                return _status(_read_answer(s))
+
+        # The server counts a connection once its event loop has accepted it: ask until it has.
+        deadline = time.monotonic() + 20
+        while (status := health()) == 200:
+            assert time.monotonic() < deadline, "the held connections never counted"
+            time.sleep(0.05)
+        assert status == 503
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 20
+        while (status := health()) == 503:
+            assert time.monotonic() < deadline, "the places were never given back"
+            time.sleep(0.05)
+        assert status == 200
+    finally:
+        for s in held:
+            s.close()
+        limited.stop()

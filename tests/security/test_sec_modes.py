@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 import factories as f
 from conftest import LiveServer
+from tillpay import __version__
 from tillpay.cli import main
 from tillpay.domain.errors import TillpayError
 from tillpay.services import console, console_auth, settlement, wallets
@@ -251,3 +252,42 @@ async def test_concurrent_top_ups_with_one_reference_fund_once(platform: Platfor
     assert all(isinstance(r, wallets.TopUp) for r in results), results
     assert sum(1 for r in results if isinstance(r, wallets.TopUp) and r.added) == 1
     assert (await wallets.user_by_login(platform, c.user.login_id)).balance == 2500
+
+
+# ------------------------------------------------------------------------------- the start-up banner
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        ((), "mode production\n"),
+        (("--sandbox",), "mode sandbox: self top-up and test payments on, never settled\n"),
+        (("--demo",), "mode sandbox: self top-up and test payments on, never settled\n"),
+    ],
+)
+def test_serve_says_its_mode_when_it_starts(tmp_path: Path, flags: tuple[str, ...], line: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port
+    from serving import stop_process_group, wait_until_healthy
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tillpay.cli", "serve", "--port", str(port), "--no-worker", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TILLPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'banner.db'}"},
+        start_new_session=True,
+    )
+    wait_until_healthy(proc, url)
+    mode = line.split()[1].rstrip(":")
+    assert httpx.get(url + "/health").json()["mode"] == mode
+    for page in ("/wallet/login", "/console/login"):  # the banner is on every page, signed in or not
+        assert ('id="sandbox-banner"' in httpx.get(url + page).text) is (mode == "sandbox")
+    out = stop_process_group(proc)
+    banner = next(x for x in out.splitlines(keepends=True) if x.startswith(f"Tillpay {__version__} on "))
+    assert banner.startswith(f"Tillpay {__version__} on ") and banner.endswith(f", {line}")

@@ -255,6 +255,7 @@ class MapiClient:
                 "ILLEGAL_PARTNER",
                 "ILLEGAL_SIGN_TYPE",
                 "ILLEGAL_CHARSET",
+                "SYSTEM_ERROR",  # the gateway could not read the merchant's key (its database is down)
             ):
                 return  # the gateway had nothing to sign with; the rejection itself is still reported
             raise SignatureError("the response is not signed")

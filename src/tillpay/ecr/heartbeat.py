@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -58,6 +58,8 @@ class HeartbeatSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http: httpx.Client | None = None
+        self._last_time: datetime | None = None
+        self._time_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -94,8 +96,19 @@ class HeartbeatSender:
             if self._stop.wait(self.cfg.heartbeat_interval):
                 return
 
-    def body(self, action: str) -> bytes:
-        """The request body: one HeartBeatInfo for this terminal."""
+    def _req_time(self) -> str:
+        """This beat's ``reqTime``, always later than the last one sent (the gateway records a terminal's
+        beat only when its signed time is newer than the last: a replay is not)."""
+        with self._time_lock:  # the timer's thread and the SIGNOFF at close may both ask
+            when = self.now()
+            if self._last_time is not None and when <= self._last_time:
+                when = self._last_time + timedelta(milliseconds=1)
+            self._last_time = when
+        return when.isoformat(timespec="milliseconds")
+
+    def body(self, action: str, req_time: str | None = None) -> bytes:
+        """The request body: one HeartBeatInfo for this terminal, and (Tillpay's addition, so the digest
+        covers it) the request's time."""
         cfg = self.cfg
         info = {
             # A merchant without secondary merchants names itself here (guess: the field is required
@@ -112,19 +125,23 @@ class HeartbeatSender:
             "networkType": "LAN",
             "action": action,
         }
-        return json.dumps({"heartBeat": [info]}, separators=(",", ":")).encode()
+        doc: dict[str, object] = {"heartBeat": [info]}
+        if req_time is not None:
+            doc["reqTime"] = req_time
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     def send(self, action: str = "SIGNON") -> bool:
         """Send one heartbeat now; True if the gateway accepted it. Failures are logged, never raised."""
         http = self._http
         if http is None or not self.cfg.md5_key:
             return False
-        body = self.body(action)
+        req_time = self._req_time()
+        body = self.body(action, req_time)
         headers = {
             "Content-Type": "application/json; charset=UTF-8",
             "version": VERSION,
             "isvId": self.cfg.partner,
-            "reqTime": self.now().isoformat(timespec="milliseconds"),
+            "reqTime": req_time,
             "digest": signing.salted_sha256(body, self.cfg.md5_key),
         }
         try:

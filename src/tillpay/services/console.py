@@ -29,7 +29,7 @@ from tillpay.domain.money import exponent, format_amount
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
 from tillpay.outbound import excerpt, notify_url_problem
-from tillpay.services import merchants, payments, samples, settlement, wallets
+from tillpay.services import attempts, merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.store import outbox
@@ -742,14 +742,23 @@ async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notific
 async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
     """Send one of the merchant's notifications once more, now; NOT_FOUND for anyone else's.
 
-    False if it is being sent right now (a worker holds it): that attempt is not doubled. TRY_AGAIN past
-    the merchant's ``notify_redeliver_per_minute``.
+    False if it is being sent right now (a worker holds it): that attempt is not doubled. Throttled
+    (nothing changed) past Redeliver's rate limits: ``redeliver_interval_seconds`` per notification,
+    ``redeliver_per_minute`` per merchant.
     """
-    await samples.take_allowance(p, merchant_id, "redeliver")
-    found = await outbox.redeliver(p.engine, merchant_id, notify_id, p.now())
+    found = await outbox.redeliver(
+        p.engine,
+        merchant_id,
+        notify_id,
+        p.now(),
+        interval=timedelta(seconds=p.settings.redeliver_interval_seconds),
+        per_minute=p.settings.redeliver_per_minute,
+    )
     if found is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
-    return found
+    if found.outcome == "wait":
+        raise attempts.Throttled(found.retry_after)
+    return found.outcome == "queued"
 
 
 # ---------------------------------------------------------------------------------------- integration
@@ -813,6 +822,30 @@ async def rotate_key(p: Platform, merchant: Merchant, public_key_pem: str) -> in
     except signing.KeyFormatError as e:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"merchant public key: {e}") from None
     return await merchants.add_key_version(p, merchant.partner_id, public_key_pem)
+
+
+async def set_sign_types(p: Platform, merchant: Merchant, chosen: list[str]) -> Merchant:
+    """Allow only the ``chosen`` sign types (all four: every one). Refused when none is left that the
+    merchant can sign with: MD5 always can, the RSA types only with an uploaded public key."""
+    wanted = sorted({s.strip().upper() for s in chosen if s.strip()})
+    if any(s not in merchants.SIGN_TYPES for s in wanted):
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, f"sign types are {', '.join(merchants.SIGN_TYPES)}")
+    usable = {"MD5"} | ({"RSA", "RSA2", "RSA256"} if merchant.public_key else set())
+    if not usable & set(wanted):
+        raise TillpayError(
+            Code.ILLEGAL_ARGUMENT,
+            "keep MD5 allowed, or upload an RSA public key first: your tills could sign nothing",
+        )
+    every = set(wanted) == set(merchants.SIGN_TYPES)
+    return await merchants.set_sign_types(p, merchant.partner_id, None if every else wanted)
+
+
+async def rotate_md5_key(p: Platform, merchant: Merchant, *, end_old_now: bool) -> str:
+    """A new MD5 key for the merchant, shown once; the old one verifies for ``key_grace_seconds`` unless
+    ``end_old_now``. Refused while MD5 is not an allowed sign type (the key would sign nothing)."""
+    if merchant.sign_types is not None and "MD5" not in merchant.sign_types:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "MD5 is not allowed for this merchant; allow it first")
+    return await merchants.rotate_md5_key(p, merchant.partner_id, 0 if end_old_now else None)
 
 
 async def set_notify_url(p: Platform, merchant: Merchant, url: str | None) -> None:

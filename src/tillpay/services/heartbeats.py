@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.heartbeat import Beat, Liveness, liveness
@@ -43,14 +44,25 @@ class TerminalHealth:
         return self.name is not None
 
 
-async def record(p: Platform, merchant_id: int, beats: Sequence[Beat], reported_at: datetime | None) -> None:
-    """Record one heartbeat request: all of its terminals, or (on any refusal) none of them."""
+async def record(
+    p: Platform,
+    merchant_id: int,
+    beats: Sequence[Beat],
+    reported_at: datetime | None,
+    signed_at: datetime | None = None,
+) -> None:
+    """Record one heartbeat request: all of its terminals, or (on any refusal) none of them.
+
+    ``signed_at`` is the request's time when the digest covers it (the body's ``reqTime``): a terminal's
+    beat is recorded only when it is newer than the last one recorded, so a replayed request changes
+    nothing; and a terminal that has sent signed times takes no unsigned beat any more.
+    """
     now = p.now()
     async with p.unit_of_work() as uow:
         # In terminal-id order, so two requests naming the same terminals lock their rows in the same
         # order on PostgreSQL (no deadlock); the sort is stable, so a repeated id keeps its last entry.
         for beat in sorted(beats, key=lambda b: b.terminal_id):
-            await _record_one(p, uow.stores, merchant_id, beat, reported_at, now)
+            await _record_one(p, uow.stores, merchant_id, beat, reported_at, signed_at, now)
         await uow.commit()
 
 
@@ -60,9 +72,10 @@ async def _record_one(
     merchant_id: int,
     beat: Beat,
     reported_at: datetime | None,
+    signed_at: datetime | None,
     now: datetime,
 ) -> None:
-    latest = dict(
+    latest: dict[str, Any] = dict(
         store_id=beat.store_id,
         secondary_merchant_id=beat.secondary_merchant_id,
         equipment_type=beat.equipment_type,
@@ -72,9 +85,15 @@ async def _record_one(
         reported_at=reported_at,
         last_seen_at=now,
     )
-    for _ in range(2):
-        if await repo.touch_heartbeat(merchant_id, beat.terminal_id, latest):
+    if signed_at is not None:
+        latest["signed_at"] = signed_at
+    for attempt in range(2):
+        if await repo.touch_heartbeat(merchant_id, beat.terminal_id, latest, signed_at):
             return
+        if await repo.has_heartbeat(merchant_id, beat.terminal_id):
+            if attempt:
+                return  # not newer than the beat recorded last: a replay (or late), nothing to record
+            continue  # inserted by another server process since our UPDATE: try it once more
         if await repo.heard_from(merchant_id) >= p.settings.heartbeat_max_terminals:
             raise TillpayError(
                 Code.ILLEGAL_ARGUMENT,

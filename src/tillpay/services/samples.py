@@ -169,14 +169,11 @@ def _sign_type(merchant: Merchant, dialect: str) -> str:
     return "RSA2"
 
 
-async def take_allowance(p: Platform, merchant_id: int, action: str) -> None:
-    """Count one ``samples`` batch or one ``redeliver`` against the merchant's per-minute limit; raise
-    TRY_AGAIN (with when) if the limit is reached. Counted and checked in one transaction."""
-    limit = (
-        p.settings.notify_samples_per_minute
-        if action == "samples"
-        else p.settings.notify_redeliver_per_minute
-    )
+async def take_allowance(p: Platform, merchant_id: int, action: str = "samples") -> None:
+    """Count one batch of samples against the merchant's per-minute limit; raise TRY_AGAIN (with when)
+    if the limit is reached. Counted and checked in one transaction. (Redeliver has limits of its own:
+    ``store/outbox.redeliver``.)"""
+    limit = p.settings.notify_samples_per_minute
     r = t.notify_requests
     now = p.now()
     since = now - timedelta(minutes=1)
@@ -193,10 +190,9 @@ async def take_allowance(p: Platform, merchant_id: int, action: str) -> None:
         ).one()
         if count >= limit:
             wait = max(1, math.ceil((oldest + timedelta(minutes=1) - now).total_seconds()))
-            what = "sample batches" if action == "samples" else "redeliveries"
             raise TillpayError(
                 Code.TRY_AGAIN,
-                f"at most {limit} {what} a minute for a merchant: try again in {wait} s",
+                f"at most {limit} sample batches a minute for a merchant: try again in {wait} s",
             )
         await conn.execute(insert(r).values(merchant_id=merchant_id, action=action, created_at=now))
         # What has left the minute is never counted again: the table holds a minute's requests at most.

@@ -10,13 +10,14 @@ state (delivered, failed, or pending again at its next time).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -174,24 +175,67 @@ async def record_attempt(
         await conn.execute(update(_o).where(_o.c.id == outbox_id).values(**values))
 
 
-async def redeliver(engine: AsyncEngine, merchant_id: int, notify_id: str, now: datetime) -> bool | None:
-    """Make one of the merchant's notifications due now: True; False if a worker holds it (its claim
-    has not lapsed); None if the merchant has no such notification."""
+@dataclass(frozen=True, slots=True)
+class Redelivery:
+    """What Redeliver did: ``queued``; ``sending`` (a worker holds it right now: not doubled); ``wait``
+    (a rate limit: try again after ``retry_after`` seconds; nothing changed)."""
+
+    outcome: str
+    retry_after: int = 0
+
+
+async def redeliver(
+    engine: AsyncEngine,
+    merchant_id: int,
+    notify_id: str,
+    now: datetime,
+    *,
+    interval: timedelta,
+    per_minute: int,
+) -> Redelivery | None:
+    """Make one of the merchant's notifications due now, at most once per ``interval`` per notification
+    and ``per_minute`` times a minute per merchant; None if the merchant has no such notification.
+
+    Counted and checked in one transaction: the write lock on SQLite (BEGIN IMMEDIATE), the merchant's
+    row lock on PostgreSQL, so concurrent Redelivers of one merchant see each other.
+    """
     async with engine.begin() as conn:
-        res = await conn.execute(
-            update(_o)
-            .where(
-                _o.c.merchant_id == merchant_id,
-                _o.c.notify_id == notify_id,
-                or_(_o.c.status != "sending", _o.c.next_attempt_at <= now),  # a lapsed claim may go
-            )
-            .values(status="pending", next_attempt_at=now)
-        )
-        if res.rowcount == 1:
-            return True
-        mine = (
+        if conn.dialect.name == "postgresql":
             await conn.execute(
-                select(_o.c.id).where(_o.c.merchant_id == merchant_id, _o.c.notify_id == notify_id)
+                select(t.merchants.c.id).where(t.merchants.c.id == merchant_id).with_for_update()
+            )
+        row = (
+            await conn.execute(
+                select(_o.c.id, _o.c.status, _o.c.next_attempt_at, _o.c.redelivered_at).where(
+                    _o.c.merchant_id == merchant_id, _o.c.notify_id == notify_id
+                )
             )
         ).first()
-    return None if mine is None else False
+        if row is None:
+            return None
+        if row.redelivered_at is not None and row.redelivered_at + interval > now:
+            return Redelivery("wait", _seconds(row.redelivered_at + interval - now))
+        if row.status == "sending" and row.next_attempt_at > now:  # a lapsed claim may go
+            return Redelivery("sending")
+        count, oldest = (
+            await conn.execute(
+                select(func.count(), func.min(_o.c.redelivered_at)).where(
+                    _o.c.merchant_id == merchant_id, _o.c.redelivered_at > now - _MINUTE
+                )
+            )
+        ).one()
+        if count >= per_minute:
+            return Redelivery("wait", _seconds(oldest + _MINUTE - now))
+        await conn.execute(
+            update(_o)
+            .where(_o.c.id == row.id)
+            .values(status="pending", next_attempt_at=now, redelivered_at=now)
+        )
+    return Redelivery("queued")
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+def _seconds(wait: timedelta) -> int:
+    return max(1, math.ceil(wait.total_seconds()))

@@ -109,12 +109,27 @@ class StoresRepository:
 
     # Heartbeats: one row per (merchant, terminal id), updated in place.
 
-    async def touch_heartbeat(self, merchant_id: int, terminal_id: str, latest: dict[str, Any]) -> bool:
-        """Record a beat of a terminal already heard from; False if it has no row yet."""
+    async def touch_heartbeat(
+        self, merchant_id: int, terminal_id: str, latest: dict[str, Any], signed_at: datetime | None
+    ) -> bool:
+        """Record a beat of a terminal already heard from, if it is newer than the last one recorded:
+        a beat with a signed time ``signed_at`` only after an older signed one (or none), an unsigned
+        beat only while the terminal has sent no signed time. False if nothing was recorded."""
         h = t.terminal_heartbeats
         mine = (h.c.merchant_id == merchant_id) & (h.c.terminal_id == terminal_id)
-        res = await self.conn.execute(update(h).where(mine).values(**latest, beats=h.c.beats + 1))
+        newer: ColumnElement[bool] = (
+            h.c.signed_at.is_(None)
+            if signed_at is None
+            else or_(h.c.signed_at.is_(None), h.c.signed_at < signed_at)
+        )
+        res = await self.conn.execute(update(h).where(mine, newer).values(**latest, beats=h.c.beats + 1))
         return res.rowcount == 1
+
+    async def has_heartbeat(self, merchant_id: int, terminal_id: str) -> bool:
+        """Whether the terminal has a heartbeat row."""
+        h = t.terminal_heartbeats
+        mine = (h.c.merchant_id == merchant_id) & (h.c.terminal_id == terminal_id)
+        return (await self.conn.execute(select(h.c.id).where(mine))).first() is not None
 
     async def heard_from(self, merchant_id: int) -> int:
         """How many terminals of the merchant have a heartbeat row."""

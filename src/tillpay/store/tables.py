@@ -287,6 +287,8 @@ outbox = Table(
     Column("delivered_at", UTCDateTime),
     #: The X-Request-Id of the request whose change this tells of (None: not caused by a request).
     Column("request_id", String(128)),
+    #: When the console last queued it again (Redeliver), for Redeliver's rate limits; None: never.
+    Column("redelivered_at", UTCDateTime),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
@@ -663,6 +665,9 @@ terminal_heartbeats = Table(
     Column("scene_code", String(64)),
     #: The terminal's own time for the beat (the ``reqTime`` header); its clock may be wrong.
     Column("reported_at", UTCDateTime),
+    #: The latest recorded beat's time as the terminal signed it (the body's ``reqTime``, Tillpay's
+    #: addition): a beat not newer than this is a replay and is not recorded. None: never signed.
+    Column("signed_at", UTCDateTime),
     #: Tillpay's clock: when the first and the latest beat arrived.
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),

@@ -33,6 +33,7 @@ import structlog
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.heartbeat import Beat
+from tillpay.protocols import freshness
 from tillpay.services import heartbeats
 from tillpay.services.platform import Platform
 
@@ -104,8 +105,12 @@ async def handle(p: Platform, headers: Any, body: bytes) -> Answer:
         return BAD_DIGEST
     try:
         reported_at = _req_time(str(headers.get("reqtime") or ""))
-        beats = _beats(body, isv_id)
-        await heartbeats.record(p, merchant_id, beats, reported_at)
+        beats, signed_at = _beats(body, isv_id)
+        if signed_at is not None:
+            if not freshness.is_fresh(p, signed_at):
+                raise _bad(f"reqTime in the body is outside {freshness.window_text(p)} of the server's clock")
+            reported_at = signed_at
+        await heartbeats.record(p, merchant_id, beats, reported_at, signed_at)
     except TillpayError as e:
         log.info("heartbeat refused", partner=isv_id, reason=e.detail)
         if e.code is Code.SYSTEM_ERROR:
@@ -130,7 +135,9 @@ def _req_time(text: str) -> datetime:
     return when
 
 
-def _beats(body: bytes, isv_id: str) -> list[Beat]:
+def _beats(body: bytes, isv_id: str) -> tuple[list[Beat], datetime | None]:
+    """The entries, and the body's own ``reqTime`` when it has one (Tillpay's addition: the digest covers
+    the body only, so a time there is signed and a replayed request can be told from a new one)."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -140,7 +147,11 @@ def _beats(body: bytes, isv_id: str) -> list[Beat]:
         raise _bad("heartBeat must be a non-empty list")
     if len(items) > MAX_BEATS:
         raise _bad(f"heartBeat takes at most {MAX_BEATS} entries")
-    return [_beat(i, item, isv_id) for i, item in enumerate(items)]
+    signed = doc.get("reqTime")
+    if signed is not None and not isinstance(signed, str):
+        raise _bad("reqTime in the body must be an RFC 3339 date-time with an offset")
+    when = _req_time(signed) if signed is not None else None
+    return [_beat(i, item, isv_id) for i, item in enumerate(items)], when
 
 
 def _beat(i: int, item: object, isv_id: str) -> Beat:

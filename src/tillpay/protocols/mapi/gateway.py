@@ -489,6 +489,12 @@ def _sign(
     return env
 
 
+#: The refusal when the merchant cannot be read (the database is unreachable): ``is_success=F`` with
+#: Alipay's ``SYSTEM_ERROR``, which its error handling page tells tills to retry or query (reference §1.12).
+UNAVAILABLE = "SYSTEM_ERROR"
+UNAVAILABLE_DETAIL = "the gateway cannot read its database; nothing was done; send the request again"
+
+
 async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
     """Answer one decoded MAPI request with a signed envelope; never raises for bad input."""
     echo = list(params.items())
@@ -503,6 +509,12 @@ async def handle(p: Platform, params: dict[str, str], codec: str) -> Envelope:
                 merchant = await p.merchant_by_partner(partner)
             except TillpayError:
                 merchant = None
+            except Exception:
+                # The merchant (and so its key) cannot be read, e.g. the database is down: nothing has
+                # been done. A gateway-level refusal says so and needs no signature (clients verify
+                # is_success=T answers only, reference §7); an unsigned T answer would fail their check.
+                log.exception("mapi_merchant_unreadable", partner=partner[:32], service=service[:64])
+                return Envelope(False, echo, error=UNAVAILABLE, detail=UNAVAILABLE_DETAIL)
         for name, value in params.items():
             if FORBIDDEN.search(name) or FORBIDDEN.search(value):
                 raise TillpayError(

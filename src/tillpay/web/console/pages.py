@@ -35,6 +35,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import InvalidAmount, parse_amount
 from tillpay.domain.settlement import digest_text, sha256_hex
 from tillpay.services import (
+    attempts,
     console,
     console_auth,
     heartbeats,
@@ -518,7 +519,22 @@ async def integration(ctx: Ctx) -> Response:
     """Ids, keys, Tillpay's public key, the notify URL, the test credentials, the test clock and the test
     payment button."""
     ctx.require("integration")
-    m = await ctx.merchant()
+    return await _integration_page(
+        ctx,
+        await ctx.merchant(),
+        error=ctx.request.query_params.get("error", "")[:200] or None,
+        done=ctx.request.query_params.get("done", "")[:80] or None,
+    )
+
+
+async def _integration_page(
+    ctx: Ctx,
+    m: Merchant,
+    *,
+    error: str | None = None,
+    done: str | None = None,
+    new_md5_key: str | None = None,
+) -> Response:
     clock = await testmode.show(ctx.p, m.partner_id) if m.is_test else None
     test = None
     if not m.is_test:
@@ -531,9 +547,10 @@ async def integration(ctx: Ctx) -> Response:
         test=test,
         clock=clock,
         keys=await console.key_versions(ctx.p, m),
-        error=ctx.request.query_params.get("error", "")[:200] or None,
-        done=ctx.request.query_params.get("done", "")[:80] or None,
+        error=error,
+        done=done,
         new_private_key=None,
+        new_md5_key=new_md5_key,
     )
 
 
@@ -566,6 +583,7 @@ async def switch_mode(ctx: Ctx) -> Response:
         error=None,
         done="test credentials made",
         new_private_key=private_key,
+        new_md5_key=None,
     )
 
 
@@ -616,6 +634,38 @@ async def key_revoke(ctx: Ctx) -> Response:
         return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
     log.info("console key revoked", user=ctx.user.id, version=version)
     return ctx.redirect("/console/integration?" + urlencode({"done": f"key version {version} is revoked"}))
+
+
+@page()
+async def sign_types(ctx: Ctx) -> Response:
+    """Choose the sign types the merchant's requests may use (leaving MD5 out disables the MD5 key)."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    try:
+        m = await console.set_sign_types(
+            ctx.p, await ctx.merchant(), [str(v) for v in form.getlist("sign_type")]
+        )
+    except TillpayError as e:
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console sign types", user=ctx.user.id, sign_types=sorted(m.sign_types or ["all"]))
+    return ctx.redirect("/console/integration?" + urlencode({"done": "sign types saved"}))
+
+
+@page()
+async def md5_rotate(ctx: Ctx) -> Response:
+    """A new MD5 key, shown on this answer only (never in a URL or a log)."""
+    form = await _form(ctx)
+    ctx.require("keys")
+    m = await ctx.merchant()
+    try:
+        key = await console.rotate_md5_key(ctx.p, m, end_old_now=form.get("end_old_now") == "1")
+    except TillpayError as e:
+        return ctx.redirect("/console/integration?" + urlencode({"error": e.detail}))
+    log.info("console md5 key rotated", user=ctx.user.id)
+    m = await ctx.p.merchant_by_partner(m.partner_id, fresh=True)
+    resp = await _integration_page(ctx, m, done="a new MD5 key is current", new_md5_key=key)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @page()
@@ -673,6 +723,7 @@ async def notifications(ctx: Ctx) -> Response:
         samples_sent=q.get("samples", "")[:8],
         samples_allowed=samples.allowed(ctx.p, await ctx.merchant()),
         error=q.get("error", "")[:300] or None,
+        wait=_wait_seconds(q.get("wait")),
     )
 
 
@@ -708,7 +759,13 @@ async def notification_detail(ctx: Ctx) -> Response:
         done="redelivered" in q,
         sending="sending" in q,
         error=q.get("error", "")[:300] or None,
+        wait=_wait_seconds(q.get("wait")),
     )
+
+
+def _wait_seconds(text: str | None) -> int | None:
+    """Redeliver's "try again in N s", from the redirect's query (digits only, else nothing shown)."""
+    return int(text) if text and text.isdigit() and len(text) <= 5 else None
 
 
 @page()
@@ -722,19 +779,13 @@ async def redeliver(ctx: Ctx) -> Response:
         raise TillpayError(Code.NOT_FOUND)
     try:
         queued = await console.redeliver(ctx.p, ctx.user.merchant_id, notify_id)
-    except TillpayError as e:
-        if e.code is not Code.TRY_AGAIN:
-            raise
-        back = (
-            f"/console/notifications/{notify_id}?"
-            if form.get("back") == "detail"
-            else "/console/notifications?"
-        )
-        return ctx.redirect(back + urlencode({"error": e.detail}))
-    outcome = "redelivered" if queued else "sending"
+        outcome, value = ("redelivered" if queued else "sending"), notify_id
+    except attempts.Throttled as e:
+        log.info("redeliver throttled", notify_id=notify_id, retry_after=e.retry_after)
+        outcome, value = "wait", str(e.retry_after)
     if form.get("back") == "detail":
-        return ctx.redirect(f"/console/notifications/{notify_id}?{outcome}=1")
-    return ctx.redirect("/console/notifications?" + urlencode({outcome: notify_id}))
+        return ctx.redirect(f"/console/notifications/{notify_id}?" + urlencode({outcome: value}))
+    return ctx.redirect("/console/notifications?" + urlencode({outcome: value}))
 
 
 # ---------------------------------------------------------------------------------------------- stores
@@ -790,9 +841,14 @@ async def store_status(ctx: Ctx) -> Response:
     form = await _form(ctx)
     ctx.require("stores")
     kind = "terminal" if form.get("kind") == "terminal" else "store"
-    await stores.set_status(
-        ctx.p, ctx.user.merchant_id, kind, str(form.get("ident", "")), str(form.get("status", ""))
-    )
+    try:
+        await stores.set_status(
+            ctx.p, ctx.user.merchant_id, kind, str(form.get("ident", "")), str(form.get("status", ""))
+        )
+    except TillpayError as e:
+        if e.code is Code.NOT_FOUND:
+            raise
+        return ctx.redirect("/console/stores?" + urlencode({"error": e.detail}))
     return ctx.redirect("/console/stores")
 
 
@@ -869,6 +925,8 @@ def console_routes(*, sandbox: bool = False) -> list[BaseRoute]:
         Route("/console/integration/keys", key_rotate, methods=["POST"]),
         Route("/console/integration/keys/revoke", key_revoke, methods=["POST"]),
         Route("/console/integration/notify-url", notify_url, methods=["POST"]),
+        Route("/console/integration/sign-types", sign_types, methods=["POST"]),
+        Route("/console/integration/md5-rotate", md5_rotate, methods=["POST"]),
         Route("/console/integration/tillpay-public-key.pem", gateway_key),
         *sandbox_only,
         Route("/console/notifications", notifications),
