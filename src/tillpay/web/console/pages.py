@@ -492,6 +492,7 @@ async def settlement_reconcile(ctx: Ctx) -> Response:
             400,
             batches=await console.batches(ctx.p, m),
             files=await console.files(ctx.p, m),
+            test_run=None,
             error=msg,
         )
 
