@@ -114,7 +114,7 @@ def test_the_key_commands(live: LiveServer) -> None:
     def run(*args: str) -> dict[str, object]:
         result = runner.invoke(cli, ["--json", "--database-url", url, "merchant", *args])
         assert result.exit_code == 0, result.output
-        return json.loads(result.output)  # type: ignore[no-any-return]
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
 
     assert run("sign-types", partner, "rsa2", "RSA256")["sign_types"] == ["RSA2", "RSA256"]
     time.sleep(CACHE)
