@@ -6,6 +6,13 @@ with ``domain.paydecision``, then in one write transaction records the code's si
 wallet, decides the payment with the customer's totals and writes it (on PostgreSQL in one statement).
 Counting a wrong code and replaying a repeat are side effects around the decision.
 
+On PostgreSQL the common pay takes two round trips: its one read also fetches the account's facts
+(``paypath.PG_READ``), both steps of the decision run here, and ``_charge_at_once`` writes everything in
+one call of ``tillpay_pay`` that commits by itself and re-checks, with the wallet row locked, what a
+concurrent request could have changed. When a guard fails nothing of it remains, and the pay goes on as
+the careful write would: a used code, the replay of a repeat, or the careful write itself (``_charge``),
+which locks the wallet and decides again with the same function.
+
 The other payment use cases live in their own modules and are importable from here too:
 ``precreate``, ``confirmation`` (confirm, reject), ``refunds`` (refund, cancel, close), ``expiry``,
 ``code_limits``; what they share is ``payment_common``.
@@ -226,11 +233,11 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
     # One statement, outside any transaction (a statement reads one consistent snapshot). On PostgreSQL
     # it also reads the account's facts, so that the common pay writes in one call (``_charge_at_once``).
     drv = await Driver.of(conn)
-    day, month = risk_service.periods(p, now)
+    day, month = (now, now) if drv.sqlite else risk_service.periods(p, now)
     found = await drv.rows(
         paypath.READ if drv.sqlite else paypath.PG_READ,
         {
-            "day": day,
+            "day": day,  # these three: PG_READ's only
             "month": month,
             "default_velocity_minutes": _DEFAULT_VELOCITY_MINUTES,
             "merchant_id": cmd.merchant.id,
