@@ -370,7 +370,8 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
         counts = asyncio.run(_db_counts(url, "Bm-"))
         audit = subprocess.run(
             [*TILLPAY, "--json", "audit"],
-            env={**os.environ, "TILLPAY_DATABASE_URL": url},
+            # The served build's audit (with --server-pythonpath): its schema, its migrations.
+            env=server_env(cfg, url),
             capture_output=True,
             text=True,
             check=False,
