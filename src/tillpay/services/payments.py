@@ -237,8 +237,9 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
     found = await drv.rows(
         paypath.READ if drv.sqlite else paypath.PG_READ,
         {
-            "day": day,  # these three: PG_READ's only
+            "day": day,  # these four: PG_READ's only
             "month": month,
+            "totals_now": now,
             "default_velocity_minutes": _DEFAULT_VELOCITY_MINUTES,
             "merchant_id": cmd.merchant.id,
             "ptid": cmd.partner_trans_id,

@@ -168,7 +168,8 @@ _velocity = select(
         bindparam("default_velocity_minutes", type_=Integer),
     ).label("minutes")
 ).lateral("velocity")
-_velocity_since = bindparam("now", type_=t.UTCDateTime) - func.make_interval(
+#: ``totals_now``: the time the totals' periods end at (the pay's ``now``), apart from the FX margin's.
+_velocity_since = bindparam("totals_now", type_=t.UTCDateTime) - func.make_interval(
     0, 0, 0, 0, 0, _velocity.c.minutes
 )
 _totals = (
