@@ -302,7 +302,21 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
     limits: dict[str, Any] = {}
     try:
         say(f"database {'SQLite' if is_sqlite(url) else 'PostgreSQL'}: migrating")
-        upgrade(url)
+        if cfg.server_pythonpath:
+            # The served build's migrations: `tillpay serve` migrates on start, and an older build's
+            # Alembic cannot place a revision only this build knows.
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from tillpay.store.migrate import upgrade; upgrade(sys.argv[1])",
+                    url,
+                ],
+                env=server_env(cfg, url),
+                check=True,
+            )
+        else:
+            upgrade(url)
         t0 = time.monotonic()
         fixture = asyncio.run(_populate(url, cfg))
         say(f"{cfg.merchants} merchants, {cfg.users} wallets in {time.monotonic() - t0:.1f} s")
@@ -356,7 +370,8 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
         counts = asyncio.run(_db_counts(url, "Bm-"))
         audit = subprocess.run(
             [*TILLPAY, "--json", "audit"],
-            env={**os.environ, "TILLPAY_DATABASE_URL": url},
+            # The served build's audit (with --server-pythonpath): its schema, its migrations.
+            env=server_env(cfg, url),
             capture_output=True,
             text=True,
             check=False,

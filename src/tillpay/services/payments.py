@@ -6,6 +6,13 @@ with ``domain.paydecision``, then in one write transaction records the code's si
 wallet, decides the payment with the customer's totals and writes it (on PostgreSQL in one statement).
 Counting a wrong code and replaying a repeat are side effects around the decision.
 
+On PostgreSQL the common pay takes two round trips: its one read also fetches the account's facts
+(``paypath.PG_READ``), both steps of the decision run here, and ``_charge_at_once`` writes everything in
+one call of ``tillpay_pay`` that commits by itself and re-checks, with the wallet row locked, what a
+concurrent request could have changed. When a guard fails nothing of it remains, and the pay goes on as
+the careful write would: a used code, the replay of a repeat, or the careful write itself (``_charge``),
+which locks the wallet and decides again with the same function.
+
 The other payment use cases live in their own modules and are importable from here too:
 ``precreate``, ``confirmation`` (confirm, reject), ``refunds`` (refund, cancel, close), ``expiry``,
 ``code_limits``; what they share is ``payment_common``.
@@ -13,8 +20,9 @@ The other payment use cases live in their own modules and are importable from he
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +31,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tillpay import logs
 from tillpay.domain import ledger, paycode, paydecision, risk, secmerchant
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
@@ -68,7 +77,7 @@ from tillpay.services.views import PaymentView
 from tillpay.services.views import PayOutcome as PayOutcome
 from tillpay.store import ledger as ledger_store
 from tillpay.store import tables as t
-from tillpay.store.driver import Driver, utc
+from tillpay.store.driver import Driver, Refused, utc
 from tillpay.store.ledger import post_entry as post_entry
 
 log = structlog.get_logger("tillpay.payments")
@@ -76,6 +85,8 @@ log = structlog.get_logger("tillpay.payments")
 
 #: How many steps back a code is recognised as expired rather than made up.
 EXPIRED_LOOKBACK_STEPS = paydecision.EXPIRED_LOOKBACK_STEPS
+#: The velocity window when no rule layer sets one.
+_DEFAULT_VELOCITY_MINUTES = risk.RiskConfig().velocity_minutes
 
 
 class _CodeTaken(Exception):
@@ -149,6 +160,28 @@ class _Payer:
 
 
 @dataclass(frozen=True, slots=True)
+class _Account:
+    """PostgreSQL: the account's facts ``PG_READ`` read with the admission facts, in one snapshot, for
+    the payment's own decision; ``tillpay_pay`` re-checks them with the wallet row locked."""
+
+    #: The scheme's, merchant's and customer's rule layers as stored.
+    rules: tuple[str | None, str | None, str | None]
+    balance: int
+    wallet_status: str
+    #: A sandbox wallet (the money rules of test merchants read it from here: no extra statement).
+    sandbox: bool
+    #: The wallet row's version (its ``xmin``).
+    version: str
+    #: The periods the totals were summed over, and the totals.
+    day: datetime
+    month: datetime
+    velocity_since: datetime
+    day_total: int
+    month_total: int
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Read:
     """What a pay reads before its write transaction: the admission facts and who would pay."""
 
@@ -158,6 +191,8 @@ class _Read:
     user_id: int | None = None
     device_created_at: datetime | None = None
     login_id: str | None = None
+    #: PostgreSQL's common case: the account's facts too (None: the write transaction reads them).
+    account: _Account | None = None
 
 
 def _gate(
@@ -202,10 +237,20 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         device_no = paycode.parse(cmd.code).device_no
     except paycode.MalformedCode:
         return None
-    # One statement, outside any transaction (a statement reads one consistent snapshot).
-    found = await (await Driver.of(conn)).rows(
-        paypath.READ,
+    # One statement, outside any transaction (a statement reads one consistent snapshot). On PostgreSQL
+    # it also reads the account's facts, so that the common pay writes in one call (``_charge_at_once``).
+    drv = await Driver.of(conn)
+    # The customer's totals are summed in the merchant's time (what a payment is stamped with: a test
+    # merchant's clock may be ahead); the code and the bad-code window follow real time (``now``).
+    merchant_now = cmd.merchant.clock(now)
+    day, month = (now, now) if drv.sqlite else risk_service.periods(p, merchant_now)
+    found = await drv.rows(
+        paypath.READ if drv.sqlite else paypath.PG_READ,
         {
+            "day": day,  # these four: PG_READ's only
+            "month": month,
+            "totals_now": merchant_now,
+            "default_velocity_minutes": _DEFAULT_VELOCITY_MINUTES,
             "merchant_id": cmd.merchant.id,
             "ptid": cmd.partner_trans_id,
             "since": now - timedelta(seconds=p.settings.bad_code_window_seconds),
@@ -244,6 +289,26 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         wallet_currency=row["currency"],
         margin_bps=None if row["margin_bps"] is None else int(row["margin_bps"]),
     )
+    account = None
+    if not drv.sqlite:
+        rules = (row["scheme_rules"], row["merchant_rules"], row["user_rules"])
+        cfg, _ = risk_service.config_of(p, *rules)
+        # The window the statement summed over is the one the rules set (else the write transaction
+        # sums the totals again with the rules it reads).
+        if cfg.velocity_minutes == row["velocity_minutes"]:
+            account = _Account(
+                rules,
+                int(row["balance"]),
+                row["wallet_status"],
+                bool(row["sandbox"]),
+                row["version"],
+                day,
+                month,
+                merchant_now - timedelta(minutes=cfg.velocity_minutes),
+                int(row["day_total"]),
+                int(row["month_total"]),
+                int(row["recent"]),
+            )
     return _Read(
         gate,
         device_no,
@@ -251,6 +316,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         row["user_id"],
         utc(row["device_created_at"]),
         row["login_id"],
+        account,
     )
 
 
@@ -379,8 +445,15 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
             admitted.margin_bps,
             admitted.secondary,
         )
-        # The money rules of test merchants (services/testmode.py), before anything is recorded.
-        await testmode.check_payer(p, conn, cmd.merchant.is_test, read.user_id)
+        # The money rules of test merchants (services/testmode.py), before anything is recorded; the
+        # common PostgreSQL read has the wallet's sandbox mark already.
+        await testmode.check_payer(
+            p,
+            conn,
+            cmd.merchant.is_test,
+            read.user_id,
+            sandbox=read.account.sandbox if read.account is not None else None,
+        )
         rates = await p.rates(conn)
         if conn.in_transaction():
             await conn.rollback()  # end the read transaction before the write one
@@ -391,8 +464,19 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
         quote = make_quote(
             cmd.price_amount, cmd.price_currency, cmd.settle_currency, payer.currency, rates, payer.margin_bps
         )
+        # PostgreSQL's common pay: one call that commits by itself; when its guards find the wallet or
+        # the totals changed since the read, the careful write below locks the wallet and decides again.
+        at_once = read.account is not None
         for _ in range(2):
             try:
+                if at_once and read.account is not None:
+                    at_once = False
+                    try:
+                        return await _charge_at_once(
+                            p, await Driver.of(conn), cmd, payer, quote, digest, now, read.account, real
+                        )
+                    except _WalletChanged:
+                        pass  # nothing was written: the careful write decides again
                 async with conn.begin():
                     return await _charge(p, conn, cmd, payer, quote, digest, now, code_now=real)
             except _CodeTaken:
@@ -439,76 +523,56 @@ async def _pg_writes(
     return int(rows[0]["id"])
 
 
-async def _charge(
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A payment decided with its account's facts: the rows to write and what the answer shows."""
+
+    status: Status
+    result_code: Code | None
+    decision: risk.Decision
+    inputs: risk.RiskInputs
+    cfg_text: str
+    values: dict[str, Any]
+    postings: list[ledger.Posting]
+    #: False: refused for its balance alone, so the code's single use is taken back.
+    spends_code: bool
+
+    @property
+    def paid(self) -> bool:
+        return self.status is Status.TRADE_SUCCESS
+
+
+def _decide_payment(
     p: Platform,
-    conn: AsyncConnection,
     cmd: PayCommand,
     payer: _Payer,
     quote: Any,
     digest: str,
     now: datetime,
-    *,
-    code_now: datetime | None = None,
-) -> PayOutcome:
-    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger.
+    rules: tuple[str | None, str | None, str | None],
+    totals: tuple[int, int, int],
+    balance: int,
+    wallet_status: str,
+    code_at: datetime,
+) -> _Decided:
+    """The payment's own decision (``paydecision.decide`` with the account's facts) and its rows.
 
-    ``now`` stamps what is recorded (the merchant's time); ``code_now`` is the real time the device and
-    its code are judged at, when a test merchant's clock is ahead of it.
-    """
-    code_at = code_now or now
-    use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
-    who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
-    drv = await Driver.of(conn)
-    wallet: Any
-    if drv.sqlite:  # BEGIN IMMEDIATE has run; statements cost no round trip
-        if not drv.in_transaction:
-            raise RuntimeError("the pay's statements would run outside its transaction")
-        if not await drv.rows(paypath.CODE_USE_RETURNING["sqlite"], use, tuple(use)):
-            raise _CodeTaken
-        locked = await drv.rows(paypath.LOCK, who)
-        if not locked:
-            raise TillpayError(Code.BUYER_NOT_EXIST)
-        wallet = locked[0]
-    else:  # asyncpg: SQLAlchemy begins the transaction with this first statement
-        row = (await conn.execute(paypath.LOCK_AND_USE_CODE, {**use, **who})).first()
-        if not drv.in_transaction:
-            raise RuntimeError("the pay's statements would run outside its transaction")
-        if row is None:
-            raise TillpayError(Code.BUYER_NOT_EXIST)
-        if not row.used:
-            raise _CodeTaken
-        wallet = row._mapping
-    # Limits are summed with the wallet row locked: a concurrent payment of the same customer waits
-    # above, then sees this one.
-    cfg, cfg_text = risk_service.config_of(
-        p, wallet["scheme_rules"], wallet["merchant_rules"], wallet["user_rules"]
-    )
-    day, month = risk_service.periods(p, now)
-    since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
-    day_total, month_total, recent = (
-        await drv.rows(
-            paypath.TOTALS,
-            {
-                "day": day,
-                "month": month,
-                "velocity_since": since_velocity,
-                "lower": min(month, since_velocity),
-                "user_id": payer.user_id,
-            },
-        )
-    )[0]
+    ``now`` stamps the rows (the merchant's time); ``code_at`` is the real time the device and its code
+    are judged at (a test merchant's clock may be ahead of it)."""
+    cfg, cfg_text = risk_service.config_of(p, *rules)
+    day_total, month_total, recent = totals
     inputs = risk.RiskInputs(
         wallet_amount=quote.wallet_amount,
         wallet_currency=quote.wallet_currency,
-        day_total=int(day_total),
-        month_total=int(month_total),
-        recent_count=int(recent),
+        day_total=day_total,
+        month_total=month_total,
+        recent_count=recent,
         device_age_seconds=int((code_at - payer.device_created_at).total_seconds()),
         code_lag_steps=max(0, paycode.step_at(int(code_at.timestamp())) - payer.step),
         merchant_mcc=cmd.merchant.mcc,
-        buyer_active=wallet["status"] == "active",
+        buyer_active=wallet_status == "active",
         merchant_active=cmd.merchant.status == "active",
-        balance=int(wallet["balance"]),
+        balance=balance,
     )
     outcome = paydecision.decide(paydecision.PayFacts(account=paydecision.Account(cfg, inputs)))
     decision = outcome.risk
@@ -560,7 +624,6 @@ async def _charge(
         "paid_at": now if status is Status.TRADE_SUCCESS else None,
         "closed_at": now if status is Status.TRADE_CLOSED else None,
     }
-    paid = status is Status.TRADE_SUCCESS
     postings = (
         payment_postings(
             payer.user_id,
@@ -571,22 +634,222 @@ async def _charge(
             quote.settle_currency,
             quote.margin_amount,
         )
-        if paid
+        if status is Status.TRADE_SUCCESS
         else []
     )
     # A payment refused for its balance alone leaves the code unused (the customer may top up and show it
-    # again): the single use recorded above is taken back in the same transaction.
-    release = None if decision.spends_code else use
+    # again): its single use is taken back in the same transaction.
+    return _Decided(status, result_code, decision, inputs, cfg_text, values, postings, decision.spends_code)
+
+
+def _view(decided: _Decided, payment_id: int, login_id: str) -> PaymentView:
+    """The payment as stored, from what was just written (the columns left out have their defaults)."""
+    return PaymentView.from_row(
+        SimpleNamespace(
+            id=payment_id,
+            refunded_price=0,
+            refunded_settle=0,
+            refunded_wallet=0,
+            pin_attempts=0,
+            **decided.values,
+        ),  # type: ignore[arg-type]
+        login_id,
+    )
+
+
+def _answered(cmd: PayCommand, decided: _Decided, view: PaymentView) -> PayOutcome:
+    log.info(
+        "pay",
+        merchant=cmd.merchant.partner_id,
+        partner_trans_id=cmd.partner_trans_id,
+        status=decided.status.value,
+        code=decided.result_code,
+        trade_no=view.trade_no,
+    )
+    return outcome_of(view)
+
+
+class _WalletChanged(Exception):
+    """The at-once write found the wallet or the customer's totals changed since the read."""
+
+
+#: How the outbox's payload of a paid payment starts: ``PaymentView``'s first field is its id, which the
+#: at-once write fills in between this and the rest.
+_PAYLOAD_HEAD = '{"payment":{"id":'
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return v
+
+
+async def _charge_at_once(
+    p: Platform,
+    drv: Driver,
+    cmd: PayCommand,
+    payer: _Payer,
+    quote: Any,
+    digest: str,
+    now: datetime,
+    account: _Account,
+    code_now: datetime,
+) -> PayOutcome:
+    """PostgreSQL, the common pay: decide with the facts ``PG_READ`` read and write everything in one
+    call of ``tillpay_pay`` that commits by itself. Its guards raise ``_CodeTaken``, ``_IdTaken`` or
+    ``_WalletChanged``, and then nothing of it was written."""
+    decided = _decide_payment(
+        p,
+        cmd,
+        payer,
+        quote,
+        digest,
+        now,
+        account.rules,
+        (account.day_total, account.month_total, account.recent),
+        account.balance,
+        account.wallet_status,
+        code_now,
+    )
+    d = risk_service.decision_values(0, decided.decision, decided.inputs, decided.cfg_text, now)
+    ledger_args: list[Any] = [None, None, None, None, None]
+    if decided.postings:
+        accounts, currencies, amounts, wallet_id, wallet_currency, delta = ledger_store.pg_ledger_args(
+            decided.postings
+        )
+        if wallet_id != payer.user_id:
+            raise RuntimeError("a payment's wallet line is not the payer's wallet")
+        ledger_args = [accounts, currencies, amounts, wallet_currency, delta]
+    outbox_args: list[str | None] | None = None
+    if decided.paid and cmd.notify_url:
+        payload = json.dumps({"payment": _view(decided, 0, payer.login_id).to_json()}, separators=(",", ":"))
+        if not payload.startswith(_PAYLOAD_HEAD + "0,"):
+            raise RuntimeError("the payment's id is no longer the payload's first field")
+        outbox_args = [
+            p.ids.notify_id(),
+            cmd.notify_url,
+            "payment",
+            cmd.dialect,
+            cmd.sign_type,
+            _PAYLOAD_HEAD,
+            payload[len(_PAYLOAD_HEAD) + 1 :],
+            logs.request_id.get(),
+        ]
+    args: list[Any] = [
+        json.dumps({k: _json_value(v) for k, v in decided.values.items()}),
+        [d["verdict"], d["rule"], d["code"], d["fired"], d["inputs"], d["config"]],
+        payer.device_id,
+        payer.step,
+        payer.slot,
+        decided.spends_code,
+        payer.user_id,
+        account.version,
+        account.day,
+        account.month,
+        account.velocity_since,
+        account.day_total,
+        account.month_total,
+        account.recent,
+        *ledger_args,
+        outbox_args,
+        p.now(),
+        now,
+    ]
+    try:
+        payment_id = int(await drv.pg_commit(paypath.PAY_AT_ONCE, args))
+    except Refused as e:
+        if e.sqlstate == paypath.CODE_TAKEN:
+            raise _CodeTaken from None
+        if e.sqlstate == paypath.ID_TAKEN:
+            raise _IdTaken from None
+        if e.sqlstate == paypath.WALLET_CHANGED:
+            raise _WalletChanged from None
+        raise
+    return _answered(cmd, decided, _view(decided, payment_id, payer.login_id))
+
+
+async def _charge(
+    p: Platform,
+    conn: AsyncConnection,
+    cmd: PayCommand,
+    payer: _Payer,
+    quote: Any,
+    digest: str,
+    now: datetime,
+    *,
+    code_now: datetime | None = None,
+) -> PayOutcome:
+    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger.
+
+    ``now`` stamps what is recorded (the merchant's time); ``code_now`` is the real time the device and
+    its code are judged at, when a test merchant's clock is ahead of it.
+    """
+    use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
+    who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
+    drv = await Driver.of(conn)
+    wallet: Any
+    if drv.sqlite:  # BEGIN IMMEDIATE has run; statements cost no round trip
+        if not drv.in_transaction:
+            raise RuntimeError("the pay's statements would run outside its transaction")
+        if not await drv.rows(paypath.CODE_USE_RETURNING["sqlite"], use, tuple(use)):
+            raise _CodeTaken
+        locked = await drv.rows(paypath.LOCK, who)
+        if not locked:
+            raise TillpayError(Code.BUYER_NOT_EXIST)
+        wallet = locked[0]
+    else:  # asyncpg: SQLAlchemy begins the transaction with this first statement
+        row = (await conn.execute(paypath.LOCK_AND_USE_CODE, {**use, **who})).first()
+        if not drv.in_transaction:
+            raise RuntimeError("the pay's statements would run outside its transaction")
+        if row is None:
+            raise TillpayError(Code.BUYER_NOT_EXIST)
+        if not row.used:
+            raise _CodeTaken
+        wallet = row._mapping
+    # Limits are summed with the wallet row locked: a concurrent payment of the same customer waits
+    # above, then sees this one.
+    cfg, _ = risk_service.config_of(p, wallet["scheme_rules"], wallet["merchant_rules"], wallet["user_rules"])
+    day, month = risk_service.periods(p, now)
+    since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
+    day_total, month_total, recent = (
+        await drv.rows(
+            paypath.TOTALS,
+            {
+                "day": day,
+                "month": month,
+                "velocity_since": since_velocity,
+                "lower": min(month, since_velocity),
+                "user_id": payer.user_id,
+            },
+        )
+    )[0]
+    decided = _decide_payment(
+        p,
+        cmd,
+        payer,
+        quote,
+        digest,
+        now,
+        (wallet["scheme_rules"], wallet["merchant_rules"], wallet["user_rules"]),
+        (int(day_total), int(month_total), int(recent)),
+        int(wallet["balance"]),
+        wallet["status"],
+        code_now or now,
+    )
+    values, postings = decided.values, decided.postings
+    release = None if decided.spends_code else use
     if drv.sqlite:
         inserted = await drv.rows(paypath.payment_insert(conn), values, tuple(values))
         if not inserted:
             raise _IdTaken
         payment_id = int(inserted[0][0])
-        decided = risk_service.decision_values(payment_id, decision, inputs, cfg_text, now)
-        await drv.rows(paypath.RISK_DECISION, decided, tuple(decided))
+        decided_row = risk_service.decision_values(
+            payment_id, decided.decision, decided.inputs, decided.cfg_text, now
+        )
+        await drv.rows(paypath.RISK_DECISION, decided_row, tuple(decided_row))
         if release is not None:
             await drv.rows(paypath.CODE_RELEASE, release)
-        if paid:
+        if decided.paid:
             await post_entry(
                 conn,
                 kind="payment",
@@ -597,36 +860,23 @@ async def _charge(
                 driver=drv,
             )
     else:
-        payment_id = await _pg_writes(drv, values, decision, inputs, cfg_text, now, postings, release)
-    # The payment as stored, from what was just written (the columns left out have their defaults).
-    view = PaymentView.from_row(
-        SimpleNamespace(
-            id=payment_id, refunded_price=0, refunded_settle=0, refunded_wallet=0, pin_attempts=0, **values
-        ),  # type: ignore[arg-type]
-        wallet["login_id"],
-    )
-    if paid:
-        if cmd.notify_url:
-            await enqueue(
-                p,
-                conn,
-                merchant_id=cmd.merchant.id,
-                url=cmd.notify_url,
-                event="payment",
-                dialect=cmd.dialect,
-                payload={"payment": view.to_json()},
-                payment_id=payment_id,
-                sign_type=cmd.sign_type,
-            )
-    log.info(
-        "pay",
-        merchant=cmd.merchant.partner_id,
-        partner_trans_id=cmd.partner_trans_id,
-        status=status.value,
-        code=result_code,
-        trade_no=view.trade_no,
-    )
-    return outcome_of(view)
+        payment_id = await _pg_writes(
+            drv, values, decided.decision, decided.inputs, decided.cfg_text, now, postings, release
+        )
+    view = _view(decided, payment_id, wallet["login_id"])
+    if decided.paid and cmd.notify_url:
+        await enqueue(
+            p,
+            conn,
+            merchant_id=cmd.merchant.id,
+            url=cmd.notify_url,
+            event="payment",
+            dialect=cmd.dialect,
+            payload={"payment": view.to_json()},
+            payment_id=payment_id,
+            sign_type=cmd.sign_type,
+        )
+    return _answered(cmd, decided, view)
 
 
 async def count_payments(p: Platform, merchant_id: int, status: Status | None = None) -> int:

@@ -10,6 +10,10 @@ They also fold what a pay reads into few round trips, without changing what it r
   the wrong-code count for the (merchant, device) pair, whether the store or terminal is disabled, the
   terminal's latest wrong code, what is registered about the pay's secondary merchant and store, the device and its wallet, the scheme's, merchant's and customer's risk
   rules, and the FX margin between the price and the wallet currency.
+- ``PG_READ`` (PostgreSQL): ``READ`` and, in the same snapshot, what the payment's own decision needs:
+  the wallet's balance, status and version (its ``xmin``), and the customer's day/month/velocity
+  totals. The common pay then decides and writes in one call of ``tillpay_pay`` (``PAY_AT_ONCE``,
+  migration 0118), which re-checks all of it with the wallet row locked.
 - ``LOCK``: the wallet row, locked, with the three rule layers (on PostgreSQL, ``LOCK_AND_USE_CODE`` also
   records the code's single use in the same statement). The customer's totals (``TOTALS``) are a
   separate statement on purpose: on PostgreSQL a statement's snapshot is taken before it waits for the
@@ -27,10 +31,13 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    cast,
     delete,
     func,
+    literal_column,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,6 +145,78 @@ TOTALS: Select[Any] = select(
     _pay.c.created_at >= bindparam("lower"),
     _pay.c.kind != "tombstone",
 )
+
+
+def _layer_velocity(scope: str, subject: ColumnElement[Any] | str) -> Any:
+    """A stored layer's ``velocity_minutes`` (NULL: the layer does not set it, or is not stored)."""
+    config = (
+        select(_rs.c.config)
+        .where(_rs.c.scope == scope, _rs.c.subject == subject)
+        .correlate_except(_rs)
+        .scalar_subquery()
+    )
+    return cast(cast(config, postgresql.JSONB)["velocity_minutes"].astext, Integer)
+
+
+#: The velocity window the layers set, later layers first as ``risk.build`` merges them; the caller
+#: checks it against the rules it builds and takes the careful path if they differ.
+_velocity = select(
+    func.coalesce(
+        _layer_velocity("user", _usr.c.login_id),
+        _layer_velocity("merchant", bindparam("partner_id")),
+        _layer_velocity("scheme", ""),
+        bindparam("default_velocity_minutes", type_=Integer),
+    ).label("minutes")
+).lateral("velocity")
+#: ``totals_now``: the time the totals' periods end at (the pay's ``now``), apart from the FX margin's.
+_velocity_since = bindparam("totals_now", type_=t.UTCDateTime) - func.make_interval(
+    0, 0, 0, 0, 0, _velocity.c.minutes
+)
+_totals = (
+    select(
+        func.coalesce(
+            func.sum(_amount).filter(and_(_pay.c.created_at >= bindparam("day"), _counted)), 0
+        ).label("day_total"),
+        func.coalesce(
+            func.sum(_amount).filter(and_(_pay.c.created_at >= bindparam("month"), _counted)), 0
+        ).label("month_total"),
+        func.count().filter(_pay.c.created_at >= _velocity_since).label("recent"),
+    )
+    .where(
+        _pay.c.user_id == _usr.c.id,
+        _pay.c.created_at >= func.least(bindparam("month"), _velocity_since),
+        _pay.c.kind != "tombstone",
+    )
+    .correlate_except(_pay)
+    .lateral("totals")
+)
+
+#: PostgreSQL: ``READ`` and the account's facts in the same snapshot (see the module's docstring).
+PG_READ: Select[Any] = (
+    select(
+        *READ.selected_columns,
+        _usr.c.balance,
+        _usr.c.status.label("wallet_status"),
+        _usr.c.sandbox,
+        literal_column("wallet_users.xmin::text").label("version"),
+        _totals.c.day_total,
+        _totals.c.month_total,
+        _totals.c.recent,
+        _velocity.c.minutes.label("velocity_minutes"),
+    )
+    .select_from(_dev.join(_usr, _usr.c.id == _dev.c.user_id).join(_velocity, true()).join(_totals, true()))
+    .where(_dev.c.device_no == bindparam("device_no"))
+)
+
+#: PostgreSQL: a decided pay's writes in one call that commits by itself (migration 0118's function).
+PAY_AT_ONCE = (
+    "SELECT tillpay_pay($1::jsonb, $2::text[], $3::int, $4::bigint, $5::int, $6::boolean, $7::int, "
+    "$8::text, $9::timestamp, $10::timestamp, $11::timestamp, $12::bigint, $13::bigint, $14::bigint, "
+    "$15::text[], $16::text[], $17::bigint[], $18::text, $19::bigint, $20::text[], $21::timestamp, "
+    "$22::timestamp)"
+)
+#: The SQLSTATEs ``tillpay_pay`` raises when a guard fails (nothing it wrote remains).
+CODE_TAKEN, ID_TAKEN, WALLET_CHANGED = "TP001", "TP002", "TP003"
 
 RISK_DECISION = t.risk_decisions.insert()
 #: Takes back a code's single use, in the pay's transaction, when only the balance refused the payment.

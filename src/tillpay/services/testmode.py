@@ -55,13 +55,19 @@ def payer_problem(*, test_merchant: bool, sandbox_wallet: bool, sandbox_server: 
     return None
 
 
-async def check_payer(p: Platform, conn: AsyncConnection, test_merchant: bool, user_id: int) -> None:
-    """Refuse (RISK_REJECT) a wallet the money rules keep from paying this merchant; reads only."""
+async def check_payer(
+    p: Platform, conn: AsyncConnection, test_merchant: bool, user_id: int, *, sandbox: bool | None = None
+) -> None:
+    """Refuse (RISK_REJECT) a wallet the money rules keep from paying this merchant; reads only.
+
+    ``sandbox``: the wallet's sandbox mark when the caller read it already (then nothing is read here).
+    """
     if not test_merchant and p.settings.sandbox:
         return  # a live merchant on a sandbox server takes any wallet: nothing to read
-    sandbox = (
-        await conn.execute(select(t.wallet_users.c.sandbox).where(t.wallet_users.c.id == user_id))
-    ).scalar()
+    if sandbox is None:
+        sandbox = (
+            await conn.execute(select(t.wallet_users.c.sandbox).where(t.wallet_users.c.id == user_id))
+        ).scalar()
     problem = payer_problem(
         test_merchant=test_merchant, sandbox_wallet=bool(sandbox), sandbox_server=p.settings.sandbox
     )

@@ -14,6 +14,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+class Refused(Exception):
+    """PostgreSQL: a statement raised one of Tillpay's own SQLSTATEs (class ``TP``, a guard of a
+    function such as ``tillpay_pay``); the statement's writes were rolled back with it."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(f"{sqlstate}: {message}")
+        self.sqlstate = sqlstate
+
+
 class Driver:
     """The pay path's statements on the connection's own driver, inside SQLAlchemy's transaction.
 
@@ -75,6 +84,20 @@ class Driver:
     async def pg_rows(self, sql: str, args: list[Any]) -> list[Any]:
         """PostgreSQL: run hand-written SQL with positional parameters (times as everywhere here)."""
         return list(await self.raw.fetch(sql, *[self._bind(a) for a in args]))
+
+    async def pg_commit(self, sql: str, args: list[Any]) -> Any:
+        """PostgreSQL: run one statement outside any transaction, so that it commits by itself (one round
+        trip: no BEGIN, no COMMIT); its first value. A guard raising a ``TP`` SQLSTATE gives ``Refused``.
+        """
+        if self.in_transaction:
+            raise RuntimeError("a statement that commits by itself is run inside a transaction")
+        try:
+            return await self.raw.fetchval(sql, *[self._bind(a) for a in args])
+        except Exception as e:
+            state = getattr(e, "sqlstate", None)
+            if isinstance(state, str) and state.startswith("TP"):
+                raise Refused(state, str(e)) from e
+            raise
 
     async def many(self, stmt: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
         """Run one statement for each parameter set (no rows back)."""

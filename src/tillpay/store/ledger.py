@@ -6,6 +6,11 @@ path's one PostgreSQL statement (``pg_ledger_ctes``, whose text this module writ
 balanced per currency (``domain.ledger.check_balanced``); a wallet's stored balance changes only in the
 same transaction as its postings, under the guard ``balance + delta >= 0``, so an overdraft is
 impossible whatever the caller checked.
+
+One exception in form, not in rule: PostgreSQL's common pay writes its entry inside the function
+``tillpay_pay`` (migration 0118), with the same three statements as ``pg_ledger_ctes`` and the same
+guard, from the arguments :func:`pg_ledger_args` makes (the entry balanced by ``check_balanced``).
+``tests/services/test_pay_matrix.py`` and the ledger audit hold both forms to the same rows.
 """
 
 from __future__ import annotations
