@@ -49,6 +49,26 @@ def tag_stdlib_handlers(*names: str) -> None:
                 handler.addFilter(_FILTER)
 
 
+class _StderrLogger:
+    """Writes each rendered line to the *current* ``sys.stderr``.
+
+    structlog's ``PrintLoggerFactory(sys.stderr)`` keeps the stream it was given; when that was a
+    temporary one (a command run in-process, a captured test), every later line would go to a closed
+    file and raise. Looking ``sys.stderr`` up per line costs nothing next to rendering it.
+    """
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(level: str) -> None:
     """Structured logs on stderr at ``level``."""
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -64,6 +84,6 @@ def configure_logging(level: str) -> None:
             structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
     )
     tag_stdlib_handlers("uvicorn", "uvicorn.error")
