@@ -594,47 +594,36 @@ def notify_attempts(env: Env, merchant_id: int, ptid: str) -> list[tuple[int | N
     return env.run(go)  # type: ignore[no-any-return]
 
 
+def init_with(d: Driver, env: Env, sdk: str, test: Any, **init: Any) -> None:
+    """Set the driver ``d`` of ``sdk`` to sign with the test credentials ``test`` (``init``: e.g. a
+    ``timeout``)."""
+    m = test.merchant
+    if sdk == "antom":
+        keys = {"client_id": m.client_id, "public_key_pem": m.gateway_public_key}
+    else:
+        keys = {
+            "app_id": m.app_id,
+            "public_key" if sdk == "fzlee" else "public_key_pem": m.gateway_public_key,
+        }
+    # alipay-sdk-python speaks plain HTTP to port 80, the other two HTTPS to 443 (sdkenv.py says why).
+    url = env.http.url if sdk == "official" else env.https.url
+    d.call("init", url=url, private_key=test.merchant_private_key, **keys, **init)
+
+
 def spare_driver(env: Env, sdk: str, test: Any, **init: Any) -> Driver:
     """A second process of ``sdk`` with the test credentials: a till whose pay is still in flight while
     the first one queries and cancels, or one with a shorter timeout (``init``'s ``timeout``)."""
-    m = test.merchant
     d = Driver(sdk, f"{sdk}.py", env.cert)
     try:
-        if sdk == "fzlee":
-            d.call(
-                "init",
-                url=env.https.url,
-                app_id=m.app_id,
-                private_key=test.merchant_private_key,
-                public_key=m.gateway_public_key,
-                **init,
-            )
-        elif sdk == "official":
-            d.call(
-                "init",
-                url=env.http.url,
-                app_id=m.app_id,
-                private_key=test.merchant_private_key,
-                public_key_pem=m.gateway_public_key,
-                **init,
-            )
-        else:
-            d.call(
-                "init",
-                url=env.https.url,
-                client_id=m.client_id,
-                private_key=test.merchant_private_key,
-                public_key_pem=m.gateway_public_key,
-                **init,
-            )
+        init_with(d, env, sdk, test, **init)
     except BaseException:
         d.close()
         raise
     return d
 
 
-#: Below every magic N used here, so only a moved clock (or a never-answered code) closes a payment.
 def payment_timeout(env: Env) -> int:
+    """The servers' payment timeout (this process reads the same environment as they do)."""
     return Settings(database_url=env.db_url).payment_timeout_seconds
 
 
@@ -733,17 +722,7 @@ def test_magic_codes_through_the_open_platform_sdks(
 
         # a success answered only after N = 2 s: a patient till's pay is still waiting for it while this
         # one finds the payment paid and cancels it; the cancel refunds, the late success is the SDK's
-        spare.call(
-            "init",
-            url=magic_sdks.https.url if sdk == "fzlee" else magic_sdks.http.url,
-            app_id=test_credentials.merchant.app_id,
-            private_key=test_credentials.merchant_private_key,
-            **{
-                "public_key"
-                if sdk == "fzlee"
-                else "public_key_pem": test_credentials.merchant.gateway_public_key
-            },
-        )
+        init_with(spare, magic_sdks, sdk, test_credentials)  # the SDK's default timeout: 15 s
         with ThreadPoolExecutor(1) as pool:
             late = pool.submit(
                 spare.call,
