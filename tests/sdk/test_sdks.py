@@ -16,11 +16,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sdkenv import TILLPAY, Driver, Env, make_env, make_tls_cert
+from sdkenv import TILLPAY, Driver, Env, SdkError, make_env, make_tls_cert
 
 import factories as f
 from tillpay.config import Settings
@@ -524,45 +525,376 @@ def poll(ask: Any, waiting: str) -> str:
     return str(status)
 
 
+def until(what: Any, seconds: float = 20) -> None:  # float-ok: seconds
+    """Wait for a state the server's worker brings about (it polls every 0.1 s); fail if it never comes."""
+    deadline = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.1)
+
+
+def move_clock(env: Env, merchant_id: int, seconds: int) -> None:
+    """Move the test merchant's clock forward (what ``tillpay merchant clock`` does), so an answer due on
+    it comes without waiting.
+
+    The servers keep a merchant for ``MERCHANT_CACHE_SECONDS``, while their worker reads its clock afresh:
+    this waits that long, so a pay that follows (the next test's too) starts on the moved clock, not on a
+    cached one that the worker would find its payment timeout already past on."""
+    from sqlalchemy import update
+
+    from tillpay.services.platform import MERCHANT_CACHE_SECONDS
+    from tillpay.store import tables as t
+
+    async def go(p: Platform) -> None:
+        async with p.engine.begin() as conn:
+            await conn.execute(
+                update(t.merchants)
+                .where(t.merchants.c.id == merchant_id)
+                .values(clock_offset_seconds=t.merchants.c.clock_offset_seconds + seconds)
+            )
+
+    env.run(go)
+    time.sleep(MERCHANT_CACHE_SECONDS)
+
+
+def closed_with(env: Env, merchant_id: int, ptid: str) -> str | None:
+    """Why the test merchant's payment ``ptid`` closed, as stored."""
+    from sqlalchemy import select
+
+    from tillpay.store import tables as t
+
+    async def go(p: Platform) -> str | None:
+        async with p.engine.connect() as conn:
+            return (  # type: ignore[no-any-return]
+                await conn.execute(
+                    select(t.payments.c.result_code).where(
+                        t.payments.c.merchant_id == merchant_id, t.payments.c.partner_trans_id == ptid
+                    )
+                )
+            ).scalar_one()
+
+    return env.run(go)  # type: ignore[no-any-return]
+
+
+def notify_attempts(env: Env, merchant_id: int, ptid: str) -> list[tuple[int | None, str | None]]:
+    """The delivery attempts of a payment's notification as recorded: (HTTP status, error) in order."""
+    from sqlalchemy import select
+
+    from tillpay.store import tables as t
+
+    async def go(p: Platform) -> list[tuple[int | None, str | None]]:
+        async with p.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.notify_attempts.c.http_status, t.notify_attempts.c.error)
+                .join(t.outbox, t.outbox.c.id == t.notify_attempts.c.outbox_id)
+                .join(t.payments, t.payments.c.id == t.outbox.c.payment_id)
+                .where(
+                    t.payments.c.merchant_id == merchant_id,
+                    t.payments.c.partner_trans_id == ptid,
+                    t.outbox.c.refund_id.is_(None),
+                )
+                .order_by(t.notify_attempts.c.id)
+            )
+            return [(r.http_status, r.error) for r in rows]
+
+    return env.run(go)  # type: ignore[no-any-return]
+
+
+def init_with(d: Driver, env: Env, sdk: str, test: Any, **init: Any) -> None:
+    """Set the driver ``d`` of ``sdk`` to sign with the test credentials ``test`` (``init``: e.g. a
+    ``timeout``)."""
+    m = test.merchant
+    if sdk == "antom":
+        keys = {"client_id": m.client_id, "public_key_pem": m.gateway_public_key}
+    else:
+        keys = {
+            "app_id": m.app_id,
+            "public_key" if sdk == "fzlee" else "public_key_pem": m.gateway_public_key,
+        }
+    # alipay-sdk-python speaks plain HTTP to port 80, the other two HTTPS to 443 (sdkenv.py says why).
+    url = env.http.url if sdk == "official" else env.https.url
+    d.call("init", url=url, private_key=test.merchant_private_key, **keys, **init)
+
+
+def spare_driver(env: Env, sdk: str, test: Any, **init: Any) -> Driver:
+    """A second process of ``sdk`` with the test credentials: a till whose pay is still in flight while
+    the first one queries and cancels, or one with a shorter timeout (``init``'s ``timeout``)."""
+    d = Driver(sdk, f"{sdk}.py", env.cert)
+    try:
+        init_with(d, env, sdk, test, **init)
+    except BaseException:
+        d.close()
+        raise
+    return d
+
+
+def payment_timeout(env: Env) -> int:
+    """The servers' payment timeout (this process reads the same environment as they do)."""
+    return Settings(database_url=env.db_url).payment_timeout_seconds
+
+
 @pytest.mark.parametrize("sdk", OPEN_SDKS)
-def test_magic_codes_through_the_open_platform_sdks(magic_sdks: Env, sdk: str) -> None:
-    from tillpay.domain.magic import Magic, code_for
+def test_magic_codes_through_the_open_platform_sdks(
+    magic_sdks: Env, sdk: str, test_credentials: Any, form_receiver: Receiver
+) -> None:
+    """Every row of the magic table through the SDK, each answer as the SDK parses it."""
+    from tillpay.domain.errors import Code
+    from tillpay.domain.magic import TABLE, Magic, code_for
+    from tillpay.protocols.openapi.codes import open_code
+    from tillpay.services.magic import FAILED_DELIVERY
 
     d = open_sdk(magic_sdks, sdk)
+    test_id = test_credentials.merchant.id
+    seen: set[Magic] = set()
 
-    def pay(no: str, code: str) -> Any:
-        return d.call("pay", out_trade_no=no, auth_code=code, subject="Magic", total_amount="12.50")
+    def pay(no: str, code: str, notify_url: str | None = None) -> Any:
+        return d.call(
+            "pay",
+            out_trade_no=no,
+            auth_code=code,
+            subject="Magic",
+            total_amount="12.50",
+            notify_url=notify_url,
+        )
 
     def status(no: str) -> str:
-        return str(d.call("query", out_trade_no=no)["trade_status"])
+        # An order the gateway has not made yet (a slow answer's, before its pay starts): ACQ.TRADE_NOT_EXIST.
+        q = d.call("query", out_trade_no=no)
+        return str(q.get("trade_status", q.get("sub_code")))
 
     assert pay(f"{sdk}-MG1", code_for(Magic.SUCCESS))["code"] == "10000"
     assert status(f"{sdk}-MG1") == "TRADE_SUCCESS"
+    seen.add(Magic.SUCCESS)
     assert pay(f"{sdk}-MG2", code_for(Magic.CONFIRM_THEN_CONFIRMED, 1))["code"] == "10003"
     assert poll(lambda: status(f"{sdk}-MG2"), "WAIT_BUYER_PAY") == "TRADE_SUCCESS"
+    seen.add(Magic.CONFIRM_THEN_CONFIRMED)
     low = pay(f"{sdk}-MG3", code_for(Magic.BALANCE_NOT_ENOUGH))
     assert (low["code"], low["sub_code"]) == ("40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
+    seen.add(Magic.BALANCE_NOT_ENOUGH)
     unknown = pay(f"{sdk}-MG4", code_for(Magic.UNKNOWN_THEN_SUCCESS))
     assert (unknown["code"], unknown["sub_code"]) == ("20000", "ACQ.SYSTEM_ERROR")
     assert status(f"{sdk}-MG4") == "TRADE_SUCCESS"
 
+    # UNKNOW, then processing for N = 1 second on the query, then paid
+    unknown = pay(f"{sdk}-MG4b", code_for(Magic.UNKNOWN_THEN_SUCCESS, 1))
+    assert (unknown["code"], unknown["sub_code"]) == ("20000", "ACQ.SYSTEM_ERROR")
+    assert status(f"{sdk}-MG4b") in ("WAIT_BUYER_PAY", "TRADE_SUCCESS")
+    assert poll(lambda: status(f"{sdk}-MG4b"), "WAIT_BUYER_PAY") == "TRADE_SUCCESS"
+    seen.add(Magic.UNKNOWN_THEN_SUCCESS)
 
-def test_magic_codes_through_the_antom_sdk(magic_sdks: Env) -> None:
-    from tillpay.domain.magic import Magic, code_for
+    # confirmation, then rejected after N = 1 second
+    assert pay(f"{sdk}-MG5", code_for(Magic.CONFIRM_THEN_REJECTED, 1))["code"] == "10003"
+    assert poll(lambda: status(f"{sdk}-MG5"), "WAIT_BUYER_PAY") == "TRADE_CLOSED"
+    assert closed_with(magic_sdks, test_id, f"{sdk}-MG5") == Code.USER_REJECTED
+    seen.add(Magic.CONFIRM_THEN_REJECTED)
+
+    # confirmation never answered: closed when the payment timeout passes on the merchant's clock
+    assert pay(f"{sdk}-MG6", code_for(Magic.CONFIRM_NEVER_ANSWERED))["code"] == "10003"
+    assert status(f"{sdk}-MG6") == "WAIT_BUYER_PAY"
+    move_clock(magic_sdks, test_id, payment_timeout(magic_sdks) + 10)
+    assert poll(lambda: status(f"{sdk}-MG6"), "WAIT_BUYER_PAY") == "TRADE_CLOSED"
+    assert closed_with(magic_sdks, test_id, f"{sdk}-MG6") == Code.PAYMENT_TIMEOUT
+    seen.add(Magic.CONFIRM_NEVER_ANSWERED)
+
+    # refusals and declines, each with the Open Platform code its codes table gives
+    for no, outcome, code in (
+        ("MG7", Magic.CODE_EXPIRED, Code.EXPIRED_CODE),
+        ("MG8", Magic.CODE_USED, Code.CODE_USED),
+        ("MG9", Magic.RISK_DECLINE, Code.RISK_REJECT),
+        ("MG10", Magic.BUYER_FROZEN, Code.BUYER_FROZEN),
+    ):
+        refused = pay(f"{sdk}-{no}", code_for(outcome))
+        want = open_code(code)
+        assert (refused["code"], refused["sub_code"]) == (want.code, want.sub_code), outcome
+        seen.add(outcome)
+
+    spare = spare_driver(magic_sdks, sdk, test_credentials, timeout=1)
+    try:
+        # an answer slower (N = 2 s) than the till's timeout (1 s, the SDK's own setting): the SDK gives
+        # up with its timeout error, and the query finds the payment paid once the gateway has paid it
+        with pytest.raises(SdkError) as gave_up:
+            spare.call(
+                "pay",
+                out_trade_no=f"{sdk}-MG11",
+                auth_code=code_for(Magic.SLOW_ANSWER, 2),
+                subject="Magic",
+                total_amount="12.50",
+            )
+        assert "timed out" in gave_up.value.message.lower() or "timeout" in gave_up.value.kind.lower()
+        until(lambda: status(f"{sdk}-MG11") == "TRADE_SUCCESS")
+        seen.add(Magic.SLOW_ANSWER)
+
+        # a success answered only after N = 2 s: a patient till's pay is still waiting for it while this
+        # one finds the payment paid and cancels it; the cancel refunds, the late success is the SDK's
+        init_with(spare, magic_sdks, sdk, test_credentials)  # the SDK's default timeout: 15 s
+        with ThreadPoolExecutor(1) as pool:
+            late = pool.submit(
+                spare.call,
+                "pay",
+                out_trade_no=f"{sdk}-MG12",
+                auth_code=code_for(Magic.SUCCESS_AFTER_CANCEL, 2),
+                subject="Magic",
+                total_amount="12.50",
+            )
+            until(lambda: status(f"{sdk}-MG12") == "TRADE_SUCCESS")
+            cancel = d.call("cancel", out_trade_no=f"{sdk}-MG12")
+            assert (cancel["code"], cancel["action"], cancel["retry_flag"]) == ("10000", "refund", "N")
+            assert late.result()["code"] == "10000"  # the success the till no longer listens to
+        assert status(f"{sdk}-MG12") == "TRADE_CLOSED"
+        seen.add(Magic.SUCCESS_AFTER_CANCEL)
+    finally:
+        spare.close()
+
+    # a notification recorded as failed twice, then delivered: the handler sees it three times, each
+    # delivery verifying with the SDK's own code
+    assert (
+        pay(f"{sdk}-MG13", code_for(Magic.NOTIFY_FAILS, 2), notify_url=form_receiver.url)["code"] == "10000"
+    )
+    until(lambda: [a[1] for a in notify_attempts(magic_sdks, test_id, f"{sdk}-MG13")][-1:] == [None])
+    attempts = notify_attempts(magic_sdks, test_id, f"{sdk}-MG13")
+    assert attempts == [(200, FAILED_DELIVERY), (200, FAILED_DELIVERY), (200, None)]
+    deliveries = [dict(urllib.parse.parse_qsl(body.decode())) for _, _, body in form_receiver.received]
+    deliveries = [n for n in deliveries if n["out_trade_no"] == f"{sdk}-MG13"]
+    assert len(deliveries) == 3
+    assert {(n["notify_id"], n["trade_no"], n["trade_status"]) for n in deliveries} == {
+        (deliveries[0]["notify_id"], deliveries[0]["trade_no"], "TRADE_SUCCESS")
+    }
+    for n in deliveries:
+        assert d.call("verify", data=n) is True
+    assert d.call("verify", data={**deliveries[-1], "total_amount": "1250.00"}) is False
+    seen.add(Magic.NOTIFY_FAILS)
+
+    assert seen == {row.outcome for row in TABLE}
+
+
+def test_magic_codes_through_the_antom_sdk(
+    magic_sdks: Env, test_credentials: Any, json_receiver: Receiver
+) -> None:
+    """Every row of the magic table through global-open-sdk-python, each answer as the SDK parses it."""
+    from tillpay.domain.errors import Code
+    from tillpay.domain.magic import TABLE, Magic, code_for
+    from tillpay.protocols.antom.codes import antom_result
+    from tillpay.services.magic import FAILED_DELIVERY
 
     d = magic_sdks.antom
+    test_id = test_credentials.merchant.id
+    seen: set[Magic] = set()
 
-    def pay(request_id: str, code: str) -> tuple[str, str]:
-        r = d.call("pay", request_id=request_id, code=code, currency="CNY", value="1250", subject="Magic")
+    def pay(request_id: str, code: str, notify_url: str | None = None) -> tuple[str, str]:
+        r = d.call(
+            "pay",
+            request_id=request_id,
+            code=code,
+            currency="CNY",
+            value="1250",
+            subject="Magic",
+            notify_url=notify_url,
+        )
         return r["result"]["resultStatus"], r["result"]["resultCode"]
 
     def status(request_id: str) -> str:
         return str(d.call("inquiry", request_id=request_id)["paymentStatus"])
 
+    def result_code(request_id: str) -> str:
+        return str(d.call("inquiry", request_id=request_id)["paymentResultCode"])
+
     assert pay("A-MG1", code_for(Magic.SUCCESS)) == ("S", "SUCCESS")
     assert status("A-MG1") == "SUCCESS"
+    seen.add(Magic.SUCCESS)
     assert pay("A-MG2", code_for(Magic.CONFIRM_THEN_CONFIRMED, 1)) == ("U", "PAYMENT_IN_PROCESS")
     assert poll(lambda: status("A-MG2"), "PROCESSING") == "SUCCESS"
+    seen.add(Magic.CONFIRM_THEN_CONFIRMED)
     assert pay("A-MG3", code_for(Magic.BALANCE_NOT_ENOUGH)) == ("F", "USER_BALANCE_NOT_ENOUGH")
+    seen.add(Magic.BALANCE_NOT_ENOUGH)
     assert pay("A-MG4", code_for(Magic.UNKNOWN_THEN_SUCCESS)) == ("U", "UNKNOWN_EXCEPTION")
     assert status("A-MG4") == "SUCCESS"
+
+    # UNKNOWN_EXCEPTION, then processing for N = 1 second on the inquiry, then paid
+    assert pay("A-MG4b", code_for(Magic.UNKNOWN_THEN_SUCCESS, 1)) == ("U", "UNKNOWN_EXCEPTION")
+    assert status("A-MG4b") in ("PROCESSING", "SUCCESS")
+    assert poll(lambda: status("A-MG4b"), "PROCESSING") == "SUCCESS"
+    seen.add(Magic.UNKNOWN_THEN_SUCCESS)
+
+    # confirmation, then rejected after N = 1 second
+    assert pay("A-MG5", code_for(Magic.CONFIRM_THEN_REJECTED, 1)) == ("U", "PAYMENT_IN_PROCESS")
+    assert poll(lambda: status("A-MG5"), "PROCESSING") == "FAIL"
+    assert result_code("A-MG5") == antom_result(Code.USER_REJECTED).code
+    assert closed_with(magic_sdks, test_id, "A-MG5") == Code.USER_REJECTED
+    seen.add(Magic.CONFIRM_THEN_REJECTED)
+
+    # confirmation never answered: closed when the payment timeout passes on the merchant's clock
+    assert pay("A-MG6", code_for(Magic.CONFIRM_NEVER_ANSWERED)) == ("U", "PAYMENT_IN_PROCESS")
+    assert status("A-MG6") == "PROCESSING"
+    move_clock(magic_sdks, test_id, payment_timeout(magic_sdks) + 10)
+    assert poll(lambda: status("A-MG6"), "PROCESSING") == "FAIL"
+    assert result_code("A-MG6") == antom_result(Code.PAYMENT_TIMEOUT).code
+    assert closed_with(magic_sdks, test_id, "A-MG6") == Code.PAYMENT_TIMEOUT
+    seen.add(Magic.CONFIRM_NEVER_ANSWERED)
+
+    # refusals and declines, each with the Antom result its codes table gives
+    for request_id, outcome, code in (
+        ("A-MG7", Magic.CODE_EXPIRED, Code.EXPIRED_CODE),
+        ("A-MG8", Magic.CODE_USED, Code.CODE_USED),
+        ("A-MG9", Magic.RISK_DECLINE, Code.RISK_REJECT),
+        ("A-MG10", Magic.BUYER_FROZEN, Code.BUYER_FROZEN),
+    ):
+        want = antom_result(code)
+        assert pay(request_id, code_for(outcome)) == ("F", want.code), outcome
+        assert want.status == "F"
+        seen.add(outcome)
+
+    # an answer that comes N = 2 s late: the SDK has no timeout setting (its DefaultAlipayClient takes
+    # none), so it waits, and parses the success when it comes
+    started = time.monotonic()
+    assert pay("A-MG11", code_for(Magic.SLOW_ANSWER, 2)) == ("S", "SUCCESS")
+    assert time.monotonic() - started >= 2  # the gateway held the answer for N seconds
+    assert status("A-MG11") == "SUCCESS"
+    seen.add(Magic.SLOW_ANSWER)
+
+    # a success answered only after N = 2 s: a second till's pay is still waiting for it while this one
+    # finds the payment paid and cancels it; the cancel refunds it, the late success is the SDK's
+    spare = spare_driver(magic_sdks, "antom", test_credentials)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            late = pool.submit(
+                spare.call,
+                "pay",
+                request_id="A-MG12",
+                code=code_for(Magic.SUCCESS_AFTER_CANCEL, 2),
+                currency="CNY",
+                value="1250",
+                subject="Magic",
+            )
+            until(lambda: d.call("inquiry", request_id="A-MG12").get("paymentStatus") == "SUCCESS")
+            cancel = d.call("cancel", request_id="A-MG12")
+            assert cancel["result"]["resultStatus"] == "S" and cancel["cancelTime"]
+            assert late.result()["result"]["resultStatus"] == "S"  # the success the till no longer hears
+        assert status("A-MG12") == "CANCELLED"
+        seen.add(Magic.SUCCESS_AFTER_CANCEL)
+    finally:
+        spare.close()
+
+    # a notification recorded as failed twice, then delivered: the handler sees it three times, each
+    # delivery verifying with the SDK's own check_signature
+    assert pay("A-MG13", code_for(Magic.NOTIFY_FAILS, 2), notify_url=json_receiver.url) == ("S", "SUCCESS")
+    until(lambda: [a[1] for a in notify_attempts(magic_sdks, test_id, "A-MG13")][-1:] == [None])
+    attempts = notify_attempts(magic_sdks, test_id, "A-MG13")
+    assert attempts == [(200, FAILED_DELIVERY), (200, FAILED_DELIVERY), (200, None)]
+    deliveries = [r for r in json_receiver.received if json.loads(r[2])["paymentRequestId"] == "A-MG13"]
+    assert len(deliveries) == 3
+    assert {json.loads(body)["paymentId"] for _, _, body in deliveries} == {
+        json.loads(deliveries[0][2])["paymentId"]
+    }
+    for path, headers, body in deliveries:
+        args = {
+            "path": path,
+            "client_id": headers["client-id"],
+            "request_time": headers["request-time"],
+            "signature": headers["signature"],
+        }
+        assert json.loads(body)["notifyType"] == "PAYMENT_RESULT"
+        assert d.call("verify", body=body.decode(), **args) is True
+        assert d.call("verify", body=body.decode().replace('"1250"', '"1251"'), **args) is False
+    seen.add(Magic.NOTIFY_FAILS)
+
+    assert seen == {row.outcome for row in TABLE}

@@ -11,7 +11,9 @@ from rpc import serve
 client: Any = None
 
 
-def init(url: str, app_id: str, private_key: str, public_key: str, sign_type: str = "RSA2") -> str:
+def init(
+    url: str, app_id: str, private_key: str, public_key: str, sign_type: str = "RSA2", timeout: float = 15
+) -> str:
     global client
     client = AliPay(
         appid=app_id,
@@ -19,7 +21,7 @@ def init(url: str, app_id: str, private_key: str, public_key: str, sign_type: st
         app_private_key_string=private_key,
         alipay_public_key_string=public_key,
         sign_type=sign_type,
-        config=AliPayConfig(timeout=15),
+        config=AliPayConfig(timeout=timeout),  # seconds; the SDK's default is 15
     )
     # The SDK has no constructor argument for the gateway: its documented way is this attribute.
     client._gateway = url + "/gateway.do"

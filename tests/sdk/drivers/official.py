@@ -29,7 +29,9 @@ client: Any = None
 public_key = ""
 
 
-def init(url: str, app_id: str, private_key: str, public_key_pem: str, sign_type: str = "RSA2") -> str:
+def init(
+    url: str, app_id: str, private_key: str, public_key_pem: str, sign_type: str = "RSA2", timeout: int = 15
+) -> str:
     global client, public_key
     config = AlipayClientConfig()
     config.server_url = url + "/gateway.do"
@@ -37,6 +39,7 @@ def init(url: str, app_id: str, private_key: str, public_key_pem: str, sign_type
     config.app_private_key = private_key
     config.alipay_public_key = public_key_pem
     config.sign_type = sign_type
+    config.timeout = timeout  # seconds (http.client's socket timeout); the SDK's default is 15
     client = DefaultAlipayClient(config)
     public_key = public_key_pem
     return "ready"
