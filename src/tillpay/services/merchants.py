@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -73,7 +72,7 @@ async def add_merchant(
         public_pem = None  # an MD5-only merchant
     gateway_key = signing.generate_private_key()
     pid = partner_id or p.ids.partner_id()
-    values: dict[str, Any] = dict(
+    values = dict(
         partner_id=pid,
         name=name.strip(),
         md5_key=md5_key or p.ids.md5_key(),
@@ -88,9 +87,8 @@ async def add_merchant(
         app_id=p.ids.app_id(),
         # A test merchant's client id starts ``SANDBOX_``: Antom's SDKs then call /ams/sandbox/api/...
         client_id=("SANDBOX_" if test_of is not None else "") + p.ids.client_id(),
+        test_of=test_of,
     )
-    if test_of is not None:  # only then: `tillpay bench` also makes merchants in older builds' schemas
-        values["test_of"] = test_of
     try:
         async with p.engine.begin() as conn:
             mid = (
