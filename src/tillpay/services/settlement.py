@@ -334,7 +334,7 @@ async def _settle_merchants(
                 t.merchants.c.settlement_currency,
             )
             # A test merchant is never in a live run: its days close by its own clock, into test
-            # files only (services/test_settlement.py).
+            # files only (services/sandbox_settlement.py).
             .where(t.merchants.c.test_of.is_(None))
             .order_by(t.merchants.c.id)
         )

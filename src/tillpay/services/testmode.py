@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.services import test_settlement
+from tillpay.services import sandbox_settlement
 from tillpay.services.expiry import expire_due
 from tillpay.services.platform import Merchant, Platform
 from tillpay.store import tables as t
@@ -109,7 +109,7 @@ class ClockView:
     business_day: date
     next_cutoff: datetime
     expired: int
-    settlement: test_settlement.TestRun
+    settlement: sandbox_settlement.TestRun
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -144,7 +144,7 @@ async def _view(p: Platform, m: Merchant, expired: int, directory: str | Path | 
         cutoff = dom.cutoff_at(day, s.settlement_timezone, s.settlement_cutoff)
     except dom.SettlementConfigError as e:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, str(e)) from None
-    run = await test_settlement.run(p, m, directory=directory)
+    run = await sandbox_settlement.run(p, m, directory=directory)
     return ClockView(m.partner_id, m.clock_offset_seconds, now, mine, day, cutoff, expired, run)
 
 

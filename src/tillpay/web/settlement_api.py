@@ -37,7 +37,7 @@ from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.settlement import sha256_hex
 from tillpay.protocols.mapi import signing as mapi_signing
-from tillpay.services import settlement, test_settlement, testmode
+from tillpay.services import sandbox_settlement, settlement, testmode
 from tillpay.services.platform import Merchant, Platform
 
 _STATUS = {
@@ -108,7 +108,7 @@ async def list_files(request: Request) -> Response:
             except ValueError:
                 raise TillpayError(Code.ILLEGAL_ARGUMENT, "settle_date is YYYY-MM-DD") from None
         if merchant.is_test:
-            run = await test_settlement.run(p, merchant)
+            run = await sandbox_settlement.run(p, merchant)
             listed = [f.to_json() for f in run.files if day is None or f.settle_date == day]
             return JSONResponse(
                 {"partner": merchant.partner_id, "files": listed}, headers=testmode.mode_headers(merchant)
@@ -125,7 +125,7 @@ async def download(request: Request) -> Response:
     try:
         merchant, params = await _authenticate(p, request, DOWNLOAD, ("name",))
         if merchant.is_test:
-            test_path = test_settlement.file_path(p, merchant, params["name"])
+            test_path = sandbox_settlement.file_path(p, merchant, params["name"])
             data = test_path.read_bytes()
             return Response(
                 data,

@@ -41,9 +41,9 @@ from tillpay.services import (
     heartbeats,
     payments,
     samples,
+    sandbox_settlement,
     secmerchants,
     stores,
-    test_settlement,
     testmode,
 )
 from tillpay.services.console_auth import ConsoleSession
@@ -417,7 +417,7 @@ async def settlements(ctx: Ctx) -> Response:
     m = await ctx.merchant()
     if m.is_test:
         # Test data: the test merchant's days closed by its test clock, as test files (never a live run).
-        run = await test_settlement.run(ctx.p, m)
+        run = await sandbox_settlement.run(ctx.p, m)
         return _render(ctx, "settlements.html", batches=[], files=[], test_run=run, error=None)
     return _render(
         ctx,
@@ -436,7 +436,7 @@ async def test_file_download(ctx: Ctx) -> Response:
     m = await ctx.merchant()
     if not m.is_test:
         raise TillpayError(Code.NOT_FOUND)
-    path = test_settlement.file_path(ctx.p, m, ctx.request.query_params.get("name", ""))
+    path = sandbox_settlement.file_path(ctx.p, m, ctx.request.query_params.get("name", ""))
     data = path.read_bytes()
     resp = Response(data, media_type="text/plain; charset=utf-8")
     resp.headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
