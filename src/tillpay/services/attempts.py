@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text
-
 from tillpay.services.platform import Platform
+from tillpay.store.attempts import Book
 
 
 class Throttled(Exception):
@@ -48,37 +47,31 @@ class Limit:
         return wait
 
 
-async def reserve(p: Platform, table: Table, row: dict[str, Any], checks: list[tuple[Any, Limit]]) -> int:
-    """Check every ``(where, limit)`` against ``table``'s recent rows, then insert ``row`` as this
+async def reserve(
+    p: Platform, book: Book, row: dict[str, Any], checks: list[tuple[dict[str, Any], Limit]]
+) -> int:
+    """Check every ``(by, limit)`` against ``book``'s recent attempts, then record ``row`` as this
     attempt's failure; returns its id (pass it to :func:`release` when the password was right).
 
-    Raises Throttled (and inserts nothing) when a limit asks the attempt to wait.
+    Raises Throttled (and records nothing) when a limit asks the attempt to wait.
     """
     now = p.now()
-    async with p.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE"))
+    async with p.unit_of_work() as uow:
+        await uow.attempts.lock(book)
         retry = 0.0
-        for where, limit in checks:
-            count, newest = (
-                await conn.execute(
-                    select(func.count(), func.max(table.c.created_at))
-                    .select_from(table)
-                    .where(where, table.c.created_at > now - limit.window)
-                )
-            ).one()
+        for by, limit in checks:
+            count, newest = await uow.attempts.recent(book, by, now - limit.window)
             if count >= limit.free and newest is not None:
                 retry = max(retry, (newest + limit.wait(count) - now).total_seconds())
         if retry > 0:
             raise Throttled(math.ceil(retry))
-        key = (await conn.execute(insert(table).values(created_at=now, **row))).inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        attempt_id = await uow.attempts.add(book, row, now)
+        await uow.commit()
+    return attempt_id
 
 
-async def release(p: Platform, table: Table, attempt_id: int, *also: Any) -> None:
-    """The attempt succeeded: delete its reserved failure row (and any rows matching ``also``)."""
-    async with p.engine.begin() as conn:
-        await conn.execute(delete(table).where(table.c.id == attempt_id))
-        for where in also:
-            await conn.execute(delete(table).where(where))
+async def release(p: Platform, book: Book, attempt_id: int, *also: dict[str, Any]) -> None:
+    """The attempt succeeded: delete its reserved failure row (and every attempt matching ``also``)."""
+    async with p.unit_of_work() as uow:
+        await uow.attempts.remove(book, attempt_id, *also)
+        await uow.commit()

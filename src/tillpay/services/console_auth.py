@@ -243,13 +243,12 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
     client = client[:64]
     if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
         raise SignInRefused("busy", 1)
-    f = t.console_login_failures
     try:
         attempt = await attempts.reserve(
             p,
-            f,
+            "console",
             {"login": login, "client": client},
-            [(f.c.login == login, LOGIN_LIMIT), (f.c.client == client, CLIENT_LIMIT)],
+            [({"login": login}, LOGIN_LIMIT), ({"client": client}, CLIENT_LIMIT)],
         )
     except attempts.Throttled as e:
         raise SignInRefused("locked", e.retry_after) from None
@@ -261,12 +260,12 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
     try:
         ok = await p.hash_pool.run(verify_password, password, stored)
     except HashPoolBusy:
-        await attempts.release(p, f, attempt)
+        await attempts.release(p, "console", attempt)
         raise SignInRefused("busy", 1) from None
     if row is None or not ok:
         raise SignInRefused("invalid")
     # A successful sign-in clears the login's count, so a user who mistyped is not slowed later.
-    await attempts.release(p, f, attempt, f.c.login == login)
+    await attempts.release(p, "console", attempt, {"login": login})
     if row.status != "active":
         raise SignInRefused("disabled")
     token = secrets.token_urlsafe(32)

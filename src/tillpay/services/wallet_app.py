@@ -23,7 +23,6 @@ from tillpay.services.platform import Platform
 from tillpay.services.security import HashPoolBusy, hash_secret, verify_secret
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.services.wallets import Device, WalletUser
-from tillpay.store import tables as t
 from tillpay.store.payments import PaymentsRepository
 
 #: A session lasts this long from sign-in (absolute, not sliding: a lost phone's session ends by itself).
@@ -187,20 +186,18 @@ async def sign_in(
             )
     if p.hash_pool.full:  # refused before any database work: a flood costs the server nothing
         raise SignInRefused("busy", 1)
-    f = t.wallet_login_failures
-    by_login = (
-        (f.c.login_id == login_id) & (f.c.device_id == trusted)
-        if trusted is not None
-        else (f.c.login_id == login_id) & f.c.device_id.is_(None)
-    )
     try:
         attempt = await attempts.reserve(
             p,
-            f,
+            "wallet",
             {"login_id": login_id, "client": client, "device_id": trusted},
             [
-                (by_login, DEVICE_LIMIT if trusted is not None else LOGIN_LIMIT),
-                (f.c.client == client, CLIENT_LIMIT),
+                # A trusted device is counted by its own failures; strangers' (no device) by theirs.
+                (
+                    {"login_id": login_id, "device_id": trusted},
+                    DEVICE_LIMIT if trusted is not None else LOGIN_LIMIT,
+                ),
+                ({"client": client}, CLIENT_LIMIT),
             ],
         )
     except attempts.Throttled as e:
@@ -208,12 +205,12 @@ async def sign_in(
     try:
         ok = await p.hash_pool.run(_verify_or_dummy, password, user.password_hash if user else None)
     except HashPoolBusy:
-        await attempts.release(p, f, attempt)
+        await attempts.release(p, "wallet", attempt)
         raise SignInRefused("busy", 1) from None
     if user is None or not user.password_hash or not ok:
         raise SignInRefused("invalid")
     # The right password: the user's count starts afresh, and a PIN locked by wrong PINs is unlocked.
-    await attempts.release(p, f, attempt, f.c.login_id == login_id)
+    await attempts.release(p, "wallet", attempt, {"login_id": login_id})
     if user.status != "active":
         raise SignInRefused("frozen")
     async with p.unit_of_work() as uow:

@@ -21,6 +21,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from tillpay.store.attempts import AttemptsRepository
 from tillpay.store.fx import FxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
@@ -40,6 +41,11 @@ class _Repositories:
         if self._conn is None:
             raise RuntimeError("use the unit of work inside its `async with` block")
         return self._conn
+
+    @property
+    def attempts(self) -> AttemptsRepository:
+        """Sign-in attempts of the wallet app and the console."""
+        return AttemptsRepository(self.conn)
 
     @property
     def fx(self) -> FxRepository:
