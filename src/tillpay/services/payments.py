@@ -168,8 +168,6 @@ class _Account:
     rules: tuple[str | None, str | None, str | None]
     balance: int
     wallet_status: str
-    #: A sandbox wallet (the money rules of test merchants read it from here: no extra statement).
-    sandbox: bool
     #: The wallet row's version (its ``xmin``).
     version: str
     #: The periods the totals were summed over, and the totals.
@@ -191,6 +189,8 @@ class _Read:
     user_id: int | None = None
     device_created_at: datetime | None = None
     login_id: str | None = None
+    #: Whether the payer's wallet is a sandbox wallet (the money rules of test merchants read it here).
+    sandbox: bool | None = None
     #: PostgreSQL's common case: the account's facts too (None: the write transaction reads them).
     account: _Account | None = None
 
@@ -300,7 +300,6 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
                 rules,
                 int(row["balance"]),
                 row["wallet_status"],
-                bool(row["sandbox"]),
                 row["version"],
                 day,
                 month,
@@ -316,6 +315,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         row["user_id"],
         utc(row["device_created_at"]),
         row["login_id"],
+        bool(row["sandbox"]),
         account,
     )
 
@@ -371,7 +371,7 @@ async def _payer_carefully(
     if device is not None:
         user = (
             await conn.execute(
-                select(t.wallet_users.c.currency, t.wallet_users.c.login_id).where(
+                select(t.wallet_users.c.currency, t.wallet_users.c.login_id, t.wallet_users.c.sandbox).where(
                     t.wallet_users.c.id == device.user_id
                 )
             )
@@ -395,7 +395,9 @@ async def _payer_carefully(
     )
     if device is None or user is None:
         return _Read(gate, device_no)
-    return _Read(gate, device_no, device.id, device.user_id, device.created_at, user.login_id)
+    return _Read(
+        gate, device_no, device.id, device.user_id, device.created_at, user.login_id, bool(user.sandbox)
+    )
 
 
 async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome:
@@ -445,15 +447,9 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
             admitted.margin_bps,
             admitted.secondary,
         )
-        # The money rules of test merchants (services/testmode.py), before anything is recorded; the
-        # common PostgreSQL read has the wallet's sandbox mark already.
-        await testmode.check_payer(
-            p,
-            conn,
-            cmd.merchant.is_test,
-            read.user_id,
-            sandbox=read.account.sandbox if read.account is not None else None,
-        )
+        # The money rules of test merchants (services/testmode.py), before anything is recorded, from
+        # the wallet's sandbox mark the read fetched.
+        await testmode.check_payer(p, conn, cmd.merchant.is_test, read.user_id, sandbox=read.sandbox)
         rates = await p.rates(conn)
         if conn.in_transaction():
             await conn.rollback()  # end the read transaction before the write one

@@ -123,6 +123,7 @@ READ: Select[Any] = (
         _dev.c.created_at.label("device_created_at"),
         _usr.c.currency,
         _usr.c.login_id,
+        _usr.c.sandbox,
     )
     .select_from(_dev.join(_usr, _usr.c.id == _dev.c.user_id))
     .where(_dev.c.device_no == bindparam("device_no"))
@@ -197,7 +198,6 @@ PG_READ: Select[Any] = (
         *READ.selected_columns,
         _usr.c.balance,
         _usr.c.status.label("wallet_status"),
-        _usr.c.sandbox,
         literal_column("wallet_users.xmin::text").label("version"),
         _totals.c.day_total,
         _totals.c.month_total,
