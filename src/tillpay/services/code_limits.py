@@ -9,15 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
+from tillpay.store.uow import Repositories, UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
-
-_bad = t.bad_codes
 
 
 async def record_bad_code(
@@ -34,17 +31,13 @@ async def record_bad_code(
     logged and shown on the merchant's console dashboard (docs/security.md).
 
     It commits on its own: the pay that sent the code is refused, and the count must outlive it. On the
-    caller's connection: SQLite has one connection per process, so a second one would wait forever.
+    caller's connection (the pay's): SQLite has one connection per process, so a second one would wait
+    forever.
     """
-    await conn.rollback()
-    now = p.now()
-    async with conn.begin():
-        await conn.execute(
-            insert(_bad).values(
-                merchant_id=merchant_id, device_no=device_no, terminal_id=terminal_id, created_at=now
-            )
-        )
-        n = await bad_codes_in_window(p, conn, merchant_id)
+    async with UnitOfWork.on(conn) as uow:
+        await uow.codes.add_bad_code(merchant_id, device_no, terminal_id, p.now())
+        n = await bad_codes_in_window(p, uow, merchant_id)
+        await uow.commit()
     if n == p.settings.bad_code_alert_threshold:
         log.warning(
             "bad_code_anomaly",
@@ -55,43 +48,25 @@ async def record_bad_code(
         )
 
 
-async def bad_codes_in_window(p: Platform, conn: AsyncConnection, merchant_id: int) -> int:
+async def bad_codes_in_window(p: Platform, r: Repositories, merchant_id: int) -> int:
     """The merchant's wrong codes (all devices and terminals) in the bad-code window."""
-    since = p.now() - timedelta(seconds=p.settings.bad_code_window_seconds)
-    q = (
-        select(func.count())
-        .select_from(_bad)
-        .where(_bad.c.merchant_id == merchant_id, _bad.c.created_at > since)
+    return await r.codes.bad_codes_since(
+        merchant_id, p.now() - timedelta(seconds=p.settings.bad_code_window_seconds)
     )
-    return int((await conn.execute(q)).scalar_one())
 
 
 async def bad_code_alert(p: Platform, merchant_id: int) -> int | None:
     """The merchant's wrong codes in the window if they reach the alert threshold (console), else None."""
-    async with p.engine.connect() as conn:
-        n = await bad_codes_in_window(p, conn, merchant_id)
+    async with p.reader() as r:
+        n = await bad_codes_in_window(p, r, merchant_id)
     return n if n >= p.settings.bad_code_alert_threshold else None
 
 
-async def terminal_bad_codes(
-    conn: AsyncConnection, merchant_id: int, terminal_id: str, since: datetime
-) -> int:
+async def terminal_bad_codes(r: Repositories, merchant_id: int, terminal_id: str, since: datetime) -> int:
     """The wrong codes one terminal of the merchant sent after ``since``."""
-    q = (
-        select(func.count())
-        .select_from(_bad)
-        .where(
-            _bad.c.merchant_id == merchant_id, _bad.c.terminal_id == terminal_id, _bad.c.created_at > since
-        )
-    )
-    return int((await conn.execute(q)).scalar_one())
+    return await r.codes.terminal_bad_codes(merchant_id, terminal_id, since)
 
 
-async def device_bad_codes(conn: AsyncConnection, merchant_id: int, device_no: int, since: datetime) -> int:
+async def device_bad_codes(r: Repositories, merchant_id: int, device_no: int, since: datetime) -> int:
     """The merchant's wrong codes for one device after ``since``."""
-    q = (
-        select(func.count())
-        .select_from(_bad)
-        .where(_bad.c.device_no == device_no, _bad.c.merchant_id == merchant_id, _bad.c.created_at > since)
-    )
-    return int((await conn.execute(q)).scalar_one())
+    return await r.codes.device_bad_codes(merchant_id, device_no, since)

@@ -30,6 +30,7 @@ from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import PaymentView
 from tillpay.store import tables as t
 from tillpay.store.ledger import post_entry
+from tillpay.store.uow import Reader
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -52,7 +53,7 @@ async def pending_for_user(p: Platform, user_id: int) -> list[PaymentView]:
                 .order_by(t.payments.c.id.desc())
             )
         ).all()
-        return [await view_of(conn, r) for r in rows]
+        return [await view_of(Reader.on(conn), r) for r in rows]
 
 
 async def confirm(
@@ -105,7 +106,7 @@ async def _confirm_in_tx(
     precreated: bool,
 ) -> PaymentView:
     now = p.now()
-    await lock_wallet(conn, user_id)
+    await lock_wallet(Reader.on(conn), user_id)
     q = select(t.payments).where(t.payments.c.status == Status.WAIT_BUYER_PAY.value)
     if precreated:
         if not trade_no:
@@ -125,7 +126,7 @@ async def _confirm_in_tx(
         # recorded (the error rolls the transaction back).
         await testmode.check_payer(p, conn, test_merchant, user_id)
     if row.expires_at and row.expires_at <= now:
-        await close_payment(p, conn, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
+        await close_payment(p, Reader.on(conn), row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
         raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
     # The customer's own count of wrong PINs in a row (across payments), read under the wallet's
     # row lock taken above, so concurrent guesses are counted one after another.
@@ -148,7 +149,9 @@ async def _confirm_in_tx(
         attempts = row.pin_attempts + 1
         await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(pin_attempts=attempts))
         if attempts >= p.settings.max_pin_attempts:
-            await close_payment(p, conn, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED, now=now)
+            await close_payment(
+                p, Reader.on(conn), row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED, now=now
+            )
             raise _KeepAndRaise(
                 TillpayError(
                     Code.USER_PAYMENT_VERIFICATION_FAILED,
@@ -239,9 +242,9 @@ async def _confirm_in_tx(
         assert outcome.code is not None
         if values:
             await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-        await close_payment(p, conn, row.id, Event.REJECT, outcome.code, now=now)
+        await close_payment(p, Reader.on(conn), row.id, Event.REJECT, outcome.code, now=now)
         closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-        return await view_of(conn, closed)
+        return await view_of(Reader.on(conn), closed)
     await conn.execute(
         update(t.payments)
         .where(t.payments.c.id == row.id)
@@ -263,7 +266,7 @@ async def _confirm_in_tx(
         now=now,
         payment_id=row.id,
     )
-    await notify_payment(p, conn, row.id, "payment")
+    await notify_payment(p, Reader.on(conn), row.id, "payment")
     paid = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
     log.info("confirmed", trade_no=paid.trade_no, user=user_id)
     return PaymentView.from_row(paid, login_id)
@@ -272,7 +275,7 @@ async def _confirm_in_tx(
 async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> PaymentView:
     """The customer rejects a waiting payment; it closes with USER_REJECTED."""
     async with p.engine.begin() as conn:
-        await lock_wallet(conn, user_id)
+        await lock_wallet(Reader.on(conn), user_id)
         q = select(t.payments).where(
             t.payments.c.user_id == user_id, t.payments.c.status == Status.WAIT_BUYER_PAY.value
         )
@@ -282,6 +285,6 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
             raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
         _, offset = await testmode.merchant_of_payment(conn, row.merchant_id)
         now = p.now() + timedelta(seconds=offset)  # the merchant's time (docs/sandbox.md)
-        await close_payment(p, conn, row.id, Event.REJECT, Code.USER_REJECTED, now=now)
+        await close_payment(p, Reader.on(conn), row.id, Event.REJECT, Code.USER_REJECTED, now=now)
         closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-        return await view_of(conn, closed)
+        return await view_of(Reader.on(conn), closed)

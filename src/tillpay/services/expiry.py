@@ -18,6 +18,7 @@ from tillpay.services.payment_common import (
 )
 from tillpay.services.platform import Merchant, Platform
 from tillpay.store import tables as t
+from tillpay.store.uow import Reader
 
 
 async def expire_payment(p: Platform, payment_id: int, *, skip_locked: bool = False) -> bool:
@@ -54,7 +55,7 @@ async def expire_on(
         now = p.now() + timedelta(seconds=offset)  # the merchant's time (real time for a live one)
         if row.expires_at > now:
             return False
-        await close_payment(p, conn, payment_id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
+        await close_payment(p, Reader.on(conn), payment_id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
         return True
 
 

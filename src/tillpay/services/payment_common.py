@@ -1,5 +1,7 @@
 """What the payment use cases share: their commands, the amount check, reading a payment, its view,
-the wallet lock, the ledger postings of a payment, and notifying a change through the outbox.
+the wallet lock, the ledger postings of a payment, and notifying a change through the outbox. The SQL is
+the repositories' (store/payments.py, store/wallets.py, store/outbox.py); these steps run inside the
+caller's unit of work (or reader), never a transaction of their own.
 
 Locking order, everywhere: the customer's wallet row, then the payment row. A pay locks only the
 customer's wallet; merchant-side balances are sums of append-only postings, never a hot row.
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +24,7 @@ from tillpay.domain.payment import Event, Status, transition
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
 from tillpay.store import outbox
-from tillpay.store import tables as t
+from tillpay.store.uow import Repositories
 
 #: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
 MAX_MAJOR = 100_000_000
@@ -118,34 +119,25 @@ def check_amount(amount: int, currency: str) -> None:
 
 
 async def payment_row(
-    conn: AsyncConnection,
+    r: Repositories,
     merchant_id: int,
     *,
     partner_trans_id: str | None = None,
     trade_no: str | None = None,
     lock: bool = False,
 ) -> Row[Any] | None:
-    q = select(t.payments).where(t.payments.c.merchant_id == merchant_id)
-    # Alipay: if both ids are given, the Alipay transaction id is checked first.
-    if trade_no:
-        q = q.where(t.payments.c.trade_no == trade_no)
-        if partner_trans_id:
-            q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
-    elif partner_trans_id:
-        q = q.where(t.payments.c.partner_trans_id == partner_trans_id)
-    else:
+    """The merchant's payment by either id (``lock``: its row locked), or None."""
+    if not trade_no and not partner_trans_id:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "give the merchant's or the gateway's transaction id")
-    if lock:
-        q = q.with_for_update()
-    return (await conn.execute(q)).first()
+    row: Row[Any] | None = await r.payments.of_merchant(
+        merchant_id, partner_trans_id=partner_trans_id, trade_no=trade_no, lock=lock
+    )
+    return row
 
 
-async def view_of(conn: AsyncConnection, row: Row[Any]) -> PaymentView:
-    login = None
-    if row.user_id:
-        login = (
-            await conn.execute(select(t.wallet_users.c.login_id).where(t.wallet_users.c.id == row.user_id))
-        ).scalar()
+async def view_of(r: Repositories, row: Row[Any]) -> PaymentView:
+    """The payment as its merchant and customer see it (with the customer's login id)."""
+    login = await r.wallets.login_of(row.user_id) if row.user_id else None
     return PaymentView.from_row(row, login)
 
 
@@ -157,20 +149,9 @@ def outcome_of(view: PaymentView, *, replayed: bool = False) -> PayOutcome:
     return PayOutcome(view, view.result_code or Code.TRADE_HAS_CLOSE, replayed)
 
 
-async def lock_wallet(conn: AsyncConnection, user_id: int) -> Any:
-    row = (
-        await conn.execute(
-            select(
-                t.wallet_users.c.id,
-                t.wallet_users.c.balance,
-                t.wallet_users.c.status,
-                t.wallet_users.c.currency,
-                t.wallet_users.c.login_id,
-            )
-            .where(t.wallet_users.c.id == user_id)
-            .with_for_update()
-        )
-    ).first()
+async def lock_wallet(uow: Repositories, user_id: int) -> Any:
+    """The customer's wallet row, locked (BUYER_NOT_EXIST if there is none)."""
+    row = await uow.wallets.lock_wallet(user_id)
     if row is None:
         raise TillpayError(Code.BUYER_NOT_EXIST)
     return row
@@ -209,7 +190,8 @@ async def enqueue(
     refund_id: int | None = None,
     sign_type: str = "RSA2",
 ) -> None:
-    """Put a notification in the outbox, in the caller's transaction (so it exists iff the change does)."""
+    """Put a notification in the outbox on the connection of the caller's unit of work, in its
+    transaction (so it exists iff the change does)."""
     if not url:
         return
     await outbox.enqueue(
@@ -233,17 +215,17 @@ async def enqueue(
 SUCCESS_ONLY_DIALECTS = frozenset({"antom"})
 
 
-async def notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, event: str) -> None:
-    row = (await conn.execute(select(t.payments).where(t.payments.c.id == payment_id))).first()
-    assert row is not None
+async def notify_payment(p: Platform, uow: Repositories, payment_id: int, event: str) -> None:
+    """Tell the payment's merchant of its change (as it stands now), in the unit of work's transaction."""
+    row = await uow.payments.by_id(payment_id)
     if not row.notify_url:
         return
     if row.dialect in SUCCESS_ONLY_DIALECTS and row.status != Status.TRADE_SUCCESS.value:
         return
-    view = await view_of(conn, row)
+    view = await view_of(uow, row)
     await enqueue(
         p,
-        conn,
+        uow.conn,
         merchant_id=row.merchant_id,
         url=row.notify_url,
         event=event,
@@ -256,7 +238,7 @@ async def notify_payment(p: Platform, conn: AsyncConnection, payment_id: int, ev
 
 async def close_payment(
     p: Platform,
-    conn: AsyncConnection,
+    uow: Repositories,
     payment_id: int,
     event: Event,
     code: Code,
@@ -265,12 +247,7 @@ async def close_payment(
     now: datetime | None = None,
 ) -> None:
     """Move a payment to its closed state; ``now`` is the merchant's time (its test clock), else real."""
-    row = (await conn.execute(select(t.payments.c.status).where(t.payments.c.id == payment_id))).one()
-    new = transition(Status(row.status), event)
-    await conn.execute(
-        update(t.payments)
-        .where(t.payments.c.id == payment_id)
-        .values(status=new.value, result_code=code.value, closed_at=now or p.now())
-    )
+    new = transition(Status(await uow.payments.status_of(payment_id)), event)
+    await uow.payments.change(payment_id, status=new.value, result_code=code.value, closed_at=now or p.now())
     if notify:
-        await notify_payment(p, conn, payment_id, "payment")
+        await notify_payment(p, uow, payment_id, "payment")

@@ -79,6 +79,7 @@ from tillpay.store import ledger as ledger_store
 from tillpay.store import tables as t
 from tillpay.store.driver import Driver, Refused, utc
 from tillpay.store.ledger import post_entry as post_entry
+from tillpay.store.uow import Reader
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -108,10 +109,10 @@ async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str
         )
     # expire_on judges by the merchant's own time (a test merchant's clock may be ahead of real time).
     if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, conn, row.id):
-        fresh = await payment_row(conn, row.merchant_id, trade_no=row.trade_no)
+        fresh = await payment_row(Reader.on(conn), row.merchant_id, trade_no=row.trade_no)
         assert fresh is not None
         row = fresh
-    return outcome_of(await view_of(conn, row), replayed=True)
+    return outcome_of(await view_of(Reader.on(conn), row), replayed=True)
 
 
 async def query(
@@ -119,7 +120,9 @@ async def query(
 ) -> PaymentView:
     """The merchant's payment by either id; TRADE_NOT_EXIST if it has none such."""
     async with p.engine.connect() as conn:
-        row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        row = await payment_row(
+            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
+        )
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.TRADE_NOT_EXIST)
         if (
@@ -128,9 +131,9 @@ async def query(
             and row.expires_at <= merchant.clock(p.now())
         ):
             await expire_on(p, conn, row.id)
-            row = await payment_row(conn, merchant.id, trade_no=row.trade_no)
+            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no)
             assert row is not None
-        return await view_of(conn, row)
+        return await view_of(Reader.on(conn), row)
 
 
 async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
@@ -139,7 +142,7 @@ async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
         row = (await conn.execute(select(t.payments).where(t.payments.c.trade_no == trade_no))).first()
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.NOT_FOUND, f"no payment {trade_no}")
-        return await view_of(conn, row)
+        return await view_of(Reader.on(conn), row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,7 @@ async def _payer_carefully(
     p: Platform, conn: AsyncConnection, cmd: PayCommand, digest: str, now: datetime
 ) -> _Read | PayOutcome:
     """The same facts statement by statement (and a repeated request answered with its first result)."""
-    existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+    existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
     if existing is not None:
         return await _replay(p, conn, existing, digest)
     disabled = False
@@ -343,7 +346,10 @@ async def _payer_carefully(
     terminal_bad = 0
     if cmd.terminal_id and base_cfg.terminal_bad_codes:
         terminal_bad = await code_limits.terminal_bad_codes(
-            conn, cmd.merchant.id, cmd.terminal_id, now - timedelta(minutes=base_cfg.terminal_window_minutes)
+            Reader.on(conn),
+            cmd.merchant.id,
+            cmd.terminal_id,
+            now - timedelta(minutes=base_cfg.terminal_window_minutes),
         )
     try:
         device_no: int | None = paycode.parse(cmd.code).device_no
@@ -355,7 +361,10 @@ async def _payer_carefully(
     margin: int | None = None
     if device_no is not None:
         device_bad = await code_limits.device_bad_codes(
-            conn, cmd.merchant.id, device_no, now - timedelta(seconds=p.settings.bad_code_window_seconds)
+            Reader.on(conn),
+            cmd.merchant.id,
+            device_no,
+            now - timedelta(seconds=p.settings.bad_code_window_seconds),
         )
         device = (
             await conn.execute(
@@ -477,14 +486,16 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
                     return await _charge(p, conn, cmd, payer, quote, digest, now, code_now=real)
             except _CodeTaken:
                 # The code was used by another payment, or by this very request arriving twice.
-                existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+                existing = await payment_row(
+                    Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id
+                )
                 if existing is not None:
                     return await _replay(p, conn, existing, digest)
                 raise TillpayError(Code.CODE_USED) from None
             except _IdTaken:
                 continue  # a concurrent request with the same id won; answer with its payment
         # Only reached when the insert lost a race: answer as a repeat of the winner.
-        existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is None:
             raise TillpayError(Code.SYSTEM_ERROR, "payment vanished after a conflicting insert")
         return await _replay(p, conn, existing, digest)

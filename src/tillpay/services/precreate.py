@@ -22,6 +22,7 @@ from tillpay.services.platform import Platform
 from tillpay.services.views import PaymentView
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
+from tillpay.store.uow import Reader
 
 
 async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
@@ -34,11 +35,11 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
     digest = request_digest("precreate", cmd.price_amount, cmd.price_currency, cmd.settle_currency)
     now = cmd.merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
     async with p.engine.begin() as conn:
-        existing = await payment_row(conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is not None:
             if existing.request_digest != digest:
                 raise TillpayError(Code.REPEAT_REQ_INCONSISTENT)
-            return await view_of(conn, existing)
+            return await view_of(Reader.on(conn), existing)
         await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
         rate = find_rate(await p.rates(conn), cmd.price_currency, cmd.settle_currency)
         settle = (

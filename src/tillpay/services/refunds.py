@@ -31,6 +31,7 @@ from tillpay.services.views import CancelOutcome, PaymentView, RefundView
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
 from tillpay.store.ledger import post_entry
+from tillpay.store.uow import Reader
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -147,7 +148,7 @@ async def _apply_refund(
 async def _refund_view(conn: AsyncConnection, refund_id: int) -> RefundView:
     r = (await conn.execute(select(t.refunds).where(t.refunds.c.id == refund_id))).one()
     prow = (await conn.execute(select(t.payments).where(t.payments.c.id == r.payment_id))).one()
-    return RefundView.from_row(r, await view_of(conn, prow))
+    return RefundView.from_row(r, await view_of(Reader.on(conn), prow))
 
 
 async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
@@ -165,7 +166,7 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
                 )
             ).first()
             row = await payment_row(
-                conn, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id, trade_no=cmd.trade_no
+                Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id, trade_no=cmd.trade_no
             )
             if row is None or row.kind == "tombstone":
                 raise TillpayError(Code.TRADE_NOT_EXIST)
@@ -186,8 +187,8 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
                 )
             async with conn.begin():
                 if row.user_id:
-                    await lock_wallet(conn, row.user_id)
-                row = await payment_row(conn, cmd.merchant.id, trade_no=row.trade_no, lock=True)
+                    await lock_wallet(Reader.on(conn), row.user_id)
+                row = await payment_row(Reader.on(conn), cmd.merchant.id, trade_no=row.trade_no, lock=True)
                 assert row is not None
                 if row.paid_at is None:
                     raise TillpayError(
@@ -285,7 +286,9 @@ async def cancel(
     """
     now = merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
     async with p.engine.connect() as conn:
-        row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        row = await payment_row(
+            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
+        )
         await conn.rollback()
         if row is None:
             if not partner_trans_id:
@@ -310,18 +313,18 @@ async def cancel(
                         closed_at=now,
                     )
                 )
-            row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id)
+            row = await payment_row(Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id)
             assert row is not None
             await conn.rollback()
             if row.kind == "tombstone":
                 return CancelOutcome("none", PaymentView.from_row(row))
         async with conn.begin():
             if row.user_id:
-                await lock_wallet(conn, row.user_id)
-            row = await payment_row(conn, merchant.id, trade_no=row.trade_no, lock=True)
+                await lock_wallet(Reader.on(conn), row.user_id)
+            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no, lock=True)
             assert row is not None
             if row.status == Status.WAIT_BUYER_PAY.value:
-                await close_payment(p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=now)
+                await close_payment(p, Reader.on(conn), row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=now)
                 action = "close"
             elif row.status == Status.TRADE_SUCCESS.value:
                 left = row.price_amount - row.refunded_price
@@ -338,13 +341,13 @@ async def cancel(
                     dialect=dialect,
                     now=now,
                 )
-                await notify_payment(p, conn, row.id, "payment")
+                await notify_payment(p, Reader.on(conn), row.id, "payment")
                 action = "refund"
             else:
                 action = "none"
             final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
             log.info("cancel", trade_no=final.trade_no, action=action)
-            return CancelOutcome(action, await view_of(conn, final))
+            return CancelOutcome(action, await view_of(Reader.on(conn), final))
 
 
 async def close(
@@ -356,24 +359,31 @@ async def close(
     unknown one with TRADE_NOT_EXIST. Closing an already closed, never paid payment answers it again.
     """
     async with p.engine.connect() as conn:
-        row = await payment_row(conn, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+        row = await payment_row(
+            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
+        )
         await conn.rollback()
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.TRADE_NOT_EXIST)
         async with conn.begin():
             if row.user_id:
-                await lock_wallet(conn, row.user_id)
-            row = await payment_row(conn, merchant.id, trade_no=row.trade_no, lock=True)
+                await lock_wallet(Reader.on(conn), row.user_id)
+            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no, lock=True)
             assert row is not None
             if row.paid_at is not None:
                 raise TillpayError(Code.TRADE_STATUS_ERROR, "the order is paid; refund it instead")
             if row.status == Status.WAIT_BUYER_PAY.value:
                 await close_payment(
-                    p, conn, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=merchant.clock(p.now())
+                    p,
+                    Reader.on(conn),
+                    row.id,
+                    Event.CANCEL,
+                    Code.TRADE_HAS_CLOSE,
+                    now=merchant.clock(p.now()),
                 )
                 log.info("close", trade_no=row.trade_no)
             final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-            return await view_of(conn, final)
+            return await view_of(Reader.on(conn), final)
 
 
 async def refund_by_no(p: Platform, merchant: Merchant, refund_no: str) -> RefundView:

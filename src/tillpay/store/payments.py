@@ -1,8 +1,9 @@
-"""The payments repository's reads for the people who see payments: a customer's history, a payment
-and its refunds, a QR order by id. (The pay itself writes through services/paypath.py, the ledger
-through store/ledger.py.)
+"""The payments repository: payments and refunds as customers and merchants see them, and the rows the
+payment use cases change (a payment's state, a refund, a QR order, a cancelled id's placeholder). (The
+pay itself writes through services/paypath.py, the ledger through store/ledger.py.)
 
-A customer's reads are scoped by the customer's user id here: another customer's payment is not found.
+A customer's reads are scoped by the customer's user id here and a merchant's by the merchant's id:
+another customer's or merchant's payment is not found.
 """
 
 from __future__ import annotations
@@ -11,20 +12,165 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.payment import Status
 from tillpay.store import tables as t
+from tillpay.store.engine import insert_ignore
 
-_pay = t.payments
+_pay, _ref, _m = t.payments, t.refunds, t.merchants
 
 
 class PaymentsRepository:
-    """Reads of payments, their refunds and their merchants' names."""
+    """Payments, their refunds and the merchant facts their use cases read."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    # A merchant's payments.
+
+    async def of_merchant(
+        self,
+        merchant_id: int,
+        *,
+        partner_trans_id: str | None = None,
+        trade_no: str | None = None,
+        lock: bool = False,
+    ) -> Any:
+        """The merchant's payment by its gateway id or its own id (both: both must match), or None;
+        ``lock``: its row locked (``FOR UPDATE``)."""
+        q = select(_pay).where(_pay.c.merchant_id == merchant_id)
+        # Alipay: if both ids are given, the Alipay transaction id is checked first.
+        if trade_no:
+            q = q.where(_pay.c.trade_no == trade_no)
+            if partner_trans_id:
+                q = q.where(_pay.c.partner_trans_id == partner_trans_id)
+        elif partner_trans_id:
+            q = q.where(_pay.c.partner_trans_id == partner_trans_id)
+        else:
+            raise ValueError("a merchant's payment is found by one of its ids")
+        if lock:
+            q = q.with_for_update()
+        return (await self.conn.execute(q)).first()
+
+    async def by_id(self, payment_id: int) -> Any:
+        """The payment row with this id (it exists: the caller has just read or written it)."""
+        return (await self.conn.execute(select(_pay).where(_pay.c.id == payment_id))).one()
+
+    async def by_trade_no(self, trade_no: str) -> Any:
+        """Any payment by gateway id, or None (the operator's and the wallet's lookups)."""
+        return (await self.conn.execute(select(_pay).where(_pay.c.trade_no == trade_no))).first()
+
+    async def status_of(self, payment_id: int) -> str:
+        """The payment's status."""
+        return str(
+            (await self.conn.execute(select(_pay.c.status).where(_pay.c.id == payment_id))).one().status
+        )
+
+    async def change(self, payment_id: int, **values: Any) -> None:
+        """Set columns of one payment (its state, counters, the customer's quote)."""
+        await self.conn.execute(update(_pay).where(_pay.c.id == payment_id).values(**values))
+
+    async def add_if_new(self, values: dict[str, Any]) -> int | None:
+        """Insert a payment unless the merchant has one with its ``partner_trans_id``; its id, or None."""
+        ins = insert_ignore(self.conn, _pay, "merchant_id", "partner_trans_id").values(**values)
+        value = (await self.conn.execute(ins.returning(_pay.c.id))).scalar()
+        return int(value) if value is not None else None
+
+    # Payments waiting for their customer.
+
+    async def lock_waiting(self, payment_id: int, *, skip_locked: bool = False) -> Any:
+        """The payment's id, status, expiry and merchant, its row locked (``skip_locked``: None if another
+        transaction holds it), or None."""
+        return (
+            await self.conn.execute(
+                select(_pay.c.id, _pay.c.status, _pay.c.expires_at, _pay.c.merchant_id)
+                .where(_pay.c.id == payment_id)
+                .with_for_update(skip_locked=skip_locked)
+            )
+        ).first()
+
+    async def waiting_due(self, until: datetime, limit: int, merchant_id: int | None = None) -> list[int]:
+        """The ids of up to ``limit`` waiting payments (of one merchant, if given) expired by ``until``."""
+        q = select(_pay.c.id).where(_pay.c.status == Status.WAIT_BUYER_PAY.value)
+        if merchant_id is not None:
+            q = q.where(_pay.c.merchant_id == merchant_id)
+        q = q.where(_pay.c.expires_at <= until).limit(limit)
+        return [int(i) for i in (await self.conn.execute(q)).scalars().all()]
+
+    async def clocks_ahead(self, merchant_id: int | None = None) -> list[tuple[int, int]]:
+        """(merchant id, seconds ahead) of the merchants (or the one given) whose test clock is ahead."""
+        q = select(_m.c.id, _m.c.clock_offset_seconds).where(_m.c.clock_offset_seconds > 0)
+        if merchant_id is not None:
+            q = q.where(_m.c.id == merchant_id)
+        return [(int(i), int(s)) for i, s in (await self.conn.execute(q)).all()]
+
+    async def waiting_for(self, user_id: int) -> list[Any]:
+        """The customer's payments waiting for confirmation, newest first."""
+        q = (
+            select(_pay)
+            .where(_pay.c.user_id == user_id, _pay.c.status == Status.WAIT_BUYER_PAY.value)
+            .order_by(_pay.c.id.desc())
+        )
+        return list((await self.conn.execute(q)).all())
+
+    async def lock_to_answer(self, user_id: int, trade_no: str | None, *, precreated: bool = False) -> Any:
+        """The waiting payment the customer answers, its row locked, or None: ``trade_no`` of the
+        customer's (without it the newest), or with ``precreated`` the QR order ``trade_no``."""
+        q = select(_pay).where(_pay.c.status == Status.WAIT_BUYER_PAY.value)
+        if precreated:
+            q = q.where(_pay.c.trade_no == trade_no, _pay.c.kind == "precreate")
+        else:
+            q = q.where(_pay.c.user_id == user_id)
+            q = q.where(_pay.c.trade_no == trade_no) if trade_no else q.order_by(_pay.c.id.desc())
+        return (await self.conn.execute(q.limit(1).with_for_update())).first()
+
+    async def merchant_facts(self, merchant_id: int) -> Any:
+        """The merchant's ``partner_id``, ``mcc`` and ``status`` (what the risk rules look at)."""
+        return (
+            await self.conn.execute(
+                select(_m.c.partner_id, _m.c.mcc, _m.c.status).where(_m.c.id == merchant_id)
+            )
+        ).one()
+
+    # Refunds.
+
+    async def refund(self, refund_id: int) -> Any:
+        """The refund row with this id (it exists)."""
+        return (await self.conn.execute(select(_ref).where(_ref.c.id == refund_id))).one()
+
+    async def merchant_refund(self, merchant_id: int, partner_refund_id: str) -> Any:
+        """The id and request digest of the merchant's refund with its own refund id, or None."""
+        return (
+            await self.conn.execute(
+                select(_ref.c.id, _ref.c.request_digest).where(
+                    _ref.c.merchant_id == merchant_id, _ref.c.partner_refund_id == partner_refund_id
+                )
+            )
+        ).first()
+
+    async def refund_id_by_no(self, merchant_id: int, refund_no: str) -> int | None:
+        """The id of the merchant's refund with the gateway's refund id, or None."""
+        value = (
+            await self.conn.execute(
+                select(_ref.c.id).where(_ref.c.merchant_id == merchant_id, _ref.c.refund_no == refund_no)
+            )
+        ).scalar()
+        return int(value) if value is not None else None
+
+    async def refund_ids(self, payment_id: int) -> list[int]:
+        """The ids of the payment's refunds, oldest first."""
+        q = select(_ref.c.id).where(_ref.c.payment_id == payment_id).order_by(_ref.c.id)
+        return [int(i) for i in (await self.conn.execute(q)).scalars().all()]
+
+    async def add_refund_if_new(self, values: dict[str, Any]) -> int | None:
+        """Insert a refund unless the merchant has one with its ``partner_refund_id``; its id, or None."""
+        ins = insert_ignore(self.conn, _ref, "merchant_id", "partner_refund_id").values(**values)
+        value = (await self.conn.execute(ins.returning(_ref.c.id))).scalar()
+        return int(value) if value is not None else None
+
+    # A customer's payments.
 
     async def of_customer(self, user_id: int, *, before: int | None, limit: int) -> list[Any]:
         """The customer's payments, newest first (``before``: only ids below it)."""

@@ -22,6 +22,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.codes import CodesRepository
 from tillpay.store.fx import FxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
@@ -48,13 +49,18 @@ class _Repositories:
         return AttemptsRepository(self.conn)
 
     @property
+    def codes(self) -> CodesRepository:
+        """Payment codes' single uses and the wrong codes counted against merchants."""
+        return CodesRepository(self.conn)
+
+    @property
     def fx(self) -> FxRepository:
         """Rates and margins."""
         return FxRepository(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
-        """Reads of payments and refunds as customers and merchants see them."""
+        """Payments and refunds: their reads, state changes and the rows a use case inserts."""
         return PaymentsRepository(self.conn)
 
     @property
@@ -81,12 +87,26 @@ class _Repositories:
 class UnitOfWork(_Repositories):
     """One use case's write transaction: rolled back unless ``commit()`` was called."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | None, *, conn: AsyncConnection | None = None) -> None:
         self._engine = engine
+        self._borrowed = conn
         self._tx: AsyncTransaction | None = None
         self.committed = False
 
+    @classmethod
+    def on(cls, conn: AsyncConnection) -> UnitOfWork:
+        """A unit of work on a connection its caller holds and closes (the pay path's; on SQLite the
+        process's one connection, so a second one would wait for it forever): what the caller read is
+        rolled back first, and the block's end leaves the connection open."""
+        return cls(None, conn=conn)
+
     async def __aenter__(self) -> Self:
+        if self._borrowed is not None:
+            await self._borrowed.rollback()  # end the caller's read transaction, if one is open
+            self._conn = self._borrowed
+            self._tx = await self._conn.begin()
+            return self
+        assert self._engine is not None
         self._conn = await self._engine.connect()
         try:
             self._tx = await self._conn.begin()
@@ -111,23 +131,38 @@ class UnitOfWork(_Repositories):
             if tx is not None and tx.is_active:
                 await tx.rollback()
         finally:
-            if conn is not None:
+            if conn is not None and self._borrowed is None:
                 await conn.close()
 
 
 class Reader(_Repositories):
     """The read phase of a use case: the repositories on a connection that is never committed."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | None, *, conn: AsyncConnection | None = None) -> None:
         self._engine = engine
+        self._borrowed = self._conn = conn
+
+    @classmethod
+    def on(cls, conn: AsyncConnection) -> Reader:
+        """The repositories on a connection its caller holds and closes (the pay path's), usable at once."""
+        return cls(None, conn=conn)
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
+        if self._borrowed is None:
+            assert self._engine is not None
+            self._conn = await self._engine.connect()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._borrowed is not None:
+            return
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+#: What a step shared by several use cases takes: the repositories of its caller's unit of work or reader
+#: (it runs inside the caller's transaction, never one of its own).
+Repositories = _Repositories

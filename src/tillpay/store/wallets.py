@@ -39,6 +39,52 @@ class WalletsRepository:
         """Mark a wallet as funded by a sandbox feature (its payments are never settled)."""
         await self.conn.execute(update(_users).where(_users.c.id == user_id).values(sandbox=True))
 
+    async def login_of(self, user_id: int) -> str | None:
+        """The wallet user's login id, or None."""
+        value = (await self.conn.execute(select(_users.c.login_id).where(_users.c.id == user_id))).scalar()
+        return None if value is None else str(value)
+
+    async def lock_wallet(self, user_id: int) -> Any:
+        """The wallet's row (id, balance, status, currency, login id) locked for a change of its money, or
+        None: taken before any payment row, so every use case locks in the same order."""
+        return (
+            await self.conn.execute(
+                select(_users.c.id, _users.c.balance, _users.c.status, _users.c.currency, _users.c.login_id)
+                .where(_users.c.id == user_id)
+                .with_for_update()
+            )
+        ).first()
+
+    async def account(self, user_id: int) -> Any:
+        """The wallet's ``balance``, ``currency`` and ``status``."""
+        return (
+            await self.conn.execute(
+                select(_users.c.balance, _users.c.currency, _users.c.status).where(_users.c.id == user_id)
+            )
+        ).one()
+
+    async def pin_of(self, user_id: int) -> Any:
+        """The wallet user's ``pin_hash``, ``login_id`` and ``pin_failures``, or None."""
+        return (
+            await self.conn.execute(
+                select(_users.c.pin_hash, _users.c.login_id, _users.c.pin_failures).where(
+                    _users.c.id == user_id
+                )
+            )
+        ).first()
+
+    async def pin_failures(self, user_id: int) -> int:
+        """The customer's wrong PINs in a row."""
+        return int(
+            (
+                await self.conn.execute(select(_users.c.pin_failures).where(_users.c.id == user_id))
+            ).scalar_one()
+        )
+
+    async def set_pin_failures(self, user_id: int, failures: int) -> None:
+        """Set the customer's count of wrong PINs in a row."""
+        await self.conn.execute(update(_users).where(_users.c.id == user_id).values(pin_failures=failures))
+
     async def add_device_if_free(self, values: dict[str, Any]) -> Any:
         """Insert a device unless its number is taken; the new device's row, or None."""
         did = (
