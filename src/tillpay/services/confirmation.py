@@ -6,8 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import paydecision, risk
 from tillpay.domain.errors import Code, TillpayError
@@ -28,9 +26,8 @@ from tillpay.services.payment_common import (
 from tillpay.services.platform import Platform
 from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import PaymentView
-from tillpay.store import tables as t
 from tillpay.store.ledger import post_entry
-from tillpay.store.uow import Reader
+from tillpay.store.uow import UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -45,15 +42,8 @@ class _KeepAndRaise(Exception):
 async def pending_for_user(p: Platform, user_id: int) -> list[PaymentView]:
     """Payments waiting for this customer's confirmation, newest first (expired ones are closed)."""
     await expire_due(p)
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(t.payments)
-                .where(t.payments.c.user_id == user_id, t.payments.c.status == Status.WAIT_BUYER_PAY.value)
-                .order_by(t.payments.c.id.desc())
-            )
-        ).all()
-        return [await view_of(Reader.on(conn), r) for r in rows]
+    async with p.reader() as r:
+        return [await view_of(r, row) for row in await r.payments.waiting_for(user_id)]
 
 
 async def confirm(
@@ -64,15 +54,8 @@ async def confirm(
     Without ``trade_no`` the newest waiting payment is confirmed. A wrong PIN is counted on the payment;
     after ``max_pin_attempts`` the payment closes with USER_PAYMENT_VERIFICATION_FAILED.
     """
-    async with p.engine.connect() as conn:
-        user = (
-            await conn.execute(
-                select(
-                    t.wallet_users.c.pin_hash, t.wallet_users.c.login_id, t.wallet_users.c.pin_failures
-                ).where(t.wallet_users.c.id == user_id)
-            )
-        ).first()
-        await conn.rollback()
+    async with p.reader() as r:
+        user = await r.wallets.pin_of(user_id)
     if user is None:
         raise TillpayError(Code.BUYER_NOT_EXIST)
     if user.pin_failures >= p.settings.max_pin_failures:
@@ -82,23 +65,19 @@ async def confirm(
         pin_ok = await p.hash_pool.run(verify_secret, pin, user.pin_hash)
     except HashPoolBusy:
         raise TillpayError(Code.TRY_AGAIN) from None
-    async with p.engine.connect() as conn:
-        tx = await conn.begin()
+    async with p.unit_of_work() as uow:
         try:
-            view = await _confirm_in_tx(p, conn, user_id, user.login_id, pin_ok, trade_no, precreated)
+            view = await _confirm_in_tx(p, uow, user_id, user.login_id, pin_ok, trade_no, precreated)
         except _KeepAndRaise as e:
-            await tx.commit()
+            await uow.commit()
             raise e.error from None
-        except BaseException:
-            await tx.rollback()
-            raise
-        await tx.commit()
+        await uow.commit()
         return view
 
 
 async def _confirm_in_tx(
     p: Platform,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     user_id: int,
     login_id: str,
     pin_ok: bool,
@@ -106,40 +85,30 @@ async def _confirm_in_tx(
     precreated: bool,
 ) -> PaymentView:
     now = p.now()
-    await lock_wallet(Reader.on(conn), user_id)
-    q = select(t.payments).where(t.payments.c.status == Status.WAIT_BUYER_PAY.value)
-    if precreated:
-        if not trade_no:
-            raise TillpayError(Code.ILLEGAL_ARGUMENT, "which order?")
-        q = q.where(t.payments.c.trade_no == trade_no, t.payments.c.kind == "precreate")
-    else:
-        q = q.where(t.payments.c.user_id == user_id)
-        q = q.where(t.payments.c.trade_no == trade_no) if trade_no else q.order_by(t.payments.c.id.desc())
-    row = (await conn.execute(q.limit(1).with_for_update())).first()
+    await lock_wallet(uow, user_id)
+    if precreated and not trade_no:
+        raise TillpayError(Code.ILLEGAL_ARGUMENT, "which order?")
+    row = await uow.payments.lock_to_answer(user_id, trade_no, precreated=precreated)
     if row is None or (precreated and row.user_id not in (None, user_id)):
         raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
-    test_merchant, offset = await testmode.merchant_of_payment(conn, row.merchant_id)
+    test_merchant, offset = await testmode.merchant_of_payment(uow.conn, row.merchant_id)
     if offset:
         now += timedelta(seconds=offset)  # the merchant's time: its test clock (docs/sandbox.md)
     if precreated:
         # A QR order's payer is known only now: the money rules of test merchants, before anything is
         # recorded (the error rolls the transaction back).
-        await testmode.check_payer(p, conn, test_merchant, user_id)
+        await testmode.check_payer(p, uow.conn, test_merchant, user_id)
     if row.expires_at and row.expires_at <= now:
-        await close_payment(p, Reader.on(conn), row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
+        await close_payment(p, uow, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
         raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
     # The customer's own count of wrong PINs in a row (across payments), read under the wallet's
     # row lock taken above, so concurrent guesses are counted one after another.
-    failures = (
-        await conn.execute(select(t.wallet_users.c.pin_failures).where(t.wallet_users.c.id == user_id))
-    ).scalar_one()
+    failures = await uow.wallets.pin_failures(user_id)
     if failures >= p.settings.max_pin_failures:
         raise TillpayError(Code.PIN_LOCKED)
     if not pin_ok:
         failures += 1
-        await conn.execute(
-            update(t.wallet_users).where(t.wallet_users.c.id == user_id).values(pin_failures=failures)
-        )
+        await uow.wallets.set_pin_failures(user_id, failures)
         if failures >= p.settings.max_pin_failures:
             raise _KeepAndRaise(TillpayError(Code.PIN_LOCKED))
         if row.user_id != user_id:
@@ -147,11 +116,9 @@ async def _confirm_in_tx(
             # they cannot use up the order's attempts.
             raise _KeepAndRaise(TillpayError(Code.WRONG_PIN, "wrong PIN"))
         attempts = row.pin_attempts + 1
-        await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(pin_attempts=attempts))
+        await uow.payments.change(row.id, pin_attempts=attempts)
         if attempts >= p.settings.max_pin_attempts:
-            await close_payment(
-                p, Reader.on(conn), row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED, now=now
-            )
+            await close_payment(p, uow, row.id, Event.REJECT, Code.USER_PAYMENT_VERIFICATION_FAILED, now=now)
             raise _KeepAndRaise(
                 TillpayError(
                     Code.USER_PAYMENT_VERIFICATION_FAILED,
@@ -161,29 +128,21 @@ async def _confirm_in_tx(
         left = p.settings.max_pin_attempts - attempts
         raise _KeepAndRaise(TillpayError(Code.WRONG_PIN, f"wrong PIN; {left} attempt(s) left"))
     if failures:
-        await conn.execute(
-            update(t.wallet_users).where(t.wallet_users.c.id == user_id).values(pin_failures=0)
-        )
-    wallet = (
-        await conn.execute(
-            select(t.wallet_users.c.balance, t.wallet_users.c.currency, t.wallet_users.c.status).where(
-                t.wallet_users.c.id == user_id
-            )
-        )
-    ).one()
+        await uow.wallets.set_pin_failures(user_id, 0)
+    wallet = await uow.wallets.account(user_id)
     values: dict[str, Any] = {}
     wallet_amount, wallet_currency = row.wallet_amount, row.wallet_currency
     margin_amount = row.margin_amount
     if row.kind == "precreate":
         # The customer is known only now: quote the wallet side and run the risk rules (limits; the
         # customer is confirming with the PIN already, so no confirmation rule applies).
-        margin = await fx_service.margin_for(p, conn, row.price_currency, wallet.currency)
+        margin = await fx_service.margin_for(p, uow.conn, row.price_currency, wallet.currency)
         quote = make_quote(
             row.price_amount,
             row.price_currency,
             row.settle_currency,
             wallet.currency,
-            await p.rates(conn),
+            await p.rates(uow.conn),
             margin,
         )
         wallet_amount, wallet_currency = quote.wallet_amount, quote.wallet_currency
@@ -197,17 +156,11 @@ async def _confirm_in_tx(
             margin_bps=quote.margin_bps,
             margin_amount=quote.margin_amount,
         )
-        merchant = (
-            await conn.execute(
-                select(t.merchants.c.partner_id, t.merchants.c.mcc, t.merchants.c.status).where(
-                    t.merchants.c.id == row.merchant_id
-                )
-            )
-        ).one()
+        merchant = await uow.payments.merchant_facts(row.merchant_id)
         cfg = risk.build(
-            await risk_service.layers_for(p, conn, partner_id=merchant.partner_id, login_id=login_id)
+            await risk_service.layers_for(p, uow.conn, partner_id=merchant.partner_id, login_id=login_id)
         )
-        day_total, month_total, recent = await risk_service.customer_totals(p, conn, user_id, cfg)
+        day_total, month_total, recent = await risk_service.customer_totals(p, uow.conn, user_id, cfg)
         inputs = risk.RiskInputs(
             wallet_amount=wallet_amount,
             wallet_currency=wallet_currency,
@@ -236,22 +189,19 @@ async def _confirm_in_tx(
     outcome = paydecision.decide(paydecision.PayFacts(account=account))
     if outcome.risk is not None:
         assert account.rules is not None
-        await risk_service.record(conn, row.id, outcome.risk, account.inputs, account.rules, now)
+        await risk_service.record(uow.conn, row.id, outcome.risk, account.inputs, account.rules, now)
     if outcome.verdict is not PayVerdict.PAY:
         # DECLINE (a customer confirming with the PIN is never asked again).
         assert outcome.code is not None
         if values:
-            await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
-        await close_payment(p, Reader.on(conn), row.id, Event.REJECT, outcome.code, now=now)
-        closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-        return await view_of(Reader.on(conn), closed)
-    await conn.execute(
-        update(t.payments)
-        .where(t.payments.c.id == row.id)
-        .values(status=transition(Status(row.status), Event.CONFIRM).value, paid_at=now, **values)
+            await uow.payments.change(row.id, **values)
+        await close_payment(p, uow, row.id, Event.REJECT, outcome.code, now=now)
+        return await view_of(uow, await uow.payments.by_id(row.id))
+    await uow.payments.change(
+        row.id, status=transition(Status(row.status), Event.CONFIRM).value, paid_at=now, **values
     )
     await post_entry(
-        conn,
+        uow.conn,
         kind="payment",
         ref=f"payment:{row.id}",
         postings=payment_postings(
@@ -266,25 +216,22 @@ async def _confirm_in_tx(
         now=now,
         payment_id=row.id,
     )
-    await notify_payment(p, Reader.on(conn), row.id, "payment")
-    paid = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
+    await notify_payment(p, uow, row.id, "payment")
+    paid = await uow.payments.by_id(row.id)
     log.info("confirmed", trade_no=paid.trade_no, user=user_id)
     return PaymentView.from_row(paid, login_id)
 
 
 async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> PaymentView:
     """The customer rejects a waiting payment; it closes with USER_REJECTED."""
-    async with p.engine.begin() as conn:
-        await lock_wallet(Reader.on(conn), user_id)
-        q = select(t.payments).where(
-            t.payments.c.user_id == user_id, t.payments.c.status == Status.WAIT_BUYER_PAY.value
-        )
-        q = q.where(t.payments.c.trade_no == trade_no) if trade_no else q.order_by(t.payments.c.id.desc())
-        row = (await conn.execute(q.limit(1).with_for_update())).first()
+    async with p.unit_of_work() as uow:
+        await lock_wallet(uow, user_id)
+        row = await uow.payments.lock_to_answer(user_id, trade_no)
         if row is None:
             raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
-        _, offset = await testmode.merchant_of_payment(conn, row.merchant_id)
+        _, offset = await testmode.merchant_of_payment(uow.conn, row.merchant_id)
         now = p.now() + timedelta(seconds=offset)  # the merchant's time (docs/sandbox.md)
-        await close_payment(p, Reader.on(conn), row.id, Event.REJECT, Code.USER_REJECTED, now=now)
-        closed = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-        return await view_of(Reader.on(conn), closed)
+        await close_payment(p, uow, row.id, Event.REJECT, Code.USER_REJECTED, now=now)
+        view = await view_of(uow, await uow.payments.by_id(row.id))
+        await uow.commit()
+    return view
