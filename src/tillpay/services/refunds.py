@@ -6,9 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import ledger
 from tillpay.domain.errors import Code, TillpayError
@@ -28,17 +26,15 @@ from tillpay.services.payment_common import (
 )
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import CancelOutcome, PaymentView, RefundView
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
 from tillpay.store.ledger import post_entry
-from tillpay.store.uow import Reader
+from tillpay.store.uow import Repositories, UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
 
 
 async def _apply_refund(
     p: Platform,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     row: Row[Any],
     *,
     kind: str,
@@ -71,34 +67,32 @@ async def _apply_refund(
     if is_last:
         wallet = left
     elif policy == "refund_day" and row.price_currency != row.wallet_currency:
-        day_rate = find_rate(await fx_service.rates_at(p, conn, now), row.price_currency, row.wallet_currency)
+        day_rate = find_rate(
+            await fx_service.rates_at(p, uow.conn, now), row.price_currency, row.wallet_currency
+        )
         wallet = min(convert(amount, row.price_currency, row.wallet_currency, day_rate), left)
     gain = original - wallet
-    refund_id = (
-        await conn.execute(
-            insert_ignore(conn, t.refunds, "merchant_id", "partner_refund_id")
-            .values(
-                refund_no=p.ids.refund_no(now),
-                payment_id=row.id,
-                merchant_id=row.merchant_id,
-                partner_refund_id=partner_refund_id,
-                kind=kind,
-                request_digest=digest,
-                price_amount=amount,
-                price_currency=row.price_currency,
-                settle_amount=settle,
-                wallet_amount=wallet,
-                margin_amount=margin,
-                fx_gain=gain,
-                rate_policy=policy,
-                reason=reason,
-                notify_url=notify_url,
-                sign_type=sign_type,
-                created_at=now,
-            )
-            .returning(t.refunds.c.id)
+    refund_id = await uow.payments.add_refund_if_new(
+        dict(
+            refund_no=p.ids.refund_no(now),
+            payment_id=row.id,
+            merchant_id=row.merchant_id,
+            partner_refund_id=partner_refund_id,
+            kind=kind,
+            request_digest=digest,
+            price_amount=amount,
+            price_currency=row.price_currency,
+            settle_amount=settle,
+            wallet_amount=wallet,
+            margin_amount=margin,
+            fx_gain=gain,
+            rate_policy=policy,
+            reason=reason,
+            notify_url=notify_url,
+            sign_type=sign_type,
+            created_at=now,
         )
-    ).scalar()
+    )
     if refund_id is None:
         return None
     refunded = row.refunded_price + amount
@@ -111,9 +105,9 @@ async def _apply_refund(
         event = Event.CANCEL if kind == "cancel" else Event.REFUND_ALL
         values.update(status=transition(Status(row.status), event).value, closed_at=now)
         values["result_code"] = Code.TRADE_HAS_CLOSE.value
-    await conn.execute(update(t.payments).where(t.payments.c.id == row.id).values(**values))
+    await uow.payments.change(row.id, **values)
     await post_entry(
-        conn,
+        uow.conn,
         kind="refund",
         ref=f"refund:{refund_id}",
         postings=ledger.reverse_conversion(
@@ -129,10 +123,10 @@ async def _apply_refund(
         now=now,
         payment_id=row.id,
     )
-    refund_view = await _refund_view(conn, refund_id)
+    refund_view = await _refund_view(uow, refund_id)
     await enqueue(
         p,
-        conn,
+        uow.conn,
         merchant_id=row.merchant_id,
         url=notify_url,
         event="refund",
@@ -142,13 +136,12 @@ async def _apply_refund(
         refund_id=refund_id,
         sign_type=sign_type,
     )
-    return int(refund_id)
+    return refund_id
 
 
-async def _refund_view(conn: AsyncConnection, refund_id: int) -> RefundView:
-    r = (await conn.execute(select(t.refunds).where(t.refunds.c.id == refund_id))).one()
-    prow = (await conn.execute(select(t.payments).where(t.payments.c.id == r.payment_id))).one()
-    return RefundView.from_row(r, await view_of(Reader.on(conn), prow))
+async def _refund_view(r: Repositories, refund_id: int) -> RefundView:
+    refund_row = await r.payments.refund(refund_id)
+    return RefundView.from_row(refund_row, await view_of(r, await r.payments.by_id(refund_row.payment_id)))
 
 
 async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
@@ -156,17 +149,10 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
     if cmd.amount <= 0:
         raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, "refund amount must be above 0")
     for _ in range(3):
-        async with p.engine.connect() as conn:
-            existing = (
-                await conn.execute(
-                    select(t.refunds.c.id, t.refunds.c.request_digest).where(
-                        t.refunds.c.merchant_id == cmd.merchant.id,
-                        t.refunds.c.partner_refund_id == cmd.partner_refund_id,
-                    )
-                )
-            ).first()
+        async with p.reader() as r:
+            existing = await r.payments.merchant_refund(cmd.merchant.id, cmd.partner_refund_id)
             row = await payment_row(
-                Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id, trade_no=cmd.trade_no
+                r, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id, trade_no=cmd.trade_no
             )
             if row is None or row.kind == "tombstone":
                 raise TillpayError(Code.TRADE_NOT_EXIST)
@@ -177,56 +163,52 @@ async def refund(p: Platform, cmd: RefundCommand) -> RefundView:
                         Code.REPEAT_REQ_INCONSISTENT,
                         f"refund id {cmd.partner_refund_id!r} was used before with different parameters",
                     )
-                return await _refund_view(conn, existing.id)
-            await conn.rollback()
-            if cmd.partner_refund_id == row.partner_trans_id:
-                raise TillpayError(Code.ILLEGAL_ARGUMENT, "the refund id must differ from the transaction id")
-            if cmd.currency != row.price_currency:
+                return await _refund_view(r, existing.id)
+        if cmd.partner_refund_id == row.partner_trans_id:
+            raise TillpayError(Code.ILLEGAL_ARGUMENT, "the refund id must differ from the transaction id")
+        if cmd.currency != row.price_currency:
+            raise TillpayError(
+                Code.REFUND_CURRENCY_MISMATCH, f"refund in {row.price_currency}, the order's currency"
+            )
+        async with p.unit_of_work() as uow:
+            if row.user_id:
+                await lock_wallet(uow, row.user_id)
+            row = await payment_row(uow, cmd.merchant.id, trade_no=row.trade_no, lock=True)
+            assert row is not None
+            if row.paid_at is None:
                 raise TillpayError(
-                    Code.REFUND_CURRENCY_MISMATCH, f"refund in {row.price_currency}, the order's currency"
+                    Code.TRADE_STATUS_ERROR if row.status == Status.WAIT_BUYER_PAY else Code.TRADE_HAS_CLOSE,
+                    "the order was never paid",
                 )
-            async with conn.begin():
-                if row.user_id:
-                    await lock_wallet(Reader.on(conn), row.user_id)
-                row = await payment_row(Reader.on(conn), cmd.merchant.id, trade_no=row.trade_no, lock=True)
-                assert row is not None
-                if row.paid_at is None:
-                    raise TillpayError(
-                        Code.TRADE_STATUS_ERROR
-                        if row.status == Status.WAIT_BUYER_PAY
-                        else Code.TRADE_HAS_CLOSE,
-                        "the order was never paid",
-                    )
-                if row.status != Status.TRADE_SUCCESS.value:
-                    raise TillpayError(
-                        Code.TRADE_HAS_CLOSE, "the order is closed (fully refunded or cancelled)"
-                    )
-                if row.paid_at + timedelta(days=p.settings.refund_window_days) < cmd.merchant.clock(p.now()):
-                    raise TillpayError(Code.REFUND_WINDOW_EXCEED)
-                left = row.price_amount - row.refunded_price
-                if cmd.amount > left:
-                    raise TillpayError(
-                        Code.REFUND_AMOUNT_EXCEED, f"at most {left} minor units are left to refund"
-                    )
-                refund_id = await _apply_refund(
-                    p,
-                    conn,
-                    row,
-                    kind="refund",
-                    partner_refund_id=cmd.partner_refund_id,
-                    amount=cmd.amount,
-                    digest=digest,
-                    reason=cmd.reason,
-                    notify_url=cmd.notify_url,
-                    dialect=cmd.dialect,
-                    sign_type=cmd.sign_type,
-                    now=cmd.merchant.clock(p.now()),
+            if row.status != Status.TRADE_SUCCESS.value:
+                raise TillpayError(Code.TRADE_HAS_CLOSE, "the order is closed (fully refunded or cancelled)")
+            if row.paid_at + timedelta(days=p.settings.refund_window_days) < cmd.merchant.clock(p.now()):
+                raise TillpayError(Code.REFUND_WINDOW_EXCEED)
+            left = row.price_amount - row.refunded_price
+            if cmd.amount > left:
+                raise TillpayError(
+                    Code.REFUND_AMOUNT_EXCEED, f"at most {left} minor units are left to refund"
                 )
-                if refund_id is not None:
-                    view = await _refund_view(conn, refund_id)
-                    log.info("refund", trade_no=row.trade_no, refund_no=view.refund_no, amount=cmd.amount)
-                    return view
-            # lost a race on the refund id: loop and answer with the winner
+            refund_id = await _apply_refund(
+                p,
+                uow,
+                row,
+                kind="refund",
+                partner_refund_id=cmd.partner_refund_id,
+                amount=cmd.amount,
+                digest=digest,
+                reason=cmd.reason,
+                notify_url=cmd.notify_url,
+                dialect=cmd.dialect,
+                sign_type=cmd.sign_type,
+                now=cmd.merchant.clock(p.now()),
+            )
+            if refund_id is not None:
+                view = await _refund_view(uow, refund_id)
+                log.info("refund", trade_no=row.trade_no, refund_no=view.refund_no, amount=cmd.amount)
+                await uow.commit()
+                return view
+        # lost a race on the refund id: loop and answer with the winner
     raise TillpayError(Code.SYSTEM_ERROR, "could not settle a concurrent refund; retry")
 
 
@@ -239,36 +221,22 @@ async def refund_query(
     trade_no: str | None = None,
 ) -> RefundView:
     """One refund of the merchant by its refund id (and optionally its payment); TRADE_NOT_EXIST if none."""
-    async with p.engine.connect() as conn:
-        q = select(t.refunds.c.id).where(
-            t.refunds.c.merchant_id == merchant.id, t.refunds.c.partner_refund_id == partner_refund_id
-        )
-        rid = (await conn.execute(q)).scalar()
-        if rid is None:
+    async with p.reader() as r:
+        found = await r.payments.merchant_refund(merchant.id, partner_refund_id)
+        if found is None:
             raise TillpayError(Code.TRADE_NOT_EXIST, f"no refund {partner_refund_id!r}")
-        view = await _refund_view(conn, rid)
-        if (partner_trans_id and view.payment.partner_trans_id != partner_trans_id) or (
-            trade_no and view.payment.trade_no != trade_no
-        ):
-            raise TillpayError(Code.TRADE_NOT_EXIST, "that refund belongs to another order")
-        return view
+        view = await _refund_view(r, found.id)
+    if (partner_trans_id and view.payment.partner_trans_id != partner_trans_id) or (
+        trade_no and view.payment.trade_no != trade_no
+    ):
+        raise TillpayError(Code.TRADE_NOT_EXIST, "that refund belongs to another order")
+    return view
 
 
 async def refunds_of(p: Platform, payment_id: int) -> list[RefundView]:
     """Every refund of a payment, oldest first."""
-    async with p.engine.connect() as conn:
-        ids = (
-            (
-                await conn.execute(
-                    select(t.refunds.c.id)
-                    .where(t.refunds.c.payment_id == payment_id)
-                    .order_by(t.refunds.c.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        return [await _refund_view(conn, i) for i in ids]
+    async with p.reader() as r:
+        return [await _refund_view(r, i) for i in await r.payments.refund_ids(payment_id)]
 
 
 async def cancel(
@@ -285,69 +253,70 @@ async def cancel(
     merchant's transaction id, so a pay request that arrives late can never charge the customer.
     """
     now = merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
-    async with p.engine.connect() as conn:
-        row = await payment_row(
-            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
-        )
-        await conn.rollback()
-        if row is None:
-            if not partner_trans_id:
-                raise TillpayError(Code.TRADE_NOT_EXIST)
-            async with conn.begin():
-                await conn.execute(
-                    insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id").values(
-                        trade_no=p.ids.trade_no(now),
-                        merchant_id=merchant.id,
-                        partner_trans_id=partner_trans_id,
-                        kind="tombstone",
-                        dialect=dialect,
-                        status=Status.TRADE_CLOSED.value,
-                        result_code=Code.TRADE_HAS_CLOSE.value,
-                        request_digest="cancelled-before-pay",
-                        price_amount=0,
-                        price_currency=merchant.settlement_currency,
-                        settle_amount=0,
-                        settle_currency=merchant.settlement_currency,
-                        settle_rate="1",
-                        created_at=now,
-                        closed_at=now,
-                    )
-                )
-            row = await payment_row(Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id)
-            assert row is not None
-            await conn.rollback()
-            if row.kind == "tombstone":
-                return CancelOutcome("none", PaymentView.from_row(row))
-        async with conn.begin():
-            if row.user_id:
-                await lock_wallet(Reader.on(conn), row.user_id)
-            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no, lock=True)
-            assert row is not None
-            if row.status == Status.WAIT_BUYER_PAY.value:
-                await close_payment(p, Reader.on(conn), row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=now)
-                action = "close"
-            elif row.status == Status.TRADE_SUCCESS.value:
-                left = row.price_amount - row.refunded_price
-                await _apply_refund(
-                    p,
-                    conn,
-                    row,
-                    kind="cancel",
-                    partner_refund_id=f"CANCEL-{row.trade_no}",
-                    amount=left,
-                    digest=request_digest("cancel", row.id),
-                    reason="cancel",
-                    notify_url=None,
+    async with p.reader() as r:
+        row = await payment_row(r, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+    if row is None:
+        if not partner_trans_id:
+            raise TillpayError(Code.TRADE_NOT_EXIST)
+        async with p.unit_of_work() as uow:
+            await uow.payments.add_if_new(
+                dict(
+                    trade_no=p.ids.trade_no(now),
+                    merchant_id=merchant.id,
+                    partner_trans_id=partner_trans_id,
+                    kind="tombstone",
                     dialect=dialect,
-                    now=now,
+                    status=Status.TRADE_CLOSED.value,
+                    result_code=Code.TRADE_HAS_CLOSE.value,
+                    request_digest="cancelled-before-pay",
+                    price_amount=0,
+                    price_currency=merchant.settlement_currency,
+                    settle_amount=0,
+                    settle_currency=merchant.settlement_currency,
+                    settle_rate="1",
+                    created_at=now,
+                    closed_at=now,
                 )
-                await notify_payment(p, Reader.on(conn), row.id, "payment")
-                action = "refund"
-            else:
-                action = "none"
-            final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-            log.info("cancel", trade_no=final.trade_no, action=action)
-            return CancelOutcome(action, await view_of(Reader.on(conn), final))
+            )
+            await uow.commit()
+        # The placeholder, or the payment a concurrent pay inserted first.
+        async with p.reader() as r:
+            row = await payment_row(r, merchant.id, partner_trans_id=partner_trans_id)
+        assert row is not None
+        if row.kind == "tombstone":
+            return CancelOutcome("none", PaymentView.from_row(row))
+    async with p.unit_of_work() as uow:
+        if row.user_id:
+            await lock_wallet(uow, row.user_id)
+        row = await payment_row(uow, merchant.id, trade_no=row.trade_no, lock=True)
+        assert row is not None
+        if row.status == Status.WAIT_BUYER_PAY.value:
+            await close_payment(p, uow, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=now)
+            action = "close"
+        elif row.status == Status.TRADE_SUCCESS.value:
+            left = row.price_amount - row.refunded_price
+            await _apply_refund(
+                p,
+                uow,
+                row,
+                kind="cancel",
+                partner_refund_id=f"CANCEL-{row.trade_no}",
+                amount=left,
+                digest=request_digest("cancel", row.id),
+                reason="cancel",
+                notify_url=None,
+                dialect=dialect,
+                now=now,
+            )
+            await notify_payment(p, uow, row.id, "payment")
+            action = "refund"
+        else:
+            action = "none"
+        final = await uow.payments.by_id(row.id)
+        log.info("cancel", trade_no=final.trade_no, action=action)
+        outcome = CancelOutcome(action, await view_of(uow, final))
+        await uow.commit()
+    return outcome
 
 
 async def close(
@@ -358,44 +327,31 @@ async def close(
     Unlike :func:`cancel`, a paid payment is refused with TRADE_STATUS_ERROR (refund it instead) and an
     unknown one with TRADE_NOT_EXIST. Closing an already closed, never paid payment answers it again.
     """
-    async with p.engine.connect() as conn:
-        row = await payment_row(
-            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
-        )
-        await conn.rollback()
-        if row is None or row.kind == "tombstone":
-            raise TillpayError(Code.TRADE_NOT_EXIST)
-        async with conn.begin():
-            if row.user_id:
-                await lock_wallet(Reader.on(conn), row.user_id)
-            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no, lock=True)
-            assert row is not None
-            if row.paid_at is not None:
-                raise TillpayError(Code.TRADE_STATUS_ERROR, "the order is paid; refund it instead")
-            if row.status == Status.WAIT_BUYER_PAY.value:
-                await close_payment(
-                    p,
-                    Reader.on(conn),
-                    row.id,
-                    Event.CANCEL,
-                    Code.TRADE_HAS_CLOSE,
-                    now=merchant.clock(p.now()),
-                )
-                log.info("close", trade_no=row.trade_no)
-            final = (await conn.execute(select(t.payments).where(t.payments.c.id == row.id))).one()
-            return await view_of(Reader.on(conn), final)
+    async with p.reader() as r:
+        row = await payment_row(r, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
+    if row is None or row.kind == "tombstone":
+        raise TillpayError(Code.TRADE_NOT_EXIST)
+    async with p.unit_of_work() as uow:
+        if row.user_id:
+            await lock_wallet(uow, row.user_id)
+        row = await payment_row(uow, merchant.id, trade_no=row.trade_no, lock=True)
+        assert row is not None
+        if row.paid_at is not None:
+            raise TillpayError(Code.TRADE_STATUS_ERROR, "the order is paid; refund it instead")
+        if row.status == Status.WAIT_BUYER_PAY.value:
+            await close_payment(
+                p, uow, row.id, Event.CANCEL, Code.TRADE_HAS_CLOSE, now=merchant.clock(p.now())
+            )
+            log.info("close", trade_no=row.trade_no)
+        view = await view_of(uow, await uow.payments.by_id(row.id))
+        await uow.commit()
+    return view
 
 
 async def refund_by_no(p: Platform, merchant: Merchant, refund_no: str) -> RefundView:
     """One refund of the merchant by the gateway's refund id; TRADE_NOT_EXIST if it has none such."""
-    async with p.engine.connect() as conn:
-        rid = (
-            await conn.execute(
-                select(t.refunds.c.id).where(
-                    t.refunds.c.merchant_id == merchant.id, t.refunds.c.refund_no == refund_no
-                )
-            )
-        ).scalar()
+    async with p.reader() as r:
+        rid = await r.payments.refund_id_by_no(merchant.id, refund_no)
         if rid is None:
             raise TillpayError(Code.TRADE_NOT_EXIST, f"no refund {refund_no!r}")
-        return await _refund_view(conn, rid)
+        return await _refund_view(r, rid)
