@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import find_rate
 from tillpay.domain.money import convert
@@ -20,9 +18,6 @@ from tillpay.services.payment_common import (
 )
 from tillpay.services.platform import Platform
 from tillpay.services.views import PaymentView
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
-from tillpay.store.uow import Reader
 
 
 async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
@@ -34,49 +29,46 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
         )
     digest = request_digest("precreate", cmd.price_amount, cmd.price_currency, cmd.settle_currency)
     now = cmd.merchant.clock(p.now())  # a test merchant's own time (docs/sandbox.md)
-    async with p.engine.begin() as conn:
-        existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+    async with p.unit_of_work() as uow:
+        existing = await payment_row(uow, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is not None:
             if existing.request_digest != digest:
                 raise TillpayError(Code.REPEAT_REQ_INCONSISTENT)
-            return await view_of(Reader.on(conn), existing)
-        await stores.refuse_if_disabled(conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
-        rate = find_rate(await p.rates(conn), cmd.price_currency, cmd.settle_currency)
+            return await view_of(uow, existing)
+        await stores.refuse_if_disabled(uow.conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
+        rate = find_rate(await p.rates(uow.conn), cmd.price_currency, cmd.settle_currency)
         settle = (
             cmd.price_amount
             if cmd.price_currency == cmd.settle_currency
             else convert(cmd.price_amount, cmd.price_currency, cmd.settle_currency, rate)
         )
-        pid = (
-            await conn.execute(
-                insert_ignore(conn, t.payments, "merchant_id", "partner_trans_id")
-                .values(
-                    trade_no=p.ids.trade_no(now),
-                    merchant_id=cmd.merchant.id,
-                    partner_trans_id=cmd.partner_trans_id,
-                    kind="precreate",
-                    dialect=cmd.dialect,
-                    status=Status.WAIT_BUYER_PAY.value,
-                    request_digest=digest,
-                    subject=cmd.subject,
-                    price_amount=cmd.price_amount,
-                    price_currency=cmd.price_currency,
-                    settle_amount=settle,
-                    settle_currency=cmd.settle_currency,
-                    settle_rate=str(rate),
-                    notify_url=cmd.notify_url,
-                    sign_type=cmd.sign_type,
-                    store_id=cmd.store_id,
-                    terminal_id=cmd.terminal_id,
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=p.settings.payment_timeout_seconds),
-                )
-                .returning(t.payments.c.id)
+        pid = await uow.payments.add_if_new(
+            dict(
+                trade_no=p.ids.trade_no(now),
+                merchant_id=cmd.merchant.id,
+                partner_trans_id=cmd.partner_trans_id,
+                kind="precreate",
+                dialect=cmd.dialect,
+                status=Status.WAIT_BUYER_PAY.value,
+                request_digest=digest,
+                subject=cmd.subject,
+                price_amount=cmd.price_amount,
+                price_currency=cmd.price_currency,
+                settle_amount=settle,
+                settle_currency=cmd.settle_currency,
+                settle_rate=str(rate),
+                notify_url=cmd.notify_url,
+                sign_type=cmd.sign_type,
+                store_id=cmd.store_id,
+                terminal_id=cmd.terminal_id,
+                created_at=now,
+                expires_at=now + timedelta(seconds=p.settings.payment_timeout_seconds),
             )
-        ).scalar()
+        )
         if pid is None:
             raise TillpayError(Code.SYSTEM_ERROR, "concurrent precreate with the same id; retry")
-        row = (await conn.execute(select(t.payments).where(t.payments.c.id == pid))).one()
+        row = await uow.payments.by_id(pid)
+        await uow.commit()
     view = PaymentView.from_row(row)
     await magic.precreated(p, cmd.merchant, view)  # a magic amount (docs/sandbox.md), where honoured
     return view
