@@ -27,7 +27,6 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, insert, select, update
 
 from tillpay.domain import paycode
 from tillpay.domain.errors import Code, TillpayError
@@ -46,7 +45,6 @@ from tillpay.services import risk as risk_service
 from tillpay.services.payment_common import PayCommand
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
-from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.magic")
 
@@ -147,16 +145,8 @@ async def _wallet(p: Platform, merchant: Merchant, kind: Wallet, login: str) -> 
 async def _free_slot(p: Platform, device: wallets.Device, step: int) -> int | None:
     """A slot of the device's minute no payment used, picked at random (concurrent magic pays of one
     wallet then rarely pick the same one; one that loses is tried again with another)."""
-    async with p.engine.connect() as conn:
-        used = set(
-            (
-                await conn.execute(
-                    select(t.code_uses.c.slot).where(
-                        t.code_uses.c.device_id == device.id, t.code_uses.c.step == step
-                    )
-                )
-            ).scalars()
-        )
+    async with p.reader() as r:
+        used = await r.wallets.slots_used_at(device.id, step)
     free = [s for s in range(paycode.SLOTS) if s not in used]
     return secrets.choice(free) if free else None
 
@@ -175,10 +165,9 @@ async def _code(p: Platform, user_id: int, outcome: Magic) -> str:
         slot = 0
     if outcome is Magic.CODE_USED:
         # Recorded as used, as if a payment had taken it: the pay's own single-use check refuses it.
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.code_uses).values(device_id=device.id, step=step, slot=slot, created_at=p.now())
-            )
+        async with p.unit_of_work() as uow:
+            await uow.codes.add_use(device.id, step, slot, p.now())
+            await uow.commit()
     return paycode.generate(device.secret, device.device_no, unix, slot)
 
 
@@ -191,15 +180,8 @@ def _wallet_kind(looked: Looked) -> Wallet:
 async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> PayOutcome:
     """Pay a magic code through the real pay (``charge``), with the outcome of its row."""
     outcome = looked.row.outcome
-    async with p.engine.connect() as conn:
-        repeat = (
-            await conn.execute(
-                select(t.payments.c.id).where(
-                    t.payments.c.merchant_id == cmd.merchant.id,
-                    t.payments.c.partner_trans_id == cmd.partner_trans_id,
-                )
-            )
-        ).first()
+    async with p.reader() as r:
+        repeat = await r.payments.of_merchant(cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
     if repeat is not None:
         # A repeated request: the pay answers it with the first result (its digest is of the code the
         # till sent, ``sent_code``), or refuses it if it differs.
@@ -231,12 +213,9 @@ async def pay(p: Platform, cmd: PayCommand, looked: Looked, charge: Charge) -> P
     elif outcome is Magic.NOTIFY_FAILS and result.code is None and looked.n:
         action = {"action": "fail_notify", "remaining": looked.n}
     if action is not None:
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.sandbox_actions).values(
-                    payment_id=view.id, merchant_id=cmd.merchant.id, created_at=now, **action
-                )
-            )
+        async with p.unit_of_work() as uow:
+            await uow.sandbox_actions.add(view.id, cmd.merchant.id, now, **action)
+            await uow.commit()
     log.info("magic_pay", merchant=cmd.merchant.partner_id, outcome=outcome.value, trade_no=view.trade_no)
     if outcome is Magic.SUCCESS_AFTER_CANCEL:
         await asyncio.sleep(delay_seconds(looked))  # paid; the answer comes after the till gave up
@@ -252,16 +231,15 @@ async def precreated(p: Platform, merchant: Merchant, view: PaymentView) -> None
     if row is None or not (merchant.is_test or p.settings.sandbox):
         return
     now = p.now()
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.sandbox_actions).values(
-                payment_id=view.id,
-                merchant_id=merchant.id,
-                action=f"{_QR}{row.wallet.value}",
-                due_at=merchant.clock(now) + timedelta(seconds=QR_ANSWER_SECONDS),
-                created_at=now,
-            )
+    async with p.unit_of_work() as uow:
+        await uow.sandbox_actions.add(
+            view.id,
+            merchant.id,
+            now,
+            action=f"{_QR}{row.wallet.value}",
+            due_at=merchant.clock(now) + timedelta(seconds=QR_ANSWER_SECONDS),
         )
+        await uow.commit()
 
 
 async def _answer(p: Platform, merchant: Merchant, action: str, user_id: int | None, trade_no: str) -> None:
@@ -279,26 +257,8 @@ async def _answer(p: Platform, merchant: Merchant, action: str, user_id: int | N
 async def answer_due(p: Platform) -> int:
     """The worker's pass: the customer answers each magic confirmation whose time came on its merchant's
     clock (a moved test clock brings it forward); how many were answered."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    t.sandbox_actions.c.id,
-                    t.sandbox_actions.c.action,
-                    t.sandbox_actions.c.due_at,
-                    t.merchants.c.partner_id,
-                    t.payments.c.user_id,
-                    t.payments.c.trade_no,
-                )
-                .join(t.merchants, t.merchants.c.id == t.sandbox_actions.c.merchant_id)
-                .join(t.payments, t.payments.c.id == t.sandbox_actions.c.payment_id)
-                .where(
-                    t.sandbox_actions.c.done_at.is_(None),
-                    t.sandbox_actions.c.action != "fail_notify",
-                )
-                .order_by(t.sandbox_actions.c.due_at)
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.sandbox_actions.open_answers()
     clocks: dict[str, Merchant] = {}
     answered = 0
     for row in rows:
@@ -307,13 +267,10 @@ async def answer_due(p: Platform) -> int:
             merchant = clocks[row.partner_id] = await p.merchant_by_partner(row.partner_id, fresh=True)
         if row.due_at > merchant.clock(p.now()):
             continue
-        async with p.engine.begin() as conn:
-            claimed = await conn.execute(
-                update(t.sandbox_actions)
-                .where(t.sandbox_actions.c.id == row.id, t.sandbox_actions.c.done_at.is_(None))
-                .values(done_at=p.now())
-            )
-        if claimed.rowcount != 1:
+        async with p.unit_of_work() as uow:
+            claimed = await uow.sandbox_actions.claim(row.id, p.now())
+            await uow.commit()
+        if not claimed:
             continue  # another worker answers it
         try:
             await _answer(p, merchant, row.action, row.user_id, row.trade_no)
@@ -332,19 +289,10 @@ async def fails_delivery(p: Platform, merchant: Merchant, outbox_row: Any) -> bo
         return False
     if outbox_row.refund_id is not None:
         return False
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.sandbox_actions)
-            .where(
-                and_(
-                    t.sandbox_actions.c.payment_id == outbox_row.payment_id,
-                    t.sandbox_actions.c.action == "fail_notify",
-                    t.sandbox_actions.c.remaining > 0,
-                )
-            )
-            .values(remaining=t.sandbox_actions.c.remaining - 1)
-        )
-    return bool(res.rowcount == 1)
+    async with p.unit_of_work() as uow:
+        counted = await uow.sandbox_actions.count_down_failure(outbox_row.payment_id)
+        await uow.commit()
+    return counted
 
 
 __all__ = [

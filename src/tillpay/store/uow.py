@@ -26,6 +26,7 @@ from tillpay.store.codes import CodesRepository
 from tillpay.store.fx import FxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
+from tillpay.store.sandbox_actions import SandboxActionsRepository
 from tillpay.store.secmerchants import SecondaryRepository
 from tillpay.store.stores import StoresRepository
 from tillpay.store.wallets import WalletsRepository
@@ -67,6 +68,11 @@ class _Repositories:
     def risk(self) -> RiskRepository:
         """Rule layers and stored decisions."""
         return RiskRepository(self.conn)
+
+    @property
+    def sandbox_actions(self) -> SandboxActionsRepository:
+        """What the sandbox does later about magic payments (answers, failed deliveries)."""
+        return SandboxActionsRepository(self.conn)
 
     @property
     def secondary(self) -> SecondaryRepository:
