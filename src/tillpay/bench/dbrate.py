@@ -1,6 +1,6 @@
 """The database's own rate for a pay's statements, without Tillpay: the limit the pay rate is held against.
 
-The statements are the pay path's own (``services.paypath`` and ``post_entry``), compiled by SQLAlchemy
+The statements are the pay path's own (``store.paypath`` and ``post_entry``), compiled by SQLAlchemy
 for the database, in the order a successful pay runs them. On SQLite:
 
     read transaction:  BEGIN; READ; ROLLBACK
@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from tillpay.services import paypath
+from tillpay.store import paypath
 
 _CONFIG = json.dumps({"confirm_above": {"CNY": "2000.00"}, "per_payment_limit": {}})
 _INPUTS = json.dumps({"wallet_amount": 1000, "wallet_currency": "CNY", "day_total": 0, "month_total": 0})

@@ -27,7 +27,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +36,7 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.fx import make_quote
 from tillpay.domain.paydecision import PayVerdict
 from tillpay.domain.payment import Status
-from tillpay.services import code_limits, paypath, secmerchants, stores, testmode
+from tillpay.services import code_limits, secmerchants, testmode
 from tillpay.services import fx as fx_service
 from tillpay.services import magic as magic_service
 from tillpay.services import risk as risk_service
@@ -76,10 +75,10 @@ from tillpay.services.refunds import refunds_of as refunds_of
 from tillpay.services.views import PaymentView
 from tillpay.services.views import PayOutcome as PayOutcome
 from tillpay.store import ledger as ledger_store
-from tillpay.store import tables as t
+from tillpay.store import paypath
 from tillpay.store.driver import Driver, Refused, utc
 from tillpay.store.ledger import post_entry as post_entry
-from tillpay.store.uow import Reader
+from tillpay.store.uow import Reader, UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
 
@@ -98,7 +97,7 @@ class _IdTaken(Exception):
     """Another payment with this merchant transaction id was inserted concurrently."""
 
 
-async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str) -> PayOutcome:
+async def _replay(p: Platform, r: Reader, row: Row[Any], digest: str) -> PayOutcome:
     if row.kind == "tombstone":
         # The merchant cancelled this id before any pay arrived: a late pay must never charge.
         return PayOutcome(PaymentView.from_row(row), Code.TRADE_HAS_CLOSE, replayed=True)
@@ -108,21 +107,19 @@ async def _replay(p: Platform, conn: AsyncConnection, row: Row[Any], digest: str
             f"transaction id {row.partner_trans_id!r} was used before with different parameters",
         )
     # expire_on judges by the merchant's own time (a test merchant's clock may be ahead of real time).
-    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, conn, row.id):
-        fresh = await payment_row(Reader.on(conn), row.merchant_id, trade_no=row.trade_no)
+    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, r.conn, row.id):
+        fresh = await payment_row(r, row.merchant_id, trade_no=row.trade_no)
         assert fresh is not None
         row = fresh
-    return outcome_of(await view_of(Reader.on(conn), row), replayed=True)
+    return outcome_of(await view_of(r, row), replayed=True)
 
 
 async def query(
     p: Platform, merchant: Merchant, *, partner_trans_id: str | None = None, trade_no: str | None = None
 ) -> PaymentView:
     """The merchant's payment by either id; TRADE_NOT_EXIST if it has none such."""
-    async with p.engine.connect() as conn:
-        row = await payment_row(
-            Reader.on(conn), merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no
-        )
+    async with p.reader() as r:
+        row = await payment_row(r, merchant.id, partner_trans_id=partner_trans_id, trade_no=trade_no)
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.TRADE_NOT_EXIST)
         if (
@@ -130,19 +127,19 @@ async def query(
             and row.expires_at
             and row.expires_at <= merchant.clock(p.now())
         ):
-            await expire_on(p, conn, row.id)
-            row = await payment_row(Reader.on(conn), merchant.id, trade_no=row.trade_no)
+            await expire_on(p, r.conn, row.id)
+            row = await payment_row(r, merchant.id, trade_no=row.trade_no)
             assert row is not None
-        return await view_of(Reader.on(conn), row)
+        return await view_of(r, row)
 
 
 async def payment_by_trade_no(p: Platform, trade_no: str) -> PaymentView:
     """Any payment by gateway id (operator and wallet use); NOT_FOUND if none."""
-    async with p.engine.connect() as conn:
-        row = (await conn.execute(select(t.payments).where(t.payments.c.trade_no == trade_no))).first()
+    async with p.reader() as r:
+        row = await r.payments.by_trade_no(trade_no)
         if row is None or row.kind == "tombstone":
             raise TillpayError(Code.NOT_FOUND, f"no payment {trade_no}")
-        return await view_of(Reader.on(conn), row)
+        return await view_of(r, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,29 +321,25 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
 
 
 async def _payer_carefully(
-    p: Platform, conn: AsyncConnection, cmd: PayCommand, digest: str, now: datetime
+    p: Platform, r: Reader, cmd: PayCommand, digest: str, now: datetime
 ) -> _Read | PayOutcome:
     """The same facts statement by statement (and a repeated request answered with its first result)."""
-    existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+    existing = await payment_row(r, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
     if existing is not None:
-        return await _replay(p, conn, existing, digest)
+        return await _replay(p, r, existing, digest)
     disabled = False
     if cmd.store_id or cmd.terminal_id:
-        disabled = bool(
-            (
-                await conn.execute(
-                    select(stores.disabled_clause(cmd.merchant.id, cmd.store_id, cmd.terminal_id))
-                )
-            ).scalar()
-        )
-    registered = await secmerchants.registered(conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id)
+        disabled = await r.stores.disabled(cmd.merchant.id, cmd.store_id, cmd.terminal_id)
+    registered = await secmerchants.registered(
+        r.conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id
+    )
     base_cfg = risk.build(
-        await risk_service.layers_for(p, conn, partner_id=cmd.merchant.partner_id, login_id=None)
+        await risk_service.layers_for(p, r.conn, partner_id=cmd.merchant.partner_id, login_id=None)
     )
     terminal_bad = 0
     if cmd.terminal_id and base_cfg.terminal_bad_codes:
         terminal_bad = await code_limits.terminal_bad_codes(
-            Reader.on(conn),
+            r,
             cmd.merchant.id,
             cmd.terminal_id,
             now - timedelta(minutes=base_cfg.terminal_window_minutes),
@@ -361,32 +354,16 @@ async def _payer_carefully(
     margin: int | None = None
     if device_no is not None:
         device_bad = await code_limits.device_bad_codes(
-            Reader.on(conn),
+            r,
             cmd.merchant.id,
             device_no,
             now - timedelta(seconds=p.settings.bad_code_window_seconds),
         )
-        device = (
-            await conn.execute(
-                select(
-                    t.devices.c.id,
-                    t.devices.c.user_id,
-                    t.devices.c.secret,
-                    t.devices.c.status,
-                    t.devices.c.created_at,
-                ).where(t.devices.c.device_no == device_no)
-            )
-        ).first()
+        device = await r.wallets.device_by_no(device_no)
     if device is not None:
-        user = (
-            await conn.execute(
-                select(t.wallet_users.c.currency, t.wallet_users.c.login_id, t.wallet_users.c.sandbox).where(
-                    t.wallet_users.c.id == device.user_id
-                )
-            )
-        ).first()
+        user = await r.wallets.payer(device.user_id)
     if user is not None and user.currency != cmd.price_currency:
-        margin = await fx_service.stored_margin(p, conn, cmd.price_currency, user.currency)
+        margin = await fx_service.stored_margin(p, r.conn, cmd.price_currency, user.currency)
     gate = _gate(
         p,
         cmd,
@@ -427,11 +404,12 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
         "pay", cmd.price_amount, cmd.price_currency, cmd.settle_currency, cmd.sent_code or cmd.code
     )
 
-    async with p.engine.connect() as conn:
+    async with p.reader() as r:
+        conn = r.conn
         now = p.now()
         read = await _payer_at_once(p, conn, cmd, now)
         if read is None:
-            found = await _payer_carefully(p, conn, cmd, digest, now)
+            found = await _payer_carefully(p, r, cmd, digest, now)
             if isinstance(found, PayOutcome):
                 return found
             read = found
@@ -460,8 +438,7 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
         # the wallet's sandbox mark the read fetched.
         await testmode.check_payer(p, conn, cmd.merchant.is_test, read.user_id, sandbox=read.sandbox)
         rates = await p.rates(conn)
-        if conn.in_transaction():
-            await conn.rollback()  # end the read transaction before the write one
+        await r.end_read()  # the write below must not run inside the read's transaction
         # The code was checked at real time (a wallet's codes follow real time); what is recorded is
         # stamped with the merchant's time (a test merchant's test clock).
         real = p.now()
@@ -482,23 +459,23 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
                         )
                     except _WalletChanged:
                         pass  # nothing was written: the careful write decides again
-                async with conn.begin():
-                    return await _charge(p, conn, cmd, payer, quote, digest, now, code_now=real)
+                async with UnitOfWork.on(conn) as uow:
+                    out = await _charge(p, uow.conn, cmd, payer, quote, digest, now, code_now=real)
+                    await uow.commit()
+                return out
             except _CodeTaken:
                 # The code was used by another payment, or by this very request arriving twice.
-                existing = await payment_row(
-                    Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id
-                )
+                existing = await payment_row(r, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
                 if existing is not None:
-                    return await _replay(p, conn, existing, digest)
+                    return await _replay(p, r, existing, digest)
                 raise TillpayError(Code.CODE_USED) from None
             except _IdTaken:
                 continue  # a concurrent request with the same id won; answer with its payment
         # Only reached when the insert lost a race: answer as a repeat of the winner.
-        existing = await payment_row(Reader.on(conn), cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
+        existing = await payment_row(r, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
         if existing is None:
             raise TillpayError(Code.SYSTEM_ERROR, "payment vanished after a conflicting insert")
-        return await _replay(p, conn, existing, digest)
+        return await _replay(p, r, existing, digest)
 
 
 async def _pg_writes(
@@ -888,12 +865,5 @@ async def _charge(
 
 async def count_payments(p: Platform, merchant_id: int, status: Status | None = None) -> int:
     """How many payments a merchant has (optionally in one state); used by tests and reports."""
-    async with p.engine.connect() as conn:
-        q = (
-            select(func.count())
-            .select_from(t.payments)
-            .where(and_(t.payments.c.merchant_id == merchant_id, t.payments.c.kind != "tombstone"))
-        )
-        if status:
-            q = q.where(t.payments.c.status == status.value)
-        return int((await conn.execute(q)).scalar_one())
+    async with p.reader() as r:
+        return await r.payments.count_of_merchant(merchant_id, status)

@@ -1,6 +1,6 @@
 """The payments repository: payments and refunds as customers and merchants see them, and the rows the
 payment use cases change (a payment's state, a refund, a QR order, a cancelled id's placeholder). (The
-pay itself writes through services/paypath.py, the ledger through store/ledger.py.)
+pay itself writes through store/paypath.py, the ledger through store/ledger.py.)
 
 A customer's reads are scoped by the customer's user id here and a merchant's by the merchant's id:
 another customer's or merchant's payment is not found.
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.payment import Status
@@ -53,6 +53,17 @@ class PaymentsRepository:
         if lock:
             q = q.with_for_update()
         return (await self.conn.execute(q)).first()
+
+    async def count_of_merchant(self, merchant_id: int, status: Status | None = None) -> int:
+        """How many payments the merchant has (in one state, if given), cancelled ids' placeholders aside."""
+        q = (
+            select(func.count())
+            .select_from(_pay)
+            .where(and_(_pay.c.merchant_id == merchant_id, _pay.c.kind != "tombstone"))
+        )
+        if status:
+            q = q.where(_pay.c.status == status.value)
+        return int((await self.conn.execute(q)).scalar_one())
 
     async def by_id(self, payment_id: int) -> Any:
         """The payment row with this id (it exists: the caller has just read or written it)."""

@@ -108,7 +108,8 @@ class UnitOfWork(_Repositories):
 
     async def __aenter__(self) -> Self:
         if self._borrowed is not None:
-            await self._borrowed.rollback()  # end the caller's read transaction, if one is open
+            if self._borrowed.in_transaction():
+                await self._borrowed.rollback()  # end the caller's read transaction
             self._conn = self._borrowed
             self._tx = await self._conn.begin()
             return self
@@ -158,6 +159,12 @@ class Reader(_Repositories):
             assert self._engine is not None
             self._conn = await self._engine.connect()
         return self
+
+    async def end_read(self) -> None:
+        """End the read's transaction, if a statement began one, before a write on the same connection
+        (the connection stays open)."""
+        if self.conn.in_transaction():
+            await self.conn.rollback()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

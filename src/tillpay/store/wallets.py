@@ -55,6 +55,29 @@ class WalletsRepository:
             )
         ).first()
 
+    async def device_by_no(self, device_no: int) -> Any:
+        """The device a payment code names (``id``, ``user_id``, ``secret``, ``status``, ``created_at``),
+        or None."""
+        return (
+            await self.conn.execute(
+                select(
+                    _devices.c.id,
+                    _devices.c.user_id,
+                    _devices.c.secret,
+                    _devices.c.status,
+                    _devices.c.created_at,
+                ).where(_devices.c.device_no == device_no)
+            )
+        ).first()
+
+    async def payer(self, user_id: int) -> Any:
+        """What a pay needs of the wallet that pays (``currency``, ``login_id``, ``sandbox``), or None."""
+        return (
+            await self.conn.execute(
+                select(_users.c.currency, _users.c.login_id, _users.c.sandbox).where(_users.c.id == user_id)
+            )
+        ).first()
+
     async def account(self, user_id: int) -> Any:
         """The wallet's ``balance``, ``currency`` and ``status``."""
         return (

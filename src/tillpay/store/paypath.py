@@ -44,8 +44,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
 
-from tillpay.services.secmerchants import registered_columns
-from tillpay.services.stores import disabled_clause
 from tillpay.store import tables as t
 from tillpay.store.driver import Driver as Driver
 from tillpay.store.driver import utc as utc
@@ -54,6 +52,8 @@ from tillpay.store.ledger import POSTINGS as POSTINGS
 from tillpay.store.ledger import WALLET_DELTA as WALLET_DELTA
 from tillpay.store.ledger import WALLET_DELTA_RETURNING as WALLET_DELTA_RETURNING
 from tillpay.store.ledger import pg_ledger_ctes
+from tillpay.store.secmerchants import registered_columns
+from tillpay.store.stores import disabled_clause
 
 _dev, _usr, _pay, _bad, _rs, _fxm = (
     t.devices,
