@@ -145,19 +145,11 @@ class UnitOfWork(_Repositories):
 class Reader(_Repositories):
     """The read phase of a use case: the repositories on a connection that is never committed."""
 
-    def __init__(self, engine: AsyncEngine | None, *, conn: AsyncConnection | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._borrowed = self._conn = conn
-
-    @classmethod
-    def on(cls, conn: AsyncConnection) -> Reader:
-        """The repositories on a connection its caller holds and closes (the pay path's), usable at once."""
-        return cls(None, conn=conn)
 
     async def __aenter__(self) -> Self:
-        if self._borrowed is None:
-            assert self._engine is not None
-            self._conn = await self._engine.connect()
+        self._conn = await self._engine.connect()
         return self
 
     async def end_read(self) -> None:
@@ -169,8 +161,6 @@ class Reader(_Repositories):
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._borrowed is not None:
-            return
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
