@@ -111,7 +111,11 @@ class BatchView:
 
 @dataclass(frozen=True, slots=True)
 class FileView:
-    """A file of a closed day: its name below the settlement directory and its digest."""
+    """A file of a closed day: its name below the settlement directory and its digest.
+
+    ``test``: a test merchant's test file (services/sandbox_settlement.py), made again on every run
+    and never recorded.
+    """
 
     name: str
     kind: str
@@ -119,9 +123,19 @@ class FileView:
     partner_id: str | None
     sha256: str
     size: int
+    test: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (a test file's says ``test`` instead of naming its partner)."""
+        if self.test:
+            return {
+                "name": self.name,
+                "kind": self.kind,
+                "settle_date": self.settle_date.isoformat(),
+                "sha256": self.sha256,
+                "size": self.size,
+                "test": True,
+            }
         return {
             "name": self.name,
             "kind": self.kind,
