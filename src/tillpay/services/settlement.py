@@ -12,9 +12,10 @@ A run for day D (``tillpay settle run --date D``):
 4. records the run: the day is closed. Running it again creates nothing and rewrites the same files,
    byte for byte, from what was stored (a file that would come out different is an error).
 
-Items are inserted with ``INSERT ... SELECT`` and netted with ``GROUP BY`` inside the database, so a
-day of a million transactions never passes through Python rows until the files are written, which
-stream in chunks.
+Items are inserted with ``INSERT ... SELECT`` and netted with ``GROUP BY`` inside the database
+(store/settlement.py), so a day of a million transactions never passes through Python rows until the
+files are written, which stream in chunks. Each step is its own unit of work or short reader; the
+ledger entries go through ``store.ledger.post_entry``.
 """
 
 from __future__ import annotations
