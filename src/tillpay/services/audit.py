@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from tillpay.services.platform import Platform
-from tillpay.services.settlement_audit import CHECKS as SETTLEMENT_CHECKS
-from tillpay.services.settlement_audit import MERCHANT_PAYABLE
+from tillpay.store.settlement_audit import CHECKS as SETTLEMENT_CHECKS
+from tillpay.store.settlement_audit import MERCHANT_PAYABLE
 
 #: name → (description, SQL returning one row per violation, first column a short identifier)
 CHECKS: dict[str, tuple[str, str]] = {
@@ -75,7 +75,7 @@ CHECKS: dict[str, tuple[str, str]] = {
         "|| '\\:payable' WHERE w.amount <> -p.wallet_amount OR w.currency <> p.wallet_currency "
         "OR m.amount <> p.settle_amount OR m.currency <> p.settle_currency",
     ),
-    # Settlement moves fees and payouts out of the payable (services/settlement_audit.py).
+    # Settlement moves fees and payouts out of the payable (store/settlement_audit.py).
     "merchant_payable_matches": MERCHANT_PAYABLE,
     "fx_margin_matches": (
         "the FX margin account equals the margins charged less the margins refunded, per currency",

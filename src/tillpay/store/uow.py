@@ -26,6 +26,8 @@ from tillpay.store.fx import FxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.secmerchants import SecondaryRepository
+from tillpay.store.settlement import SettlementRepository
+from tillpay.store.simulation import SimulationRepository
 from tillpay.store.stores import StoresRepository
 from tillpay.store.wallets import WalletsRepository
 
@@ -66,6 +68,16 @@ class _Repositories:
     def secondary(self) -> SecondaryRepository:
         """An acquirer's secondary merchants and their stores."""
         return SecondaryRepository(self.conn)
+
+    @property
+    def settlement(self) -> SettlementRepository:
+        """Settlement runs, batches, items and files, and what closing a day reads."""
+        return SettlementRepository(self.conn)
+
+    @property
+    def simulation(self) -> SimulationRepository:
+        """Simulated days written in batches (``tillpay simulate --bulk``)."""
+        return SimulationRepository(self.conn)
 
     @property
     def stores(self) -> StoresRepository:
