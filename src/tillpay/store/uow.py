@@ -22,7 +22,9 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.console_users import ConsoleUsersRepository
 from tillpay.store.fx import FxRepository
+from tillpay.store.merchants import MerchantsRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.secmerchants import SecondaryRepository
@@ -50,9 +52,19 @@ class _Repositories:
         return AttemptsRepository(self.conn)
 
     @property
+    def console_users(self) -> ConsoleUsersRepository:
+        """Merchant console users and their sessions."""
+        return ConsoleUsersRepository(self.conn)
+
+    @property
     def fx(self) -> FxRepository:
         """Rates and margins."""
         return FxRepository(self.conn)
+
+    @property
+    def merchants(self) -> MerchantsRepository:
+        """Merchants, their key versions, test merchants and per-minute allowances."""
+        return MerchantsRepository(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
