@@ -22,6 +22,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.console import ConsoleReads
 from tillpay.store.fx import FxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
@@ -46,6 +47,11 @@ class _Repositories:
     def attempts(self) -> AttemptsRepository:
         """Sign-in attempts of the wallet app and the console."""
         return AttemptsRepository(self.conn)
+
+    @property
+    def console(self) -> ConsoleReads:
+        """The merchant console's reads across payments, refunds, notifications and settlement."""
+        return ConsoleReads(self.conn)
 
     @property
     def fx(self) -> FxRepository:
