@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from tillpay.store.attempts import AttemptsRepository
 from tillpay.store.console import ConsoleReads
 from tillpay.store.fx import FxRepository
+from tillpay.store.metrics import MetricsReads
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.secmerchants import SecondaryRepository
@@ -57,6 +58,11 @@ class _Repositories:
     def fx(self) -> FxRepository:
         """Rates and margins."""
         return FxRepository(self.conn)
+
+    @property
+    def metrics(self) -> MetricsReads:
+        """The bounded counts a metrics scrape reads."""
+        return MetricsReads(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
