@@ -96,6 +96,10 @@ class MerchantsRepository:
         """Set the merchant's current RSA public key."""
         await self.conn.execute(update(_m).where(_m.c.id == merchant_id).values(public_key=public_key))
 
+    async def set_notify_url(self, merchant_id: int, url: str | None) -> None:
+        """Change (or clear, None) the merchant's default notify URL."""
+        await self.conn.execute(update(_m).where(_m.c.id == merchant_id).values(notify_url=url))
+
     # Test merchants.
 
     async def test_mark(self, merchant_id: int) -> tuple[bool, int]:

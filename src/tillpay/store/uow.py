@@ -22,9 +22,11 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.console import ConsoleReads
 from tillpay.store.console_users import ConsoleUsersRepository
 from tillpay.store.fx import FxRepository
 from tillpay.store.merchants import MerchantsRepository
+from tillpay.store.metrics import MetricsReads
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.secmerchants import SecondaryRepository
@@ -52,6 +54,11 @@ class _Repositories:
         return AttemptsRepository(self.conn)
 
     @property
+    def console(self) -> ConsoleReads:
+        """The merchant console's reads across payments, refunds, notifications and settlement."""
+        return ConsoleReads(self.conn)
+
+    @property
     def console_users(self) -> ConsoleUsersRepository:
         """Merchant console users and their sessions."""
         return ConsoleUsersRepository(self.conn)
@@ -65,6 +72,11 @@ class _Repositories:
     def merchants(self) -> MerchantsRepository:
         """Merchants, their key versions, test merchants and per-minute allowances."""
         return MerchantsRepository(self.conn)
+
+    @property
+    def metrics(self) -> MetricsReads:
+        """The bounded counts a metrics scrape reads."""
+        return MetricsReads(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
