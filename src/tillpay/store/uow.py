@@ -22,6 +22,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.audit import AuditReads
 from tillpay.store.console import ConsoleReads
 from tillpay.store.console_users import ConsoleUsersRepository
 from tillpay.store.fx import FxRepository
@@ -52,6 +53,11 @@ class _Repositories:
     def attempts(self) -> AttemptsRepository:
         """Sign-in attempts of the wallet app and the console."""
         return AttemptsRepository(self.conn)
+
+    @property
+    def audit(self) -> AuditReads:
+        """The invariants ``tillpay audit`` checks."""
+        return AuditReads(self.conn)
 
     @property
     def console(self) -> ConsoleReads:
