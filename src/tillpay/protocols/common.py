@@ -14,7 +14,12 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote_to_bytes
 
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import InvalidAmount, UnknownCurrency, exponent, parse_amount
+from tillpay.domain.money import (
+    InvalidAmount,
+    UnknownCurrency,
+    parse_amount,
+    unsupported_currency,
+)
 
 # ------------------------------------------------------------------------------------------- forms
 
@@ -110,19 +115,6 @@ def as_epoch_ms(dt: datetime) -> str:
 
 
 # ------------------------------------------------------------------------------------------- money
-
-
-def unsupported_currency(currency: str) -> TillpayError:
-    """CURRENCY_NOT_SUPPORT for a currency Tillpay does not know."""
-    return TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}")
-
-
-def known_currency(currency: str) -> int:
-    """The currency's minor-unit digits; CURRENCY_NOT_SUPPORT if Tillpay does not know it."""
-    try:
-        return exponent(currency)
-    except UnknownCurrency:
-        raise unsupported_currency(currency) from None
 
 
 def amount(text: str, currency: str, name: str) -> int:

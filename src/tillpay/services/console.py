@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent, format_amount
+from tillpay.domain.money import exponent, format_amount, known_currency
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
 from tillpay.outbound import excerpt, notify_url_problem
@@ -114,10 +114,7 @@ def parse_filter(params: dict[str, str], settlement_currency: str) -> TxFilter:
     wallet_currency = text("wallet_currency")
     for c in (currency, wallet_currency):
         if c is not None:
-            try:
-                exponent(c)
-            except ValueError:
-                raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+            known_currency(c)
 
     def amount(name: str) -> int | None:
         from tillpay.domain.money import InvalidAmount, parse_amount

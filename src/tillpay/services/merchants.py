@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
+from tillpay.domain.money import known_currency
 from tillpay.services.platform import Merchant, Platform
 
 PARTNER_RE = re.compile(r"^2088\d{12}$")
@@ -45,10 +45,7 @@ async def add_merchant(
     """
     if not name.strip():
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a merchant needs a name")
-    try:
-        exponent(settlement_currency)
-    except ValueError:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {settlement_currency!r}") from None
+    known_currency(settlement_currency)
     if partner_id is not None and not PARTNER_RE.match(partner_id):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a partner id is 16 digits starting with 2088")
     if md5_key is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", md5_key):
