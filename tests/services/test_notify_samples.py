@@ -4,6 +4,7 @@ rate-limited per merchant (Redeliver's own limits: tests/security/test_sec_redel
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
@@ -212,3 +213,18 @@ async def test_samples_are_rate_limited_per_merchant(platform: Platform, clock: 
 
     clock.advance(61)  # the first batch has left the minute
     assert len(await samples.send_samples(platform, m, ("mapi",))) == len(first)
+
+
+async def test_concurrent_sample_batches_pass_at_most_the_limit(platform: Platform) -> None:
+    platform.settings = platform.settings.model_copy(update={"notify_samples_per_minute": 3})
+    _, m = await _test_merchant(platform, "http://127.0.0.1:9/notify")
+
+    async def batch() -> str:
+        try:
+            await samples.take_allowance(platform, m.id)
+        except TillpayError as e:
+            return e.code.name
+        return "ok"
+
+    outcomes = await asyncio.gather(*(batch() for _ in range(12)))
+    assert sorted(outcomes) == ["TRY_AGAIN"] * 9 + ["ok"] * 3

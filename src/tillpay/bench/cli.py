@@ -101,6 +101,13 @@ def bench(
         raise click.BadParameter(
             "between 1 and 120 (prepared payment codes live three minutes)", param_hint="--seconds"
         )
+    # The results' folder is made (or refused) before the minutes of measuring, not after.
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.BadParameter(
+            f"cannot make the folder for {out}: {e.strerror}", param_hint="--out"
+        ) from None
     info = report.machine(list(databases))
     results: list[RunResult] = []
     for db in databases:

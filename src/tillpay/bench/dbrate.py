@@ -8,15 +8,17 @@ for the database, in the order a successful pay runs them. On SQLite:
                        INSERT risk_decisions; INSERT journal_entries RETURNING id; INSERT postings (2 rows);
                        UPDATE wallet_users; COMMIT
 
-On PostgreSQL, as the pay sends them (six round trips):
+On PostgreSQL, as the common pay sends them (two round trips):
 
-    READ (outside a transaction); BEGIN; LOCK_AND_USE_CODE; TOTALS; pg_writes (payment, risk decision,
-    journal entry, postings and wallet balance in one statement); COMMIT
+    PG_READ (the device, wallet, rules, balance, version and totals; outside a transaction)
+    SELECT tillpay_pay(...)  (code use, guards, payment, risk decision, ledger entry; commits by itself)
 
 SQLite: a ``sqlite3`` loop on one connection with Tillpay's PRAGMAs (WAL, ``synchronous=FULL``,
-``BEGIN IMMEDIATE``). PostgreSQL: ``pgbench -M prepared`` with a script of the same statements; what
-varies per pay (ids, the wallet, the code) is a pgbench variable, constants are inlined, times are
-``now()``. Both run against the benchmark's own database after the measured run, so the tables, indexes
+``BEGIN IMMEDIATE``). PostgreSQL: ``pgbench -M prepared`` with a script of the same two statements; what
+varies per pay (ids, the wallet, the code) is a pgbench variable, the read's version and totals go to
+the call with ``\\gset``, constants are inlined. pgbench stops a client at the first error, so each
+client pays from its own wallets (no guard of ``tillpay_pay`` can fail between its read and its call).
+Both run against the benchmark's own database after the measured run, so the tables, indexes
 and row counts are the ones the pays saw.
 """
 
@@ -280,49 +282,84 @@ def _pg_literal(v: Any) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def pgbench_script(devices: int, merchant: int, partner: str) -> str:
-    """The pgbench script of one pay, statement for statement as the server sends it."""
-    v = _values(0, 1, merchant, partner, datetime.now(UTC))
+def _pg_time(t: datetime) -> str:
+    """A constant UTC time as SQL without a ':' (pgbench reads ':name' as a variable, even in literals)."""
+    micros = int(t.timestamp() * 1_000_000)
+    return f"(to_timestamp({micros}::numeric / 1000000) AT TIME ZONE 'UTC')"
+
+
+def pgbench_script(devices: int, merchant: int, partner: str, clients: int = 16) -> str:
+    """The pgbench script of one common pay, the two statements as the server sends them."""
+    now = datetime.now(UTC)
+    v = _values(0, 1, merchant, partner, now)
+    v.update(totals_now=now, default_velocity_minutes=10)
+    times = {k: _pg_time(v[k]) for k in ("since", "day", "month", "totals_now")}
+    velocity_since = _pg_time(now - timedelta(minutes=10))
     d = psycopg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves this constructor untyped
 
-    def expr(name: str, params: Mapping[str, Any] = v) -> str:
+    def expr(name: str, params: Mapping[str, Any]) -> str:
         if name in _PG_VARS:
             return _PG_VARS[name]
+        if name in times:
+            return times[name]
         if name in _PG_TIMES:
             return f"({_PG_TIMES[name]})::timestamp"
         return _pg_literal(params[name])
 
-    def render(stmt: ClauseElement) -> str:
-        c = stmt.compile(dialect=d)
-        # Literals in the statement ('scheme', LIMIT 1, ...) are binds with their value set.
-        params = c.construct_params(v) or {}
-        sql = re.sub(
-            r"%\((\w+)\)s(::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+(?:\(\d+\))?))?",
-            lambda m: expr(m.group(1), params) + (m.group(2) or ""),
-            str(c),
-        )
-        return sql.replace("\n", " ") + ";"
-
-    # The writes' parameters in pg_writes' order (see payments._pg_writes); the accounts are
-    # parameters in Tillpay, here chr(58) is their ':' (pgbench would read ':1' inside a literal as a
-    # variable).
-    accounts = (
-        f"ARRAY['wallet' || chr(58) || :dev, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable']"
+    c = paypath.PG_READ.compile(dialect=d)
+    params = c.construct_params(v) or {}  # literals in the statement are binds with their value set
+    read = re.sub(
+        r"%\((\w+)\)s(::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+(?:\(\d+\))?))?",
+        lambda m: expr(m.group(1), params) + (m.group(2) or ""),
+        str(c),
+    ).replace("\n", " ")
+    # The payment's columns: constants, and what varies per pay merged in (pgbench variables cannot
+    # stand inside the JSON text; json.dumps puts a space after every ':', which pgbench then leaves
+    # alone). Its times are the call's own (now(), as UTC).
+    const = {k: v[k] for k in PAYMENT_KEYS if not isinstance(v[k], datetime) and k not in _PG_VARS}
+    const.update(settle_rate="1", wallet_rate="1", wallet_mid_rate="1", risk_rule="default")
+    payment = (
+        f"({_pg_literal(json.dumps(const))}::jsonb"
+        " || jsonb_build_object('trade_no', :tx::text, 'partner_trans_id', :tx::text, 'user_id', :dev::int,"
+        " 'device_id', :dev::int, 'created_at', now() AT TIME ZONE 'UTC', 'paid_at', now() AT TIME ZONE 'UTC'))"
     )
-    args = [expr(k) for k in PAYMENT_KEYS]
-    args += [expr(k) for k in ("verdict", "rule", "code", "fired", "inputs", "config", "now")]
-    args += [accounts, "ARRAY['CNY', 'CNY']", "ARRAY[-1000, 1000]", ":dev", "'CNY'", "-1000"]
-    writes = re.sub(r"\$(\d+)", lambda m: args[int(m.group(1)) - 1], paypath.pg_writes(PAYMENT_KEYS, True))
+    decision = "ARRAY[" + ", ".join(_pg_literal(v[k]) for k in ("verdict", "rule")) + ", NULL, "
+    decision += ", ".join(_pg_literal(v[k]) for k in ("fired", "inputs", "config")) + "]"
+    # As services/payments._charge_at_once passes them; the accounts are built with chr(58), their ':'.
+    args = [
+        payment,
+        decision,
+        ":dev",
+        ":tx",
+        "0",
+        "true",
+        ":dev",
+        ":r_version",
+        times["day"],
+        times["month"],
+        velocity_since,
+        ":r_day_total",
+        ":r_month_total",
+        ":r_recent",
+        f"ARRAY['wallet' || chr(58) || :dev, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable']",
+        "ARRAY['CNY', 'CNY']",
+        "ARRAY[-1000, 1000]",
+        "'CNY'",
+        "-1000",
+        "NULL",
+        "(now() AT TIME ZONE 'UTC')",
+        "(now() AT TIME ZONE 'UTC')",
+    ]
+    call = re.sub(r"\$(\d+)", lambda m: args[int(m.group(1)) - 1], paypath.PAY_AT_ONCE)
+    # Client n (0-based) pays from wallets n + 1, n + 1 + clients, ...: no two clients share a wallet.
+    per_client = max(1, devices // clients)
     lines = [
-        f"\\set dev random(1, {devices})",
+        f"\\set dev 1 + :client_id + {clients} * random(0, {per_client - 1})",
         "\\set k :k + 1",
         "\\set tx :client_id * 10000000000 + :k + :base",
-        render(paypath.READ),
-        "BEGIN;",
-        render(paypath.LOCK_AND_USE_CODE),
-        render(paypath.TOTALS),
-        writes + ";",
-        "COMMIT;",
+        read,
+        "\\gset r_",
+        call + ";",
     ]
     return "\n".join(lines) + "\n"
 
@@ -333,7 +370,7 @@ def pg_rate(
     """Pays per second of the pay statements under pgbench, and pgbench's summary line."""
     u = make_url(url)
     script = Path(tempfile.mkdtemp(prefix="tillpay-pgbench-")) / "pay.sql"
-    script.write_text(pgbench_script(devices, merchant, partner))
+    script.write_text(pgbench_script(devices, merchant, partner, clients))
     base = int(time.time()) % 10**6 * 10**4
     cmd = [
         "pgbench",

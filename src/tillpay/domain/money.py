@@ -14,6 +14,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Final
 
+from tillpay.domain.errors import Code, TillpayError
+
 __all__ = [
     "CURRENCY_EXPONENTS",
     "MAX_AMOUNT_TEXT_LENGTH",
@@ -109,6 +111,19 @@ def exponent(currency: str) -> int:
         return CURRENCY_EXPONENTS[currency]
     except KeyError:
         raise UnknownCurrency(f"unsupported currency: {currency}") from None
+
+
+def unsupported_currency(currency: str) -> TillpayError:
+    """CURRENCY_NOT_SUPPORT for a currency Tillpay does not know (the one answer every part gives)."""
+    return TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}")
+
+
+def known_currency(currency: str) -> int:
+    """The currency's minor-unit digits; CURRENCY_NOT_SUPPORT if Tillpay does not know it."""
+    try:
+        return exponent(currency)
+    except UnknownCurrency:
+        raise unsupported_currency(currency) from None
 
 
 def parse_amount(text: str, currency: str) -> int:

@@ -1,8 +1,9 @@
 """The merchant console's use cases: transactions, details, refunds, dashboard, notifications, keys.
 
-Every function takes the signed-in merchant's id (from the console session) and puts it in the WHERE
-clause of every query it runs: a payment, refund, notification, batch or file of another merchant is
-answered exactly like one that does not exist (NOT_FOUND), whatever id the browser sends.
+Every function takes the signed-in merchant's id (from the console session) and reads through the
+console's read model (store/console.py), which puts it in the WHERE clause of every query: a payment,
+refund, notification, batch or file of another merchant is answered exactly like one that does not exist
+(NOT_FOUND), whatever id the browser sends.
 """
 
 from __future__ import annotations
@@ -20,20 +21,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent, format_amount
+from tillpay.domain.money import exponent, format_amount, known_currency
 from tillpay.domain.payment import Status
 from tillpay.domain.risk import Verdict
 from tillpay.outbound import excerpt, notify_url_problem
 from tillpay.services import attempts, merchants, payments, settlement, wallets
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
-from tillpay.store import outbox
-from tillpay.store import tables as t
+from tillpay.store.console import ConsoleReads, PaymentQuery
 
 PAGE_SIZE = 50
 DIALECTS = ("mapi", "openapi", "antom")
@@ -77,47 +74,20 @@ def _day_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tz).astimezone(UTC)
 
 
-def _conditions(merchant_id: int, f: TxFilter, tz: ZoneInfo) -> list[Any]:
-    pm = t.payments
-    conds: list[Any] = [pm.c.merchant_id == merchant_id, pm.c.kind != "tombstone"]
-    if f.date_from:
-        conds.append(pm.c.created_at >= _day_start(f.date_from, tz))
-    if f.date_to:
-        conds.append(pm.c.created_at < _day_start(f.date_to + timedelta(days=1), tz))
-    if f.status:
-        conds.append(pm.c.status == f.status)
-    if f.store_id:
-        conds.append(pm.c.store_id == f.store_id)
-    if f.terminal_id:
-        conds.append(pm.c.terminal_id == f.terminal_id)
-    if f.currency:
-        conds.append(pm.c.price_currency == f.currency)
-    if f.wallet_currency:
-        conds.append(pm.c.wallet_currency == f.wallet_currency)
-    if f.dialect:
-        conds.append(pm.c.dialect == f.dialect)
-    amount = pm.c.price_amount if f.currency else pm.c.settle_amount
-    if f.min_amount is not None:
-        conds.append(amount >= f.min_amount)
-    if f.max_amount is not None:
-        conds.append(amount <= f.max_amount)
-    if f.q:
-        q = f.q.strip()
-        r, o = t.refunds, t.outbox
-        conds.append(
-            or_(
-                pm.c.trade_no == q,
-                pm.c.partner_trans_id == q,
-                # Both subqueries are scoped by the merchant too: a refund id of another merchant finds nothing.
-                pm.c.id.in_(
-                    select(r.c.payment_id).where(
-                        r.c.merchant_id == merchant_id, or_(r.c.refund_no == q, r.c.partner_refund_id == q)
-                    )
-                ),
-                pm.c.id.in_(select(o.c.payment_id).where(o.c.merchant_id == merchant_id, o.c.notify_id == q)),
-            )
-        )
-    return conds
+def _query(f: TxFilter, tz: ZoneInfo) -> PaymentQuery:
+    return PaymentQuery(
+        created_from=_day_start(f.date_from, tz) if f.date_from else None,
+        created_before=_day_start(f.date_to + timedelta(days=1), tz) if f.date_to else None,
+        status=f.status,
+        store_id=f.store_id,
+        terminal_id=f.terminal_id,
+        min_amount=f.min_amount,
+        max_amount=f.max_amount,
+        currency=f.currency,
+        wallet_currency=f.wallet_currency,
+        dialect=f.dialect,
+        q=f.q,
+    )
 
 
 def parse_filter(params: dict[str, str], settlement_currency: str) -> TxFilter:
@@ -144,10 +114,7 @@ def parse_filter(params: dict[str, str], settlement_currency: str) -> TxFilter:
     wallet_currency = text("wallet_currency")
     for c in (currency, wallet_currency):
         if c is not None:
-            try:
-                exponent(c)
-            except ValueError:
-                raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+            known_currency(c)
 
     def amount(name: str) -> int | None:
         from tillpay.domain.money import InvalidAmount, parse_amount
@@ -181,30 +148,20 @@ def parse_filter(params: dict[str, str], settlement_currency: str) -> TxFilter:
     )
 
 
-async def _views(conn: AsyncConnection, rows: list[Any]) -> list[PaymentView]:
-    ids = {r.user_id for r in rows if r.user_id}
-    logins: dict[int, str] = {}
-    if ids:
-        u = t.wallet_users
-        found = await conn.execute(select(u.c.id, u.c.login_id).where(u.c.id.in_(ids)))
-        logins = {r.id: r.login_id for r in found.all()}
-    return [PaymentView.from_row(r, logins.get(r.user_id)) for r in rows]
+async def _views(reads: ConsoleReads, rows: list[Any]) -> list[PaymentView]:
+    logins = await reads.logins(x.user_id for x in rows if x.user_id)
+    return [PaymentView.from_row(x, logins.get(x.user_id)) for x in rows]
 
 
 async def list_payments(
     p: Platform, merchant_id: int, f: TxFilter, *, before: int | None = None, limit: int = PAGE_SIZE
 ) -> TxPage:
     """One page of the merchant's payments matching ``f``, newest first (keyset-paginated by id)."""
-    tz = ZoneInfo(p.settings.timezone)
-    pm = t.payments
-    conds = _conditions(merchant_id, f, tz)
-    if before is not None:
-        conds.append(pm.c.id < before)
-    q = select(pm).where(and_(*conds)).order_by(pm.c.id.desc()).limit(limit + 1)
-    async with p.engine.connect() as conn:
-        rows = list((await conn.execute(q)).all())
+    query = _query(f, ZoneInfo(p.settings.timezone))
+    async with p.reader() as r:
+        rows = await r.console.payments(merchant_id, query, before=before, limit=limit + 1)
         more = len(rows) > limit
-        views = await _views(conn, rows[:limit])
+        views = await _views(r.console, rows[:limit])
     return TxPage(views, views[-1].id if more and views else None)
 
 
@@ -385,11 +342,8 @@ class Detail:
         return self.payment.price_amount - self.payment.refunded_price
 
 
-async def _payment_row(conn: AsyncConnection, merchant_id: int, trade_no: str) -> Any:
-    pm = t.payments
-    row = (
-        await conn.execute(select(pm).where(pm.c.merchant_id == merchant_id, pm.c.trade_no == trade_no))
-    ).first()
+async def _payment_row(reads: ConsoleReads, merchant_id: int, trade_no: str) -> Any:
+    row = await reads.payment(merchant_id, trade_no)
     if row is None or row.kind == "tombstone":
         raise TillpayError(Code.NOT_FOUND, "no such payment")
     return row
@@ -411,35 +365,14 @@ def _attempt(r: Any, response: str | None, with_request: bool) -> Attempt:
     return Attempt(r.attempted_at, r.http_status, response, r.error, headers, body, signature, fields)
 
 
-async def _notifications(
-    conn: AsyncConnection, merchant_id: int, where: Any, limit: int, *, with_requests: bool = False
-) -> list[Notification]:
+def _notifications(rows: list[Any], attempt_rows: list[Any], *, with_requests: bool) -> list[Notification]:
     """The notifications and their attempts; the requests as sent (up to 16 KiB each) only for the
     inspector (``with_requests``): the lists show the answers alone."""
-    o, a, pm = t.outbox, t.notify_attempts, t.payments
-    rows = (
-        await conn.execute(
-            select(o, pm.c.trade_no)
-            .outerjoin(pm, pm.c.id == o.c.payment_id)
-            .where(o.c.merchant_id == merchant_id, where)
-            .order_by(o.c.id.desc())
-            .limit(limit)
-        )
-    ).all()
     attempts: dict[int, list[Attempt]] = {}
-    if rows:
-        for r in (
-            await conn.execute(
-                select(
-                    *(c for c in a.c if with_requests or c.name not in ("request_headers", "request_body"))
-                )
-                .where(a.c.outbox_id.in_([x.id for x in rows]))
-                .order_by(a.c.id)
-            )
-        ).all():
-            # excerpt again: attempts recorded before answers were cut to one kept up to 512 raw characters
-            response = excerpt(r.response) if r.response is not None else None
-            attempts.setdefault(r.outbox_id, []).append(_attempt(r, response, with_requests))
+    for r in attempt_rows:
+        # excerpt again: attempts recorded before answers were cut to one kept up to 512 raw characters
+        response = excerpt(r.response) if r.response is not None else None
+        attempts.setdefault(r.outbox_id, []).append(_attempt(r, response, with_requests))
     return [
         Notification(
             r.notify_id,
@@ -459,18 +392,11 @@ async def _notifications(
 
 async def payment_detail(p: Platform, merchant_id: int, trade_no: str) -> Detail:
     """One of the merchant's payments with its refunds, risk decision, notifications and settlement."""
-    async with p.engine.connect() as conn:
-        row = await _payment_row(conn, merchant_id, trade_no)
-        view = (await _views(conn, [row]))[0]
-        r = t.refunds
-        refund_rows = (
-            await conn.execute(
-                select(r).where(r.c.payment_id == row.id, r.c.merchant_id == merchant_id).order_by(r.c.id)
-            )
-        ).all()
-        refunds = [RefundView.from_row(x, view) for x in refund_rows]
-        rd = t.risk_decisions
-        risk_row = (await conn.execute(select(rd).where(rd.c.payment_id == row.id))).first()
+    async with p.reader() as r:
+        row = await _payment_row(r.console, merchant_id, trade_no)
+        view = (await _views(r.console, [row]))[0]
+        refunds = [RefundView.from_row(x, view) for x in await r.console.refunds(merchant_id, row.id)]
+        risk_row = await r.console.risk_decision(merchant_id, row.id)
         risk = (
             Risk(
                 risk_row.verdict,
@@ -482,18 +408,12 @@ async def payment_detail(p: Platform, merchant_id: int, trade_no: str) -> Detail
             if risk_row
             else None
         )
-        notes = await _notifications(conn, merchant_id, t.outbox.c.payment_id == row.id, 200)
-        si, sb = t.settlement_items, t.settlement_batches
-        batch_rows = (
-            await conn.execute(
-                select(si.c.kind, sb.c.settle_date, sb.c.currency, sb.c.payout_status, sb.c.payout_date)
-                .join(sb, sb.c.id == si.c.batch_id)
-                .where(si.c.payment_id == row.id, sb.c.merchant_id == merchant_id)
-                .order_by(si.c.id)
-            )
-        ).all()
+        notes = _notifications(
+            *await r.console.notifications(merchant_id, 200, payment_id=row.id), with_requests=False
+        )
         batches = [
-            Batch(b.kind, b.settle_date, b.currency, b.payout_status, b.payout_date) for b in batch_rows
+            Batch(b.kind, b.settle_date, b.currency, b.payout_status, b.payout_date)
+            for b in await r.console.settlement_of(merchant_id, row.id)
         ]
     d = Detail(view, refunds, risk, notes, batches)
     d.timeline = _timeline(d, p)
@@ -561,8 +481,8 @@ async def refund(
     """Refund part or all of one of the merchant's payments under the page's refund id (idempotent)."""
     if not _REFUND_ID_RE.match(refund_id):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "the form's refund id is missing; reload the page")
-    async with p.engine.connect() as conn:
-        row = await _payment_row(conn, merchant.id, trade_no)
+    async with p.reader() as r:
+        row = await _payment_row(r.console, merchant.id, trade_no)
     return await payments.refund(
         p,
         payments.RefundCommand(
@@ -629,22 +549,9 @@ class Dashboard:
     declines: list[PaymentView]
 
 
-async def _totals(conn: AsyncConnection, merchant_id: int, since: datetime, until: datetime) -> list[Totals]:
-    pm, r = t.payments, t.refunds
-    sales = (
-        await conn.execute(
-            select(pm.c.price_currency, func.sum(pm.c.price_amount), func.count())
-            .where(pm.c.merchant_id == merchant_id, pm.c.paid_at >= since, pm.c.paid_at < until)
-            .group_by(pm.c.price_currency)
-        )
-    ).all()
-    refunds = (
-        await conn.execute(
-            select(r.c.price_currency, func.sum(r.c.price_amount), func.count())
-            .where(r.c.merchant_id == merchant_id, r.c.created_at >= since, r.c.created_at < until)
-            .group_by(r.c.price_currency)
-        )
-    ).all()
+async def _totals(reads: ConsoleReads, merchant_id: int, since: datetime, until: datetime) -> list[Totals]:
+    sales = await reads.sales(merchant_id, since, until)
+    refunds = await reads.refunded(merchant_id, since, until)
     by: dict[str, list[int]] = {}
     for cur, amount, n in sales:
         by.setdefault(cur, [0, 0, 0, 0])[0:2] = [int(amount or 0), int(n)]
@@ -664,40 +571,12 @@ async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = Non
     day0 = _day_start(today, tz)
     month0 = _day_start(today.replace(day=1), tz)
     start30 = _day_start(today - timedelta(days=29), tz)
-    pm, rd = t.payments, t.risk_decisions
-    async with p.engine.connect() as conn:
-        tot_today = await _totals(conn, merchant_id, day0, now + timedelta(seconds=1))
-        tot_month = await _totals(conn, merchant_id, month0, now + timedelta(seconds=1))
-        paid = (
-            await conn.execute(
-                select(pm.c.paid_at, pm.c.price_currency, pm.c.price_amount).where(
-                    pm.c.merchant_id == merchant_id, pm.c.paid_at >= start30
-                )
-            )
-        ).all()
-        decided = (
-            await conn.execute(
-                select(func.count(), func.sum(case((rd.c.verdict == Verdict.CONFIRM.value, 1), else_=0)))
-                .select_from(rd)
-                .join(pm, pm.c.id == rd.c.payment_id)
-                .where(pm.c.merchant_id == merchant_id, rd.c.created_at >= month0)
-            )
-        ).one()
-        decline_rows = (
-            await conn.execute(
-                select(pm)
-                .where(
-                    pm.c.merchant_id == merchant_id,
-                    pm.c.status == Status.TRADE_CLOSED.value,
-                    pm.c.paid_at.is_(None),
-                    pm.c.kind != "tombstone",
-                    pm.c.result_code.is_not(None),
-                )
-                .order_by(pm.c.id.desc())
-                .limit(10)
-            )
-        ).all()
-        declines = await _views(conn, list(decline_rows))
+    async with p.reader() as r:
+        tot_today = await _totals(r.console, merchant_id, day0, now + timedelta(seconds=1))
+        tot_month = await _totals(r.console, merchant_id, month0, now + timedelta(seconds=1))
+        paid = await r.console.paid_since(merchant_id, start30)
+        decided, confirmed = await r.console.confirm_share(merchant_id, month0)
+        declines = await _views(r.console, await r.console.declines(merchant_id, 10))
     # Bucketing in Python: the time zone arithmetic differs between SQLite and PostgreSQL, and 30 days
     # of one merchant's paid payments is a modest number of rows.
     days: dict[date, dict[str, int]] = {today - timedelta(days=i): {} for i in range(29, -1, -1)}
@@ -713,7 +592,7 @@ async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = Non
         tot_month,
         list(days.items()),
         list(hours.items()),
-        (int(decided[1] or 0), int(decided[0] or 0)),
+        (confirmed, decided),
         declines,
     )
 
@@ -723,17 +602,17 @@ async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = Non
 
 async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list[Notification]:
     """The merchant's latest notifications with every attempt."""
-    async with p.engine.connect() as conn:
-        return await _notifications(conn, merchant_id, t.outbox.c.id > 0, limit)
+    async with p.reader() as r:
+        rows, attempt_rows = await r.console.notifications(merchant_id, limit)
+    return _notifications(rows, attempt_rows, with_requests=False)
 
 
 async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notification:
     """One of the merchant's notifications with every attempt's request and answer (the inspector);
     NOT_FOUND for anyone else's."""
-    async with p.engine.connect() as conn:
-        found = await _notifications(
-            conn, merchant_id, t.outbox.c.notify_id == notify_id, 1, with_requests=True
-        )
+    async with p.reader() as r:
+        rows, attempt_rows = await r.console.notification(merchant_id, notify_id)
+    found = _notifications(rows, attempt_rows, with_requests=True)
     if not found:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
     return found[0]
@@ -746,14 +625,15 @@ async def redeliver(p: Platform, merchant_id: int, notify_id: str) -> bool:
     (nothing changed) past Redeliver's rate limits: ``redeliver_interval_seconds`` per notification,
     ``redeliver_per_minute`` per merchant.
     """
-    found = await outbox.redeliver(
-        p.engine,
-        merchant_id,
-        notify_id,
-        p.now(),
-        interval=timedelta(seconds=p.settings.redeliver_interval_seconds),
-        per_minute=p.settings.redeliver_per_minute,
-    )
+    async with p.unit_of_work() as uow:
+        found = await uow.console.redeliver(
+            merchant_id,
+            notify_id,
+            p.now(),
+            interval=timedelta(seconds=p.settings.redeliver_interval_seconds),
+            per_minute=p.settings.redeliver_per_minute,
+        )
+        await uow.commit()
     if found is None:
         raise TillpayError(Code.NOT_FOUND, "no such notification")
     if found.outcome == "wait":
@@ -779,13 +659,8 @@ class KeyVersion:
 
 async def key_versions(p: Platform, merchant: Merchant) -> list[KeyVersion]:
     """The merchant's public keys, newest first, with a SHA-256 fingerprint of each."""
-    k = t.merchant_keys
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(k).where(k.c.merchant_id == merchant.id).order_by(k.c.key_version.desc())
-            )
-        ).all()
+    async with p.reader() as r:
+        rows = await r.console.keys(merchant.id)
     states = {k.version: k for k in await merchants.key_versions_of(p, merchant.id)}
     return [
         KeyVersion(
@@ -857,8 +732,9 @@ async def set_notify_url(p: Platform, merchant: Merchant, url: str | None) -> No
         raise TillpayError(
             Code.ILLEGAL_ARGUMENT, "a notify URL is http:// or https:// and at most 240 characters"
         )
-    async with p.engine.begin() as conn:
-        await conn.execute(update(t.merchants).where(t.merchants.c.id == merchant.id).values(notify_url=url))
+    async with p.unit_of_work() as uow:
+        await uow.merchants.set_notify_url(merchant.id, url)
+        await uow.commit()
     p.forget_merchant(merchant.partner_id)
 
 
@@ -932,10 +808,8 @@ async def test_payment(p: Platform, merchant: Merchant, amount: int) -> PaymentV
 
 async def test_partner_of(p: Platform, merchant: Merchant) -> str | None:
     """The partner id of the live merchant's test merchant (its test credentials), if made."""
-    async with p.engine.connect() as conn:
-        return (
-            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.test_of == merchant.id))
-        ).scalar()
+    async with p.reader() as r:
+        return await r.console.test_partner_of(merchant.id)
 
 
 async def batches(p: Platform, merchant: Merchant) -> list[settlement.BatchView]:

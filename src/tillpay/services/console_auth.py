@@ -17,14 +17,12 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services import attempts, merchants
 from tillpay.services.platform import Platform
 from tillpay.services.security import HashPoolBusy
-from tillpay.store import tables as t
 
 #: The roles, most powerful first.
 ROLES = ("owner", "manager", "cashier-supervisor", "read-only")
@@ -136,11 +134,6 @@ def verify_password(password: str, stored: str | None) -> bool:
         return False
 
 
-def _user_query() -> Any:
-    u, m = t.console_users, t.merchants
-    return select(u, m.c.partner_id, m.c.name.label("merchant_name")).join(m, m.c.id == u.c.merchant_id)
-
-
 def _user(row: Any) -> ConsoleUser:
     return ConsoleUser(
         row.id, row.merchant_id, row.partner_id, row.merchant_name, row.login, row.name, row.role, row.status
@@ -173,18 +166,11 @@ async def add_user(
         )
     hashed = await asyncio.to_thread(hash_password, password)
     try:
-        async with p.engine.begin() as conn:
-            await conn.execute(
-                insert(t.console_users).values(
-                    merchant_id=merchant.id,
-                    login=login,
-                    name=(name or login).strip()[:128],
-                    role=role,
-                    password_hash=hashed,
-                    status="active",
-                    created_at=p.now(),
-                )
+        async with p.unit_of_work() as uow:
+            await uow.console_users.add_user(
+                merchant.id, login, (name or login).strip()[:128], role, hashed, p.now()
             )
+            await uow.commit()
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"console login {login!r} exists already") from None
     return await user_by_login(p, login)
@@ -192,8 +178,8 @@ async def add_user(
 
 async def user_by_login(p: Platform, login: str) -> ConsoleUser:
     """The console user with this login; NOT_FOUND if none."""
-    async with p.engine.connect() as conn:
-        row = (await conn.execute(_user_query().where(t.console_users.c.login == login.lower()))).first()
+    async with p.reader() as r:
+        row = await r.console_users.by_login(login.lower())
     if row is None:
         raise TillpayError(Code.NOT_FOUND, f"no console user {login!r}")
     return _user(row)
@@ -201,14 +187,8 @@ async def user_by_login(p: Platform, login: str) -> ConsoleUser:
 
 async def users_of(p: Platform, merchant_id: int) -> list[ConsoleUser]:
     """The merchant's console users, oldest first."""
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                _user_query()
-                .where(t.console_users.c.merchant_id == merchant_id)
-                .order_by(t.console_users.c.id)
-            )
-        ).all()
+    async with p.reader() as reader:
+        rows = await reader.console_users.users_of(merchant_id)
     return [_user(r) for r in rows]
 
 
@@ -216,16 +196,12 @@ async def set_user_status(p: Platform, merchant_id: int, user_id: int, status: s
     """Disable or re-enable one of the merchant's users; a disabled user's sessions end at once."""
     if status not in ("active", "disabled"):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or disabled")
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.console_users)
-            .where(t.console_users.c.id == user_id, t.console_users.c.merchant_id == merchant_id)
-            .values(status=status)
-        )
-        if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        if not await uow.console_users.set_status(merchant_id, user_id, status):
             raise TillpayError(Code.NOT_FOUND, "no such user")
         if status == "disabled":
-            await conn.execute(delete(t.console_sessions).where(t.console_sessions.c.user_id == user_id))
+            await uow.console_users.end_sessions_of(user_id)
+        await uow.commit()
 
 
 async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tuple[str, ConsoleSession]:
@@ -252,9 +228,8 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
         )
     except attempts.Throttled as e:
         raise SignInRefused("locked", e.retry_after) from None
-    async with p.engine.connect() as conn:
-        row = (await conn.execute(_user_query().where(t.console_users.c.login == login))).first()
-        await conn.rollback()
+    async with p.reader() as r:
+        row = await r.console_users.by_login(login)
     stored = row.password_hash if row is not None else None
     # argon2 takes tens of milliseconds of CPU: off the event loop, in the bounded hashing pool.
     try:
@@ -269,17 +244,11 @@ async def sign_in(p: Platform, login: str, password: str, *, client: str) -> tup
     if row.status != "active":
         raise SignInRefused("disabled")
     token = secrets.token_urlsafe(32)
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            insert(t.console_sessions).values(
-                token_hash=_hash(token),
-                user_id=row.id,
-                csrf_token=secrets.token_urlsafe(32),
-                created_at=now,
-                expires_at=now + SESSION_LIFETIME,
-                last_seen_at=now,
-            )
+    async with p.unit_of_work() as uow:
+        await uow.console_users.add_session(
+            _hash(token), row.id, secrets.token_urlsafe(32), now, now + SESSION_LIFETIME
         )
+        await uow.commit()
     session = await session_for(p, token)
     assert session is not None
     return token, session
@@ -289,36 +258,17 @@ async def session_for(p: Platform, token: str | None) -> ConsoleSession | None:
     """The live session of a cookie token; None if unknown, expired, idle too long, or its user disabled."""
     if not token or not _TOKEN_RE.match(token):
         return None
-    s = t.console_sessions
-    tm = t.merchants.alias("test_merchant")
     now = p.now()
-    async with p.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _user_query()
-                .add_columns(
-                    s.c.id.label("session_id"),
-                    s.c.csrf_token,
-                    s.c.expires_at,
-                    s.c.last_seen_at,
-                    s.c.test_mode,
-                    tm.c.id.label("test_id"),
-                    tm.c.partner_id.label("test_partner_id"),
-                    tm.c.name.label("test_name"),
-                )
-                .join(s, s.c.user_id == t.console_users.c.id)
-                .outerjoin(tm, tm.c.test_of == t.console_users.c.merchant_id)
-                .where(s.c.token_hash == _hash(token))
-            )
-        ).first()
-        await conn.rollback()
+    async with p.reader() as r:
+        row = await r.console_users.session(_hash(token))
     if row is None or row.expires_at <= now or row.last_seen_at + SESSION_IDLE <= now:
         return None
     if row.status != "active":
         return None
     if now - row.last_seen_at >= _TOUCH_EVERY:
-        async with p.engine.begin() as conn:
-            await conn.execute(update(s).where(s.c.id == row.session_id).values(last_seen_at=now))
+        async with p.unit_of_work() as uow:
+            await uow.console_users.touch_session(row.session_id, now)
+            await uow.commit()
     user = _user(row)
     if row.test_mode and row.test_id is not None:
         # Test data: the session's every page is scoped by the test merchant (docs/console.md).
@@ -340,17 +290,14 @@ async def set_test_mode(p: Platform, session: ConsoleSession, test: bool) -> str
     private_key = None
     if test and not session.user.test:
         live_id = session.user.merchant_id
-        async with p.engine.connect() as conn:
-            made = (
-                await conn.execute(select(t.merchants.c.id).where(t.merchants.c.test_of == live_id))
-            ).scalar()
+        async with p.reader() as r:
+            made = await r.merchants.test_merchant_of(live_id)
         if made is None and session.user.role != "owner":
             raise TillpayError(Code.ILLEGAL_ARGUMENT, "the owner makes the test credentials first")
         private_key = (await merchants.test_merchant_of(p, session.user.partner_id)).merchant_private_key
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            update(t.console_sessions).where(t.console_sessions.c.id == session.id).values(test_mode=test)
-        )
+    async with p.unit_of_work() as uow:
+        await uow.console_users.set_test_mode(session.id, test)
+        await uow.commit()
     return private_key
 
 
@@ -358,5 +305,6 @@ async def sign_out(p: Platform, token: str | None) -> None:
     """End the session of this cookie token."""
     if not token:
         return
-    async with p.engine.begin() as conn:
-        await conn.execute(delete(t.console_sessions).where(t.console_sessions.c.token_hash == _hash(token)))
+    async with p.unit_of_work() as uow:
+        await uow.console_users.end_session(_hash(token))
+        await uow.commit()

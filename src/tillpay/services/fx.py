@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
+from tillpay.domain.money import exponent, known_currency
 from tillpay.services.platform import Platform
 from tillpay.store.fx import FxRepository
 
@@ -42,10 +42,7 @@ async def set_rate(
 ) -> Rate:
     """Load a rate; history is kept, so every payment's rate can be explained later."""
     for c in (base, quote):
-        try:
-            exponent(c)
-        except ValueError:
-            raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+        known_currency(c)
     if base == quote:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a rate needs two different currencies")
     value = parse_rate(rate)
@@ -82,10 +79,7 @@ async def set_margin(
 ) -> Margin:
     """Set the margin for a currency pair (either direction of conversion); history is kept."""
     for c in (base, quote):
-        try:
-            exponent(c)
-        except ValueError:
-            raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {c!r}") from None
+        known_currency(c)
     if base == quote:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a margin needs two different currencies")
     if not 0 <= bps <= 2000:

@@ -6,14 +6,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
+from tillpay.domain.money import known_currency
 from tillpay.services.platform import Merchant, Platform
-from tillpay.store import tables as t
 
 PARTNER_RE = re.compile(r"^2088\d{12}$")
 
@@ -47,10 +45,7 @@ async def add_merchant(
     """
     if not name.strip():
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a merchant needs a name")
-    try:
-        exponent(settlement_currency)
-    except ValueError:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {settlement_currency!r}") from None
+    known_currency(settlement_currency)
     if partner_id is not None and not PARTNER_RE.match(partner_id):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a partner id is 16 digits starting with 2088")
     if md5_key is not None and not re.fullmatch(r"[A-Za-z0-9]{16,64}", md5_key):
@@ -90,16 +85,11 @@ async def add_merchant(
         test_of=test_of,
     )
     try:
-        async with p.engine.begin() as conn:
-            mid = (
-                await conn.execute(insert(t.merchants).values(**values).returning(t.merchants.c.id))
-            ).scalar_one()
+        async with p.unit_of_work() as uow:
+            mid = await uow.merchants.add(values)
             if public_pem is not None:
-                await conn.execute(
-                    insert(t.merchant_keys).values(
-                        merchant_id=mid, key_version=1, public_key=public_pem, created_at=p.now()
-                    )
-                )
+                await uow.merchants.add_key(mid, 1, public_pem, p.now())
+            await uow.commit()
     except IntegrityError:
         raise TillpayError(Code.ALREADY_EXISTS, f"partner {pid} exists already") from None
     return NewMerchant(await p.merchant_by_partner(pid, fresh=True), merchant_private)
@@ -116,10 +106,8 @@ async def test_merchant_of(p: Platform, partner_id: str) -> NewMerchant:
     live = await p.merchant_by_partner(partner_id, fresh=True)
     if live.is_test:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{partner_id} is a test merchant already")
-    async with p.engine.connect() as conn:
-        existing = (
-            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.test_of == live.id))
-        ).scalar()
+    async with p.reader() as r:
+        existing = await r.merchants.test_merchant_of(live.id)
     if existing is not None:
         return NewMerchant(await p.merchant_by_partner(existing, fresh=True), None)
     try:
@@ -142,19 +130,15 @@ async def live_merchant_of(p: Platform, merchant: Merchant) -> Merchant:
     """The live merchant a test merchant belongs to (the merchant itself when it is live)."""
     if merchant.test_of is None:
         return merchant
-    async with p.engine.connect() as conn:
-        pid = (
-            await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.id == merchant.test_of))
-        ).scalar_one()
+    async with p.reader() as r:
+        pid = await r.merchants.partner_of(merchant.test_of)
     return await p.merchant_by_partner(pid)
 
 
 async def list_merchants(p: Platform) -> list[Merchant]:
     """Every merchant, oldest first."""
-    async with p.engine.connect() as conn:
-        ids = (
-            (await conn.execute(select(t.merchants.c.partner_id).order_by(t.merchants.c.id))).scalars().all()
-        )
+    async with p.reader() as r:
+        ids = await r.merchants.partner_ids()
     return [await p.merchant_by_partner(i, fresh=True) for i in ids]
 
 
@@ -162,11 +146,10 @@ async def set_merchant_status(p: Platform, partner_id: str, status: str) -> Merc
     """Freeze (``frozen``) or re-activate (``active``) a merchant."""
     if status not in ("active", "frozen"):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "status is active or frozen")
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.merchants).where(t.merchants.c.partner_id == partner_id).values(status=status)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.merchants.set_status(partner_id, status)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.ILLEGAL_PARTNER)
     p.forget_merchant(partner_id)
     return await p.merchant_by_partner(partner_id, fresh=True)
@@ -189,33 +172,14 @@ async def add_key_version(
     except signing.KeyFormatError as e:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"merchant public key: {e}") from None
     m = await p.merchant_by_partner(partner_id, fresh=True)
-    async with p.engine.begin() as conn:
+    async with p.unit_of_work() as uow:
         # Lock the merchant row so two rotations cannot pick the same version number.
-        await conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == m.id).with_for_update())
-        latest = (
-            await conn.execute(
-                select(func.max(t.merchant_keys.c.key_version)).where(t.merchant_keys.c.merchant_id == m.id)
-            )
-        ).scalar()
-        version = (latest or 0) + 1
-        await conn.execute(
-            insert(t.merchant_keys).values(
-                merchant_id=m.id, key_version=version, public_key=public_pem, created_at=p.now()
-            )
-        )
-        until = p.now() + timedelta(seconds=grace)
-        k = t.merchant_keys.c
-        await conn.execute(
-            update(t.merchant_keys)
-            .where(
-                k.merchant_id == m.id,
-                k.key_version < version,
-                k.revoked_at.is_(None),
-                or_(k.expires_at.is_(None), k.expires_at > until),
-            )
-            .values(expires_at=until)
-        )
-        await conn.execute(update(t.merchants).where(t.merchants.c.id == m.id).values(public_key=public_pem))
+        await uow.merchants.lock(m.id)
+        version = (await uow.merchants.latest_key_version(m.id) or 0) + 1
+        await uow.merchants.add_key(m.id, version, public_pem, p.now())
+        await uow.merchants.expire_keys_before(m.id, version, p.now() + timedelta(seconds=grace))
+        await uow.merchants.set_public_key(m.id, public_pem)
+        await uow.commit()
     p.forget_merchant(partner_id)
     return version
 
@@ -239,15 +203,8 @@ async def key_versions(p: Platform, partner_id: str) -> list[KeyVersion]:
 
 async def key_versions_of(p: Platform, merchant_id: int) -> list[KeyVersion]:
     """:func:`key_versions` by merchant id (the console)."""
-    k = t.merchant_keys.c
-    async with p.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(k.key_version, k.created_at, k.expires_at, k.revoked_at)
-                .where(k.merchant_id == merchant_id)
-                .order_by(k.key_version.desc())
-            )
-        ).all()
+    async with p.reader() as reader:
+        rows = await reader.merchants.key_versions(merchant_id)
     now = p.now()
     out = []
     for i, r in enumerate(rows):
@@ -264,10 +221,9 @@ async def key_versions_of(p: Platform, merchant_id: int) -> list[KeyVersion]:
 async def revoke_key_version(p: Platform, partner_id: str, version: int) -> None:
     """Refuse requests naming ``version`` from now on; the current version cannot be revoked."""
     m = await p.merchant_by_partner(partner_id, fresh=True)
-    k = t.merchant_keys.c
-    async with p.engine.begin() as conn:
-        await conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == m.id).with_for_update())
-        latest = (await conn.execute(select(func.max(k.key_version)).where(k.merchant_id == m.id))).scalar()
+    async with p.unit_of_work() as uow:
+        await uow.merchants.lock(m.id)
+        latest = await uow.merchants.latest_key_version(m.id)
         if latest is None or not 1 <= version <= latest:
             raise TillpayError(Code.NOT_FOUND, f"{partner_id} has no key version {version}")
         if version == latest:
@@ -275,11 +231,8 @@ async def revoke_key_version(p: Platform, partner_id: str, version: int) -> None
                 Code.ILLEGAL_ARGUMENT,
                 f"key version {version} is the current key: add a new one first (merchant key-add)",
             )
-        await conn.execute(
-            update(t.merchant_keys)
-            .where(k.merchant_id == m.id, k.key_version == version, k.revoked_at.is_(None))
-            .values(revoked_at=p.now())
-        )
+        await uow.merchants.revoke_key(m.id, version, p.now())
+        await uow.commit()
     p.forget_merchant(partner_id)
 
 
@@ -298,11 +251,10 @@ async def set_sign_types(p: Platform, partner_id: str, sign_types: list[str] | N
                 Code.ILLEGAL_ARGUMENT, f"sign types are one or more of {', '.join(SIGN_TYPES)}, not {unknown}"
             )
         text = ",".join(wanted)
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.merchants).where(t.merchants.c.partner_id == partner_id).values(sign_types=text)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.merchants.set_sign_types(partner_id, text)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
     p.forget_merchant(partner_id)
     return await p.merchant_by_partner(partner_id, fresh=True)
@@ -322,16 +274,14 @@ async def rotate_md5_key(
     m = await p.merchant_by_partner(partner_id, fresh=True)
     if key == m.md5_key:
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "the new MD5 key is the current one")
-    async with p.engine.begin() as conn:
-        await conn.execute(
-            update(t.merchants)
-            .where(t.merchants.c.id == m.id)
-            .values(
-                md5_key=key,
-                md5_key_previous=m.md5_key if grace else None,
-                md5_key_previous_until=p.now() + timedelta(seconds=grace) if grace else None,
-            )
+    async with p.unit_of_work() as uow:
+        await uow.merchants.set_md5_key(
+            m.id,
+            key,
+            m.md5_key if grace else None,
+            p.now() + timedelta(seconds=grace) if grace else None,
         )
+        await uow.commit()
     p.forget_merchant(partner_id)
     return key
 
@@ -341,18 +291,8 @@ async def public_key_version(p: Platform, merchant: Merchant, version: int | Non
 
     HAS_NO_PUBLICKEY if the merchant has no such version (Antom answers KEY_NOT_FOUND).
     """
-    async with p.engine.connect() as conn:
-        k = t.merchant_keys.c
-        q = select(k.public_key).where(
-            k.merchant_id == merchant.id,
-            k.revoked_at.is_(None),
-            or_(k.expires_at.is_(None), k.expires_at > p.now()),
-        )
-        if version is None:
-            q = q.order_by(t.merchant_keys.c.key_version.desc()).limit(1)
-        else:
-            q = q.where(t.merchant_keys.c.key_version == version)
-        key = (await conn.execute(q)).scalar()
+    async with p.reader() as r:
+        key = await r.merchants.usable_key(merchant.id, version, p.now())
     if key is None:
         raise TillpayError(
             Code.HAS_NO_PUBLICKEY,

@@ -11,16 +11,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tillpay.config import Settings
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import parse_amount
 from tillpay.services.security import HashPool
-from tillpay.store import tables as t
 from tillpay.store.engine import create_engine
 from tillpay.store.fx import FxRepository
+from tillpay.store.merchants import CREDENTIALS
 from tillpay.store.uow import Reader, UnitOfWork
 
 #: How long a server process trusts its copy of a merchant (keys, status): changes reach every process
@@ -209,10 +208,8 @@ class Platform:
         # that matters; live merchants keep the cache).
         if hit and not fresh and not hit[1].is_test and time.monotonic() - hit[0] < MERCHANT_CACHE_SECONDS:
             return hit[1]
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(t.merchants).where(t.merchants.c.partner_id == partner_id))
-            ).first()
+        async with self.reader() as r:
+            row = await r.merchants.by_partner(partner_id)
         if row is None:
             raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
         m = Merchant(
@@ -240,16 +237,14 @@ class Platform:
 
     async def merchant_by_credential(self, column: str, value: str) -> Merchant:
         """The merchant whose ``app_id`` or ``client_id`` is ``value``; ILLEGAL_PARTNER if none."""
-        if column not in ("app_id", "client_id"):
+        if column not in CREDENTIALS:
             raise ValueError(f"not a merchant credential column: {column!r}")
         key = f"{column}:{value}"
         hit = self._credentials.get(key)
         if hit and time.monotonic() - hit[0] < 2.0:
             return await self.merchant_by_partner(hit[1])
-        async with self.engine.connect() as conn:
-            partner = (
-                await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c[column] == value))
-            ).scalar()
+        async with self.reader() as r:
+            partner = await r.merchants.partner_by_credential(column, value)
         if partner is None:
             raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown {column} {value!r}")
         self._credentials[key] = (time.monotonic(), partner)

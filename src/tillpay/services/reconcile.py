@@ -28,8 +28,7 @@ import polars as pl
 from tillpay.domain import reconcile as dom
 from tillpay.domain.money import InvalidAmount, UnknownCurrency, format_amount, parse_amount
 from tillpay.services.platform import Platform
-from tillpay.services.settlement import BatchView, _batch, _batch_query
-from tillpay.store import tables as t
+from tillpay.services.settlement import BatchView, batch_view
 
 Progress = Callable[[str, int, int], None]
 
@@ -499,10 +498,9 @@ def _read_camt053(path: Path, data: bytes) -> tuple[list[StatementEntry], date |
 
 async def paid_payouts(p: Platform) -> list[BatchView]:
     """Every payout Tillpay has paid."""
-    b = t.settlement_batches
-    async with p.engine.connect() as conn:
-        rows = (await conn.execute(_batch_query().where(b.c.payout_status == "paid").order_by(b.c.id))).all()
-    return [_batch(r) for r in rows]
+    async with p.reader() as r:
+        rows = await r.settlement.with_payout("paid")
+    return [batch_view(x) for x in rows]
 
 
 def _value_date(b: BatchView) -> date:

@@ -9,14 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import risk
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import format_amount
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
 from tillpay.store.risk import RiskRepository
 
 SCOPES = ("scheme", "merchant", "user")
@@ -132,15 +130,13 @@ async def stored_rules(p: Platform) -> dict[str, Any]:
 async def layers_for(
     p: Platform, conn: AsyncConnection, *, partner_id: str, login_id: str | None
 ) -> list[dict[str, Any]]:
-    """The scheme, merchant and user rule layers that apply to one payment, in override order."""
-    conds = [and_(t.risk_settings.c.scope == "scheme", t.risk_settings.c.subject == "")]
-    conds.append(and_(t.risk_settings.c.scope == "merchant", t.risk_settings.c.subject == partner_id))
-    if login_id:
-        conds.append(and_(t.risk_settings.c.scope == "user", t.risk_settings.c.subject == login_id))
-    rows = (
-        await conn.execute(select(t.risk_settings.c.scope, t.risk_settings.c.config).where(or_(*conds)))
-    ).all()
-    by_scope = {r.scope: json.loads(r.config) for r in rows}
+    """The scheme, merchant and user rule layers that apply to one payment, in override order (read on
+    the caller's connection ``conn``, inside its transaction)."""
+    return _layers(p, await RiskRepository(conn).layers_for(partner_id, login_id))
+
+
+def _layers(p: Platform, stored: dict[str, str]) -> list[dict[str, Any]]:
+    by_scope = {scope: json.loads(config) for scope, config in stored.items()}
     return [
         by_scope.get("scheme", _default_scheme(p)),
         by_scope.get("merchant", {}),
@@ -150,8 +146,9 @@ async def layers_for(
 
 async def effective(p: Platform, partner_id: str, login_id: str | None = None) -> risk.RiskConfig:
     """The rules in force for a merchant (and a customer)."""
-    async with p.engine.connect() as conn:
-        return risk.build(await layers_for(p, conn, partner_id=partner_id, login_id=login_id))
+    async with p.reader() as r:
+        stored = await r.risk.layers_for(partner_id, login_id)
+    return risk.build(_layers(p, stored))
 
 
 def periods(p: Platform, now: datetime) -> tuple[datetime, datetime]:
@@ -172,22 +169,7 @@ async def customer_totals(
     now = p.now()
     day, month = periods(p, now)
     since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
-    counted = or_(t.payments.c.paid_at.is_not(None), t.payments.c.status == "WAIT_BUYER_PAY")
-    amount = t.payments.c.wallet_amount
-    row = (
-        await conn.execute(
-            select(
-                func.coalesce(func.sum(amount).filter(and_(t.payments.c.created_at >= day, counted)), 0),
-                func.coalesce(func.sum(amount).filter(and_(t.payments.c.created_at >= month, counted)), 0),
-                func.count().filter(t.payments.c.created_at >= since_velocity),
-            ).where(
-                t.payments.c.user_id == user_id,
-                t.payments.c.created_at >= min(month, since_velocity),
-                t.payments.c.kind != "tombstone",
-            )
-        )
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    return await RiskRepository(conn).customer_totals(user_id, day, month, since_velocity)
 
 
 async def record(
@@ -202,7 +184,7 @@ async def record(
 ) -> None:
     """Store a decision with the rules that fired, the facts they saw and the rules in force."""
     text = config_text if config_text is not None else json.dumps(risk.to_text(cfg))
-    await conn.execute(_RECORD, decision_values(payment_id, decision, inputs, text, now))
+    await RiskRepository(conn).add_decision(decision_values(payment_id, decision, inputs, text, now))
 
 
 def decision_values(
@@ -219,9 +201,6 @@ def decision_values(
         "config": config_text,
         "created_at": now,
     }
-
-
-_RECORD = insert(t.risk_decisions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,10 @@ production server is refused (its systems would book them).
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-
-from sqlalchemy import delete, func, insert, select, text
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent
@@ -26,10 +23,12 @@ from tillpay.outbound import notify_url_problem
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
 from tillpay.store import outbox
-from tillpay.store import tables as t
 
 #: The marker every id of a sample starts with.
 MARK = "SAMPLE"
+
+#: The window the per-minute limit counts in.
+_MINUTE = timedelta(minutes=1)
 
 #: The dialects a merchant's credentials cover, in the order samples are queued.
 DIALECTS = ("mapi", "openapi", "antom")
@@ -171,32 +170,22 @@ def _sign_type(merchant: Merchant, dialect: str) -> str:
 
 async def take_allowance(p: Platform, merchant_id: int, action: str = "samples") -> None:
     """Count one batch of samples against the merchant's per-minute limit; raise TRY_AGAIN (with when)
-    if the limit is reached. Counted and checked in one transaction. (Redeliver has limits of its own:
-    ``store/outbox.redeliver``.)"""
+    if the limit is reached. Counted and checked in one transaction (store/windows.py). (Redeliver has
+    limits of its own: ``store/outbox.redeliver``.)"""
     limit = p.settings.notify_samples_per_minute
-    r = t.notify_requests
     now = p.now()
-    since = now - timedelta(minutes=1)
-    async with p.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Concurrent requests see each other's rows: at most ``limit`` pass, however they are timed.
-            await conn.execute(text("LOCK TABLE notify_requests IN EXCLUSIVE MODE"))
-        count, oldest = (
-            await conn.execute(
-                select(func.count(), func.min(r.c.created_at)).where(
-                    r.c.merchant_id == merchant_id, r.c.action == action, r.c.created_at > since
-                )
-            )
-        ).one()
-        if count >= limit:
-            wait = max(1, math.ceil((oldest + timedelta(minutes=1) - now).total_seconds()))
+    since = now - _MINUTE
+    async with p.unit_of_work() as uow:
+        # Concurrent requests see each other's rows: at most ``limit`` pass, however they are timed.
+        await uow.merchants.lock_allowances()
+        used = await uow.merchants.allowance_used(merchant_id, action, since)
+        if wait := used.wait(limit, _MINUTE, now):
             raise TillpayError(
                 Code.TRY_AGAIN,
                 f"at most {limit} sample batches a minute for a merchant: try again in {wait} s",
             )
-        await conn.execute(insert(r).values(merchant_id=merchant_id, action=action, created_at=now))
-        # What has left the minute is never counted again: the table holds a minute's requests at most.
-        await conn.execute(delete(r).where(r.c.merchant_id == merchant_id, r.c.created_at <= since))
+        await uow.merchants.use_allowance(merchant_id, action, now, since)
+        await uow.commit()
 
 
 async def send_samples(p: Platform, merchant: Merchant, dialects: tuple[str, ...] = DIALECTS) -> list[Queued]:
@@ -222,12 +211,12 @@ async def send_samples(p: Platform, merchant: Merchant, dialects: tuple[str, ...
     await take_allowance(p, merchant.id, "samples")
     now = p.now()
     queued: list[Queued] = []
-    async with p.engine.begin() as conn:
+    async with p.unit_of_work() as uow:
         for dialect in dialects:
             for kind in KINDS[dialect]:
                 nid = _sample_id()
                 await outbox.enqueue(
-                    conn,
+                    uow.conn,
                     notify_id=nid,
                     merchant_id=merchant.id,
                     url=url,
@@ -238,4 +227,5 @@ async def send_samples(p: Platform, merchant: Merchant, dialects: tuple[str, ...
                     sign_type=_sign_type(merchant, dialect),
                 )
                 queued.append(Queued(nid, dialect, kind.name, kind.title, url))
+        await uow.commit()
     return queued

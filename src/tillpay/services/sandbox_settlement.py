@@ -24,13 +24,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import format_amount
 from tillpay.services.platform import Merchant, Platform
-from tillpay.store import tables as t
+from tillpay.services.settlement import FileView
 
 ROOT = "test"
 PAYOUT_COLUMNS = ("End_to_end_id", "Settle_date", "Value_date", "Currency", "Amount", "Mode")
@@ -64,35 +62,13 @@ class TestBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class TestFile:
-    """A test file below the settlement directory."""
-
-    name: str
-    kind: str
-    settle_date: date
-    sha256: str
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``test`` is always true)."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "settle_date": self.settle_date.isoformat(),
-            "sha256": self.sha256,
-            "size": self.size,
-            "test": True,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class TestRun:
     """A test merchant's settlement up to its clock: the closed days, their batches and files."""
 
     partner_id: str
     last_closed: date
     batches: list[TestBatch] = field(default_factory=list)
-    files: list[TestFile] = field(default_factory=list)
+    files: list[FileView] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -148,49 +124,10 @@ async def run(p: Platform, merchant: Merchant, *, directory: str | Path | None =
     def day_of(instant: datetime) -> date:
         return dom.business_day(instant, s.settlement_timezone, s.settlement_cutoff)
 
-    pay, ref, m = t.payments, t.refunds, t.merchants
-    cols = (
-        pay.c.id,
-        pay.c.partner_trans_id,
-        pay.c.trade_no,
-        pay.c.settle_amount,
-        pay.c.price_amount,
-        pay.c.price_currency,
-        pay.c.settle_currency,
-        pay.c.settle_rate,
-        pay.c.kind,
-        pay.c.store_id,
-        pay.c.terminal_id,
-        pay.c.secondary_merchant_id,
-        pay.c.secondary_merchant_name,
-        pay.c.secondary_merchant_industry,
-        pay.c.store_name,
-    )
-    async with p.engine.connect() as conn:
-        bps_row = (await conn.execute(select(m.c.mdr_bps).where(m.c.id == merchant.id))).scalar()
-        payments = (
-            await conn.execute(
-                select(*cols, pay.c.paid_at)
-                .where(pay.c.merchant_id == merchant.id, pay.c.paid_at.is_not(None), pay.c.paid_at < upto)
-                .order_by(pay.c.paid_at, pay.c.id)
-            )
-        ).all()
-        refunds = (
-            await conn.execute(
-                select(
-                    *cols,
-                    ref.c.id.label("refund_id"),
-                    ref.c.kind.label("refund_kind"),
-                    ref.c.partner_refund_id,
-                    ref.c.settle_amount.label("refund_settle_amount"),
-                    ref.c.price_amount.label("refund_price_amount"),
-                    ref.c.created_at.label("refunded_at"),
-                )
-                .select_from(ref.join(pay, pay.c.id == ref.c.payment_id))
-                .where(ref.c.merchant_id == merchant.id, ref.c.created_at < upto)
-                .order_by(ref.c.created_at, ref.c.id)
-            )
-        ).all()
+    async with p.reader() as r:
+        bps_row = await r.settlement.fee_of(merchant.id)
+        payments = await r.settlement.test_payments(merchant.id, upto)
+        refunds = await r.settlement.test_refunds(merchant.id, upto)
     bps = bps_row if bps_row is not None else s.settlement_default_mdr_bps
     # (day, currency) -> [(occurred_at, order, FileRow)]
     days: dict[tuple[date, str], list[tuple[datetime, int, dom.FileRow]]] = defaultdict(list)
@@ -234,7 +171,7 @@ async def run(p: Platform, merchant: Merchant, *, directory: str | Path | None =
 
     root = Path(directory or s.settlement_dir)
     batches: list[TestBatch] = []
-    files: list[TestFile] = []
+    files: list[FileView] = []
     carried: dict[str, int] = defaultdict(int)
     payouts: dict[date, list[tuple[TestBatch, str]]] = defaultdict(list)
     for day, currency in sorted(days):
@@ -258,7 +195,7 @@ async def run(p: Platform, merchant: Merchant, *, directory: str | Path | None =
         )
         for name, kind, text in ((tx_name, "transaction", tx), (st_name, "settlement", st)):
             digest, size = _write(root, name, text)
-            files.append(TestFile(name, kind, day, digest, size))
+            files.append(FileView(name, kind, day, merchant.partner_id, digest, size, test=True))
         if batch.paid_out and totals.payout_amount > 0:
             payouts[value_date].append((batch, dom.end_to_end_id(day, merchant.partner_id, currency)))
     for value_date in sorted(payouts):
@@ -270,7 +207,7 @@ async def run(p: Platform, merchant: Merchant, *, directory: str | Path | None =
             )
         name = _payout_name(merchant.partner_id, value_date)
         digest, size = _write(root, name, "".join(lines))
-        files.append(TestFile(name, "payouts", value_date, digest, size))
+        files.append(FileView(name, "payouts", value_date, merchant.partner_id, digest, size, test=True))
     return TestRun(merchant.partner_id, last_closed, batches, files)
 
 

@@ -12,9 +12,10 @@ A run for day D (``tillpay settle run --date D``):
 4. records the run: the day is closed. Running it again creates nothing and rewrites the same files,
    byte for byte, from what was stored (a file that would come out different is an error).
 
-Items are inserted with ``INSERT ... SELECT`` and netted with ``GROUP BY`` inside the database, so a
-day of a million transactions never passes through Python rows until the files are written, which
-stream in chunks.
+Items are inserted with ``INSERT ... SELECT`` and netted with ``GROUP BY`` inside the database
+(store/settlement.py), so a day of a million transactions never passes through Python rows until the
+files are written, which stream in chunks. Each step is its own unit of work or short reader; the
+ledger entries go through ``store.ledger.post_entry``.
 """
 
 from __future__ import annotations
@@ -28,31 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import (
-    Integer,
-    String,
-    case,
-    cast,
-    delete,
-    exists,
-    func,
-    insert,
-    literal,
-    null,
-    select,
-    union_all,
-    update,
-)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.config import Settings
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
-from tillpay.store.engine import insert_ignore
 from tillpay.store.ledger import post_entry
+from tillpay.store.uow import UnitOfWork
 
 log = structlog.get_logger("tillpay.settlement")
 
@@ -128,7 +112,11 @@ class BatchView:
 
 @dataclass(frozen=True, slots=True)
 class FileView:
-    """A file of a closed day: its name below the settlement directory and its digest."""
+    """A file of a closed day: its name below the settlement directory and its digest.
+
+    ``test``: a test merchant's test file (services/sandbox_settlement.py), made again on every run
+    and never recorded.
+    """
 
     name: str
     kind: str
@@ -136,9 +124,19 @@ class FileView:
     partner_id: str | None
     sha256: str
     size: int
+    test: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (a test file's says ``test`` instead of naming its partner)."""
+        if self.test:
+            return {
+                "name": self.name,
+                "kind": self.kind,
+                "settle_date": self.settle_date.isoformat(),
+                "sha256": self.sha256,
+                "size": self.size,
+                "test": True,
+            }
         return {
             "name": self.name,
             "kind": self.kind,
@@ -162,12 +160,8 @@ class RunResult:
     files: list[FileView]
 
 
-def _batch_query() -> Any:
-    b, m = t.settlement_batches, t.merchants
-    return select(b, m.c.partner_id).join(m, m.c.id == b.c.merchant_id)
-
-
-def _batch(row: Any) -> BatchView:
+def batch_view(row: Any) -> BatchView:
+    """A batch row (with its merchant's partner id) as a view."""
     return BatchView(
         id=row.id,
         partner_id=row.partner_id,
@@ -233,11 +227,10 @@ async def set_fee(p: Platform, partner_id: str, bps: int | None) -> int:
             dom.check_bps(bps)
         except dom.SettlementConfigError as e:
             raise _cfg_error(e) from None
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.merchants).where(t.merchants.c.partner_id == partner_id).values(mdr_bps=bps)
-        )
-    if res.rowcount != 1:
+    async with p.unit_of_work() as uow:
+        found = await uow.settlement.set_fee(partner_id, bps)
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
     return bps if bps is not None else p.settings.settlement_default_mdr_bps
 
@@ -251,13 +244,12 @@ async def set_account(p: Platform, partner_id: str, *, iban: str, bic: str | Non
         raise _cfg_error(e) from None
     if name is not None and not name.strip():
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "an account holder name must not be empty")
-    async with p.engine.begin() as conn:
-        res = await conn.execute(
-            update(t.merchants)
-            .where(t.merchants.c.partner_id == partner_id)
-            .values(payee_iban=clean_iban, payee_bic=clean_bic, payee_name=name.strip() if name else None)
+    async with p.unit_of_work() as uow:
+        found = await uow.settlement.set_payee(
+            partner_id, clean_iban, clean_bic, name.strip() if name else None
         )
-    if res.rowcount != 1:
+        await uow.commit()
+    if not found:
         raise TillpayError(Code.ILLEGAL_PARTNER, f"unknown partner {partner_id!r}")
     return clean_iban
 
@@ -286,67 +278,37 @@ async def run_day(
     except dom.SettlementConfigError as e:
         raise _cfg_error(e) from None
     out = settlement_dir(p, directory)
-    async with p.engine.connect() as conn:
-        run = (
-            await conn.execute(select(t.settlement_runs).where(t.settlement_runs.c.settle_date == day))
-        ).first()
-        await conn.rollback()
-        rerun = run is not None
-        if not rerun:
-            await _settle_merchants(p, conn, day, cutoff, prog)
-            try:
-                await _pay_due(p, conn, day, cutoff)
-            except IntegrityError:
-                # Another process closed the same day at the same moment; its run stands, ours rolled back.
-                log.warning("settlement run raced", day=str(day))
-        batches = await _batches_of_day(conn, day)
-        payouts = await _payouts_of_run(conn, day)
-        held = [b for b in await _all_held(conn) if b.payout_date <= day]
-        files = await _write_day_files(p, conn, day, out, batches, payouts, prog)
-        await conn.rollback()
+    async with p.reader() as r:
+        rerun = await r.settlement.run_of(day) is not None
+    if not rerun:
+        await _settle_merchants(p, day, cutoff, prog)
+        try:
+            await _pay_due(p, day, cutoff)
+        except IntegrityError:
+            # Another process closed the same day at the same moment; its run stands, ours rolled back.
+            log.warning("settlement run raced", day=str(day))
+    async with p.reader() as r:
+        batches = [batch_view(x) for x in await r.settlement.batches_of_day(day)]
+        payouts = [batch_view(x) for x in await r.settlement.payouts_of_run(day)]
+        held = [b for b in map(batch_view, await r.settlement.with_payout("held")) if b.payout_date <= day]
+    files = await _write_day_files(p, day, out, batches, payouts, prog)
     log.info("settlement run", day=str(day), rerun=rerun, batches=len(batches), payouts=len(payouts))
     return RunResult(day, cutoff, rerun, batches, payouts, held, files)
 
 
-async def _lower_bound(conn: AsyncConnection, p: Platform, day: date) -> datetime | None:
-    prev = (
-        await conn.execute(
-            select(func.max(t.settlement_runs.c.cutoff_at)).where(t.settlement_runs.c.settle_date < day)
-        )
-    ).scalar()
-    if prev is None:
-        return None
-    lower: datetime = prev - timedelta(days=p.settings.settlement_lookback_days)
-    return lower
-
-
-async def _settle_merchants(
-    p: Platform, conn: AsyncConnection, day: date, cutoff: datetime, prog: Progress
-) -> None:
-    lower = await _lower_bound(conn, p, day)
-    merchants = (
-        await conn.execute(
-            select(
-                t.merchants.c.id,
-                t.merchants.c.name,
-                t.merchants.c.mcc,
-                t.merchants.c.mdr_bps,
-                t.merchants.c.settlement_currency,
-            )
-            # A test merchant is never in a live run: its days close by its own clock, into test
-            # files only (services/sandbox_settlement.py).
-            .where(t.merchants.c.test_of.is_(None))
-            .order_by(t.merchants.c.id)
-        )
-    ).all()
-    await conn.rollback()
+async def _settle_merchants(p: Platform, day: date, cutoff: datetime, prog: Progress) -> None:
+    async with p.reader() as r:
+        prev = await r.settlement.last_cutoff_before(day)
+        lower = None if prev is None else prev - timedelta(days=p.settings.settlement_lookback_days)
+        merchants = await r.settlement.live_merchants()
     for i, m in enumerate(merchants):
         prog("settle", i, len(merchants))
         bps = m.mdr_bps if m.mdr_bps is not None else p.settings.settlement_default_mdr_bps
-        currencies = await _currencies_due(conn, m.id, cutoff, lower)
+        async with p.reader() as r:
+            currencies = await r.settlement.currencies_due(m.id, cutoff, lower)
         for currency in currencies:
             try:
-                await _settle_one(p, conn, m, currency, bps, day, cutoff, lower)
+                await _settle_one(p, m, currency, bps, day, cutoff, lower)
             except IntegrityError:
                 # A concurrent run settled this merchant's day (the batch or an item was taken first):
                 # our transaction rolled back whole, theirs stands.
@@ -354,106 +316,8 @@ async def _settle_merchants(
     prog("settle", len(merchants), len(merchants))
 
 
-async def _currencies_due(
-    conn: AsyncConnection, merchant_id: int, cutoff: datetime, lower: datetime | None
-) -> list[str]:
-    pay = t.payments
-    q = select(pay.c.settle_currency).where(
-        pay.c.merchant_id == merchant_id,
-        pay.c.paid_at.is_not(None),
-        pay.c.paid_at < cutoff,
-        _not_sandbox(pay),
-    )
-    if lower is not None:
-        q = q.where(pay.c.paid_at >= lower)
-    rq = (
-        select(pay.c.settle_currency)
-        .select_from(t.refunds.join(pay, pay.c.id == t.refunds.c.payment_id))
-        .where(t.refunds.c.merchant_id == merchant_id, t.refunds.c.created_at < cutoff, _not_sandbox(pay))
-    )
-    if lower is not None:
-        rq = rq.where(t.refunds.c.created_at >= lower)
-    rows = (await conn.execute(q.distinct().union(rq.distinct()))).scalars().all()
-    await conn.rollback()
-    return sorted(set(rows))
-
-
-def _not_sandbox(pay: Any) -> Any:
-    """Payments not made by a sandbox wallet: made-up money is never settled (docs/security.md)."""
-    u = t.wallet_users
-    return ~exists().where(u.c.id == pay.c.user_id, u.c.sandbox.is_(True))
-
-
-def _items_select(
-    batch_id: int, merchant_id: int, currency: str, bps: int, cutoff: datetime, lower: datetime | None
-) -> Any:
-    """Every unsettled payment and refund of the merchant before the cut-off, as settlement items."""
-    pay, ref, si = t.payments, t.refunds, t.settlement_items
-    pay_ref = literal("payment:") + cast(pay.c.id, String)
-    # Integer arithmetic in the database: (amount * bps + 5000) / 10000 is amount x bps rounded half up
-    # for non-negative amounts, exactly domain.settlement.payment_fee.
-    fee_of_payment = (pay.c.settle_amount * bps + 5000) // 10000
-    payments = select(
-        literal(batch_id).label("batch_id"),
-        literal(dom.PAYMENT).label("kind"),
-        pay_ref.label("ref"),
-        pay.c.id.label("payment_id"),
-        cast(null(), Integer).label("refund_id"),
-        pay.c.settle_amount.label("amount"),
-        fee_of_payment.label("fee"),
-        pay.c.paid_at.label("occurred_at"),
-    ).where(
-        pay.c.merchant_id == merchant_id,
-        pay.c.settle_currency == currency,
-        pay.c.paid_at.is_not(None),
-        pay.c.paid_at < cutoff,
-        ~exists().where(si.c.ref == pay_ref),
-        _not_sandbox(pay),
-    )
-    refund_ref = literal("refund:") + cast(ref.c.id, String)
-    earlier = si.alias("earlier")
-    # A cancellation returns the fee the payment was charged: the settled item's fee if the payment was
-    # settled in an earlier batch, else (same batch, same rate) the same formula.
-    returned_fee = func.coalesce(
-        select(earlier.c.fee)
-        .where(earlier.c.ref == literal("payment:") + cast(ref.c.payment_id, String))
-        .scalar_subquery(),
-        fee_of_payment,
-    )
-    refunds = (
-        select(
-            literal(batch_id).label("batch_id"),
-            case((ref.c.kind == "cancel", literal(dom.REVERSAL)), else_=literal(dom.REFUND)).label("kind"),
-            refund_ref.label("ref"),
-            ref.c.payment_id.label("payment_id"),
-            ref.c.id.label("refund_id"),
-            ref.c.settle_amount.label("amount"),
-            case((ref.c.kind == "cancel", returned_fee), else_=literal(0)).label("fee"),
-            ref.c.created_at.label("occurred_at"),
-        )
-        .select_from(ref.join(pay, pay.c.id == ref.c.payment_id))
-        .where(
-            ref.c.merchant_id == merchant_id,
-            pay.c.settle_currency == currency,
-            ref.c.created_at < cutoff,
-            ~exists().where(si.c.ref == refund_ref),
-            _not_sandbox(pay),
-        )
-    )
-    if lower is not None:
-        payments = payments.where(pay.c.paid_at >= lower)
-        refunds = refunds.where(ref.c.created_at >= lower)
-    both = union_all(payments, refunds).subquery("due")
-    # Ordered so that item ids follow time: the files are written in id order, chunk by chunk.
-    return select(both).order_by(both.c.occurred_at, both.c.kind, both.c.payment_id, both.c.refund_id)
-
-
-_ITEM_COLUMNS = ["batch_id", "kind", "ref", "payment_id", "refund_id", "amount", "fee", "occurred_at"]
-
-
 async def _settle_one(
     p: Platform,
-    conn: AsyncConnection,
     m: Any,
     currency: str,
     bps: int,
@@ -461,109 +325,94 @@ async def _settle_one(
     cutoff: datetime,
     lower: datetime | None,
 ) -> None:
-    b = t.settlement_batches
     now = p.now()
-    async with conn.begin():
-        exists_already = (
-            await conn.execute(
-                select(b.c.id).where(
-                    b.c.merchant_id == m.id, b.c.currency == currency, b.c.settle_date == day
-                )
-            )
-        ).first()
-        if exists_already is not None:
-            return  # a run that stopped half-way is being resumed: this merchant is done
-        prev = (
-            await conn.execute(
-                select(b.c.net, b.c.carried_in)
-                .where(b.c.merchant_id == m.id, b.c.currency == currency, b.c.settle_date < day)
-                .order_by(b.c.settle_date.desc())
-                .limit(1)
-            )
-        ).first()
-        carried_in = min(0, prev.net + prev.carried_in) if prev else 0
-        batch_id = (
-            await conn.execute(
-                insert(b)
-                .values(
-                    merchant_id=m.id,
-                    currency=currency,
-                    settle_date=day,
-                    cutoff_at=cutoff,
-                    merchant_name=m.name,
-                    mcc=m.mcc,
-                    mdr_bps=bps,
-                    payment_count=0,
-                    refund_count=0,
-                    reversal_count=0,
-                    payments_amount=0,
-                    refunds_amount=0,
-                    reversals_amount=0,
-                    fee=0,
-                    net=0,
-                    carried_in=carried_in,
-                    payout_amount=0,
-                    payout_date=dom.payout_date(day, p.settings.settlement_days),
-                    payout_status="none",
-                    created_at=now,
-                )
-                .returning(b.c.id)
-            )
-        ).scalar_one()
-        await conn.execute(
-            insert(t.settlement_items).from_select(
-                _ITEM_COLUMNS, _items_select(batch_id, m.id, currency, bps, cutoff, lower)
-            )
-        )
-        si = t.settlement_items
-        sums = (
-            await conn.execute(
-                select(si.c.kind, func.count(), func.sum(si.c.amount), func.sum(si.c.fee))
-                .where(si.c.batch_id == batch_id)
-                .group_by(si.c.kind)
-            )
-        ).all()
-        if not sums:
-            # Nothing new (everything before the cut-off was settled already): no batch.
-            await conn.execute(delete(b).where(b.c.id == batch_id))
-            return
-        tot = dom.totals(
-            {r[0]: int(r[1]) for r in sums},
-            {r[0]: int(r[2]) for r in sums},
-            {r[0]: int(r[3]) for r in sums},
-            carried_in,
-        )
-        await conn.execute(
-            update(b)
-            .where(b.c.id == batch_id)
-            .values(
-                payment_count=tot.payment_count,
-                refund_count=tot.refund_count,
-                reversal_count=tot.reversal_count,
-                payments_amount=tot.payments_amount,
-                refunds_amount=tot.refunds_amount,
-                reversals_amount=tot.reversals_amount,
-                fee=tot.fee,
-                net=tot.net,
-                payout_amount=tot.payout_amount,
-                payout_status="scheduled" if tot.payout_amount > 0 else "none",
-            )
-        )
-        postings = dom.settlement_postings(m.id, currency, tot.fee, tot.payout_amount)
-        if postings:
-            await post_entry(
-                conn,
-                kind="settlement",
-                ref=f"settlement:{batch_id}",
-                postings=postings,
-                now=now,
-                memo=f"settlement {day} {currency}",
-            )
-    log.info("batch", merchant=m.id, day=str(day), currency=currency, net=tot.net, fee=tot.fee)
+    async with p.unit_of_work() as uow:
+        tot = await _batch_once(p, uow, m, currency, bps, day, cutoff, lower, now)
+        await uow.commit()
+    if tot is not None:
+        log.info("batch", merchant=m.id, day=str(day), currency=currency, net=tot.net, fee=tot.fee)
 
 
-async def _pay_due(p: Platform, conn: AsyncConnection, day: date, cutoff: datetime) -> None:
-    b, m = t.settlement_batches, t.merchants
+async def _batch_once(
+    p: Platform,
+    uow: UnitOfWork,
+    m: Any,
+    currency: str,
+    bps: int,
+    day: date,
+    cutoff: datetime,
+    lower: datetime | None,
+    now: datetime,
+) -> dom.Totals | None:
+    """The merchant's batch of the day in one currency, netted and posted; None if it made none."""
+    repo = uow.settlement
+    if await repo.has_batch(m.id, currency, day):
+        return None  # a run that stopped half-way is being resumed: this merchant is done
+    prev = await repo.previous_batch(m.id, currency, day)
+    carried_in = min(0, prev.net + prev.carried_in) if prev else 0
+    batch_id = await repo.add_batch(
+        dict(
+            merchant_id=m.id,
+            currency=currency,
+            settle_date=day,
+            cutoff_at=cutoff,
+            merchant_name=m.name,
+            mcc=m.mcc,
+            mdr_bps=bps,
+            payment_count=0,
+            refund_count=0,
+            reversal_count=0,
+            payments_amount=0,
+            refunds_amount=0,
+            reversals_amount=0,
+            fee=0,
+            net=0,
+            carried_in=carried_in,
+            payout_amount=0,
+            payout_date=dom.payout_date(day, p.settings.settlement_days),
+            payout_status="none",
+            created_at=now,
+        )
+    )
+    await repo.take_items(batch_id, m.id, currency, bps, cutoff, lower)
+    sums = await repo.item_sums(batch_id)
+    if not sums:
+        # Nothing new (everything before the cut-off was settled already): no batch.
+        await repo.drop_batch(batch_id)
+        return None
+    tot = dom.totals(
+        {r[0]: int(r[1]) for r in sums},
+        {r[0]: int(r[2]) for r in sums},
+        {r[0]: int(r[3]) for r in sums},
+        carried_in,
+    )
+    await repo.set_batch(
+        batch_id,
+        payment_count=tot.payment_count,
+        refund_count=tot.refund_count,
+        reversal_count=tot.reversal_count,
+        payments_amount=tot.payments_amount,
+        refunds_amount=tot.refunds_amount,
+        reversals_amount=tot.reversals_amount,
+        fee=tot.fee,
+        net=tot.net,
+        payout_amount=tot.payout_amount,
+        payout_status="scheduled" if tot.payout_amount > 0 else "none",
+    )
+    postings = dom.settlement_postings(m.id, currency, tot.fee, tot.payout_amount)
+    if postings:
+        await post_entry(
+            uow.conn,
+            kind="settlement",
+            ref=f"settlement:{batch_id}",
+            postings=postings,
+            now=now,
+            memo=f"settlement {day} {currency}",
+        )
+    return tot
+
+
+async def _pay_due(p: Platform, day: date, cutoff: datetime) -> None:
     now = p.now()
     s = p.settings
     try:
@@ -571,39 +420,24 @@ async def _pay_due(p: Platform, conn: AsyncConnection, day: date, cutoff: dateti
         debtor_bic = dom.check_bic(s.payout_debtor_bic)
     except dom.SettlementConfigError as e:
         raise _cfg_error(e) from None
-    async with conn.begin():
-        due = (
-            await conn.execute(
-                select(b.c.id, b.c.currency, b.c.payout_amount, m.c.payee_iban, m.c.payee_bic, m.c.payee_name)
-                .join(m, m.c.id == b.c.merchant_id)
-                .where(
-                    b.c.payout_status.in_(("scheduled", "held")),
-                    b.c.payout_date <= day,
-                    b.c.payout_run_date.is_(None),
-                    m.c.test_of.is_(None),  # never a bank payout for a test merchant
-                )
-                .order_by(b.c.id)
-            )
-        ).all()
+    async with p.unit_of_work() as uow:
+        repo = uow.settlement
         paid = 0
-        for row in due:
+        for row in await repo.payouts_due(day):
             if not row.payee_iban:
-                await conn.execute(update(b).where(b.c.id == row.id).values(payout_status="held"))
+                await repo.set_batch(row.id, payout_status="held")
                 continue
-            await conn.execute(
-                update(b)
-                .where(b.c.id == row.id)
-                .values(
-                    payout_status="paid",
-                    payout_run_date=day,
-                    paid_at=now,
-                    payee_iban=row.payee_iban,
-                    payee_bic=row.payee_bic,
-                    payee_name=row.payee_name,
-                )
+            await repo.set_batch(
+                row.id,
+                payout_status="paid",
+                payout_run_date=day,
+                paid_at=now,
+                payee_iban=row.payee_iban,
+                payee_bic=row.payee_bic,
+                payee_name=row.payee_name,
             )
             await post_entry(
-                conn,
+                uow.conn,
                 kind="payout",
                 ref=f"payout:{row.id}",
                 postings=dom.payout_postings(row.currency, row.payout_amount),
@@ -611,14 +445,11 @@ async def _pay_due(p: Platform, conn: AsyncConnection, day: date, cutoff: dateti
                 memo=f"payout run {day}",
             )
             paid += 1
-        batch_count = (
-            await conn.execute(select(func.count()).select_from(b).where(b.c.settle_date == day))
-        ).scalar_one()
-        await conn.execute(
-            insert(t.settlement_runs).values(
+        await repo.add_run(
+            dict(
                 settle_date=day,
                 cutoff_at=cutoff,
-                batch_count=batch_count,
+                batch_count=await repo.batch_count(day),
                 payout_count=paid,
                 debtor_name=s.payout_debtor_name[:70],
                 debtor_iban=debtor_iban,
@@ -626,59 +457,10 @@ async def _pay_due(p: Platform, conn: AsyncConnection, day: date, cutoff: dateti
                 created_at=now,
             )
         )
-
-
-async def _batches_of_day(conn: AsyncConnection, day: date) -> list[BatchView]:
-    b = t.settlement_batches
-    rows = (await conn.execute(_batch_query().where(b.c.settle_date == day).order_by(b.c.id))).all()
-    return [_batch(r) for r in rows]
-
-
-async def _payouts_of_run(conn: AsyncConnection, day: date) -> list[BatchView]:
-    b = t.settlement_batches
-    rows = (await conn.execute(_batch_query().where(b.c.payout_run_date == day).order_by(b.c.id))).all()
-    return [_batch(r) for r in rows]
-
-
-async def _all_held(conn: AsyncConnection) -> list[BatchView]:
-    b = t.settlement_batches
-    rows = (await conn.execute(_batch_query().where(b.c.payout_status == "held").order_by(b.c.id))).all()
-    return [_batch(r) for r in rows]
+        await uow.commit()
 
 
 # ----------------------------------------------------------------------------------------- the files
-
-
-def _file_rows_query(batch_id: int, after: int, limit: int) -> Any:
-    si, pay, ref = t.settlement_items, t.payments, t.refunds
-    return (
-        select(
-            si.c.id,
-            si.c.kind,
-            si.c.amount,
-            si.c.fee,
-            si.c.occurred_at,
-            pay.c.partner_trans_id,
-            pay.c.trade_no,
-            pay.c.price_amount,
-            pay.c.price_currency,
-            pay.c.settle_currency,
-            pay.c.settle_rate,
-            pay.c.kind.label("payment_kind"),
-            pay.c.store_id,
-            pay.c.terminal_id,
-            pay.c.secondary_merchant_id,
-            pay.c.secondary_merchant_name,
-            pay.c.secondary_merchant_industry,
-            pay.c.store_name,
-            ref.c.partner_refund_id,
-            ref.c.price_amount.label("refund_price_amount"),
-        )
-        .select_from(si.join(pay, pay.c.id == si.c.payment_id).outerjoin(ref, ref.c.id == si.c.refund_id))
-        .where(si.c.batch_id == batch_id, si.c.id > after)
-        .order_by(si.c.id)
-        .limit(limit)
-    )
 
 
 def _file_row(r: Any, mcc: str, merchant_name: str) -> dom.FileRow:
@@ -739,10 +521,10 @@ class _Sink:
 
 
 async def _write_batch_files(
-    p: Platform, conn: AsyncConnection, batch: BatchView, root: Path, prog: Progress
+    p: Platform, batch: BatchView, root: Path, prog: Progress
 ) -> list[tuple[str, str, str, int]]:
-    b = t.settlement_batches
-    meta = (await conn.execute(select(b.c.mcc, b.c.merchant_name).where(b.c.id == batch.id))).one()
+    async with p.reader() as r:
+        meta = await r.settlement.batch_merchant(batch.id)
     z = dom.zone(p.settings.settlement_timezone)
     total = batch.payment_count + batch.refund_count + batch.reversal_count
     tx_name, st_name = dom.file_names(batch.partner_id, batch.settle_date, batch.currency)
@@ -753,13 +535,14 @@ async def _write_batch_files(
         st.write(dom.column_line(dom.SETTLEMENT_COLUMNS))
         after, done = 0, 0
         while True:
-            rows = (await conn.execute(_file_rows_query(batch.id, after, CHUNK))).all()
-            await conn.rollback()  # short read transactions: never hold SQLite's lock across chunks
+            # A reader per chunk: short read transactions, never holding SQLite's lock across chunks.
+            async with p.reader() as r:
+                rows = await r.settlement.file_rows(batch.id, after, CHUNK)
             if not rows:
                 break
             tx_lines, st_lines = [], []
-            for r in rows:
-                fr = _file_row(r, meta.mcc, meta.merchant_name)
+            for row in rows:
+                fr = _file_row(row, meta.mcc, meta.merchant_name)
                 tx_lines.append(dom.transaction_line(fr, z))
                 st_lines.append(dom.settlement_line(fr, batch.cutoff_at, z))
             tx.write("".join(tx_lines))
@@ -783,21 +566,14 @@ async def _write_batch_files(
     ]
 
 
-async def _pain001(conn: AsyncConnection, day: date, payouts: list[BatchView]) -> bytes | None:
+async def _pain001(p: Platform, day: date, payouts: list[BatchView]) -> bytes | None:
     if not payouts:
         return None
-    run = (await conn.execute(select(t.settlement_runs).where(t.settlement_runs.c.settle_date == day))).one()
-    b = t.settlement_batches
-    accounts = {
-        r.id: r
-        for r in (
-            await conn.execute(
-                select(b.c.id, b.c.payee_name, b.c.payee_iban, b.c.payee_bic, b.c.merchant_name).where(
-                    b.c.id.in_([x.id for x in payouts])
-                )
-            )
-        ).all()
-    }
+    async with p.reader() as r:
+        run = await r.settlement.run_of(day)
+        accounts = await r.settlement.payees(x.id for x in payouts)
+    if run is None:  # payouts of a run are only ever made by recording the run
+        raise TillpayError(Code.SYSTEM_ERROR, f"day {day} has payouts but no run")
     items = [
         dom.Payout(
             end_to_end_id=x.end_to_end_id,
@@ -823,7 +599,6 @@ async def _pain001(conn: AsyncConnection, day: date, payouts: list[BatchView]) -
 
 async def _write_day_files(
     p: Platform,
-    conn: AsyncConnection,
     day: date,
     root: Path,
     batches: list[BatchView],
@@ -832,37 +607,25 @@ async def _write_day_files(
 ) -> list[FileView]:
     written: list[tuple[str, str, str, int, BatchView | None]] = []
     for batch in batches:
-        for name, kind, digest, size in await _write_batch_files(p, conn, batch, root, prog):
+        for name, kind, digest, size in await _write_batch_files(p, batch, root, prog):
             written.append((name, kind, digest, size, batch))
-    pain = await _pain001(conn, day, payouts)
-    await conn.rollback()
+    pain = await _pain001(p, day, payouts)
     if pain is not None:
         name = dom.pain001_name(day)
         sink = _Sink(root, name)
         sink.write(pain.decode("utf-8"))
         digest, size = sink.close()
         written.append((name, "pain001", digest, size, None))
-    f = t.settlement_files
     views = []
-    async with conn.begin():
-        recorded = {
-            r.name: r.sha256
-            for r in (await conn.execute(select(f.c.name, f.c.sha256).where(f.c.settle_date == day))).all()
-        }
-        merchant_ids = dict(
-            (
-                await conn.execute(
-                    select(t.merchants.c.partner_id, t.merchants.c.id).where(
-                        t.merchants.c.partner_id.in_({b.partner_id for b in batches} or {""})
-                    )
-                )
-            ).all()
-        )
+    async with p.unit_of_work() as uow:
+        repo = uow.settlement
+        recorded = await repo.recorded_files(day)
+        merchant_ids = await repo.merchant_ids({b.partner_id for b in batches})
         for name, kind, digest, size, owner in written:
             if name not in recorded:
                 # ON CONFLICT DO NOTHING: a concurrent run of the same day may record it first.
-                await conn.execute(
-                    insert_ignore(conn, f, "name").values(
+                await repo.record_file(
+                    dict(
                         name=name,
                         kind=kind,
                         merchant_id=merchant_ids.get(owner.partner_id) if owner else None,
@@ -873,10 +636,7 @@ async def _write_day_files(
                         created_at=p.now(),
                     )
                 )
-        recorded = {
-            r.name: r.sha256
-            for r in (await conn.execute(select(f.c.name, f.c.sha256).where(f.c.settle_date == day))).all()
-        }
+        recorded = await repo.recorded_files(day)
         for name, kind, digest, size, owner in written:
             if recorded.get(name) != digest:
                 raise TillpayError(
@@ -885,6 +645,7 @@ async def _write_day_files(
                     "a closed day must never change; run tillpay audit",
                 )
             views.append(FileView(name, kind, day, owner.partner_id if owner else None, digest, size))
+        await uow.commit()
     return views
 
 
@@ -895,33 +656,18 @@ async def list_batches(
     p: Platform, *, day: date | None = None, partner_id: str | None = None, limit: int = 500
 ) -> list[BatchView]:
     """Batches, newest day first, optionally of one day and one merchant."""
-    b, m = t.settlement_batches, t.merchants
-    q = _batch_query()
-    if day:
-        q = q.where(b.c.settle_date == day)
-    if partner_id:
-        q = q.where(m.c.partner_id == partner_id)
-    q = q.order_by(b.c.settle_date.desc(), b.c.id).limit(limit)
-    async with p.engine.connect() as conn:
-        return [_batch(r) for r in (await conn.execute(q)).all()]
+    async with p.reader() as r:
+        rows = await r.settlement.batches(day=day, partner_id=partner_id, limit=limit)
+    return [batch_view(x) for x in rows]
 
 
 async def list_files(
     p: Platform, *, day: date | None = None, partner_id: str | None = None, merchant_only: bool = False
 ) -> list[FileView]:
     """Recorded files, newest day first; ``merchant_only`` leaves out the bank's payout files."""
-    f, m = t.settlement_files, t.merchants
-    q = select(f, m.c.partner_id).outerjoin(m, m.c.id == f.c.merchant_id)
-    if day:
-        q = q.where(f.c.settle_date == day)
-    if partner_id:
-        q = q.where(m.c.partner_id == partner_id)
-    if merchant_only:
-        q = q.where(f.c.merchant_id.is_not(None))
-    q = q.order_by(f.c.settle_date.desc(), f.c.name)
-    async with p.engine.connect() as conn:
-        rows = (await conn.execute(q)).all()
-    return [FileView(r.name, r.kind, r.settle_date, r.partner_id, r.sha256, r.size) for r in rows]
+    async with p.reader() as r:
+        rows = await r.settlement.files(day=day, partner_id=partner_id, merchant_only=merchant_only)
+    return [FileView(x.name, x.kind, x.settle_date, x.partner_id, x.sha256, x.size) for x in rows]
 
 
 async def file_for_merchant(

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
 
 from tillpay.domain import ledger, paycode, risk
 from tillpay.domain import settlement as sdom
@@ -49,7 +48,7 @@ from tillpay.services.platform import Merchant, Platform
 from tillpay.services.security import hash_secret
 from tillpay.services.views import PayOutcome
 from tillpay.store import ledger as ledger_store
-from tillpay.store import tables as t
+from tillpay.store.simulation import set_sqlite_synchronous
 
 log = structlog.get_logger("tillpay.simulate")
 
@@ -183,9 +182,9 @@ async def _customers(p: Platform, count: int) -> list[SimCustomer]:
             # ~0.1 s of hashing each; the row is the one wallets.add_user writes, the device and the
             # funding go through the wallet services.
             pin_hash = pin_hash or hash_secret(SIM_PIN)
-            async with p.engine.begin() as conn:
-                await conn.execute(
-                    insert(t.wallet_users).values(
+            async with p.unit_of_work() as uow:
+                await uow.wallets.add_user(
+                    dict(
                         login_id=login,
                         name=f"Sim {i}",
                         currency=currency,
@@ -195,6 +194,7 @@ async def _customers(p: Platform, count: int) -> list[SimCustomer]:
                         created_at=p.now(),
                     )
                 )
+                await uow.commit()
             user = await wallets.user_by_login(p, login)
             await wallets.add_device(p, user.id)
         funding = 5_000_000 * 10 ** exponent(user.currency)
@@ -386,14 +386,8 @@ async def simulate(
             await fx.set_rate(p, base, quote, rate, effective_at=start - timedelta(days=1))
         ms = await _merchants(p, n_merchants, partners or [])
         prefix = f"SIM{day.strftime('%Y%m%d')}-{seed}-"
-        async with p.engine.connect() as conn:
-            taken = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(t.payments)
-                    .where(t.payments.c.partner_trans_id.like(prefix + "%"))
-                )
-            ).scalar_one()
+        async with p.reader() as r:
+            taken = await r.simulation.payments_prefixed(prefix)
         if taken:
             raise TillpayError(
                 Code.ALREADY_EXISTS, f"day {day} was already simulated with seed {seed}; pick another --seed"
@@ -422,14 +416,7 @@ async def _durability(p: Platform, level: str) -> None:
     keeps ``FULL``. The pool holds one connection, so the setting applies to every use case that
     runs while the day is simulated. PostgreSQL is left as configured.
     """
-    if p.engine.dialect.name != "sqlite":
-        return
-    async with p.engine.connect() as conn:
-        # On the driver's connection: SQLAlchemy's begin hook would open a transaction first, and
-        # SQLite refuses to change the safety level inside one.
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        await raw.execute(f"PRAGMA synchronous={level}")
+    await set_sqlite_synchronous(p.engine, level)
 
 
 async def _through_services(
@@ -641,120 +628,101 @@ async def _bulk(
 ) -> None:
     """Write the day in large transactions with the services' rules (see the module doc)."""
     rng = random.Random(f"{prefix}{len(plans)}")  # ids differ between simulated days and seeds
-    async with p.engine.connect() as conn:
-        rates = await p.rates(conn)
-        await conn.rollback()
-        balances = {c.user_id: c.balance for c in customers}
-        for lo in range(0, len(plans), BULK_CHUNK):
-            chunk = plans[lo : lo + BULK_CHUNK]
-            pay_rows: list[dict[str, Any]] = []
-            meta: list[tuple[Plan, Any, SimCustomer]] = []
-            for plan in chunk:
-                m = sims[plan.merchant].merchant
-                c = customers[plan.customer]
-                q = make_quote(plan.amount, plan.price_currency, m.settlement_currency, c.currency, rates)
-                ptid = f"{prefix}{plan.index:07d}"
-                ok = not plan.reject and risk.covers(balances[c.user_id], q.wallet_amount)
-                if ok:
-                    balances[c.user_id] -= q.wallet_amount
-                pay_rows.append(
+    async with p.reader() as r:
+        rates = await p.rates(r.conn)
+    balances = {c.user_id: c.balance for c in customers}
+    for lo in range(0, len(plans), BULK_CHUNK):
+        chunk = plans[lo : lo + BULK_CHUNK]
+        pay_rows: list[dict[str, Any]] = []
+        meta: list[tuple[Plan, Any, SimCustomer]] = []
+        for plan in chunk:
+            m = sims[plan.merchant].merchant
+            c = customers[plan.customer]
+            q = make_quote(plan.amount, plan.price_currency, m.settlement_currency, c.currency, rates)
+            ptid = f"{prefix}{plan.index:07d}"
+            ok = not plan.reject and risk.covers(balances[c.user_id], q.wallet_amount)
+            if ok:
+                balances[c.user_id] -= q.wallet_amount
+            pay_rows.append(
+                {
+                    "trade_no": plan.at.strftime("%Y%m%d") + "22" + f"{rng.randrange(10**18):018d}",
+                    "merchant_id": m.id,
+                    "partner_trans_id": ptid,
+                    "kind": "barcode",
+                    "dialect": "mapi",
+                    "status": "TRADE_SUCCESS" if ok else "TRADE_CLOSED",
+                    "result_code": None
+                    if ok
+                    else (Code.USER_REJECTED if plan.reject else Code.BUYER_BALANCE_NOT_ENOUGH).value,
+                    "request_digest": f"simulated:{ptid}",
+                    "subject": "Simulated order",
+                    "price_amount": q.price_amount,
+                    "price_currency": q.price_currency,
+                    "settle_amount": q.settle_amount,
+                    "settle_currency": q.settle_currency,
+                    "wallet_amount": q.wallet_amount,
+                    "wallet_currency": q.wallet_currency,
+                    "settle_rate": str(q.settle_rate),
+                    "wallet_rate": str(q.wallet_rate),
+                    "user_id": c.user_id,
+                    "device_id": c.device_id,
+                    "sign_type": "RSA2",
+                    "store_id": f"STORE-{m.partner_id[-2:]}",
+                    "terminal_id": f"POS-{plan.index % 4 + 1}",
+                    "created_at": plan.at,
+                    "paid_at": plan.at if ok else None,
+                    "closed_at": None if ok else plan.at,
+                    "refunded_price": 0,
+                    "refunded_settle": 0,
+                    "refunded_wallet": 0,
+                    "pin_attempts": 0,
+                }
+            )
+            meta.append((plan, q, c))
+        async with p.unit_of_work() as uow:
+            ids = await uow.simulation.add_payments(pay_rows)
+            # Bulk days skip the rules, but every customer payment still records its decision.
+            await uow.simulation.add_risk_decisions(
+                [
                     {
-                        "trade_no": plan.at.strftime("%Y%m%d") + "22" + f"{rng.randrange(10**18):018d}",
-                        "merchant_id": m.id,
-                        "partner_trans_id": ptid,
-                        "kind": "barcode",
-                        "dialect": "mapi",
-                        "status": "TRADE_SUCCESS" if ok else "TRADE_CLOSED",
-                        "result_code": None
-                        if ok
-                        else (Code.USER_REJECTED if plan.reject else Code.BUYER_BALANCE_NOT_ENOUGH).value,
-                        "request_digest": f"simulated:{ptid}",
-                        "subject": "Simulated order",
-                        "price_amount": q.price_amount,
-                        "price_currency": q.price_currency,
-                        "settle_amount": q.settle_amount,
-                        "settle_currency": q.settle_currency,
-                        "wallet_amount": q.wallet_amount,
-                        "wallet_currency": q.wallet_currency,
-                        "settle_rate": str(q.settle_rate),
-                        "wallet_rate": str(q.wallet_rate),
-                        "user_id": c.user_id,
-                        "device_id": c.device_id,
-                        "sign_type": "RSA2",
-                        "store_id": f"STORE-{m.partner_id[-2:]}",
-                        "terminal_id": f"POS-{plan.index % 4 + 1}",
-                        "created_at": plan.at,
-                        "paid_at": plan.at if ok else None,
-                        "closed_at": None if ok else plan.at,
-                        "refunded_price": 0,
-                        "refunded_settle": 0,
-                        "refunded_wallet": 0,
-                        "pin_attempts": 0,
+                        "payment_id": pid,
+                        "verdict": "ALLOW",
+                        "rule": "simulated",
+                        "code": None,
+                        "fired": "[]",
+                        "inputs": "{}",
+                        "config": "{}",
+                        "created_at": row["created_at"],
                     }
-                )
-                meta.append((plan, q, c))
-            async with conn.begin():
-                ids = (
-                    (
-                        await conn.execute(
-                            insert(t.payments).returning(t.payments.c.id, sort_by_parameter_order=True),
-                            pay_rows,
-                        )
+                    for pid, row in zip(ids, pay_rows, strict=True)
+                ],
+            )
+            refund_rows, entries, postings_of, updates = _bulk_followups(
+                ids, pay_rows, meta, sims, prefix, rng, result, balances
+            )
+            refund_ids: list[int] = []
+            if refund_rows:
+                refund_ids = await uow.simulation.add_refunds(refund_rows)
+            for i, rid in enumerate(refund_ids):
+                entries[len(entries) - len(refund_ids) + i]["ref"] = f"refund:{rid}"
+            for pid, values in updates.items():
+                await uow.simulation.set_payment(pid, values)
+            # The one ledger writer, batch form: the same balance check and overdraft guard.
+            await ledger_store.post_entries(
+                uow.conn,
+                [
+                    ledger_store.Entry(
+                        kind=e["kind"],
+                        ref=e["ref"],
+                        postings=lines,
+                        created_at=e["created_at"],
+                        payment_id=e["payment_id"],
                     )
-                    .scalars()
-                    .all()
-                )
-                # Bulk days skip the rules, but every customer payment still records its decision.
-                await conn.execute(
-                    insert(t.risk_decisions),
-                    [
-                        {
-                            "payment_id": pid,
-                            "verdict": "ALLOW",
-                            "rule": "simulated",
-                            "code": None,
-                            "fired": "[]",
-                            "inputs": "{}",
-                            "config": "{}",
-                            "created_at": row["created_at"],
-                        }
-                        for pid, row in zip(ids, pay_rows, strict=True)
-                    ],
-                )
-                refund_rows, entries, postings_of, updates = _bulk_followups(
-                    ids, pay_rows, meta, sims, prefix, rng, result, balances
-                )
-                refund_ids: list[int] = []
-                if refund_rows:
-                    refund_ids = list(
-                        (
-                            await conn.execute(
-                                insert(t.refunds).returning(t.refunds.c.id, sort_by_parameter_order=True),
-                                refund_rows,
-                            )
-                        )
-                        .scalars()
-                        .all()
-                    )
-                for i, rid in enumerate(refund_ids):
-                    entries[len(entries) - len(refund_ids) + i]["ref"] = f"refund:{rid}"
-                for pid, values in updates.items():
-                    await conn.execute(update(t.payments).where(t.payments.c.id == pid).values(**values))
-                # The one ledger writer, batch form: the same balance check and overdraft guard.
-                await ledger_store.post_entries(
-                    conn,
-                    [
-                        ledger_store.Entry(
-                            kind=e["kind"],
-                            ref=e["ref"],
-                            postings=lines,
-                            created_at=e["created_at"],
-                            payment_id=e["payment_id"],
-                        )
-                        for e, lines in zip(entries, postings_of, strict=True)
-                    ],
-                )
-            prog("simulate", min(lo + BULK_CHUNK, len(plans)), len(plans))
+                    for e, lines in zip(entries, postings_of, strict=True)
+                ],
+            )
+            await uow.commit()
+        prog("simulate", min(lo + BULK_CHUNK, len(plans)), len(plans))
 
 
 def _bulk_followups(

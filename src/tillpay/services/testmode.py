@@ -24,7 +24,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import settlement as dom
@@ -32,7 +31,8 @@ from tillpay.domain.errors import Code, TillpayError
 from tillpay.services import sandbox_settlement
 from tillpay.services.expiry import expire_due
 from tillpay.services.platform import Merchant, Platform
-from tillpay.store import tables as t
+from tillpay.store.merchants import MerchantsRepository
+from tillpay.store.wallets import WalletsRepository
 
 #: The detail of the refusals (the code is RISK_REJECT in every dialect).
 SANDBOX_ONLY = "a test merchant takes sandbox wallets only (tillpay wallet add --sandbox)"
@@ -65,9 +65,7 @@ async def check_payer(
     if not test_merchant and p.settings.sandbox:
         return  # a live merchant on a sandbox server takes any wallet: nothing to read
     if sandbox is None:
-        sandbox = (
-            await conn.execute(select(t.wallet_users.c.sandbox).where(t.wallet_users.c.id == user_id))
-        ).scalar()
+        sandbox = await WalletsRepository(conn).is_sandbox(user_id)
     problem = payer_problem(
         test_merchant=test_merchant, sandbox_wallet=bool(sandbox), sandbox_server=p.settings.sandbox
     )
@@ -77,11 +75,7 @@ async def check_payer(
 
 async def merchant_of_payment(conn: AsyncConnection, merchant_id: int) -> tuple[bool, int]:
     """(is a test merchant, clock offset in seconds) of a payment's merchant."""
-    m = t.merchants
-    row = (
-        await conn.execute(select(m.c.test_of, m.c.clock_offset_seconds).where(m.c.id == merchant_id))
-    ).one()
-    return row.test_of is not None, int(row.clock_offset_seconds)
+    return await MerchantsRepository(conn).test_mark(merchant_id)
 
 
 # -------------------------------------------------------------------------------------------- clock
@@ -166,14 +160,10 @@ async def advance(
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a clock moves at most 366 days at a time")
     m = await p.merchant_by_partner(partner_id, fresh=True)
     _refuse_live(m)
-    mt = t.merchants
-    async with p.engine.begin() as conn:
+    async with p.unit_of_work() as uow:
         # Added in the database, so two moves at once both count; never on a live merchant.
-        await conn.execute(
-            update(mt)
-            .where(mt.c.id == m.id, mt.c.test_of.is_not(None))
-            .values(clock_offset_seconds=mt.c.clock_offset_seconds + seconds)
-        )
+        await uow.merchants.advance_test_clock(m.id, seconds)
+        await uow.commit()
     m = await p.merchant_by_partner(partner_id, fresh=True)
     expired = 0
     while True:

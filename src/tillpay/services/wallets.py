@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tillpay.domain import ledger, paycode
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
+from tillpay.domain.money import exponent, known_currency
 from tillpay.services.payment_common import MAX_MAJOR
 from tillpay.services.platform import Platform
 from tillpay.services.security import hash_secret
@@ -66,10 +66,7 @@ async def add_user(
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a login id is 3-64 letters, digits or . _ + @ -")
     if not PIN_RE.match(pin):
         raise TillpayError(Code.ILLEGAL_ARGUMENT, "a PIN is six digits")
-    try:
-        exponent(currency)
-    except ValueError:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    known_currency(currency)
     try:
         async with p.unit_of_work() as uow:
             uid = await uow.wallets.add_user(

@@ -2,7 +2,7 @@
 
 A book is ``wallet`` or ``console``; what an attempt is counted by is a set of column values
 (``{"login_id": ..., "device_id": None}``: a None matches a NULL). The statements are built here, so a
-caller never handles the tables.
+caller never handles the tables. The lock and the count are the windowed counter of store/windows.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, and_, delete, func, insert, select, text
+from sqlalchemy import Table, and_, delete, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from tillpay.store import tables as t
+from tillpay.store import windows
 
 Book = Literal["wallet", "console"]
 _TABLES: dict[str, Table] = {"wallet": t.wallet_login_failures, "console": t.console_login_failures}
@@ -34,20 +35,13 @@ class AttemptsRepository:
     async def lock(self, book: Book) -> None:
         """PostgreSQL: make concurrent reservations wait for each other (plain reads go on); SQLite's
         ``BEGIN IMMEDIATE`` already did."""
-        if self.conn.dialect.name == "postgresql":
-            await self.conn.execute(text(f"LOCK TABLE {_TABLES[book].name} IN EXCLUSIVE MODE"))
+        await windows.lock_table(self.conn, _TABLES[book])
 
     async def recent(self, book: Book, by: Mapping[str, Any], since: datetime) -> tuple[int, datetime | None]:
         """How many attempts matching ``by`` were recorded after ``since``, and the newest one's time."""
         table = _TABLES[book]
-        count, newest = (
-            await self.conn.execute(
-                select(func.count(), func.max(table.c.created_at)).where(
-                    _matching(table, by), table.c.created_at > since
-                )
-            )
-        ).one()
-        return int(count), newest
+        window = await windows.count(self.conn, table.c.created_at, _matching(table, by), since)
+        return window.count, window.newest
 
     async def add(self, book: Book, row: Mapping[str, Any], now: datetime) -> int:
         """Record an attempt; its id."""

@@ -39,6 +39,11 @@ class Driver:
     @classmethod
     async def of(cls, conn: AsyncConnection) -> Driver:
         """The driver under ``conn``."""
+        sync = conn.sync_connection
+        if sync is not None and not sync.closed and not sync.invalidated:
+            # Checked out and valid: SQLAlchemy hands the pooled connection over without I/O, so the
+            # greenlet round of ``get_raw_connection`` (twice a pay) is not needed.
+            return cls(conn, sync.connection.driver_connection)
         proxied = await conn.get_raw_connection()
         return cls(conn, proxied.driver_connection)
 

@@ -10,19 +10,19 @@ state (delivered, failed, or pending again at its next time).
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tillpay import logs
 from tillpay.store import tables as t
+from tillpay.store import windows
 
 _o = t.outbox
 
@@ -185,7 +185,7 @@ class Redelivery:
 
 
 async def redeliver(
-    engine: AsyncEngine,
+    conn: AsyncConnection,
     merchant_id: int,
     notify_id: str,
     now: datetime,
@@ -196,46 +196,32 @@ async def redeliver(
     """Make one of the merchant's notifications due now, at most once per ``interval`` per notification
     and ``per_minute`` times a minute per merchant; None if the merchant has no such notification.
 
-    Counted and checked in one transaction: the write lock on SQLite (BEGIN IMMEDIATE), the merchant's
-    row lock on PostgreSQL, so concurrent Redelivers of one merchant see each other.
+    Counted and checked in the caller's transaction (the windowed counter of store/windows.py): the
+    write lock on SQLite (BEGIN IMMEDIATE), the merchant's row lock on PostgreSQL (not a lock of the
+    outbox table, which the workers claim from), so concurrent Redelivers of one merchant see each other.
     """
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(
-                select(t.merchants.c.id).where(t.merchants.c.id == merchant_id).with_for_update()
-            )
-        row = (
-            await conn.execute(
-                select(_o.c.id, _o.c.status, _o.c.next_attempt_at, _o.c.redelivered_at).where(
-                    _o.c.merchant_id == merchant_id, _o.c.notify_id == notify_id
-                )
-            )
-        ).first()
-        if row is None:
-            return None
-        if row.redelivered_at is not None and row.redelivered_at + interval > now:
-            return Redelivery("wait", _seconds(row.redelivered_at + interval - now))
-        if row.status == "sending" and row.next_attempt_at > now:  # a lapsed claim may go
-            return Redelivery("sending")
-        count, oldest = (
-            await conn.execute(
-                select(func.count(), func.min(_o.c.redelivered_at)).where(
-                    _o.c.merchant_id == merchant_id, _o.c.redelivered_at > now - _MINUTE
-                )
-            )
-        ).one()
-        if count >= per_minute:
-            return Redelivery("wait", _seconds(oldest + _MINUTE - now))
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id).with_for_update())
+    row = (
         await conn.execute(
-            update(_o)
-            .where(_o.c.id == row.id)
-            .values(status="pending", next_attempt_at=now, redelivered_at=now)
+            select(_o.c.id, _o.c.status, _o.c.next_attempt_at, _o.c.redelivered_at).where(
+                _o.c.merchant_id == merchant_id, _o.c.notify_id == notify_id
+            )
         )
+    ).first()
+    if row is None:
+        return None
+    if row.redelivered_at is not None and row.redelivered_at + interval > now:
+        return Redelivery("wait", windows.seconds(row.redelivered_at + interval - now))
+    if row.status == "sending" and row.next_attempt_at > now:  # a lapsed claim may go
+        return Redelivery("sending")
+    recent = await windows.count(conn, _o.c.redelivered_at, _o.c.merchant_id == merchant_id, now - _MINUTE)
+    if wait := recent.wait(per_minute, _MINUTE, now):
+        return Redelivery("wait", wait)
+    await conn.execute(
+        update(_o).where(_o.c.id == row.id).values(status="pending", next_attempt_at=now, redelivered_at=now)
+    )
     return Redelivery("queued")
 
 
 _MINUTE = timedelta(minutes=1)
-
-
-def _seconds(wait: timedelta) -> int:
-    return max(1, math.ceil(wait.total_seconds()))

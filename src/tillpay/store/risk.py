@@ -1,14 +1,18 @@
-"""The risk repository: rule layers per scope (scheme, merchant, user) and the stored decisions."""
+"""The risk repository: rule layers per scope (scheme, merchant, user), the stored decisions, and the
+customer's totals the rules count."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.store import tables as t
+
+#: Built once: a decision is stored on every pay that runs the rules.
+_ADD_DECISION = insert(t.risk_decisions)
 
 
 class RiskRepository:
@@ -60,3 +64,41 @@ class RiskRepository:
                 .where(t.payments.c.trade_no == trade_no)
             )
         ).first()
+
+    async def layers_for(self, partner_id: str, login_id: str | None) -> dict[str, str]:
+        """The stored layers' text by scope that apply to a payment of the merchant ``partner_id`` (and
+        the customer ``login_id``): the scheme's, the merchant's, the customer's, where stored."""
+        rs = t.risk_settings
+        conds = [and_(rs.c.scope == "scheme", rs.c.subject == "")]
+        conds.append(and_(rs.c.scope == "merchant", rs.c.subject == partner_id))
+        if login_id:
+            conds.append(and_(rs.c.scope == "user", rs.c.subject == login_id))
+        rows = (await self.conn.execute(select(rs.c.scope, rs.c.config).where(or_(*conds)))).all()
+        return {r.scope: r.config for r in rows}
+
+    async def customer_totals(
+        self, user_id: int, day: datetime, month: datetime, since_velocity: datetime
+    ) -> tuple[int, int, int]:
+        """The customer's paid-or-waiting wallet amounts created since ``day`` and since ``month``, and
+        the count of its payments created since ``since_velocity``."""
+        pay = t.payments
+        counted = or_(pay.c.paid_at.is_not(None), pay.c.status == "WAIT_BUYER_PAY")
+        amount = pay.c.wallet_amount
+        row = (
+            await self.conn.execute(
+                select(
+                    func.coalesce(func.sum(amount).filter(and_(pay.c.created_at >= day, counted)), 0),
+                    func.coalesce(func.sum(amount).filter(and_(pay.c.created_at >= month, counted)), 0),
+                    func.count().filter(pay.c.created_at >= since_velocity),
+                ).where(
+                    pay.c.user_id == user_id,
+                    pay.c.created_at >= min(month, since_velocity),
+                    pay.c.kind != "tombstone",
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def add_decision(self, values: dict[str, Any]) -> None:
+        """Store a payment's decision (the ``risk_decisions`` row ``values``)."""
+        await self.conn.execute(_ADD_DECISION, values)

@@ -22,12 +22,19 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tillpay.store.attempts import AttemptsRepository
+from tillpay.store.audit import AuditReads
 from tillpay.store.codes import CodesRepository
+from tillpay.store.console import ConsoleReads
+from tillpay.store.console_users import ConsoleUsersRepository
 from tillpay.store.fx import FxRepository
+from tillpay.store.merchants import MerchantsRepository
+from tillpay.store.metrics import MetricsReads
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.sandbox_actions import SandboxActionsRepository
 from tillpay.store.secmerchants import SecondaryRepository
+from tillpay.store.settlement import SettlementRepository
+from tillpay.store.simulation import SimulationRepository
 from tillpay.store.stores import StoresRepository
 from tillpay.store.wallets import WalletsRepository
 
@@ -50,14 +57,39 @@ class _Repositories:
         return AttemptsRepository(self.conn)
 
     @property
+    def audit(self) -> AuditReads:
+        """The invariants ``tillpay audit`` checks."""
+        return AuditReads(self.conn)
+
+    @property
     def codes(self) -> CodesRepository:
         """Payment codes' single uses and the wrong codes counted against merchants."""
         return CodesRepository(self.conn)
 
     @property
+    def console(self) -> ConsoleReads:
+        """The merchant console's reads across payments, refunds, notifications and settlement."""
+        return ConsoleReads(self.conn)
+
+    @property
+    def console_users(self) -> ConsoleUsersRepository:
+        """Merchant console users and their sessions."""
+        return ConsoleUsersRepository(self.conn)
+
+    @property
     def fx(self) -> FxRepository:
         """Rates and margins."""
         return FxRepository(self.conn)
+
+    @property
+    def merchants(self) -> MerchantsRepository:
+        """Merchants, their key versions, test merchants and per-minute allowances."""
+        return MerchantsRepository(self.conn)
+
+    @property
+    def metrics(self) -> MetricsReads:
+        """The bounded counts a metrics scrape reads."""
+        return MetricsReads(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
@@ -78,6 +110,16 @@ class _Repositories:
     def secondary(self) -> SecondaryRepository:
         """An acquirer's secondary merchants and their stores."""
         return SecondaryRepository(self.conn)
+
+    @property
+    def settlement(self) -> SettlementRepository:
+        """Settlement runs, batches, items and files, and what closing a day reads."""
+        return SettlementRepository(self.conn)
+
+    @property
+    def simulation(self) -> SimulationRepository:
+        """Simulated days written in batches (``tillpay simulate --bulk``)."""
+        return SimulationRepository(self.conn)
 
     @property
     def stores(self) -> StoresRepository:

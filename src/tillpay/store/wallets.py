@@ -35,6 +35,12 @@ class WalletsRepository:
         res = await self.conn.execute(update(_users).where(_users.c.login_id == login_id).values(**values))
         return res.rowcount == 1
 
+    async def is_sandbox(self, user_id: int) -> bool:
+        """Whether the wallet is funded by a sandbox feature (False for no such wallet)."""
+        return bool(
+            (await self.conn.execute(select(_users.c.sandbox).where(_users.c.id == user_id))).scalar()
+        )
+
     async def mark_sandbox(self, user_id: int) -> None:
         """Mark a wallet as funded by a sandbox feature (its payments are never settled)."""
         await self.conn.execute(update(_users).where(_users.c.id == user_id).values(sandbox=True))

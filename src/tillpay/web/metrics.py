@@ -7,8 +7,8 @@ What is measured from the outside, without touching the use cases (docs/operatio
   not serve is counted as ``other``, so a client cannot make up label values (each value is a new series);
 - pay answers are read back (result code, Open Platform ``code``/``sub_code``, Antom ``result``) and
   counted by outcome and code, each code checked against the dialect's own table;
-- on each scrape, a few bounded reads of the database: risk verdicts, confirmations and QR orders
-  waiting, the notification queue, settlement runs; and this process's connection pool.
+- on each scrape, a few bounded reads of the database (store/metrics.py): risk verdicts, confirmations
+  and QR orders waiting, the notification queue, settlement runs; and this process's connection pool.
 
 Under ``tillpay serve`` the metrics live in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
 multiprocess mode, a fresh directory per ``serve``), so a scrape answered by any server process shows
@@ -46,7 +46,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
-from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,7 +63,8 @@ from tillpay.protocols.openapi import codes as openapi_codes
 from tillpay.protocols.openapi import gateway as openapi
 from tillpay.protocols.openapi.codes import OPEN_CODES
 from tillpay.services.platform import Platform
-from tillpay.store import tables as t
+from tillpay.store.metrics import COUNT_CAP as COUNT_CAP
+from tillpay.store.uow import Reader
 
 log = structlog.get_logger("tillpay.web")
 
@@ -379,8 +379,6 @@ def observe_pool(engine: AsyncEngine) -> None:
 
 # ---------------------------------------------------------------------------------- database reads
 
-#: Counts read on a scrape stop here: an outage's backlog is "at least this many" and the read stays short.
-COUNT_CAP = 100_000
 #: A scrape waits this long for the database, then answers without the database's numbers.
 SCRAPE_DB_SECONDS = 3.0  # float-ok: seconds
 
@@ -422,19 +420,15 @@ class RiskTally:
 
     async def refresh(self, engine: AsyncEngine, now: datetime) -> dict[tuple[str, str], int]:
         """The counts by (verdict, rule), settling the rows that became old enough."""
-        r = t.risk_decisions
-        counts = select(r.c.verdict, r.c.rule, func.count()).group_by(r.c.verdict, r.c.rule)
-        young = r.c.created_at > now - timedelta(seconds=self.SETTLE_SECONDS)
-        async with self.lock, engine.connect() as conn:
-            above = r.c.id > self.watermark
-            first_young = await conn.scalar(select(func.min(r.c.id)).where(above, young))
-            top = first_young - 1 if first_young is not None else await conn.scalar(select(func.max(r.c.id)))
+        young = now - timedelta(seconds=self.SETTLE_SECONDS)
+        async with self.lock, Reader(engine) as r:
+            first_young = await r.metrics.first_decision_after(self.watermark, young)
+            top = first_young - 1 if first_young is not None else await r.metrics.last_decision()
             if top is not None and top > self.watermark:
-                rows = await conn.execute(counts.where(above, r.c.id <= top))
-                _add(self.settled, rows)
+                _add(self.settled, await r.metrics.decision_counts(self.watermark, top))
                 self.watermark = top
             tail = dict(self.settled)
-            _add(tail, await conn.execute(counts.where(r.c.id > self.watermark)))
+            _add(tail, await r.metrics.decision_counts(self.watermark))
         return tail
 
 
@@ -449,10 +443,6 @@ _VERDICTS = frozenset({"ALLOW", "CONFIRM", "DECLINE"})
 _RULE = re.compile(r"[a-z_]{1,40}")
 
 
-def _capped(stmt: Any) -> Any:
-    return select(func.count()).select_from(stmt.limit(COUNT_CAP).subquery())
-
-
 def _age(now: datetime, oldest: datetime | None) -> float:  # float-ok: seconds
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 
@@ -461,35 +451,19 @@ async def read_snapshot(p: Platform, tally: RiskTally) -> Snapshot:
     """The database's numbers for one scrape; every read is on an index and bounded by COUNT_CAP."""
     now = p.now()
     snap = Snapshot(risk=await tally.refresh(p.engine, now))
-    pay, o = t.payments, t.outbox
-    waiting = pay.c.status == "WAIT_BUYER_PAY"  # the leading column of ix_payments_status_expires
-    queued = o.c.status.in_(("pending", "sending"))  # ix_outbox_due
-    async with p.engine.connect() as conn:
-        snap.confirmations = (
-            await conn.scalar(_capped(select(literal(1)).where(waiting, pay.c.kind == "barcode"))) or 0
-        )
-        snap.qr_orders = (
-            await conn.scalar(_capped(select(literal(1)).where(waiting, pay.c.kind == "precreate"))) or 0
-        )
-        snap.confirmation_oldest = _age(
-            now, await conn.scalar(select(func.min(pay.c.created_at)).where(waiting, pay.c.kind == "barcode"))
-        )
+    async with p.reader() as r:
+        m = r.metrics
+        snap.confirmations = await m.waiting("barcode")
+        snap.qr_orders = await m.waiting("precreate")
+        snap.confirmation_oldest = _age(now, await m.oldest_waiting("barcode"))
         for status in ("pending", "sending"):
-            snap.queued[status] = (
-                await conn.scalar(_capped(select(literal(1)).where(o.c.status == status))) or 0
-            )
-        snap.due = (
-            await conn.scalar(_capped(select(literal(1)).where(queued, o.c.next_attempt_at <= now))) or 0
-        )
-        snap.queue_oldest = _age(now, await conn.scalar(select(func.min(o.c.created_at)).where(queued)))
-        snap.failed = await conn.scalar(_capped(select(literal(1)).where(o.c.status == "failed"))) or 0
-        runs = (await conn.execute(select(func.count(), func.max(t.settlement_runs.c.created_at)))).one()
-        snap.settlement_runs = runs[0] or 0
-        snap.settlement_last_run = runs[1].timestamp() if runs[1] is not None else 0.0
-        b = t.settlement_batches
-        snap.payouts_held = (
-            await conn.scalar(_capped(select(literal(1)).where(b.c.payout_status == "held"))) or 0
-        )
+            snap.queued[status] = await m.notifications(status)
+        snap.due = await m.notifications_due(now)
+        snap.queue_oldest = _age(now, await m.oldest_queued())
+        snap.failed = await m.notifications("failed")
+        snap.settlement_runs, last_run = await m.settlement_runs()
+        snap.settlement_last_run = last_run.timestamp() if last_run is not None else 0.0
+        snap.payouts_held = await m.payouts_held()
     return snap
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from tillpay.domain.errors import Code, TillpayError
+from tillpay.domain.money import known_currency
 from tillpay.domain.payment import Status
 from tillpay.outbound import notify_url_problem
 from tillpay.protocols import common, freshness
@@ -106,7 +107,7 @@ class Body:
             return None
         currency = a.need("currency", max_len=3, pattern=re.compile(r"[A-Z]{3}"))
         value = a.need("value", max_len=18, pattern=re.compile(r"\d+"))
-        common.known_currency(currency)
+        known_currency(currency)
         if int(value) <= 0:
             raise _bad(f"{self._name(key)}.value must be above 0")
         return int(value), currency

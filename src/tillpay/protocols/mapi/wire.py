@@ -61,11 +61,20 @@ def _charset_repeated(key: str, first: str, second: str) -> bool:
 FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
+#: What ``_text`` or ``_attr`` would change: markup characters, the attribute's whitespace and quotes
+#: (``quoteattr``), and the forbidden characters. Most values hold none and are used as they are.
+_SPECIAL = re.compile("[&<>\"'\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: str) -> str:
+    if _SPECIAL.search(value) is None:
+        return value
     return escape(FORBIDDEN.sub("\ufffd", value))
 
 
 def _attr(value: str) -> str:
+    if _SPECIAL.search(value) is None:
+        return f'"{value}"'
     return quoteattr(FORBIDDEN.sub("\ufffd", value))
 
 

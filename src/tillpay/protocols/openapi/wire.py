@@ -28,7 +28,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 def raw_keys(query: bytes, body: bytes) -> set[bytes]:
     """The parameter names of a form request, undecoded (to tell the two ``gateway.do`` dialects apart)."""
-    return {k for k, _ in common.split_form(query) + common.split_form(body)}
+    return {*common.form_keys(query), *common.form_keys(body)}
 
 
 def loose_params(query: bytes, body: bytes) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The settlement invariants ``tillpay audit`` checks (merged into ``services.audit.CHECKS``).
+"""The settlement invariants ``tillpay audit`` checks (merged into ``store.audit.CHECKS``): SQL over
+the settlement tables, kept in store/ beside the repository that writes them.
 
 Each entry: name → (description, SQL returning one row per violation). ``\\:payable`` escapes the
 colon from SQLAlchemy's bind-parameter syntax.
