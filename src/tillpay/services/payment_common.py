@@ -24,7 +24,7 @@ from tillpay.domain.payment import Event, Status, transition
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
 from tillpay.store import outbox
-from tillpay.store.uow import Repositories
+from tillpay.store.uow import Repositories, UnitOfWork
 
 #: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
 MAX_MAJOR = 100_000_000
@@ -149,7 +149,7 @@ def outcome_of(view: PaymentView, *, replayed: bool = False) -> PayOutcome:
     return PayOutcome(view, view.result_code or Code.TRADE_HAS_CLOSE, replayed)
 
 
-async def lock_wallet(uow: Repositories, user_id: int) -> Any:
+async def lock_wallet(uow: UnitOfWork, user_id: int) -> Any:
     """The customer's wallet row, locked (BUYER_NOT_EXIST if there is none)."""
     row = await uow.wallets.lock_wallet(user_id)
     if row is None:
@@ -215,7 +215,7 @@ async def enqueue(
 SUCCESS_ONLY_DIALECTS = frozenset({"antom"})
 
 
-async def notify_payment(p: Platform, uow: Repositories, payment_id: int, event: str) -> None:
+async def notify_payment(p: Platform, uow: UnitOfWork, payment_id: int, event: str) -> None:
     """Tell the payment's merchant of its change (as it stands now), in the unit of work's transaction."""
     row = await uow.payments.by_id(payment_id)
     if not row.notify_url:
@@ -238,7 +238,7 @@ async def notify_payment(p: Platform, uow: Repositories, payment_id: int, event:
 
 async def close_payment(
     p: Platform,
-    uow: Repositories,
+    uow: UnitOfWork,
     payment_id: int,
     event: Event,
     code: Code,
