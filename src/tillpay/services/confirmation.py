@@ -156,7 +156,7 @@ async def _confirm_in_tx(
             margin_bps=quote.margin_bps,
             margin_amount=quote.margin_amount,
         )
-        merchant = await uow.payments.merchant_facts(row.merchant_id)
+        merchant = await uow.merchants.risk_facts(row.merchant_id)
         cfg = risk.build(
             await risk_service.layers_for(p, uow.conn, partner_id=merchant.partner_id, login_id=login_id)
         )

@@ -59,7 +59,7 @@ async def expire_due(p: Platform, limit: int = 500, *, merchant: Merchant | None
     mid = None if merchant is None else merchant.id
     async with p.reader() as r:
         ids = await r.payments.waiting_due(now, limit, mid)
-        for ahead, offset in await r.payments.clocks_ahead(mid):
+        for ahead, offset in await r.merchants.clocks_ahead(mid):
             if len(ids) >= limit:
                 break
             more = await r.payments.waiting_due(now + timedelta(seconds=offset), limit - len(ids), ahead)

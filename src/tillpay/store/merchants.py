@@ -51,6 +51,14 @@ class MerchantsRepository:
             (await self.conn.execute(select(_m.c.partner_id).where(_m.c.id == merchant_id))).scalar_one()
         )
 
+    async def risk_facts(self, merchant_id: int) -> Any:
+        """The merchant's ``partner_id``, ``mcc`` and ``status`` (what the risk rules look at)."""
+        return (
+            await self.conn.execute(
+                select(_m.c.partner_id, _m.c.mcc, _m.c.status).where(_m.c.id == merchant_id)
+            )
+        ).one()
+
     async def partner_ids(self) -> list[str]:
         """Every merchant's partner id, oldest merchant first."""
         return list((await self.conn.execute(select(_m.c.partner_id).order_by(_m.c.id))).scalars().all())
@@ -110,6 +118,13 @@ class MerchantsRepository:
             )
         ).one()
         return row.test_of is not None, int(row.clock_offset_seconds)
+
+    async def clocks_ahead(self, merchant_id: int | None = None) -> list[tuple[int, int]]:
+        """(merchant id, seconds ahead) of the merchants (or the one given) whose test clock is ahead."""
+        q = select(_m.c.id, _m.c.clock_offset_seconds).where(_m.c.clock_offset_seconds > 0)
+        if merchant_id is not None:
+            q = q.where(_m.c.id == merchant_id)
+        return [(int(i), int(s)) for i, s in (await self.conn.execute(q)).all()]
 
     async def advance_test_clock(self, merchant_id: int, seconds: int) -> None:
         """Move a test merchant's clock forward, added in the database (two moves at once both count);

@@ -19,11 +19,11 @@ from tillpay.domain.payment import Status
 from tillpay.store import tables as t
 from tillpay.store.engine import insert_ignore
 
-_pay, _ref, _m = t.payments, t.refunds, t.merchants
+_pay, _ref = t.payments, t.refunds
 
 
 class PaymentsRepository:
-    """Payments, their refunds and the merchant facts their use cases read."""
+    """Payments and their refunds (and the names of their merchants)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -110,13 +110,6 @@ class PaymentsRepository:
         q = q.where(_pay.c.expires_at <= until).limit(limit)
         return [int(i) for i in (await self.conn.execute(q)).scalars().all()]
 
-    async def clocks_ahead(self, merchant_id: int | None = None) -> list[tuple[int, int]]:
-        """(merchant id, seconds ahead) of the merchants (or the one given) whose test clock is ahead."""
-        q = select(_m.c.id, _m.c.clock_offset_seconds).where(_m.c.clock_offset_seconds > 0)
-        if merchant_id is not None:
-            q = q.where(_m.c.id == merchant_id)
-        return [(int(i), int(s)) for i, s in (await self.conn.execute(q)).all()]
-
     async def waiting_for(self, user_id: int) -> list[Any]:
         """The customer's payments waiting for confirmation, newest first."""
         q = (
@@ -136,14 +129,6 @@ class PaymentsRepository:
             q = q.where(_pay.c.user_id == user_id)
             q = q.where(_pay.c.trade_no == trade_no) if trade_no else q.order_by(_pay.c.id.desc())
         return (await self.conn.execute(q.limit(1).with_for_update())).first()
-
-    async def merchant_facts(self, merchant_id: int) -> Any:
-        """The merchant's ``partner_id``, ``mcc`` and ``status`` (what the risk rules look at)."""
-        return (
-            await self.conn.execute(
-                select(_m.c.partner_id, _m.c.mcc, _m.c.status).where(_m.c.id == merchant_id)
-            )
-        ).one()
 
     # Refunds.
 
