@@ -11,7 +11,7 @@ STACKS = [
     # The answer's signature, under the gateway and uvicorn: signing, not HTTP.
     f"{SERVE};handle (tillpay/protocols/mapi/gateway.py:386);rsa_sign (tillpay/signing.py:80) 50",
     # A statement on SQLite: sqlite3 runs in C under the driver call.
-    f"{SERVE};pay (tillpay/services/payments.py:613);Driver.rows (tillpay/services/paypath.py:298) 30",
+    f"{SERVE};pay (tillpay/services/payments.py:613);Driver.rows (tillpay/store/driver.py:82) 30",
     # Tillpay's own code at the top.
     f"{SERVE};_pay (tillpay/protocols/mapi/gateway.py:230);alipay_time (tillpay/protocols/mapi/wire.py:24) 15",
     # COMMIT in the worker thread.

@@ -19,7 +19,7 @@ from pathlib import Path
 SQLITE = "SQLite statements (sqlite3, in C)"
 #: sqlite3 runs in C with no Python frame of its own: on SQLite, time at the top of the pay path's
 #: driver calls is the statements'.
-SQLITE_CALLER = re.compile(r"Driver\.(rows|many) \(tillpay/services/paypath")
+SQLITE_CALLER = re.compile(r"Driver\.(rows|many) \(tillpay/store/driver")
 BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("RSA sign/verify (cryptography)", re.compile(r"\b(sign|verify) \(cryptography/|rsa_(sign|verify) ")),
     # The server uses threads only for SQLite's COMMIT (its fsync) and for waiting on another

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import ledger, secmerchant
 from tillpay.domain.errors import Code, TillpayError
-from tillpay.domain.money import exponent
+from tillpay.domain.money import known_currency
 from tillpay.domain.payment import Event, Status, transition
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
@@ -107,10 +107,7 @@ def request_digest(*parts: object) -> str:
 
 def check_amount(amount: int, currency: str) -> None:
     """Positive and at most 100,000,000 major units, in a known currency."""
-    try:
-        exp = exponent(currency)
-    except ValueError:
-        raise TillpayError(Code.CURRENCY_NOT_SUPPORT, f"unknown currency {currency!r}") from None
+    exp = known_currency(currency)
     if amount <= 0 or amount > MAX_MAJOR * 10**exp:
         raise TillpayError(Code.AMOUNT_OUT_OF_RANGE, f"amount must be above 0 and at most {MAX_MAJOR:,}")
 
