@@ -296,6 +296,35 @@ def test_slow_header_and_silent_connections_are_closed(server: Served) -> None:
         slow.close()
 
 
+def _answer_to(server: Served, head: bytes) -> bytes:
+    """Everything the server sends back on one connection for ``head``, until it closes or goes quiet."""
+    with _raw(server) as s:
+        s.settimeout(5)
+        s.sendall(head)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+                if b"\r\n\r\n" in got and b"connection: close" not in got.lower():
+                    break  # a kept-alive answer: the head is all this test reads
+        except TimeoutError:
+            pass
+        return got
+
+
+def test_a_request_head_above_the_limit_is_refused_and_closed(server: Served) -> None:
+    # TILLPAY_MAX_HEADER_BYTES (16 KiB): a longer head gets 400 and a closed connection, whether it
+    # comes complete or as one endless header line; a head just under it is served.
+    fits = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 15_000 + b"\r\n\r\n"
+    assert _answer_to(server, fits).startswith(b"HTTP/1.1 200")
+    big = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\n"
+    answer = _answer_to(server, big)
+    assert answer.startswith(b"HTTP/1.1 400") and b"connection: close" in answer.lower(), answer[:200]
+    endless = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 40_000  # no line end
+    answer = _answer_to(server, endless)
+    assert answer.startswith(b"HTTP/1.1 400") and b"connection: close" in answer.lower(), answer[:200]
+
+
 def test_a_slow_body_is_answered_408_after_the_body_timeout(server: Served) -> None:
     with _raw(server) as s:
         s.sendall(

@@ -136,8 +136,9 @@ def serve(
             access_log=False,
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,
-            # h11 with a deadline for the request head (uvicorn has none), then idle and concurrency limits.
-            http="tillpay.web.limits:TimedH11Protocol",
+            # httptools (llhttp) with a deadline and a size limit for the request head (uvicorn has
+            # neither for it), then idle and concurrency limits.
+            http="tillpay.web.limits:TimedHttpToolsProtocol",
             timeout_keep_alive=settings.keep_alive_seconds,
             limit_concurrency=settings.limit_concurrency,
             h11_max_incomplete_event_size=settings.max_header_bytes,

@@ -9,17 +9,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.services.platform import Platform
-from tillpay.store.uow import Repositories, UnitOfWork
+from tillpay.store.uow import Reader, Repositories
 
 log = structlog.get_logger("tillpay.payments")
 
 
 async def record_bad_code(
     p: Platform,
-    conn: AsyncConnection,
+    r: Reader,
     merchant_id: int,
     device_no: int | None,
     terminal_id: str | None = None,
@@ -31,10 +30,10 @@ async def record_bad_code(
     logged and shown on the merchant's console dashboard (docs/security.md).
 
     It commits on its own: the pay that sent the code is refused, and the count must outlive it. On the
-    caller's connection (the pay's): SQLite has one connection per process, so a second one would wait
+    caller's reader's connection (the pay's): SQLite has one connection per process, so a second one would wait
     forever.
     """
-    async with UnitOfWork.on(conn) as uow:
+    async with r.then_write() as uow:
         await uow.codes.add_bad_code(merchant_id, device_no, terminal_id, p.now())
         n = await bad_codes_in_window(p, uow, merchant_id)
         await uow.commit()

@@ -26,7 +26,6 @@ from tillpay.services.payment_common import (
 from tillpay.services.platform import Platform
 from tillpay.services.security import HashPoolBusy, verify_secret
 from tillpay.services.views import PaymentView
-from tillpay.store.ledger import post_entry
 from tillpay.store.uow import UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
@@ -91,13 +90,13 @@ async def _confirm_in_tx(
     row = await uow.payments.lock_to_answer(user_id, trade_no, precreated=precreated)
     if row is None or (precreated and row.user_id not in (None, user_id)):
         raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
-    test_merchant, offset = await testmode.merchant_of_payment(uow.conn, row.merchant_id)
+    test_merchant, offset = await testmode.merchant_of_payment(uow, row.merchant_id)
     if offset:
         now += timedelta(seconds=offset)  # the merchant's time: its test clock (docs/sandbox.md)
     if precreated:
         # A QR order's payer is known only now: the money rules of test merchants, before anything is
         # recorded (the error rolls the transaction back).
-        await testmode.check_payer(p, uow.conn, test_merchant, user_id)
+        await testmode.check_payer(p, uow, test_merchant, user_id)
     if row.expires_at and row.expires_at <= now:
         await close_payment(p, uow, row.id, Event.EXPIRE, Code.PAYMENT_TIMEOUT, now=now)
         raise _KeepAndRaise(TillpayError(Code.PAYMENT_TIMEOUT))
@@ -136,13 +135,13 @@ async def _confirm_in_tx(
     if row.kind == "precreate":
         # The customer is known only now: quote the wallet side and run the risk rules (limits; the
         # customer is confirming with the PIN already, so no confirmation rule applies).
-        margin = await fx_service.margin_for(p, uow.conn, row.price_currency, wallet.currency)
+        margin = await fx_service.margin_for(p, uow, row.price_currency, wallet.currency)
         quote = make_quote(
             row.price_amount,
             row.price_currency,
             row.settle_currency,
             wallet.currency,
-            await p.rates(uow.conn),
+            await p.rates(uow),
             margin,
         )
         wallet_amount, wallet_currency = quote.wallet_amount, quote.wallet_currency
@@ -158,9 +157,9 @@ async def _confirm_in_tx(
         )
         merchant = await uow.merchants.risk_facts(row.merchant_id)
         cfg = risk.build(
-            await risk_service.layers_for(p, uow.conn, partner_id=merchant.partner_id, login_id=login_id)
+            await risk_service.layers_for(p, uow, partner_id=merchant.partner_id, login_id=login_id)
         )
-        day_total, month_total, recent = await risk_service.customer_totals(p, uow.conn, user_id, cfg)
+        day_total, month_total, recent = await risk_service.customer_totals(p, uow, user_id, cfg)
         inputs = risk.RiskInputs(
             wallet_amount=wallet_amount,
             wallet_currency=wallet_currency,
@@ -189,7 +188,7 @@ async def _confirm_in_tx(
     outcome = paydecision.decide(paydecision.PayFacts(account=account))
     if outcome.risk is not None:
         assert account.rules is not None
-        await risk_service.record(uow.conn, row.id, outcome.risk, account.inputs, account.rules, now)
+        await risk_service.record(uow, row.id, outcome.risk, account.inputs, account.rules, now)
     if outcome.verdict is not PayVerdict.PAY:
         # DECLINE (a customer confirming with the PIN is never asked again).
         assert outcome.code is not None
@@ -200,8 +199,7 @@ async def _confirm_in_tx(
     await uow.payments.change(
         row.id, status=transition(Status(row.status), Event.CONFIRM).value, paid_at=now, **values
     )
-    await post_entry(
-        uow.conn,
+    await uow.ledger.post(
         kind="payment",
         ref=f"payment:{row.id}",
         postings=payment_postings(
@@ -229,7 +227,7 @@ async def reject(p: Platform, user_id: int, trade_no: str | None = None) -> Paym
         row = await uow.payments.lock_to_answer(user_id, trade_no)
         if row is None:
             raise TillpayError(Code.CONFIRMATION_NOT_FOUND)
-        _, offset = await testmode.merchant_of_payment(uow.conn, row.merchant_id)
+        _, offset = await testmode.merchant_of_payment(uow, row.merchant_id)
         now = p.now() + timedelta(seconds=offset)  # the merchant's time (docs/sandbox.md)
         await close_payment(p, uow, row.id, Event.REJECT, Code.USER_REJECTED, now=now)
         view = await view_of(uow, await uow.payments.by_id(row.id))

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain.errors import Code
 from tillpay.domain.payment import Event, Status
 from tillpay.services import testmode
 from tillpay.services.payment_common import close_payment
 from tillpay.services.platform import Merchant, Platform
-from tillpay.store.uow import UnitOfWork
+from tillpay.store.uow import Reader, UnitOfWork
 
 
 async def expire_payment(p: Platform, payment_id: int, *, skip_locked: bool = False) -> bool:
@@ -28,12 +26,10 @@ async def expire_payment(p: Platform, payment_id: int, *, skip_locked: bool = Fa
         return await _expire(p, uow, payment_id, skip_locked)
 
 
-async def expire_on(
-    p: Platform, conn: AsyncConnection, payment_id: int, *, skip_locked: bool = False
-) -> bool:
-    """``expire_payment`` on the caller's connection (the pay path's, which on SQLite is the process's
-    one connection); what the caller read on it is rolled back first."""
-    async with UnitOfWork.on(conn) as uow:
+async def expire_on(p: Platform, r: Reader, payment_id: int, *, skip_locked: bool = False) -> bool:
+    """``expire_payment`` on the caller's reader's connection (the pay path's, which on SQLite is the
+    process's one connection); what the caller read on it is rolled back first."""
+    async with r.then_write() as uow:
         return await _expire(p, uow, payment_id, skip_locked)
 
 
@@ -41,7 +37,7 @@ async def _expire(p: Platform, uow: UnitOfWork, payment_id: int, skip_locked: bo
     row = await uow.payments.lock_waiting(payment_id, skip_locked=skip_locked)
     if row is None or row.status != Status.WAIT_BUYER_PAY.value or row.expires_at is None:
         return False
-    _, offset = await testmode.merchant_of_payment(uow.conn, row.merchant_id)
+    _, offset = await testmode.merchant_of_payment(uow, row.merchant_id)
     now = p.now() + timedelta(seconds=offset)  # the merchant's time (real time for a live one)
     if row.expires_at > now:
         return False

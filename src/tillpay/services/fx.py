@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import exponent, known_currency
 from tillpay.services.platform import Platform
-from tillpay.store.fx import FxRepository
+from tillpay.store.uow import Repositories
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +89,17 @@ async def set_margin(
     return Margin(base, quote, bps, when)
 
 
-async def margin_for(p: Platform, conn: AsyncConnection, a: str, b: str) -> int:
+async def margin_for(p: Platform, repos: Repositories, a: str, b: str) -> int:
     """The margin in force now for converting between ``a`` and ``b`` (else the scheme default)."""
     if a == b:
         return 0
-    bps = await stored_margin(p, conn, a, b)
+    bps = await stored_margin(p, repos, a, b)
     return bps if bps is not None else p.settings.fx_default_margin_bps
 
 
-async def stored_margin(p: Platform, conn: AsyncConnection, a: str, b: str) -> int | None:
+async def stored_margin(p: Platform, repos: Repositories, a: str, b: str) -> int | None:
     """The stored margin in force now between ``a`` and ``b`` (either direction); None if none is."""
-    return await FxRepository(conn).margin_in_force(a, b, p.now())
+    return await repos.fx.margin_in_force(a, b, p.now())
 
 
 async def current_margins(p: Platform) -> list[Margin]:
@@ -151,7 +149,7 @@ async def import_rates_csv(p: Platform, text: str) -> int:
     return len(rows)
 
 
-async def rates_at(p: Platform, conn: AsyncConnection, when: datetime) -> dict[tuple[str, str], Decimal]:
+async def rates_at(p: Platform, repos: Repositories, when: datetime) -> dict[tuple[str, str], Decimal]:
     """The rates that were in effect at ``when`` (to explain a past payment or price a refund)."""
-    rows = await FxRepository(conn).rates_until(when)
+    rows = await repos.fx.rates_until(when)
     return {(r.base, r.quote): Decimal(r.rate) for r in rows}

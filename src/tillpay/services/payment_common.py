@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import ledger, secmerchant
 from tillpay.domain.errors import Code, TillpayError
@@ -23,7 +22,6 @@ from tillpay.domain.money import known_currency
 from tillpay.domain.payment import Event, Status, transition
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, PayOutcome
-from tillpay.store import outbox
 from tillpay.store.uow import Repositories, UnitOfWork
 
 #: Largest amount one payment may carry, in major units (MAPI: 0.01 to 100000000.00).
@@ -176,7 +174,7 @@ def payment_postings(
 
 async def enqueue(
     p: Platform,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     *,
     merchant_id: int,
     url: str | None,
@@ -191,8 +189,7 @@ async def enqueue(
     transaction (so it exists iff the change does)."""
     if not url:
         return
-    await outbox.enqueue(
-        conn,
+    await uow.outbox.enqueue(
         notify_id=p.ids.notify_id(),
         merchant_id=merchant_id,
         url=url,
@@ -222,7 +219,7 @@ async def notify_payment(p: Platform, uow: UnitOfWork, payment_id: int, event: s
     view = await view_of(uow, row)
     await enqueue(
         p,
-        uow.conn,
+        uow,
         merchant_id=row.merchant_id,
         url=row.notify_url,
         event=event,

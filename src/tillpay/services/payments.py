@@ -28,7 +28,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay import logs
 from tillpay.domain import ledger, paycode, paydecision, risk, secmerchant
@@ -107,7 +106,7 @@ async def _replay(p: Platform, r: Reader, row: Row[Any], digest: str) -> PayOutc
             f"transaction id {row.partner_trans_id!r} was used before with different parameters",
         )
     # expire_on judges by the merchant's own time (a test merchant's clock may be ahead of real time).
-    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, r.conn, row.id):
+    if row.status == Status.WAIT_BUYER_PAY and row.expires_at and await expire_on(p, r, row.id):
         fresh = await payment_row(r, row.merchant_id, trade_no=row.trade_no)
         assert fresh is not None
         row = fresh
@@ -127,7 +126,7 @@ async def query(
             and row.expires_at
             and row.expires_at <= merchant.clock(p.now())
         ):
-            await expire_on(p, r.conn, row.id)
+            await expire_on(p, r, row.id)
             row = await payment_row(r, merchant.id, trade_no=row.trade_no)
             assert row is not None
         return await view_of(r, row)
@@ -229,7 +228,7 @@ def _gate(
     )
 
 
-async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, now: datetime) -> _Read | None:
+async def _payer_at_once(p: Platform, r: Reader, cmd: PayCommand, now: datetime) -> _Read | None:
     """The common case's facts in one statement (``paypath.READ``); None where the careful read is
     needed: a known transaction id (a repeat), a malformed code or an unknown device (nothing to join),
     or a terminal with a wrong code inside its rule's window (it takes a count). Reads only."""
@@ -239,7 +238,7 @@ async def _payer_at_once(p: Platform, conn: AsyncConnection, cmd: PayCommand, no
         return None
     # One statement, outside any transaction (a statement reads one consistent snapshot). On PostgreSQL
     # it also reads the account's facts, so that the common pay writes in one call (``_charge_at_once``).
-    drv = await Driver.of(conn)
+    drv = await r.driver()
     # The customer's totals are summed in the merchant's time (what a payment is stamped with: a test
     # merchant's clock may be ahead); the code and the bad-code window follow real time (``now``).
     merchant_now = cmd.merchant.clock(now)
@@ -330,11 +329,9 @@ async def _payer_carefully(
     disabled = False
     if cmd.store_id or cmd.terminal_id:
         disabled = await r.stores.disabled(cmd.merchant.id, cmd.store_id, cmd.terminal_id)
-    registered = await secmerchants.registered(
-        r.conn, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id
-    )
+    registered = await secmerchants.registered(r, cmd.merchant.id, cmd.secondary_merchant_id, cmd.store_id)
     base_cfg = risk.build(
-        await risk_service.layers_for(p, r.conn, partner_id=cmd.merchant.partner_id, login_id=None)
+        await risk_service.layers_for(p, r, partner_id=cmd.merchant.partner_id, login_id=None)
     )
     terminal_bad = 0
     if cmd.terminal_id and base_cfg.terminal_bad_codes:
@@ -363,7 +360,7 @@ async def _payer_carefully(
     if device is not None:
         user = await r.wallets.payer(device.user_id)
     if user is not None and user.currency != cmd.price_currency:
-        margin = await fx_service.stored_margin(p, r.conn, cmd.price_currency, user.currency)
+        margin = await fx_service.stored_margin(p, r, cmd.price_currency, user.currency)
     gate = _gate(
         p,
         cmd,
@@ -405,9 +402,8 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
     )
 
     async with p.reader() as r:
-        conn = r.conn
         now = p.now()
-        read = await _payer_at_once(p, conn, cmd, now)
+        read = await _payer_at_once(p, r, cmd, now)
         if read is None:
             found = await _payer_carefully(p, r, cmd, digest, now)
             if isinstance(found, PayOutcome):
@@ -416,9 +412,7 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
         admitted = paydecision.decide(paydecision.PayFacts(gate=read.gate))
         if admitted.verdict is PayVerdict.REFUSE:
             if admitted.counts_bad_code:
-                await code_limits.record_bad_code(
-                    p, conn, cmd.merchant.id, admitted.device_no, cmd.terminal_id
-                )
+                await code_limits.record_bad_code(p, r, cmd.merchant.id, admitted.device_no, cmd.terminal_id)
             raise admitted.error()
         assert admitted.step is not None and admitted.slot is not None and admitted.secondary is not None
         assert read.device_id is not None and read.user_id is not None and read.login_id is not None
@@ -436,8 +430,8 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
         )
         # The money rules of test merchants (services/testmode.py), before anything is recorded, from
         # the wallet's sandbox mark the read fetched.
-        await testmode.check_payer(p, conn, cmd.merchant.is_test, read.user_id, sandbox=read.sandbox)
-        rates = await p.rates(conn)
+        await testmode.check_payer(p, r, cmd.merchant.is_test, read.user_id, sandbox=read.sandbox)
+        rates = await p.rates(r)
         await r.end_read()  # the write below must not run inside the read's transaction
         # The code was checked at real time (a wallet's codes follow real time); what is recorded is
         # stamped with the merchant's time (a test merchant's test clock).
@@ -455,12 +449,12 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
                     at_once = False
                     try:
                         return await _charge_at_once(
-                            p, await Driver.of(conn), cmd, payer, quote, digest, now, read.account, real
+                            p, await r.driver(), cmd, payer, quote, digest, now, read.account, real
                         )
                     except _WalletChanged:
                         pass  # nothing was written: the careful write decides again
-                async with UnitOfWork.on(conn) as uow:
-                    out = await _charge(p, uow.conn, cmd, payer, quote, digest, now, code_now=real)
+                async with r.then_write() as uow:
+                    out = await _charge(p, uow, cmd, payer, quote, digest, now, code_now=real)
                     await uow.commit()
                 return out
             except _CodeTaken:
@@ -754,7 +748,7 @@ async def _charge_at_once(
 
 async def _charge(
     p: Platform,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     cmd: PayCommand,
     payer: _Payer,
     quote: Any,
@@ -766,11 +760,13 @@ async def _charge(
     """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger.
 
     ``now`` stamps what is recorded (the merchant's time); ``code_now`` is the real time the device and
-    its code are judged at, when a test merchant's clock is ahead of it.
+    its code are judged at, when a test merchant's clock is ahead of it. The pay's own statements
+    (store/paypath.py) run on the unit of work's connection through its driver.
     """
+    conn = uow.conn  # the pay's statements below take the connection itself
     use = {"device_id": payer.device_id, "step": payer.step, "slot": payer.slot, "created_at": now}
     who = {"user_id": payer.user_id, "partner_id": cmd.merchant.partner_id}
-    drv = await Driver.of(conn)
+    drv = await uow.driver()
     wallet: Any
     if drv.sqlite:  # BEGIN IMMEDIATE has run; statements cost no round trip
         if not drv.in_transaction:
@@ -851,7 +847,7 @@ async def _charge(
     if decided.paid and cmd.notify_url:
         await enqueue(
             p,
-            conn,
+            uow,
             merchant_id=cmd.merchant.id,
             url=cmd.notify_url,
             event="payment",

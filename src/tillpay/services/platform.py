@@ -11,16 +11,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tillpay.config import Settings
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import parse_amount
 from tillpay.services.security import HashPool
 from tillpay.store.engine import create_engine
-from tillpay.store.fx import FxRepository
 from tillpay.store.merchants import CREDENTIALS
-from tillpay.store.uow import Reader, UnitOfWork
+from tillpay.store.uow import Reader, Repositories, UnitOfWork
 
 #: How long a server process trusts its copy of a merchant (keys, status): changes reach every process
 #: within this time.
@@ -254,7 +253,7 @@ class Platform:
         """Drop a cached merchant after it changed."""
         self._merchants.pop(partner_id, None)
 
-    async def rates(self, conn: AsyncConnection) -> Mapping[tuple[str, str], Decimal]:
+    async def rates(self, repos: Repositories) -> Mapping[tuple[str, str], Decimal]:
         """The rates in effect now (latest effective row per pair), cached for one second."""
         now = self.now()
         # Valid for one second of both clocks: a rate that takes effect at a set time applies on time.
@@ -264,7 +263,7 @@ class Platform:
             and abs((now - self._rates[1]).total_seconds()) < 1
         ):
             return self._rates[2]
-        rows = await FxRepository(conn).rates_until(now)
+        rows = await repos.fx.rates_until(now)
         rates = {(r.base, r.quote): Decimal(r.rate) for r in rows}  # later rows win
         self._rates = (time.monotonic(), now, rates)
         return rates

@@ -35,8 +35,8 @@ async def precreate(p: Platform, cmd: PrecreateCommand) -> PaymentView:
             if existing.request_digest != digest:
                 raise TillpayError(Code.REPEAT_REQ_INCONSISTENT)
             return await view_of(uow, existing)
-        await stores.refuse_if_disabled(uow.conn, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
-        rate = find_rate(await p.rates(uow.conn), cmd.price_currency, cmd.settle_currency)
+        await stores.refuse_if_disabled(uow, cmd.merchant.id, cmd.store_id, cmd.terminal_id)
+        rate = find_rate(await p.rates(uow), cmd.price_currency, cmd.settle_currency)
         settle = (
             cmd.price_amount
             if cmd.price_currency == cmd.settle_currency

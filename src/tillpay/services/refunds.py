@@ -26,7 +26,6 @@ from tillpay.services.payment_common import (
 )
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import CancelOutcome, PaymentView, RefundView
-from tillpay.store.ledger import post_entry
 from tillpay.store.uow import Repositories, UnitOfWork
 
 log = structlog.get_logger("tillpay.payments")
@@ -67,9 +66,7 @@ async def _apply_refund(
     if is_last:
         wallet = left
     elif policy == "refund_day" and row.price_currency != row.wallet_currency:
-        day_rate = find_rate(
-            await fx_service.rates_at(p, uow.conn, now), row.price_currency, row.wallet_currency
-        )
+        day_rate = find_rate(await fx_service.rates_at(p, uow, now), row.price_currency, row.wallet_currency)
         wallet = min(convert(amount, row.price_currency, row.wallet_currency, day_rate), left)
     gain = original - wallet
     refund_id = await uow.payments.add_refund_if_new(
@@ -106,8 +103,7 @@ async def _apply_refund(
         values.update(status=transition(Status(row.status), event).value, closed_at=now)
         values["result_code"] = Code.TRADE_HAS_CLOSE.value
     await uow.payments.change(row.id, **values)
-    await post_entry(
-        uow.conn,
+    await uow.ledger.post(
         kind="refund",
         ref=f"refund:{refund_id}",
         postings=ledger.reverse_conversion(
@@ -126,7 +122,7 @@ async def _apply_refund(
     refund_view = await _refund_view(uow, refund_id)
     await enqueue(
         p,
-        uow.conn,
+        uow,
         merchant_id=row.merchant_id,
         url=notify_url,
         event="refund",

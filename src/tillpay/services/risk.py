@@ -9,13 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain import risk
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.money import format_amount
 from tillpay.services.platform import Platform
 from tillpay.store.risk import RiskRepository
+from tillpay.store.uow import Repositories
 
 SCOPES = ("scheme", "merchant", "user")
 
@@ -128,11 +127,11 @@ async def stored_rules(p: Platform) -> dict[str, Any]:
 
 
 async def layers_for(
-    p: Platform, conn: AsyncConnection, *, partner_id: str, login_id: str | None
+    p: Platform, repos: Repositories, *, partner_id: str, login_id: str | None
 ) -> list[dict[str, Any]]:
-    """The scheme, merchant and user rule layers that apply to one payment, in override order (read on
-    the caller's connection ``conn``, inside its transaction)."""
-    return _layers(p, await RiskRepository(conn).layers_for(partner_id, login_id))
+    """The scheme, merchant and user rule layers that apply to one payment, in override order (read in
+    the caller's unit of work or reader, inside its transaction)."""
+    return _layers(p, await repos.risk.layers_for(partner_id, login_id))
 
 
 def _layers(p: Platform, stored: dict[str, str]) -> list[dict[str, Any]]:
@@ -159,7 +158,7 @@ def periods(p: Platform, now: datetime) -> tuple[datetime, datetime]:
 
 
 async def customer_totals(
-    p: Platform, conn: AsyncConnection, user_id: int, cfg: risk.RiskConfig
+    p: Platform, repos: Repositories, user_id: int, cfg: risk.RiskConfig
 ) -> tuple[int, int, int]:
     """Today's and this month's paid-or-waiting amounts, and the payments in the velocity window.
 
@@ -169,11 +168,11 @@ async def customer_totals(
     now = p.now()
     day, month = periods(p, now)
     since_velocity = now - timedelta(minutes=cfg.velocity_minutes)
-    return await RiskRepository(conn).customer_totals(user_id, day, month, since_velocity)
+    return await repos.risk.customer_totals(user_id, day, month, since_velocity)
 
 
 async def record(
-    conn: AsyncConnection,
+    repos: Repositories,
     payment_id: int,
     decision: risk.Decision,
     inputs: risk.RiskInputs,
@@ -184,7 +183,7 @@ async def record(
 ) -> None:
     """Store a decision with the rules that fired, the facts they saw and the rules in force."""
     text = config_text if config_text is not None else json.dumps(risk.to_text(cfg))
-    await RiskRepository(conn).add_decision(decision_values(payment_id, decision, inputs, text, now))
+    await repos.risk.add_decision(decision_values(payment_id, decision, inputs, text, now))
 
 
 def decision_values(

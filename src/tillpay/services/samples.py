@@ -22,7 +22,6 @@ from tillpay.domain.payment import Status
 from tillpay.outbound import notify_url_problem
 from tillpay.services.platform import Merchant, Platform
 from tillpay.services.views import PaymentView, RefundView
-from tillpay.store import outbox
 
 #: The marker every id of a sample starts with.
 MARK = "SAMPLE"
@@ -215,8 +214,7 @@ async def send_samples(p: Platform, merchant: Merchant, dialects: tuple[str, ...
         for dialect in dialects:
             for kind in KINDS[dialect]:
                 nid = _sample_id()
-                await outbox.enqueue(
-                    uow.conn,
+                await uow.outbox.enqueue(
                     notify_id=nid,
                     merchant_id=merchant.id,
                     url=url,

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.domain.secmerchant import Registered, Registration
 from tillpay.services.platform import Platform
-from tillpay.store.secmerchants import SecondaryRepository
 from tillpay.store.secmerchants import registered_columns as registered_columns
+from tillpay.store.uow import Repositories
 
 #: Registration field → ``secondary_merchants`` column (the rest of the store's fields keep their names).
 _MERCHANT_COLUMNS = {
@@ -260,10 +258,10 @@ def registered_of(row: Any) -> Registered | None:
 
 
 async def registered(
-    conn: AsyncConnection, merchant_id: int, secondary_merchant_id: str | None, store_id: str | None
+    repos: Repositories, merchant_id: int, secondary_merchant_id: str | None, store_id: str | None
 ) -> Registered | None:
     """What is registered about a pay's secondary merchant and store (one statement)."""
     if not secondary_merchant_id:
         return None
-    row = await SecondaryRepository(conn).registered(merchant_id, secondary_merchant_id, store_id)
+    row = await repos.secondary.registered(merchant_id, secondary_merchant_id, store_id)
     return registered_of(row) if row is not None else None

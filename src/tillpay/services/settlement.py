@@ -35,7 +35,6 @@ from tillpay.config import Settings
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.platform import Platform
-from tillpay.store.ledger import post_entry
 from tillpay.store.uow import UnitOfWork
 
 log = structlog.get_logger("tillpay.settlement")
@@ -401,8 +400,7 @@ async def _batch_once(
     )
     postings = dom.settlement_postings(m.id, currency, tot.fee, tot.payout_amount)
     if postings:
-        await post_entry(
-            uow.conn,
+        await uow.ledger.post(
             kind="settlement",
             ref=f"settlement:{batch_id}",
             postings=postings,
@@ -436,8 +434,7 @@ async def _pay_due(p: Platform, day: date, cutoff: datetime) -> None:
                 payee_bic=row.payee_bic,
                 payee_name=row.payee_name,
             )
-            await post_entry(
-                uow.conn,
+            await uow.ledger.post(
                 kind="payout",
                 ref=f"payout:{row.id}",
                 postings=dom.payout_postings(row.currency, row.payout_amount),

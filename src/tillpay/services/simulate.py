@@ -629,7 +629,7 @@ async def _bulk(
     """Write the day in large transactions with the services' rules (see the module doc)."""
     rng = random.Random(f"{prefix}{len(plans)}")  # ids differ between simulated days and seeds
     async with p.reader() as r:
-        rates = await p.rates(r.conn)
+        rates = await p.rates(r)
     balances = {c.user_id: c.balance for c in customers}
     for lo in range(0, len(plans), BULK_CHUNK):
         chunk = plans[lo : lo + BULK_CHUNK]
@@ -708,8 +708,7 @@ async def _bulk(
             for pid, values in updates.items():
                 await uow.simulation.set_payment(pid, values)
             # The one ledger writer, batch form: the same balance check and overdraft guard.
-            await ledger_store.post_entries(
-                uow.conn,
+            await uow.ledger.post_many(
                 [
                     ledger_store.Entry(
                         kind=e["kind"],

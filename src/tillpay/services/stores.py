@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services.platform import Platform
-from tillpay.store.stores import StoresRepository
 from tillpay.store.stores import disabled_clause as disabled_clause
+from tillpay.store.uow import Repositories
 
 ID_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
@@ -113,11 +112,11 @@ async def set_status(p: Platform, merchant_id: int, kind: str, ident: str, statu
 
 
 async def refuse_if_disabled(
-    conn: AsyncConnection, merchant_id: int, store_id: str | None, terminal_id: str | None
+    repos: Repositories, merchant_id: int, store_id: str | None, terminal_id: str | None
 ) -> None:
     """ILLEGAL_ARGUMENT if the terminal, or the store, of a pay is disabled: one indexed lookup."""
     if not store_id and not terminal_id:
         return
-    if await StoresRepository(conn).disabled(merchant_id, store_id, terminal_id):
+    if await repos.stores.disabled(merchant_id, store_id, terminal_id):
         where = f"terminal {terminal_id}" if terminal_id else f"store {store_id}"
         raise TillpayError(Code.ILLEGAL_ARGUMENT, f"{where} is disabled in the merchant console")

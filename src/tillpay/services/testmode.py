@@ -24,15 +24,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tillpay.domain import settlement as dom
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.services import sandbox_settlement
 from tillpay.services.expiry import expire_due
 from tillpay.services.platform import Merchant, Platform
-from tillpay.store.merchants import MerchantsRepository
-from tillpay.store.wallets import WalletsRepository
+from tillpay.store.uow import Repositories
 
 #: The detail of the refusals (the code is RISK_REJECT in every dialect).
 SANDBOX_ONLY = "a test merchant takes sandbox wallets only (tillpay wallet add --sandbox)"
@@ -56,7 +53,7 @@ def payer_problem(*, test_merchant: bool, sandbox_wallet: bool, sandbox_server: 
 
 
 async def check_payer(
-    p: Platform, conn: AsyncConnection, test_merchant: bool, user_id: int, *, sandbox: bool | None = None
+    p: Platform, repos: Repositories, test_merchant: bool, user_id: int, *, sandbox: bool | None = None
 ) -> None:
     """Refuse (RISK_REJECT) a wallet the money rules keep from paying this merchant; reads only.
 
@@ -65,7 +62,7 @@ async def check_payer(
     if not test_merchant and p.settings.sandbox:
         return  # a live merchant on a sandbox server takes any wallet: nothing to read
     if sandbox is None:
-        sandbox = await WalletsRepository(conn).is_sandbox(user_id)
+        sandbox = await repos.wallets.is_sandbox(user_id)
     problem = payer_problem(
         test_merchant=test_merchant, sandbox_wallet=bool(sandbox), sandbox_server=p.settings.sandbox
     )
@@ -73,9 +70,9 @@ async def check_payer(
         raise TillpayError(Code.RISK_REJECT, problem)
 
 
-async def merchant_of_payment(conn: AsyncConnection, merchant_id: int) -> tuple[bool, int]:
+async def merchant_of_payment(repos: Repositories, merchant_id: int) -> tuple[bool, int]:
     """(is a test merchant, clock offset in seconds) of a payment's merchant."""
-    return await MerchantsRepository(conn).test_mark(merchant_id)
+    return await repos.merchants.test_mark(merchant_id)
 
 
 # -------------------------------------------------------------------------------------------- clock

@@ -349,7 +349,7 @@ async def order(p: Platform, trade_no: str, user: WalletUser | None = None) -> O
                 row.price_currency,
                 row.settle_currency,
                 user.currency,
-                await p.rates(r.conn),
+                await p.rates(r),
             )
         except TillpayError:
             return Order(view, names.get(row.merchant_id, ""))

@@ -15,7 +15,6 @@ from tillpay.domain.money import exponent, known_currency
 from tillpay.services.payment_common import MAX_MAJOR
 from tillpay.services.platform import Platform
 from tillpay.services.security import hash_secret
-from tillpay.store.ledger import post_entry
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9._+@-]{3,64}$")
 PIN_RE = re.compile(r"^\d{6}$")
@@ -188,8 +187,7 @@ async def _fund_once(p: Platform, user: WalletUser, amount: int, reference: str,
         if entry_id is None:
             if sandbox:
                 await uow.wallets.mark_sandbox(user.id)
-            await post_entry(
-                uow.conn,
+            await uow.ledger.post(
                 kind="topup",
                 ref=ref,
                 postings=[

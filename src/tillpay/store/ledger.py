@@ -222,3 +222,29 @@ def pg_ledger_args(postings: list[ledger.Posting]) -> list[Any]:
         wallet.currency,
         wallet.amount,
     ]
+
+
+class LedgerRepository:
+    """The ledger writer over a unit of work's connection (``uow.ledger``), in its transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def post(
+        self,
+        *,
+        kind: str,
+        ref: str,
+        postings: list[ledger.Posting],
+        now: datetime,
+        payment_id: int | None = None,
+        memo: str | None = None,
+    ) -> None:
+        """One balanced journal entry (:func:`post_entry`)."""
+        await post_entry(
+            self.conn, kind=kind, ref=ref, postings=postings, now=now, payment_id=payment_id, memo=memo
+        )
+
+    async def post_many(self, entries: Sequence[Entry]) -> list[int]:
+        """Entries in one batch (:func:`post_entries`): their ids, in order."""
+        return await post_entries(self.conn, entries)

@@ -13,10 +13,18 @@ from tillpay.store.engine import sync_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _REVISION = re.compile(r'^revision\s*=\s*"([^"]+)"', re.M)
 _DOWN = re.compile(r'^down_revision\s*=\s*"([^"]+)"', re.M)
+
+
+async def database_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revisions the database says it is at (``alembic_version``), read on the server's engine."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return frozenset(r[0] for r in rows)
 
 
 def alembic_config(database_url: str) -> Config:

@@ -225,3 +225,39 @@ async def redeliver(
 
 
 _MINUTE = timedelta(minutes=1)
+
+
+class OutboxRepository:
+    """The outbox over a unit of work's connection (``uow.outbox``), in its transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def enqueue(
+        self,
+        *,
+        notify_id: str,
+        merchant_id: int,
+        url: str,
+        event: str,
+        dialect: str,
+        payload: dict[str, Any],
+        now: datetime,
+        payment_id: int | None = None,
+        refund_id: int | None = None,
+        sign_type: str = "RSA2",
+    ) -> None:
+        """A notification due now (:func:`enqueue`), existing iff the unit of work commits."""
+        await enqueue(
+            self.conn,
+            notify_id=notify_id,
+            merchant_id=merchant_id,
+            url=url,
+            event=event,
+            dialect=dialect,
+            payload=payload,
+            now=now,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            sign_type=sign_type,
+        )

@@ -26,9 +26,12 @@ from tillpay.store.audit import AuditReads
 from tillpay.store.codes import CodesRepository
 from tillpay.store.console import ConsoleReads
 from tillpay.store.console_users import ConsoleUsersRepository
+from tillpay.store.driver import Driver
 from tillpay.store.fx import FxRepository
+from tillpay.store.ledger import LedgerRepository
 from tillpay.store.merchants import MerchantsRepository
 from tillpay.store.metrics import MetricsReads
+from tillpay.store.outbox import OutboxRepository
 from tillpay.store.payments import PaymentsRepository
 from tillpay.store.risk import RiskRepository
 from tillpay.store.sandbox_actions import SandboxActionsRepository
@@ -50,6 +53,10 @@ class _Repositories:
         if self._conn is None:
             raise RuntimeError("use the unit of work inside its `async with` block")
         return self._conn
+
+    async def driver(self) -> Driver:
+        """The connection's own driver, for the pay path's prepared statements (store/paypath.py)."""
+        return await Driver.of(self.conn)
 
     @property
     def attempts(self) -> AttemptsRepository:
@@ -82,6 +89,11 @@ class _Repositories:
         return FxRepository(self.conn)
 
     @property
+    def ledger(self) -> LedgerRepository:
+        """The ledger writer: balanced journal entries and the wallets' stored balances."""
+        return LedgerRepository(self.conn)
+
+    @property
     def merchants(self) -> MerchantsRepository:
         """Merchants, their key versions, test merchants and per-minute allowances."""
         return MerchantsRepository(self.conn)
@@ -90,6 +102,11 @@ class _Repositories:
     def metrics(self) -> MetricsReads:
         """The bounded counts a metrics scrape reads."""
         return MetricsReads(self.conn)
+
+    @property
+    def outbox(self) -> OutboxRepository:
+        """Notifications to merchants, written in the change's transaction."""
+        return OutboxRepository(self.conn)
 
     @property
     def payments(self) -> PaymentsRepository:
@@ -193,6 +210,12 @@ class Reader(_Repositories):
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
         return self
+
+    def then_write(self) -> UnitOfWork:
+        """The write phase on the read's own connection (``UnitOfWork.on``): the read's transaction is
+        rolled back first; on SQLite, where a process has one connection, this is the only way to write
+        after reading."""
+        return UnitOfWork.on(self.conn)
 
     async def end_read(self) -> None:
         """End the read's transaction, if a statement began one, before a write on the same connection

@@ -5,9 +5,13 @@ a byte of the body is read; otherwise the body is counted as it arrives and the 
 as soon as it passes the limit, so a large POST costs the server at most the limit in memory. The
 whole body must arrive within ``body_timeout_seconds`` (uvicorn has no body timeout), else 408.
 
-``TimedH11Protocol`` is uvicorn's h11 protocol with a header deadline: a connection that has not sent
-a complete request head within ``header_timeout_seconds`` of connecting (or of starting its next
-request) is closed. ``tillpay serve`` runs uvicorn with it.
+``TimedHttpToolsProtocol`` is uvicorn's httptools protocol (the C parser, llhttp) with a header
+deadline and a head size limit: a connection that has not sent a complete request head within
+``header_timeout_seconds`` of connecting (or of starting its next request) is closed, and a head above
+``max_header_bytes`` is answered 400 and closed. ``tillpay serve`` runs uvicorn with it.
+``TimedH11Protocol`` is the same deadline on uvicorn's pure-Python h11 protocol (whose own
+``h11_max_incomplete_event_size`` bounds the head), kept for comparison and for platforms without
+httptools.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
 
@@ -176,3 +181,83 @@ class TimedH11Protocol(H11Protocol):
         self._head_timer = None
         if self._waiting_for_head() and not self.transport.is_closing():
             self.transport.close()
+
+
+class TimedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections whose request head is not complete in time and
+    refusing (400) a head larger than uvicorn's ``h11_max_incomplete_event_size`` (``max_header_bytes``).
+
+    llhttp has no head size limit of its own and httptools gathers a header line until it ends, so the
+    bytes received while a head is incomplete are counted here: h11 refuses the same heads.
+    """
+
+    header_timeout = _header_timeout()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _waiting_for_head(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._waiting_for_head()
+        if waiting:
+            self._arm()  # the first bytes of a (next) request start its head's clock
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if not self._waiting_for_head():
+            self._disarm()
+            self._head_bytes = 0
+        elif waiting and self._head_bytes > self._limit():
+            if not self.transport.is_closing():
+                self.send_400_response("Request head too large.")
+
+    def _limit(self) -> int:
+        return self.config.h11_max_incomplete_event_size or _MAX_HEAD
+
+    # The parser's callbacks: the parsed head's size (a head that arrives whole in one read never looks
+    # incomplete above). An error raised here makes httptools refuse the request, answered 400.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._parsed_head = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_head += len(url)
+        if self._parsed_head > self._limit():
+            raise _HeadTooLarge
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_head += len(name) + len(value) + 4  # ": " and the line end
+        if self._parsed_head > self._limit():
+            raise _HeadTooLarge
+        super().on_header(name, value)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class _HeadTooLarge(Exception):
+    """A request head above the limit (raised inside the parser, which then refuses the request)."""
+
+
+#: The head size limit when the server was started without one (h11's own default).
+_MAX_HEAD = 16 * 1024

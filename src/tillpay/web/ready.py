@@ -11,13 +11,12 @@ import functools
 
 import structlog
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tillpay import __version__
 from tillpay.services.platform import Platform
-from tillpay.store.migrate import alembic_config
+from tillpay.store.migrate import alembic_config, database_revisions
 
 log = structlog.get_logger("tillpay.web")
 
@@ -32,17 +31,11 @@ def known_revisions() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(script.get_heads()), frozenset(r.revision for r in script.walk_revisions())
 
 
-async def _database_revisions(p: Platform) -> frozenset[str]:
-    async with p.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
-        return frozenset(r[0] for r in rows)
-
-
 async def problem(p: Platform) -> str | None:
     """None when ready, else why not, in a sentence an operator can act on."""
     heads, known = await asyncio.to_thread(known_revisions)
     try:
-        found = await asyncio.wait_for(_database_revisions(p), READY_DB_SECONDS)
+        found = await asyncio.wait_for(database_revisions(p.engine), READY_DB_SECONDS)
     except TimeoutError:
         return f"database did not answer within {READY_DB_SECONDS:g} seconds"
     except Exception as e:  # any driver's error: unreachable, refused, no such table

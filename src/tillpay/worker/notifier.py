@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 import httpx
 import structlog
-from sqlalchemy import select
 
 from tillpay import logs
 from tillpay.outbound import USER_AGENT, Answer, OutboundClient, OutboundError, excerpt
@@ -25,7 +24,6 @@ from tillpay.protocols.openapi import notify as openapi_notify
 from tillpay.services import magic, testmode
 from tillpay.services.platform import Merchant, Platform
 from tillpay.store import outbox
-from tillpay.store import tables as t
 
 log = structlog.get_logger("tillpay.notify")
 
@@ -98,12 +96,8 @@ async def _claim(p: Platform, limit: int, busy: Mapping[int, int]) -> list[Any]:
 
 
 async def _partner_of(p: Platform, merchant_id: int) -> str:
-    async with p.engine.connect() as conn:
-        return str(
-            (
-                await conn.execute(select(t.merchants.c.partner_id).where(t.merchants.c.id == merchant_id))
-            ).scalar_one()
-        )
+    async with p.reader() as r:
+        return await r.merchants.partner_of(merchant_id)
 
 
 def sent_headers(url: str, content: bytes, headers: Mapping[str, str]) -> dict[str, str]:
