@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tillpay.bench.data import BenchDevice, BenchMerchant
-from tillpay.bench.requests import Order, plan
+from tillpay.bench.requests import Order, continue_after, plan, wallets_for
 
 MERCHANTS = [
     BenchMerchant("2088000000000001", "k" * 32, "key", "2021000000000001", "TPA", "CNY"),
@@ -36,6 +36,41 @@ def test_no_payment_code_is_planned_twice_across_streams_and_runs() -> None:
     codes = [o.code for run in (first, second) for s in run for o in s]
     assert len(codes) == 380 and len(set(codes)) == 380
     assert {o.kind for s in first for o in s} == {"mapi.pay", "openapi.pay", "antom.pay"}
+
+
+def test_wallets_added_after_the_warm_up_never_replan_its_codes() -> None:
+    # The warm-up plans 235 codes over 50 wallets (slots 0-4); the run needs 400 more, more than the 50
+    # wallets have left, so wallets are added. Code j over more wallets names other (device, slot)
+    # pairs: started at j = 235 it would hand out the warm-up's own codes again (CODE_USED).
+    devs = devices(200)
+    warm = plan("pay", MERCHANTS, devs[:50], streams=1, per_stream=235, now_unix=1_800_000_000, run_id="w")
+    wallets = wallets_for(235, 50, 400)
+    assert wallets > 50
+    naive = plan(
+        "pay",
+        MERCHANTS,
+        devs[:wallets],
+        streams=1,
+        per_stream=400,
+        now_unix=1_800_000_000,
+        run_id="n",
+        first_code=235,
+    )
+    warm_codes = {o.code for s in warm for o in s}
+    assert warm_codes & {o.code for s in naive for o in s}  # the collision this guards against
+    main = plan(
+        "pay",
+        MERCHANTS,
+        devs[:wallets],
+        streams=1,
+        per_stream=400,
+        now_unix=1_800_000_000,
+        run_id="m",
+        first_code=continue_after(235, 50, wallets),
+    )
+    assert not warm_codes & {o.code for s in main for o in s}
+    # With no wallets added the next plan simply goes on.
+    assert wallets_for(100, 50, 300) == 50 and continue_after(100, 50, 50) == 100
 
 
 def test_too_few_wallets_for_the_requests_is_refused_with_the_remedy() -> None:

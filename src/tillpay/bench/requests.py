@@ -67,6 +67,30 @@ def _amount(rng: random.Random, currency: str, big: bool) -> int:
     return rng.randint(2_500, 4_000) if big else rng.randint(20, 700)
 
 
+def continue_after(used: int, devices_before: int, devices_now: int) -> int:
+    """Where a plan over ``devices_now`` wallets starts so that it reuses no code of the ``used`` codes
+    planned before over ``devices_before`` wallets (in the same minute).
+
+    Code ``j`` is device ``j % n``, slot ``j // n``: with as many wallets as before, the next plan simply
+    goes on at ``used``; with more, the same ``j`` names other (device, slot) pairs, so the plan starts at
+    the first slot the earlier codes never reached.
+    """
+    if devices_now == devices_before:
+        return used
+    return -(-used // devices_before) * devices_now
+
+
+def wallets_for(used: int, devices_before: int, more: int) -> int:
+    """How many wallets give ``more`` codes after ``used`` ones over ``devices_before`` wallets (at least
+    ``devices_before``; see ``continue_after``)."""
+    if used + more <= devices_before * paycode.SLOTS:
+        return devices_before
+    free_slots = paycode.SLOTS - -(-used // devices_before)
+    if free_slots <= 0:
+        raise ValueError(f"{used} codes used every slot of {devices_before} wallets; give more --users")
+    return max(devices_before, -(-more // free_slots))
+
+
 def plan(
     workload: str,
     merchants: Sequence[BenchMerchant],

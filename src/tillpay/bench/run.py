@@ -30,7 +30,6 @@ from sqlalchemy import func, select
 
 from tillpay.bench import data, loadgen, requests, scrape
 from tillpay.config import Settings
-from tillpay.domain import paycode
 from tillpay.services.platform import Platform
 from tillpay.store import tables as t
 from tillpay.store.engine import is_sqlite
@@ -336,10 +335,13 @@ def run(cfg: RunConfig, *, say: Any = print) -> RunResult:
             headroom = (1.6 if cfg.warmup >= 3 else 3.0) * (1.5 if cfg.workload == "mix" else 1.0)
             rate = max(cfg.min_rate, int(warm_rate * headroom))
             per_stream = rate * cfg.seconds // cfg.threads + cfg.connections
-            need = (next_code + per_stream * cfg.threads) // paycode.SLOTS + 1 - len(fixture.devices)
+            wallets = len(fixture.devices)
+            need = requests.wallets_for(next_code, wallets, per_stream * cfg.threads) - wallets
             if need > 0:
                 say(f"adding {need} wallets for enough fresh payment codes")
-                fixture.devices.extend(asyncio.run(_more_wallets(url, len(fixture.devices), need)))
+                fixture.devices.extend(asyncio.run(_more_wallets(url, wallets, need)))
+                # The warm-up's codes are not planned again over the larger set of wallets.
+                next_code = requests.continue_after(next_code, wallets, len(fixture.devices))
             say(f"warm-up {warm_rate:.0f} req/s; preparing {per_stream * cfg.threads} signed requests")
             t1 = time.monotonic()
             main_paths, _ = _prepare(cfg, fixture, workdir / "main", per_stream, next_code, "m", targets)
