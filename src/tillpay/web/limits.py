@@ -9,9 +9,6 @@ whole body must arrive within ``body_timeout_seconds`` (uvicorn has no body time
 deadline and a head size limit: a connection that has not sent a complete request head within
 ``header_timeout_seconds`` of connecting (or of starting its next request) is closed, and a head above
 ``max_header_bytes`` is answered 400 and closed. ``tillpay serve`` runs uvicorn with it.
-``TimedH11Protocol`` is the same deadline on uvicorn's pure-Python h11 protocol (whose own
-``h11_max_incomplete_event_size`` bounds the head), kept for comparison and for platforms without
-httptools.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tillpay.protocols.heartbeat.gateway import PATH as HEARTBEAT_PATH
@@ -57,8 +53,8 @@ def _origin_form(scope: Scope) -> Scope:
     """The request target as a path, when a client sent the absolute form (``POST https://host/path``).
 
     A server must accept the absolute form (RFC 9112 §3.2.2), and global-open-sdk-python sends it.
-    uvicorn's h11 protocol, which ``tillpay serve`` runs for its header deadline, passes it through as
-    the path; its httptools protocol did not.
+    uvicorn's httptools protocol, which ``tillpay serve`` runs, already gives the path; this keeps any
+    other server in front of the app right.
     """
     path = scope.get("path", "")
     if not path.startswith(("http://", "https://")):
@@ -142,45 +138,6 @@ def _header_timeout() -> float:  # float-ok: seconds
         return float(os.environ.get("TILLPAY_HEADER_TIMEOUT_SECONDS", "10"))
     except ValueError:
         return 10.0
-
-
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing connections whose request head is not complete in time."""
-
-    header_timeout = _header_timeout()
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def _arm(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _waiting_for_head(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiting_for_head():
-            self._arm()  # the first bytes of a (next) request start its head's clock
-        super().data_received(data)
-        if not self._waiting_for_head():
-            self._disarm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if self._waiting_for_head() and not self.transport.is_closing():
-            self.transport.close()
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
