@@ -6,7 +6,7 @@ they look at and records a wrong code as a side effect of a refused pay (docs/se
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
@@ -59,13 +59,3 @@ async def bad_code_alert(p: Platform, merchant_id: int) -> int | None:
     async with p.reader() as r:
         n = await bad_codes_in_window(p, r, merchant_id)
     return n if n >= p.settings.bad_code_alert_threshold else None
-
-
-async def terminal_bad_codes(r: Repositories, merchant_id: int, terminal_id: str, since: datetime) -> int:
-    """The wrong codes one terminal of the merchant sent after ``since``."""
-    return await r.codes.terminal_bad_codes(merchant_id, terminal_id, since)
-
-
-async def device_bad_codes(r: Repositories, merchant_id: int, device_no: int, since: datetime) -> int:
-    """The merchant's wrong codes for one device after ``since``."""
-    return await r.codes.device_bad_codes(merchant_id, device_no, since)

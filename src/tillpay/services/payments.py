@@ -335,11 +335,8 @@ async def _payer_carefully(
     )
     terminal_bad = 0
     if cmd.terminal_id and base_cfg.terminal_bad_codes:
-        terminal_bad = await code_limits.terminal_bad_codes(
-            r,
-            cmd.merchant.id,
-            cmd.terminal_id,
-            now - timedelta(minutes=base_cfg.terminal_window_minutes),
+        terminal_bad = await r.codes.terminal_bad_codes(
+            cmd.merchant.id, cmd.terminal_id, now - timedelta(minutes=base_cfg.terminal_window_minutes)
         )
     try:
         device_no: int | None = paycode.parse(cmd.code).device_no
@@ -350,11 +347,8 @@ async def _payer_carefully(
     user: Any = None
     margin: int | None = None
     if device_no is not None:
-        device_bad = await code_limits.device_bad_codes(
-            r,
-            cmd.merchant.id,
-            device_no,
-            now - timedelta(seconds=p.settings.bad_code_window_seconds),
+        device_bad = await r.codes.device_bad_codes(
+            cmd.merchant.id, device_no, now - timedelta(seconds=p.settings.bad_code_window_seconds)
         )
         device = await r.wallets.device_by_no(device_no)
     if device is not None:
