@@ -344,8 +344,6 @@ def pgbench_script(devices: int, merchant: int, partner: str, clients: int = 16)
         f"ARRAY['wallet' || chr(58) || :dev, 'merchant' || chr(58) || '{merchant}' || chr(58) || 'payable']",
         "ARRAY['CNY', 'CNY']",
         "ARRAY[-1000, 1000]",
-        "'CNY'",
-        "-1000",
         "NULL",
         "(now() AT TIME ZONE 'UTC')",
         "(now() AT TIME ZONE 'UTC')",

@@ -473,25 +473,19 @@ async def _pg_writes(
     inputs: risk.RiskInputs,
     cfg_text: str,
     now: datetime,
-    postings: list[ledger.Posting],
     release: dict[str, Any] | None = None,
 ) -> int:
-    """PostgreSQL: the payment, its risk decision and (when paid) its ledger entry, or (``release``)
-    the code's use taken back, in one statement: exactly what the SQLite branch of ``_charge`` writes
-    statement by statement."""
+    """PostgreSQL: the payment and its risk decision, and (``release``) the code's use taken back, in
+    one statement: exactly what the SQLite branch of ``_charge`` writes statement by statement. The
+    ledger entry follows through the ledger writer."""
     d = risk_service.decision_values(0, decision, inputs, cfg_text, now)
     args: list[Any] = [*values.values(), d["verdict"], d["rule"], d["code"], d["fired"], d["inputs"]]
     args += [d["config"], now]
-    if postings:
-        args += ledger_store.pg_ledger_args(postings)
-    elif release is not None:
+    if release is not None:
         args += [release["device_id"], release["step"], release["slot"]]
-    sql = paypath.pg_writes(tuple(values), bool(postings), release=not postings and release is not None)
-    rows = await drv.pg_rows(sql, args)
+    rows = await drv.pg_rows(paypath.pg_writes(tuple(values), release=release is not None), args)
     if not rows:
         raise _IdTaken
-    if rows[0]["wallet_rows"] != 1:
-        raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
     return int(rows[0]["id"])
 
 
@@ -684,14 +678,9 @@ async def _charge_at_once(
         code_now,
     )
     d = risk_service.decision_values(0, decided.decision, decided.inputs, decided.cfg_text, now)
-    ledger_args: list[Any] = [None, None, None, None, None]
+    ledger_args: list[Any] = [None, None, None]
     if decided.postings:
-        accounts, currencies, amounts, wallet_id, wallet_currency, delta = ledger_store.pg_ledger_args(
-            decided.postings
-        )
-        if wallet_id != payer.user_id:
-            raise RuntimeError("a payment's wallet line is not the payer's wallet")
-        ledger_args = [accounts, currencies, amounts, wallet_currency, delta]
+        ledger_args = list(ledger_store.payment_entry_arrays(decided.postings, payer.user_id))
     outbox_args: list[str | None] | None = None
     if decided.paid and cmd.notify_url:
         payload = json.dumps({"payment": _view(decided, 0, payer.login_id).to_json()}, separators=(",", ":"))
@@ -823,19 +812,20 @@ async def _charge(
         await drv.rows(paypath.RISK_DECISION, decided_row, tuple(decided_row))
         if release is not None:
             await drv.rows(paypath.CODE_RELEASE, release)
-        if decided.paid:
-            await post_entry(
-                conn,
-                kind="payment",
-                ref=f"payment:{payment_id}",
-                postings=postings,
-                now=now,
-                payment_id=payment_id,
-                driver=drv,
-            )
     else:
         payment_id = await _pg_writes(
-            drv, values, decided.decision, decided.inputs, decided.cfg_text, now, postings, release
+            drv, values, decided.decision, decided.inputs, decided.cfg_text, now, release
+        )
+    if decided.paid:
+        # The ledger writer (on PostgreSQL one call of its function; on SQLite its statements).
+        await post_entry(
+            conn,
+            kind="payment",
+            ref=f"payment:{payment_id}",
+            postings=postings,
+            now=now,
+            payment_id=payment_id,
+            driver=drv,
         )
     view = _view(decided, payment_id, wallet["login_id"])
     if decided.paid and cmd.notify_url:

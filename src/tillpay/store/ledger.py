@@ -1,16 +1,16 @@
 """The ledger writer: journal entries, their postings and the wallets' stored balances. The only one.
 
 Every writer of money goes through here: payments and confirmations, refunds and cancels, top-ups,
-settlement, the bench's data, ``simulate``'s bulk days (``post_entries``, the batch form) and the pay
-path's one PostgreSQL statement (``pg_ledger_ctes``, whose text this module writes). Each entry is
-balanced per currency (``domain.ledger.check_balanced``); a wallet's stored balance changes only in the
-same transaction as its postings, under the guard ``balance + delta >= 0``, so an overdraft is
-impossible whatever the caller checked.
+settlement, the bench's data, the careful pay and ``simulate``'s bulk days (``post_entries``, the batch
+form). Each entry is balanced per currency (``domain.ledger.check_balanced``); a wallet's stored balance
+changes only in the same transaction as its postings, under the guard ``balance + delta >= 0``, so an
+overdraft is impossible whatever the caller checked.
 
-One exception in form, not in rule: PostgreSQL's common pay writes its entry inside the function
-``tillpay_pay`` (migration 0118), with the same three statements as ``pg_ledger_ctes`` and the same
-guard, from the arguments :func:`pg_ledger_args` makes (the entry balanced by ``check_balanced``).
-``tests/services/test_pay_matrix.py`` and the ledger audit hold both forms to the same rows.
+On PostgreSQL an entry is one call of the function ``tillpay_post_entry`` (migration 0124), which holds
+the entry's statements and the guard; PostgreSQL's common pay calls the same function from inside
+``tillpay_pay``, with the arrays :func:`entry_arrays` makes. On SQLite the same rows are written statement
+by statement here, with the same guard. ``tests/store/test_ledger_writer.py`` holds both databases to the
+same rows and refusals.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import BigInteger, Integer, Text, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tillpay.domain import ledger
@@ -45,6 +45,25 @@ WALLET_DELTA = (
 )
 WALLET_DELTA_RETURNING = WALLET_DELTA.returning(_usr.c.id)
 _ENTRIES = insert(t.journal_entries).returning(t.journal_entries.c.id, sort_by_parameter_order=True)
+
+#: PostgreSQL: one entry through the ledger's function (migration 0124); NULL when a guard refused.
+POST_ENTRY = select(
+    func.tillpay_post_entry(
+        bindparam("kind", type_=Text),
+        bindparam("ref", type_=Text),
+        bindparam("payment_id", type_=Integer),
+        bindparam("memo", type_=Text),
+        bindparam("created_at", type_=t.journal_entries.c.created_at.type),
+        bindparam("accounts", type_=ARRAY(Text)),
+        bindparam("currencies", type_=ARRAY(Text)),
+        bindparam("amounts", type_=ARRAY(BigInteger)),
+    )
+)
+#: The same call on the driver, inside the careful pay's transaction.
+POST_ENTRY_CALL = (
+    "SELECT tillpay_post_entry($1::text, $2::text, $3::int, $4::text, $5::timestamp, $6::text[], "
+    "$7::text[], $8::bigint[])"
+)
 
 
 def _wallet_id(account: str) -> int | None:
@@ -71,6 +90,25 @@ async def post_entry(
     With ``driver`` (the pay path, inside its transaction) the same statements go through the driver.
     """
     lines = ledger.check_balanced(postings)
+    if conn.dialect.name == "postgresql":
+        accounts, currencies, amounts = entry_arrays(lines)
+        args = {
+            "kind": kind,
+            "ref": ref,
+            "payment_id": payment_id,
+            "memo": memo,
+            "created_at": now,
+            "accounts": accounts,
+            "currencies": currencies,
+            "amounts": amounts,
+        }
+        if driver is not None and driver.in_transaction:
+            entry_id = (await driver.pg_rows(POST_ENTRY_CALL, list(args.values())))[0][0]
+        else:
+            entry_id = (await conn.execute(POST_ENTRY, args)).scalar_one()
+        if entry_id is None:
+            raise TillpayError(Code.BUYER_BALANCE_NOT_ENOUGH)
+        return
     entry = {"kind": kind, "ref": ref, "payment_id": payment_id, "memo": memo, "created_at": now}
     if driver is not None and driver.in_transaction:
         entry_id = (await driver.rows(ENTRY, entry, tuple(entry)))[0][0]
@@ -187,41 +225,21 @@ async def post_entries(conn: AsyncConnection, entries: Sequence[Entry]) -> list[
     return [int(i) for i in ids]
 
 
-def pg_ledger_ctes(first: int, created_at: int) -> str:
-    """PostgreSQL: a payment's ledger entry as data-modifying CTEs after a ``pay`` CTE (``RETURNING id``).
-
-    ``je`` writes the entry, ``po`` its postings from three arrays, ``wd`` the wallet's new balance under
-    the overdraft guard; ``(SELECT count(*) FROM wd)`` is 0 when the guard refused. Parameters from
-    ``$first``: the postings' accounts, currencies and amounts (arrays), the wallet id, its currency and
-    the wallet delta (:func:`pg_ledger_args`); ``$created_at`` is the entry's time.
-    """
-    g = first
-    # Only parameter numbers go into the text; every value is a parameter.
-    return (
-        "je AS (INSERT INTO journal_entries (kind, ref, payment_id, created_at) "  # noqa: S608  # numbers only
-        f"SELECT 'payment', 'payment:' || id, id, ${created_at}::timestamp FROM pay RETURNING id), "
-        "po AS (INSERT INTO postings (entry_id, account, currency, amount) "
-        "SELECT je.id, x.account, x.currency, x.amount FROM je, "
-        f"unnest(${g}::text[], ${g + 1}::text[], ${g + 2}::bigint[]) AS x(account, currency, amount)), "
-        f"wd AS (UPDATE wallet_users SET balance = balance + ${g + 5}::bigint "
-        f"WHERE id = ${g + 3}::int AND currency = ${g + 4}::text AND balance + ${g + 5}::bigint >= 0 "
-        "AND EXISTS (SELECT 1 FROM pay) RETURNING id)"
-    )
+def entry_arrays(lines: list[ledger.Posting]) -> tuple[list[str], list[str], list[int]]:
+    """The accounts, currencies and amounts of a balanced entry's lines, as ``tillpay_post_entry`` takes
+    them (in the order given: its wallet lines move the balances in that order)."""
+    return [ln.account for ln in lines], [ln.currency for ln in lines], [ln.amount for ln in lines]
 
 
-def pg_ledger_args(postings: list[ledger.Posting]) -> list[Any]:
-    """The parameters of :func:`pg_ledger_ctes` for a payment's postings (exactly one wallet line)."""
+def payment_entry_arrays(
+    postings: list[ledger.Posting], payer: int
+) -> tuple[list[str], list[str], list[int]]:
+    """:func:`entry_arrays` of a payment's postings, whose one wallet line must be the payer's."""
     lines = ledger.check_balanced(postings)
-    [wallet] = [ln for ln in lines if _wallet_id(ln.account) is not None]
-    wallet_id = _wallet_id(wallet.account)
-    return [
-        [ln.account for ln in lines],
-        [ln.currency for ln in lines],
-        [ln.amount for ln in lines],
-        wallet_id,
-        wallet.currency,
-        wallet.amount,
-    ]
+    wallets = [w for w in (_wallet_id(ln.account) for ln in lines) if w is not None]
+    if wallets != [payer]:
+        raise RuntimeError("a payment's wallet line is not the payer's wallet")
+    return entry_arrays(lines)
 
 
 class LedgerRepository:

@@ -51,7 +51,6 @@ from tillpay.store.ledger import ENTRY as ENTRY
 from tillpay.store.ledger import POSTINGS as POSTINGS
 from tillpay.store.ledger import WALLET_DELTA as WALLET_DELTA
 from tillpay.store.ledger import WALLET_DELTA_RETURNING as WALLET_DELTA_RETURNING
-from tillpay.store.ledger import pg_ledger_ctes
 from tillpay.store.secmerchants import registered_columns
 from tillpay.store.stores import disabled_clause
 
@@ -208,12 +207,12 @@ PG_READ: Select[Any] = (
     .where(_dev.c.device_no == bindparam("device_no"))
 )
 
-#: PostgreSQL: a decided pay's writes in one call that commits by itself (migration 0118's function).
+#: PostgreSQL: a decided pay's writes in one call that commits by itself (the function of migration
+#: 0118, as migration 0124 defines it: its ledger entry through ``tillpay_post_entry``).
 PAY_AT_ONCE = (
     "SELECT tillpay_pay($1::jsonb, $2::text[], $3::int, $4::bigint, $5::int, $6::boolean, $7::int, "
     "$8::text, $9::timestamp, $10::timestamp, $11::timestamp, $12::bigint, $13::bigint, $14::bigint, "
-    "$15::text[], $16::text[], $17::bigint[], $18::text, $19::bigint, $20::text[], $21::timestamp, "
-    "$22::timestamp)"
+    "$15::text[], $16::text[], $17::bigint[], $18::text[], $19::timestamp, $20::timestamp)"
 )
 #: The SQLSTATEs ``tillpay_pay`` raises when a guard fails (nothing it wrote remains).
 CODE_TAKEN, ID_TAKEN, WALLET_CHANGED = "TP001", "TP002", "TP003"
@@ -262,22 +261,18 @@ LOCK_AND_USE_CODE: Select[Any] = (
 )
 
 
-def pg_writes(pay_keys: tuple[str, ...], ledger: bool, *, release: bool = False) -> str:
-    """PostgreSQL: a pay's writes after its risk decision in one statement (one round trip instead of
-    five): the payment (``ON CONFLICT DO NOTHING``), its risk decision and, with ``ledger``, the journal
-    entry, its postings and the wallet's new balance, each a data-modifying CTE fed by the payment's
-    ``RETURNING id``. No row back means the transaction id was taken; ``wallet_rows`` 0 means the
-    overdraft guard refused (the caller raises, which rolls everything back). With ``release`` (a
-    payment declined for its balance; never with ``ledger``) the code's single use, recorded by
-    ``LOCK_AND_USE_CODE``, is deleted again (``CODE_RELEASE``).
+def pg_writes(pay_keys: tuple[str, ...], *, release: bool = False) -> str:
+    """PostgreSQL, the careful pay: its writes after its risk decision in one statement: the payment
+    (``ON CONFLICT DO NOTHING``) and its risk decision, a data-modifying CTE fed by the payment's
+    ``RETURNING id``. No row back means the transaction id was taken. With ``release`` (a payment
+    declined for its balance) the code's single use, recorded by ``LOCK_AND_USE_CODE``, is deleted again
+    (``CODE_RELEASE``). A paid payment's ledger entry follows through the ledger writer
+    (``store.ledger.post_entry``).
 
     Parameters, in order: the payment's ``pay_keys``; the decision's verdict, rule, code, fired, inputs,
-    config and time; with ``ledger``, the postings' accounts, currencies and amounts (arrays), the
-    wallet id, its currency and the wallet delta; with ``release``, the code's device id, step and slot.
+    config and time; with ``release``, the code's device id, step and slot.
     """
-    if ledger and release:
-        raise ValueError("a paid payment spends its code")
-    key = (pay_keys, ledger, release)
+    key = (pay_keys, release)
     hit = _PG_WRITES.get(key)
     if hit is not None:
         return hit
@@ -295,27 +290,18 @@ def pg_writes(pay_keys: tuple[str, ...], ledger: bool, *, release: bool = False)
         f"created_at) SELECT id, ${d}::text, ${d + 1}::text, ${d + 2}::text, ${d + 3}::text, "
         f"${d + 4}::text, ${d + 5}::text, ${d + 6}::timestamp FROM pay)"
     )
-    if ledger:
-        # The ledger's statements are the ledger writer's (store/ledger.py); its parameters follow.
-        sql += (
-            ", "
-            + pg_ledger_ctes(d + 7, d + 6)
-            + " SELECT pay.id, (SELECT count(*) FROM wd) AS wallet_rows FROM pay"
-        )
-    elif release:
+    if release:
         r = d + 7  # the code's first parameter
         sql += (
             ", rc AS (DELETE FROM code_uses "
-            f"WHERE device_id = ${r}::int AND step = ${r + 1}::bigint AND slot = ${r + 2}::int) "
-            "SELECT pay.id, 1 AS wallet_rows FROM pay"
+            f"WHERE device_id = ${r}::int AND step = ${r + 1}::bigint AND slot = ${r + 2}::int)"
         )
-    else:
-        sql += " SELECT pay.id, 1 AS wallet_rows FROM pay"
+    sql += " SELECT pay.id FROM pay"
     _PG_WRITES[key] = sql
     return sql
 
 
-_PG_WRITES: dict[tuple[tuple[str, ...], bool, bool], str] = {}
+_PG_WRITES: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
 def payment_insert(conn: AsyncConnection) -> Insert:
