@@ -36,7 +36,9 @@ from tillpay.store import tables as t
 
 pytestmark = pytest.mark.anyio
 
-MIGRATION = Path(__file__).resolve().parents[2] / "src/tillpay/store/migrations/versions/0124_post_entry_function.py"
+MIGRATION = (
+    Path(__file__).resolve().parents[2] / "src/tillpay/store/migrations/versions/0124_post_entry_function.py"
+)
 
 
 def pay_cmd(m: Merchant, code: str, amount: int = 1250, ptid: str = "ORDER-1", **kw: Any) -> PayCommand:
