@@ -1,5 +1,12 @@
-"""The SQLite connection that runs statements on the loop: it waits for another process's write lock
-without blocking the loop, and commits and rolls back like the driver it replaces."""
+"""The SQLite connection that runs statements on the loop (store/sqlite_inline.py): it waits for another
+process's write lock without blocking the loop, commits and rolls back like the driver it replaces, and
+leaves its connection alone when the request waiting on it is cancelled.
+
+A request is cancelled when its client goes away in the middle of a streamed answer (Starlette cancels
+the wallet's event stream) or a deadline runs out. SQLAlchemy then rolls back or closes the connection
+on the loop's thread, so nothing may still be using it in another thread by then: Python's sqlite3 module
+is not safe against that and can crash the whole server process.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from conftest import test_settings
 from tillpay.services.platform import Platform
+from tillpay.store import sqlite_inline
 from tillpay.store import tables as t
 from tillpay.store.migrate import upgrade
+from tillpay.store.sqlite_inline import InlineConnection
 
 
 def _rate_row(base: str) -> dict[str, object]:
@@ -86,3 +96,125 @@ def test_commit_persists_and_rollback_discards(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == 1
     # Another connection (another process) sees exactly the committed row.
     assert sqlite3.connect(path).execute("SELECT base FROM fx_rates").fetchall() == [("USD",)]
+
+
+class SlowCommit(sqlite3.Connection):
+    """A connection whose COMMIT takes as long as a slow disk's fsync."""
+
+    def commit(self) -> None:
+        time.sleep(0.4)
+        super().commit()
+
+
+def connect(path: Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=factory)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "inline.db"
+    with connect(path) as conn:
+        conn.execute("CREATE TABLE t (v INTEGER)")
+    return path
+
+
+def count(path: Path) -> int:
+    other = connect(path)
+    try:
+        return int(other.execute("SELECT count(*) FROM t").fetchone()[0])
+    finally:
+        other.close()
+
+
+@pytest.mark.anyio
+async def test_a_write_commits_in_a_thread_and_the_loop_runs_meanwhile(db: Path) -> None:
+    inline = InlineConnection(connect(db, SlowCommit))
+    await inline.execute("BEGIN IMMEDIATE")
+    await inline.execute("INSERT INTO t VALUES (1)")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.ensure_future(tick())
+    await inline.commit()
+    ticker.cancel()
+    assert ticks >= 10, "the loop stood still while the COMMIT ran"
+    assert count(db) == 1
+    await inline.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_commit_finishes_before_the_cancellation_goes_on(db: Path) -> None:
+    inline = InlineConnection(connect(db, SlowCommit))
+    await inline.execute("BEGIN IMMEDIATE")
+    await inline.execute("INSERT INTO t VALUES (1)")
+    committing = asyncio.ensure_future(inline.commit())
+    await asyncio.sleep(0.1)  # the thread is inside COMMIT now
+    committing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await committing
+    # What SQLAlchemy does next with a cancelled request's connection: roll back, close. The COMMIT is
+    # over by now, so neither runs beside it.
+    assert not inline.in_transaction
+    await inline.rollback()
+    await inline.close()
+    assert count(db) == 1  # the COMMIT went through: as for a client that left after sending
+
+
+@pytest.mark.anyio
+async def test_a_begin_waits_for_another_process_s_write_lock_without_a_thread(db: Path) -> None:
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    inline = InlineConnection(connect(db))
+    began = asyncio.ensure_future(inline.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.2)
+    assert not began.done(), "BEGIN IMMEDIATE did not wait for the lock"
+    holder.commit()
+    await asyncio.wait_for(began, 2)
+    assert inline.in_transaction
+    await inline.rollback()
+    await inline.close()
+    holder.close()
+
+
+@pytest.mark.anyio
+async def test_a_begin_cancelled_while_it_waits_leaves_the_connection_alone(db: Path) -> None:
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    inline = InlineConnection(connect(db))
+    began = asyncio.ensure_future(inline.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.2)
+    began.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await began
+    holder.commit()  # the lock is free: nothing may take it for the cancelled request any more
+    await asyncio.sleep(0.3)
+    assert not inline.in_transaction
+    await inline.execute("BEGIN IMMEDIATE")  # the connection is as good as new
+    await inline.execute("INSERT INTO t VALUES (2)")
+    await inline.commit()
+    assert count(db) == 1
+    await inline.close()
+    holder.close()
+
+
+@pytest.mark.anyio
+async def test_a_begin_gives_up_after_the_busy_timeout(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    inline = InlineConnection(connect(db))
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await inline.execute("BEGIN IMMEDIATE")
+    assert 0.25 <= time.monotonic() - started < 5
+    assert not inline.in_transaction
+    holder.rollback()
+    await inline.close()
+    holder.close()

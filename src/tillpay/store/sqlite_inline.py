@@ -6,10 +6,14 @@ GIL, and a pay took ~10 ms of which the SQL itself was a few hundred microsecond
 microseconds, so this connection runs them inline and leaves the thread only where SQLite can wait:
 
 - ``COMMIT`` of a transaction that wrote something: ``synchronous=FULL`` fsyncs the WAL (~0.5 ms here),
-  during which the loop keeps serving other requests;
+  during which the loop keeps serving other requests. A request cancelled meanwhile (a browser that
+  dropped its event stream, a deadline) waits for that thread before the cancellation goes on: SQLAlchemy
+  rolls back or closes a cancelled request's connection, and the sqlite3 module crashes the process if
+  that happens while another thread is still committing on it.
 - ``BEGIN IMMEDIATE`` when another process holds the write lock (another server process, a worker, the
-  CLI): it is first tried without waiting (``busy_timeout`` 0), and only if the database is locked it
-  waits in a thread with the usual ``busy_timeout``.
+  CLI): SQLite's own busy handler is off (``busy_timeout`` 0) and the loop tries again after pauses that
+  follow SQLite's (1 ms growing to 100 ms), for up to ``BUSY_TIMEOUT_MS``. No thread is involved, so a
+  request cancelled while it waits leaves the connection as it was.
 
 Everything else keeps aiosqlite's contract (the methods SQLAlchemy's adapter awaits), so the dialect, the
 pool of one connection and the ``BEGIN IMMEDIATE`` listener in ``engine.py`` are unchanged. A long query
@@ -20,11 +24,39 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-#: How long ``BEGIN IMMEDIATE`` waits (in a thread) for another process's write lock, in milliseconds.
+#: How long ``BEGIN IMMEDIATE`` waits for another process's write lock, in milliseconds.
 BUSY_TIMEOUT_MS = 30_000
+#: The pauses between its tries, in milliseconds (those of SQLite's own busy handler); the last repeats.
+BUSY_PAUSES_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+
+T = TypeVar("T")
+
+
+async def _in_thread_to_the_end(fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread; if the caller is cancelled meanwhile, the cancellation goes on only once the
+    thread is done with the connection (the loop waits for it: one fsync at most)."""
+    finished = threading.Event()
+
+    def run() -> T:
+        try:
+            return fn()
+        finally:
+            finished.set()
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        finished.wait()
+        # Its outcome is the caller's no longer (the transaction may have committed: as for a client
+        # that went away after sending); take it so that asyncio does not report it as unretrieved.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise
 
 
 class _Tx:
@@ -105,6 +137,7 @@ class InlineConnection:
         self._connection: sqlite3.Connection | None = conn
         self._tx = _Tx(conn)
         self._changes_at_begin = 0
+        self._busy_handler_off = False
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -120,21 +153,21 @@ class InlineConnection:
 
     async def _begin(self, cursor: sqlite3.Cursor, sql: str) -> None:
         conn = self._conn
-        conn.execute("PRAGMA busy_timeout=0")
-        try:
-            cursor.execute(sql)
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
-                raise
-
-            def wait() -> None:
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                try:
-                    cursor.execute(sql)
-                finally:
-                    conn.execute("PRAGMA busy_timeout=0")
-
-            await asyncio.to_thread(wait)
+        if not self._busy_handler_off:
+            conn.execute("PRAGMA busy_timeout=0")
+            self._busy_handler_off = True
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        tries = 0
+        while True:
+            try:
+                cursor.execute(sql)
+                break
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() >= deadline:
+                    raise
+            pause = BUSY_PAUSES_MS[min(tries, len(BUSY_PAUSES_MS) - 1)] / 1000
+            tries += 1
+            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         self._changes_at_begin = conn.total_changes
 
     # -- what SQLAlchemy's adapter calls
@@ -158,7 +191,7 @@ class InlineConnection:
         conn = self._conn
         if conn.in_transaction and conn.total_changes != self._changes_at_begin:
             # A write: the fsync of synchronous=FULL happens off the loop.
-            await asyncio.to_thread(conn.commit)
+            await _in_thread_to_the_end(conn.commit)
         else:
             conn.commit()
 
