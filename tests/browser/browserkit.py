@@ -115,7 +115,13 @@ class Served:
         )
 
     def stop(self) -> None:
-        stop_process_group(self.proc)
+        """Stop the server; if it had ended by itself meanwhile (a crash), say so with what it wrote."""
+        ended = self.proc.poll()
+        out = stop_process_group(self.proc)
+        if ended is not None:
+            raise RuntimeError(
+                f"tillpay serve at {self.url} ended by itself (exit status {ended}): {out[-4000:]}"
+            )
 
 
 def shot(page: Page, name: str) -> bytes:
