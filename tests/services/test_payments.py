@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 import factories as f
 from tillpay.domain import paycode
@@ -15,7 +15,7 @@ from tillpay.services import payments, wallets
 from tillpay.services import risk as risk_service
 from tillpay.services.payments import PayCommand, PrecreateCommand, RefundCommand
 from tillpay.services.platform import FakeClock, Merchant, Platform
-from tillpay.services.views import PayOutcome
+from tillpay.services.views import PayOutcome, mask_login
 from tillpay.store import tables as t
 
 pytestmark = pytest.mark.anyio
@@ -366,6 +366,35 @@ async def test_several_partial_refunds_then_the_order_closes(platform: Platform)
     assert await balance(platform, c) == 1_000_000
     v = await payments.query(platform, m, partner_trans_id="ORDER-1")
     assert v.status is Status.TRADE_CLOSED and v.refunded_price == 1000
+
+
+async def test_a_payment_s_refunds_are_read_in_three_statements_however_many(platform: Platform) -> None:
+    await f.rates(platform)
+    m = (await f.merchant(platform, "CNY")).merchant
+    c = await f.customer(platform, "CNY", balance=1_000_000)
+    paid = await payments.pay(platform, pay_cmd(m, await f.code(platform, c), amount=1000))
+    assert await payments.refunds_of(platform, paid.payment.id) == []
+    for i in range(4):
+        await payments.refund(
+            platform, RefundCommand(m, f"R{i}", 100 + i, "CNY", "mapi", partner_trans_id="ORDER-1")
+        )
+    selects: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(platform.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        found = await payments.refunds_of(platform, paid.payment.id)
+    finally:
+        event.remove(platform.engine.sync_engine, "before_cursor_execute", seen)
+    assert [(r.partner_refund_id, r.price_amount) for r in found] == [(f"R{i}", 100 + i) for i in range(4)]
+    # Each refund carries its payment as it is now: refunded by all four.
+    assert all(r.payment.trade_no == paid.payment.trade_no for r in found)
+    assert {r.payment.refunded_price for r in found} == {100 + 101 + 102 + 103}
+    assert all(r.payment.buyer_login == mask_login(c.user.login_id) for r in found)
+    assert len(selects) == 3, selects  # the refunds, their payment, the customer's login
 
 
 async def test_refund_over_the_amount_left_is_refused(platform: Platform) -> None:

@@ -230,9 +230,13 @@ async def refund_query(
 
 
 async def refunds_of(p: Platform, payment_id: int) -> list[RefundView]:
-    """Every refund of a payment, oldest first."""
+    """Every refund of a payment, oldest first (three statements however many refunds there are)."""
     async with p.reader() as r:
-        return [await _refund_view(r, i) for i in await r.payments.refund_ids(payment_id)]
+        rows = await r.payments.refunds_of([payment_id])
+        if not rows:
+            return []
+        payment = await view_of(r, await r.payments.by_id(payment_id))
+        return [RefundView.from_row(row, payment) for row in rows]
 
 
 async def cancel(

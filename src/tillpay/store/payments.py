@@ -155,11 +155,6 @@ class PaymentsRepository:
         ).scalar()
         return int(value) if value is not None else None
 
-    async def refund_ids(self, payment_id: int) -> list[int]:
-        """The ids of the payment's refunds, oldest first."""
-        q = select(_ref.c.id).where(_ref.c.payment_id == payment_id).order_by(_ref.c.id)
-        return [int(i) for i in (await self.conn.execute(q)).scalars().all()]
-
     async def add_refund_if_new(self, values: dict[str, Any]) -> int | None:
         """Insert a refund unless the merchant has one with its ``partner_refund_id``; its id, or None."""
         ins = insert_ignore(self.conn, _ref, "merchant_id", "partner_refund_id").values(**values)
