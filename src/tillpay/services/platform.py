@@ -170,7 +170,7 @@ class Platform:
         ids: Ids | None = None,
     ) -> None:
         self.settings = settings
-        self.engine = engine or create_engine(settings.database_url)
+        self.engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
         self.clock: Clock = clock or SystemClock()
         self.ids = ids or Ids()
         self.confirm_above = parse_confirm_limits(settings.confirm_above)
