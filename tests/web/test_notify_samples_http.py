@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import factories as f
-from conftest import LiveServer
+from conftest import LOOPBACK_RECEIVERS_ENV, LiveServer
 from services.test_notify_samples import AckReceiver
 from tillpay.cli import main as cli
 from tillpay.services import console, console_auth, merchants
@@ -112,9 +112,19 @@ def _sign_in_login(live: LiveServer, login: str):  # type: ignore[no-untyped-def
     return c
 
 
+@pytest.mark.loopback_receivers
 def test_the_cli_queues_samples_for_a_test_merchant_and_refuses_a_live_one(live: LiveServer) -> None:
+    # The server's worker delivers the samples: to a receiver on loopback, never to a name to look up.
+    receiver = AckReceiver()
+    try:
+        _cli_samples(live, receiver.url)
+    finally:
+        receiver.close()
+
+
+def _cli_samples(live: LiveServer, notify_url: str) -> None:
     async def setup(p: Platform) -> tuple[str, str]:
-        live_m = (await f.merchant(p, notify_url="https://merchant.example/notify")).merchant
+        live_m = (await f.merchant(p, notify_url=notify_url)).merchant
         test_m = (await merchants.test_merchant_of(p, live_m.partner_id)).merchant
         return live_m.partner_id, test_m.partner_id
 
@@ -124,6 +134,7 @@ def test_the_cli_queues_samples_for_a_test_merchant_and_refuses_a_live_one(live:
     ok = runner.invoke(
         cli,
         ["--json", "--database-url", url, "merchant", "notify-samples", test_partner, "--dialect", "mapi"],
+        env=LOOPBACK_RECEIVERS_ENV,  # the command checks the URL against the operator's policy too
     )
     assert ok.exit_code == 0, ok.output
     # stdout only: the live server's thread logs (on stderr) while the command runs in this process.
@@ -131,7 +142,9 @@ def test_the_cli_queues_samples_for_a_test_merchant_and_refuses_a_live_one(live:
     assert [s["kind"] for s in out["samples"]] == ["success", "closed", "cancel", "refund"]
     assert all(s["notify_id"].startswith("SAMPLE") for s in out["samples"])
     refused = runner.invoke(
-        cli, ["--json", "--database-url", url, "merchant", "notify-samples", live_partner]
+        cli,
+        ["--json", "--database-url", url, "merchant", "notify-samples", live_partner],
+        env=LOOPBACK_RECEIVERS_ENV,
     )
     assert refused.exit_code == 1, refused.output
     assert json.loads(refused.stdout)["error"] == "ILLEGAL_ARGUMENT"
