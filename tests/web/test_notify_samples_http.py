@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,6 +16,7 @@ import factories as f
 from conftest import LOOPBACK_RECEIVERS_ENV, LiveServer
 from services.test_notify_samples import AckReceiver
 from tillpay.cli import main as cli
+from tillpay.config import get_settings
 from tillpay.services import console, console_auth, merchants
 from tillpay.services.platform import Platform
 from web.test_notify_inspector_http import PASSWORD, _sign_in
@@ -112,7 +114,19 @@ def _sign_in_login(live: LiveServer, login: str):  # type: ignore[no-untyped-def
     return c
 
 
+@pytest.fixture
+def cli_allows_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The command's own settings allow receivers on loopback (it checks the URL against the operator's
+    policy too); they are read once per process, so the cached ones are dropped before and after."""
+    for name, value in LOOPBACK_RECEIVERS_ENV.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.mark.loopback_receivers
+@pytest.mark.usefixtures("cli_allows_loopback")
 def test_the_cli_queues_samples_for_a_test_merchant_and_refuses_a_live_one(live: LiveServer) -> None:
     # The server's worker delivers the samples: to a receiver on loopback, never to a name to look up.
     receiver = AckReceiver()
@@ -134,7 +148,6 @@ def _cli_samples(live: LiveServer, notify_url: str) -> None:
     ok = runner.invoke(
         cli,
         ["--json", "--database-url", url, "merchant", "notify-samples", test_partner, "--dialect", "mapi"],
-        env=LOOPBACK_RECEIVERS_ENV,  # the command checks the URL against the operator's policy too
     )
     assert ok.exit_code == 0, ok.output
     # stdout only: the live server's thread logs (on stderr) while the command runs in this process.
@@ -144,7 +157,6 @@ def _cli_samples(live: LiveServer, notify_url: str) -> None:
     refused = runner.invoke(
         cli,
         ["--json", "--database-url", url, "merchant", "notify-samples", live_partner],
-        env=LOOPBACK_RECEIVERS_ENV,
     )
     assert refused.exit_code == 1, refused.output
     assert json.loads(refused.stdout)["error"] == "ILLEGAL_ARGUMENT"
