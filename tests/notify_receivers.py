@@ -8,6 +8,14 @@ import time
 import urllib.parse
 
 
+class ReceiverServer(http.server.ThreadingHTTPServer):
+    """The receivers' HTTP server, with a listen backlog like a real web server's. The standard library's
+    is 5: a worker sending 16 or more notifications at once then finds connections reset under load, which
+    tests the receiver, not Tillpay."""
+
+    request_queue_size = 128
+
+
 class FormReceiver:
     """Records every POSTed form; answers ``fail`` to the first ``fail_first`` and ``success`` after."""
 
@@ -28,7 +36,7 @@ class FormReceiver:
             def log_message(self, *a: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ReceiverServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}{path}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

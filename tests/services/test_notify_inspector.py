@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 import factories as f
 from conftest import LOOPBACK_RECEIVERS
+from notify_receivers import ReceiverServer
 from tillpay.domain.errors import TillpayError
 from tillpay.outbound import OutboundClient
 from tillpay.services import console, payments
@@ -50,7 +51,7 @@ class RawReceiver:
             def log_message(self, *a: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ReceiverServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 import factories as f
 import mapi_reference as ref
 from conftest import LOOPBACK_RECEIVERS
+from notify_receivers import ReceiverServer
 from tillpay import signing
 from tillpay.domain.errors import Code, TillpayError
 from tillpay.outbound import OutboundClient
@@ -52,7 +53,7 @@ class AckReceiver:
             def log_message(self, *a: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ReceiverServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/notify"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
