@@ -602,7 +602,7 @@ async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = Non
 
 async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list[Notification]:
     """The merchant's latest notifications with every attempt."""
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:  # each notification's status agrees with its attempts
         rows, attempt_rows = await r.console.notifications(merchant_id, limit)
     return _notifications(rows, attempt_rows, with_requests=False)
 
@@ -610,7 +610,7 @@ async def notifications(p: Platform, merchant_id: int, limit: int = 100) -> list
 async def notification(p: Platform, merchant_id: int, notify_id: str) -> Notification:
     """One of the merchant's notifications with every attempt's request and answer (the inspector);
     NOT_FOUND for anyone else's."""
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:
         rows, attempt_rows = await r.console.notification(merchant_id, notify_id)
     found = _notifications(rows, attempt_rows, with_requests=True)
     if not found:

@@ -195,9 +195,10 @@ class Platform:
         """A use case's write transaction with its repositories, rolled back unless committed."""
         return UnitOfWork(self.engine)
 
-    def reader(self) -> Reader:
-        """A use case's read phase: the repositories on a connection that never writes."""
-        return Reader(self.engine)
+    def reader(self, *, snapshot: bool = False) -> Reader:
+        """A use case's read phase: the repositories on a connection that never writes. ``snapshot``: all
+        of its statements see one moment (for figures read together, such as a scrape's counts)."""
+        return Reader(self.engine, snapshot=snapshot)
 
     async def merchant_by_partner(self, partner_id: str, *, fresh: bool = False) -> Merchant:
         """The merchant with ``partner_id`` (cached MERCHANT_CACHE_SECONDS); ILLEGAL_PARTNER if unknown."""

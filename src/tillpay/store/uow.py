@@ -204,11 +204,18 @@ class UnitOfWork(_Repositories):
 class Reader(_Repositories):
     """The read phase of a use case: the repositories on a connection that is never committed."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, snapshot: bool = False) -> None:
         self._engine = engine
+        self._snapshot = snapshot
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
+        conn = await self._engine.connect()
+        if self._snapshot and conn.dialect.name == "postgresql":
+            # Every statement of the read sees the same moment. PostgreSQL's default (READ COMMITTED)
+            # takes a snapshot per statement, so counts read one after another could straddle a commit;
+            # SQLite's transaction is one snapshot already. The pool puts the level back on return.
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        self._conn = conn
         return self
 
     def then_write(self) -> UnitOfWork:

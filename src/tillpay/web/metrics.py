@@ -451,7 +451,7 @@ async def read_snapshot(p: Platform, tally: RiskTally) -> Snapshot:
     """The database's numbers for one scrape; every read is on an index and bounded by COUNT_CAP."""
     now = p.now()
     snap = Snapshot(risk=await tally.refresh(p.engine, now))
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:  # the counts add up: one moment for all of them
         m = r.metrics
         snap.confirmations = await m.waiting("barcode")
         snap.qr_orders = await m.waiting("precreate")
