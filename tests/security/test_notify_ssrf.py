@@ -62,9 +62,7 @@ def _wait_attempts(live: LiveServer, merchant_id: int, n: int) -> Any:
     """The first notification once it has ``n`` attempts and has ended (delivered or failed)."""
     deadline = time.monotonic() + 20
     while True:
-        # Not "pending": after a Redeliver it is pending until the worker sends it, and on PostgreSQL the
-        # console's list reads the notification and its attempts in two statements, which an attempt's
-        # commit can fall between.
+        # Not "pending": after a Redeliver it is pending until the worker has sent it again.
         notes = _notifications(live, merchant_id)
         if notes and len(notes[0].attempts) >= n and notes[0].status not in ("sending", "pending"):
             return notes[0]
