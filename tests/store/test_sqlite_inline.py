@@ -114,6 +114,13 @@ def connect(path: Path, factory: type[sqlite3.Connection] = sqlite3.Connection) 
     return conn
 
 
+def locked_by_another(path: Path) -> tuple[sqlite3.Connection, InlineConnection]:
+    """Another process's connection holding the write lock, and a fresh inline connection."""
+    holder = connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder, InlineConnection(connect(path))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "inline.db"
@@ -171,9 +178,7 @@ async def test_a_cancelled_commit_finishes_before_the_cancellation_goes_on(db: P
 
 @pytest.mark.anyio
 async def test_a_begin_waits_for_another_process_s_write_lock_without_a_thread(db: Path) -> None:
-    holder = connect(db)
-    holder.execute("BEGIN IMMEDIATE")
-    inline = InlineConnection(connect(db))
+    holder, inline = locked_by_another(db)
     began = asyncio.ensure_future(inline.execute("BEGIN IMMEDIATE"))
     await asyncio.sleep(0.2)
     assert not began.done(), "BEGIN IMMEDIATE did not wait for the lock"
@@ -187,9 +192,7 @@ async def test_a_begin_waits_for_another_process_s_write_lock_without_a_thread(d
 
 @pytest.mark.anyio
 async def test_a_begin_cancelled_while_it_waits_leaves_the_connection_alone(db: Path) -> None:
-    holder = connect(db)
-    holder.execute("BEGIN IMMEDIATE")
-    inline = InlineConnection(connect(db))
+    holder, inline = locked_by_another(db)
     began = asyncio.ensure_future(inline.execute("BEGIN IMMEDIATE"))
     await asyncio.sleep(0.2)
     began.cancel()
@@ -209,9 +212,7 @@ async def test_a_begin_cancelled_while_it_waits_leaves_the_connection_alone(db: 
 @pytest.mark.anyio
 async def test_a_begin_gives_up_after_the_busy_timeout(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
-    holder = connect(db)
-    holder.execute("BEGIN IMMEDIATE")
-    inline = InlineConnection(connect(db))
+    holder, inline = locked_by_another(db)
     started = time.monotonic()
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         await inline.execute("BEGIN IMMEDIATE")
