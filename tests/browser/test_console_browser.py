@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from browserkit import CHROMIUM, CHROMIUM_ARGS, ROOT, Served
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from conftest import LOOPBACK_RECEIVERS_ENV, make_database
 from notify_receivers import FormReceiver as Receiver
@@ -477,4 +477,7 @@ def test_a_disabled_terminal_is_refused_at_the_till(served: Served, browser_page
         shop.client.pay(f"T9-{time.monotonic_ns()}", shop.code(), "4.00", "USD", "Tea", terminal_id="TILL-9")
     assert refused.value.error == "ILLEGAL_ARGUMENT" and "TILL-9 is disabled" in str(refused.value.detail)
     page.click("#terminals a >> text=TILL-9")
-    assert page.locator("#payments tbody tr").count() == 1
+    page.wait_for_url("**/console/payments?terminal=TILL-9")
+    page.wait_for_load_state()
+    # expect() retries until the list has loaded: a count taken at once can see the page half-drawn.
+    expect(page.locator("#payments tbody tr")).to_have_count(1)
