@@ -411,6 +411,62 @@ async def test_dashboard_counts_todays_sales_refunds_and_declines(platform: Plat
     assert d.confirm_share[1] >= 3
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_the_dashboard_reads_one_moment_even_when_a_sale_commits_halfway(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL's default isolation takes a snapshot per statement: a sale committed between the
+    # totals and the per-day figures would show in one and not the other (SQLite's read is one
+    # snapshot by itself).
+    from tillpay.store.console import ConsoleReads
+
+    await f.rates(platform)
+    m = await f.merchant(platform)
+    await _pay(platform, m, 1000)
+    original = ConsoleReads.paid_since
+    sold: list[int] = []
+
+    async def a_sale_commits_first(self: ConsoleReads, merchant_id: int, since: object) -> object:
+        if not sold:
+            sold.append((await _pay(platform, m, 700)).payment.price_amount)  # another request's commit
+        return await original(self, merchant_id, since)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ConsoleReads, "paid_since", a_sale_commits_first)
+    d = await console.dashboard(platform, m.merchant.id)
+    (usd,) = d.today
+    assert sold == [700]
+    assert usd.sales == sum(v.get("USD", 0) for _, v in d.per_day) == 1000
+    monkeypatch.undo()
+    assert (await console.dashboard(platform, m.merchant.id)).today[0].sales == 1700
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_payments_page_reads_one_moment_even_when_a_refund_commits_halfway(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillpay.store.console import ConsoleReads
+
+    await f.rates(platform)
+    m = await f.merchant(platform)
+    paid = (await _pay(platform, m, 1000)).payment
+    original = ConsoleReads.refunds
+    refunded: list[int] = []
+
+    async def a_refund_commits_first(self: ConsoleReads, merchant_id: int, payment_id: int) -> object:
+        if not refunded:
+            await console.refund(platform, m.merchant, paid.trade_no, 300, console.new_refund_id(), None)
+            refunded.append(300)
+        return await original(self, merchant_id, payment_id)
+
+    monkeypatch.setattr(ConsoleReads, "refunds", a_refund_commits_first)
+    d = await console.payment_detail(platform, m.merchant.id, paid.trade_no)
+    assert refunded == [300]
+    assert d.payment.refunded_price == sum(x.price_amount for x in d.refunds) == 0
+    monkeypatch.undo()
+    d = await console.payment_detail(platform, m.merchant.id, paid.trade_no)
+    assert d.payment.refunded_price == sum(x.price_amount for x in d.refunds) == 300
+
+
 async def test_test_payment_pays_from_a_topped_up_sandbox_wallet(sandbox_platform: Platform) -> None:
     platform = sandbox_platform
     m = await f.merchant(platform, "SGD", notify_url="http://127.0.0.1:9/n")

@@ -158,7 +158,7 @@ async def list_payments(
 ) -> TxPage:
     """One page of the merchant's payments matching ``f``, newest first (keyset-paginated by id)."""
     query = _query(f, ZoneInfo(p.settings.timezone))
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:  # each row and what ``_views`` adds to it: one moment
         rows = await r.console.payments(merchant_id, query, before=before, limit=limit + 1)
         more = len(rows) > limit
         views = await _views(r.console, rows[:limit])
@@ -392,7 +392,7 @@ def _notifications(rows: list[Any], attempt_rows: list[Any], *, with_requests: b
 
 async def payment_detail(p: Platform, merchant_id: int, trade_no: str) -> Detail:
     """One of the merchant's payments with its refunds, risk decision, notifications and settlement."""
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:  # the refunded amount and the refunds listed agree
         row = await _payment_row(r.console, merchant_id, trade_no)
         view = (await _views(r.console, [row]))[0]
         refunds = [RefundView.from_row(x, view) for x in await r.console.refunds(merchant_id, row.id)]
@@ -571,7 +571,7 @@ async def dashboard(p: Platform, merchant_id: int, *, now: datetime | None = Non
     day0 = _day_start(today, tz)
     month0 = _day_start(today.replace(day=1), tz)
     start30 = _day_start(today - timedelta(days=29), tz)
-    async with p.reader() as r:
+    async with p.reader(snapshot=True) as r:  # one moment: the totals and the charts add up
         tot_today = await _totals(r.console, merchant_id, day0, now + timedelta(seconds=1))
         tot_month = await _totals(r.console, merchant_id, month0, now + timedelta(seconds=1))
         paid = await r.console.paid_since(merchant_id, start30)
