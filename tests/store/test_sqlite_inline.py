@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, insert, select, text
 
 from conftest import test_settings
 from tillpay.services.platform import Platform
 from tillpay.store import sqlite_inline
 from tillpay.store import tables as t
+from tillpay.store.engine import create_engine
 from tillpay.store.migrate import upgrade
 from tillpay.store.sqlite_inline import InlineConnection
 
@@ -221,6 +223,45 @@ async def test_a_begin_gives_up_after_the_busy_timeout(db: Path, monkeypatch: py
     holder.rollback()
     await inline.close()
     holder.close()
+
+
+@pytest.mark.anyio
+async def test_an_engine_transaction_takes_the_write_lock_when_it_begins(db: Path) -> None:
+    # engine.py begins every transaction with BEGIN IMMEDIATE on the driver's cursor: the write lock is
+    # taken before the first statement, so a read-then-write transaction cannot fail half-way.
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        async with engine.begin() as conn:
+            other = connect(db)
+            other.execute("PRAGMA busy_timeout=0")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert count(db) == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_an_engine_transaction_that_cannot_get_the_lock_fails_with_sqlalchemys_error(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with pytest.raises(sa_exc.OperationalError, match="locked"):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+        holder.rollback()
+        async with engine.begin() as conn:  # the connection is usable again once the lock is free
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+        assert count(db) == 1
+    finally:
+        holder.close()
+        await engine.dispose()
 
 
 #: Many transactions on one engine, half of them cancelled at a random moment, while another process's
