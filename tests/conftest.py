@@ -19,11 +19,19 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tillpay.config import Settings
+from tillpay.logs import configure_logging
 from tillpay.services.audit import audit
 from tillpay.services.platform import FakeClock, Platform
 from tillpay.store.migrate import upgrade
 
 PG_ENV = "TILLPAY_TEST_PG_URL"
+
+# The servers and services the tests run in this process log as `tillpay serve` does (key=value lines,
+# plain tracebacks; any in-process CLI test would set the same). structlog's own default renders an
+# error's traceback with rich, every frame's locals included: over 15 s per database error on a slow
+# machine (asyncpg's exceptions carry large locals), so a test server stopped answering within a
+# client's timeout while it logged a database outage.
+configure_logging("INFO")
 
 
 @pytest.fixture
