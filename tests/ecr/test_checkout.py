@@ -229,7 +229,10 @@ async def test_every_footer_key_fits_the_screen(shop: Shop, size: tuple[int, int
         for _ in range(100):  # the footer is composed after the first frames; on a busy machine, later
             await pilot.pause(0.1)
             keys = [k for k in app.query(FooterKey) if k.display]
-            if {k.key for k in keys} >= {"f2", "f5", "f7", "f8", "f9", "escape"}:
+            # Composed and laid out: a key's region is empty (width 0) until the layout pass after it.
+            if {k.key for k in keys} >= {"f2", "f5", "f7", "f8", "f9", "escape"} and all(
+                k.region.width > 0 for k in keys
+            ):
                 break
         assert {k.key for k in keys} >= {"f2", "f5", "f7", "f8", "f9", "escape"}
         assert all(k.region.right <= size[0] and k.region.width > 0 for k in keys), [
