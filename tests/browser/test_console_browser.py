@@ -198,7 +198,7 @@ def test_sign_in_find_a_payment_and_refund_part_of_it_once(served: Served, brows
     shot(page, "02-dashboard")
 
     page.click("text=Transactions")
-    assert page.locator("#payments tbody tr").count() == 2
+    expect(page.locator("#payments tbody tr")).to_have_count(2)  # waits for the page to load
     shot(page, "03-transactions")
     page.fill("#q", trade_no)
     page.click("#apply")
@@ -251,7 +251,7 @@ def test_download_a_settlement_file_identical_to_tillpay_settle_files(
     page = browser_page()
     sign_in(page, served.url, shop.login)
     page.click("text=Settlements")
-    assert page.locator("#batches tbody tr").count() == 1
+    expect(page.locator("#batches tbody tr")).to_have_count(1)  # waits for the page to load
     assert day in page.locator("#batches").inner_text()
     shot(page, "05-settlements")
     row = page.locator(f"#files tr[data-name='{wanted['name']}']")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browserkit import CHROMIUM, CHROMIUM_ARGS, Served
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from test_console_browser import Shop, shot, sign_in
 
 from conftest import make_database
@@ -93,8 +93,11 @@ def test_the_owner_works_in_test_data_and_back_in_live_data(served: Served, chro
     shot(page, "test-data-04-settlements")
 
     page.click("#mode-live")
+    # Back to the same URL: expect() retries until the new page has replaced the test-mode one.
+    expect(page.locator("#mode-live")).to_have_attribute("aria-pressed", "true")
     page.wait_for_url("**/console/settlements")
-    assert page.locator("#test-banner").count() == 0 and page.locator("#test-files").count() == 0
+    expect(page.locator("#test-banner")).to_have_count(0)
+    expect(page.locator("#test-files")).to_have_count(0)
     page.goto(served.url + "/console/payments")
     listed = page.content()
     assert live_trade in listed and test_trade not in listed
