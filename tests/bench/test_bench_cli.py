@@ -91,3 +91,47 @@ def test_bench_with_the_asyncio_generator_and_confirmations(tmp_path: Path) -> N
     [run] = doc["runs"]
     assert run["passed"] and run["generator"].startswith("asyncio")
     assert run["outcomes"]["mapi.pay"]["wait"] > 0 and run["db"]["waiting_or_expired"] > 0
+
+
+def _bench_databases(url: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'tillpay_bench_%'").fetchall()
+    return {r[0] for r in rows}
+
+
+@pytest.mark.slow
+def test_the_pays_own_cost_in_one_process_on_both_databases(tmp_path: Path) -> None:
+    before = _bench_databases(pg_admin_url())
+    out = tmp_path / "cost"
+    args = ["--in-process", "8", "--database", "sqlite", "--database", pg_admin_url(), "--out", str(out)]
+    proc = subprocess.run(
+        [*TILLPAY, "bench", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc == json.loads(Path(f"{out}.json").read_text())
+    assert [r["database"] for r in doc["in_process"]] == ["sqlite", "postgresql"]
+    for r in doc["in_process"]:
+        # Every pay was answered SUCCESS and recorded (the 100 of the warm-up too); a pay costs more
+        # than the no-op that answers the same signed request without the database.
+        assert r["pays"] == 8 and r["paid"] == 8 + 100, r
+        assert 0 < r["noop_cpu_ms"] < r["pay_cpu_ms"] <= r["pay_wall_ms"] * 2, r
+        assert r["own_cost_ms"] == round(r["pay_cpu_ms"] - r["noop_cpu_ms"], 3)
+    assert "| the pay's own cost ms |" in Path(f"{out}.md").read_text()
+    assert _bench_databases(pg_admin_url()) == before  # its database was removed
+
+
+def test_in_process_refuses_too_few_pays(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*TILLPAY, "bench", "--in-process", "2", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--in-process" in proc.stderr and "4<=x<=100000" in proc.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -70,6 +70,14 @@ from tillpay.bench.requests import WORKLOADS
     type=click.Path(file_okay=False, exists=True),
     help="Serve another checkout's Tillpay (its src folder) under the same load, to compare builds.",
 )
+@click.option(
+    "--in-process",
+    "in_process",
+    type=click.IntRange(4, 100_000),
+    metavar="PAYS",
+    help="Instead of the load runs: PAYS signed pays and as many signed no-op requests, one at a time "
+    "through the app in this process, and the CPU of each (the pay's own cost, without load noise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the table.")
 def bench(
     databases: tuple[str, ...],
@@ -88,12 +96,19 @@ def bench(
     profile: str | None,
     out: str,
     server_pythonpath: str | None,
+    in_process: int | None,
     as_json: bool,
 ) -> None:
-    """Measure sustained pays per second over loopback, with this machine's limits in the same run."""
+    """Measure sustained pays per second over loopback, with this machine's limits in the same run.
+
+    With --in-process, measure instead what one pay costs in CPU above the signed no-op's, one request at
+    a time in this process (docs/benchmark.md, "The pay's own cost, in one process")."""
     from tillpay.bench import loadgen, report
     from tillpay.bench.run import RunConfig, RunResult, run
 
+    if in_process is not None:
+        _in_process(list(databases), in_process, out, as_json)
+        return
     if generator == "auto":
         generator = "wrk" if loadgen.wrk_available() else "python"
     chosen = list(WORKLOADS) if "all" in workloads else list(dict.fromkeys(workloads))
@@ -150,3 +165,33 @@ def bench(
         click.echo(f"target: {v}")
     if not all(r.counts_match and r.audit_ok for r in results):
         sys.exit(1)
+
+
+def _in_process(databases: list[str], pays: int, out: str, as_json: bool) -> None:
+    from tillpay.bench import inprocess, report
+
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.BadParameter(
+            f"cannot make the folder for {out}: {e.strerror}", param_hint="--out"
+        ) from None
+    info = report.machine(databases)
+    results = []
+    for db in databases:
+        click.echo(
+            f"== {'sqlite' if db == 'sqlite' else 'postgresql'}, {pays:,} pays in one process", err=True
+        )
+        try:
+            results.append(inprocess.measure(db, pays, say=lambda s: click.echo(f"   {s}", err=True)))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--database") from None
+    table = inprocess.markdown(results)
+    doc = {
+        "machine": info,
+        "command": " ".join(["tillpay", *sys.argv[1:]]),
+        "in_process": [r.to_json() for r in results],
+    }
+    Path(f"{out}.md").write_text(f"Measured {info['when']}, one request at a time in one process.\n\n{table}")
+    Path(f"{out}.json").write_text(json.dumps(doc, indent=2, default=str))
+    click.echo(json.dumps(doc, indent=2, default=str) if as_json else table)
