@@ -135,3 +135,28 @@ def test_in_process_refuses_too_few_pays(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "--in-process" in proc.stderr and "4<=x<=100000" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [
+        # Port 1 of loopback: nothing listens there, so the connection is refused at once.
+        ("postgresql://bench:s3cret@127.0.0.1:1/postgres", "cannot use the PostgreSQL server of"),
+        ("mysql://bench:s3cret@db.invalid/shop", "give 'sqlite' or a PostgreSQL URL"),
+        ("not a url", "give 'sqlite' or a PostgreSQL URL"),
+    ],
+)
+@pytest.mark.parametrize("mode", [[], ["--in-process", "4"]])
+def test_a_database_that_cannot_be_used_is_refused_before_any_work(
+    tmp_path: Path, database: str, said: str, mode: list[str]
+) -> None:
+    proc = subprocess.run(
+        [*TILLPAY, "bench", *mode, "--database", database, "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+    assert "s3cret" not in proc.stderr  # a password in the URL is not echoed
+    assert not list(tmp_path.iterdir())

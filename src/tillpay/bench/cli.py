@@ -103,9 +103,14 @@ def bench(
 
     With --in-process, measure instead what one pay costs in CPU above the signed no-op's, one request at
     a time in this process (docs/benchmark.md, "The pay's own cost, in one process")."""
-    from tillpay.bench import loadgen, report
+    from tillpay.bench import data, loadgen, report
     from tillpay.bench.run import RunConfig, RunResult, run
 
+    for db in databases:
+        try:
+            data.check_target(db)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--database") from None
     if in_process is not None:
         _in_process(list(databases), in_process, out, as_json)
         return

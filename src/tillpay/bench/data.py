@@ -65,6 +65,30 @@ def _pg(url: str) -> psycopg.Connection:
     return psycopg.connect(u.render_as_string(hide_password=False), autocommit=True)
 
 
+def check_target(target: str) -> None:
+    """ValueError with a clear message unless ``target`` is 'sqlite' or a PostgreSQL server that
+    answers (checked before minutes of work, not after)."""
+    if target == "sqlite":
+        return
+    try:
+        driver, shown = make_url(target).drivername, _safe(target)
+    except Exception:
+        driver, shown = "", repr(target)
+    if not driver.startswith("postgres"):
+        raise ValueError(f"{shown}: give 'sqlite' or a PostgreSQL URL (postgresql://user:pass@host/db)")
+    try:
+        with _pg(target):
+            pass
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot use the PostgreSQL server of {_safe(target)}: {first}") from None
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def create_database(target: str, workdir: Path) -> str:
     """A new, empty database: a SQLite file in ``workdir`` (``target`` "sqlite"), or a fresh database on
     the PostgreSQL server ``target`` points at (any database URL on it; the new one is named
