@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -411,6 +412,23 @@ async def test_dashboard_counts_todays_sales_refunds_and_declines(platform: Plat
     assert d.confirm_share[1] >= 3
 
 
+def commits_halfway(monkeypatch: pytest.MonkeyPatch, read: str, write: Callable[[], Awaitable[None]]) -> None:
+    """Another request's ``write`` commits just before the page's read ``ConsoleReads.<read>`` runs
+    for the first time: halfway through the page's other statements."""
+    from tillpay.store.console import ConsoleReads
+
+    original = getattr(ConsoleReads, read)
+    done: list[bool] = []
+
+    async def write_first(self: ConsoleReads, *args: object) -> object:
+        if not done:
+            done.append(True)
+            await write()
+        return await original(self, *args)
+
+    monkeypatch.setattr(ConsoleReads, read, write_first)
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_the_dashboard_reads_one_moment_even_when_a_sale_commits_halfway(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
@@ -418,20 +436,15 @@ async def test_the_dashboard_reads_one_moment_even_when_a_sale_commits_halfway(
     # PostgreSQL's default isolation takes a snapshot per statement: a sale committed between the
     # totals and the per-day figures would show in one and not the other (SQLite's read is one
     # snapshot by itself).
-    from tillpay.store.console import ConsoleReads
-
     await f.rates(platform)
     m = await f.merchant(platform)
     await _pay(platform, m, 1000)
-    original = ConsoleReads.paid_since
     sold: list[int] = []
 
-    async def a_sale_commits_first(self: ConsoleReads, merchant_id: int, since: object) -> object:
-        if not sold:
-            sold.append((await _pay(platform, m, 700)).payment.price_amount)  # another request's commit
-        return await original(self, merchant_id, since)  # type: ignore[arg-type]
+    async def a_sale() -> None:
+        sold.append((await _pay(platform, m, 700)).payment.price_amount)
 
-    monkeypatch.setattr(ConsoleReads, "paid_since", a_sale_commits_first)
+    commits_halfway(monkeypatch, "paid_since", a_sale)
     d = await console.dashboard(platform, m.merchant.id)
     (usd,) = d.today
     assert sold == [700]
@@ -444,21 +457,16 @@ async def test_the_dashboard_reads_one_moment_even_when_a_sale_commits_halfway(
 async def test_a_payments_page_reads_one_moment_even_when_a_refund_commits_halfway(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tillpay.store.console import ConsoleReads
-
     await f.rates(platform)
     m = await f.merchant(platform)
     paid = (await _pay(platform, m, 1000)).payment
-    original = ConsoleReads.refunds
     refunded: list[int] = []
 
-    async def a_refund_commits_first(self: ConsoleReads, merchant_id: int, payment_id: int) -> object:
-        if not refunded:
-            await console.refund(platform, m.merchant, paid.trade_no, 300, console.new_refund_id(), None)
-            refunded.append(300)
-        return await original(self, merchant_id, payment_id)
+    async def a_refund() -> None:
+        await console.refund(platform, m.merchant, paid.trade_no, 300, console.new_refund_id(), None)
+        refunded.append(300)
 
-    monkeypatch.setattr(ConsoleReads, "refunds", a_refund_commits_first)
+    commits_halfway(monkeypatch, "refunds", a_refund)
     d = await console.payment_detail(platform, m.merchant.id, paid.trade_no)
     assert refunded == [300]
     assert d.payment.refunded_price == sum(x.price_amount for x in d.refunds) == 0

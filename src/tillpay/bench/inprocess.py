@@ -105,6 +105,7 @@ async def _send(app: Any, raw: bytes) -> bytes:
 
 
 async def _measure(url: str, label: str, pays: int, say: Callable[[str], None]) -> CostResult:
+    from tillpay.bench.run import _db_counts
     from tillpay.web.app import create_app
 
     p = Platform(Settings(database_url=url))
@@ -150,7 +151,7 @@ async def _measure(url: str, label: str, pays: int, say: Callable[[str], None]) 
                 failed = [a for a in answers if _SUCCESS not in a]
                 if failed:
                     raise RuntimeError(f"{len(failed)} {kind}s failed, the first: {failed[0][:400]!r}")
-        paid = await _paid(p)
+        paid = (await _db_counts(url, ""))["paid"]
         if paid != pays + WARM:  # every pay answered SUCCESS: the database must hold each of them
             raise RuntimeError(f"{pays + WARM} pays answered SUCCESS, the database holds {paid} payments")
     finally:
@@ -163,16 +164,6 @@ async def _measure(url: str, label: str, pays: int, say: Callable[[str], None]) 
         pay_wall_ms=round(wall / pays * 1000, 3),
         paid=paid,
     )
-
-
-async def _paid(p: Platform) -> int:
-    from sqlalchemy import func, select
-
-    from tillpay.store import tables as t
-
-    async with p.engine.connect() as conn:
-        q = select(func.count()).select_from(t.payments).where(t.payments.c.status == "TRADE_SUCCESS")
-        return int((await conn.execute(q)).scalar_one())
 
 
 def measure(target: str, pays: int, *, say: Callable[[str], None] = print) -> CostResult:
