@@ -22,6 +22,9 @@ var PAGES_CACHE = "tillpay-wallet-pages";
 var MAX_PAGES = 40;
 // A phone with a weak signal: after this long, a kept copy is better than a blank screen.
 var NETWORK_TIMEOUT_MS = 6000;
+// A page with no kept copy: tried again this many times, this far apart, when the network fails.
+var NAVIGATION_RETRIES = 5;
+var NAVIGATION_RETRY_MS = 700;
 
 self.addEventListener("install", function (event) {
   event.waitUntil(
@@ -76,6 +79,13 @@ function keep(request, response, gen) {
   });
 }
 
+/** What a page's network answer leaves behind: a kept copy, or (signed out) nothing of the session. */
+function save(request, response, gen) {
+  // Signed out (or someone else about to sign in): nothing of the previous session stays.
+  return isSignIn(response.url || request.url) && response.type === "basic"
+    ? forget() : keep(request, response.clone(), gen);
+}
+
 function withTimeout(promise, ms) {
   return new Promise(function (resolve, reject) {
     var timer = setTimeout(function () { reject(new Error("timeout")); }, ms);
@@ -88,17 +98,32 @@ function page(event) {
   var saved = null;
   var gen = generation;
   var network = fetch(request).then(function (response) {
-    // Signed out (or someone else about to sign in): nothing of the previous session stays.
-    saved = isSignIn(response.url || request.url) && response.type === "basic"
-      ? forget() : keep(request, response.clone(), gen);
+    saved = save(request, response, gen);
     return response;
   });
   event.waitUntil(network.then(function () { return saved; }).catch(function () {}));
   return caches.open(PAGES_CACHE).then(function (cache) {
     return cache.match(request.url);
   }).then(function (kept) {
-    if (!kept) return network;
+    if (!kept) return network.catch(function () { return retried(request, gen, NAVIGATION_RETRIES); });
     return withTimeout(network, NETWORK_TIMEOUT_MS).catch(function () { return kept; });
+  });
+}
+
+/**
+ * A page with no kept copy whose fetch failed: fetched again a moment later, a few times, before the
+ * browser's error page is shown. The signal of a phone that was offline a moment ago often comes back
+ * a little after the page learns of it (and the page goes to a payment's result as soon as it does).
+ */
+function retried(request, gen, tries) {
+  return new Promise(function (resolve) { setTimeout(resolve, NAVIGATION_RETRY_MS); }).then(function () {
+    return fetch(request);
+  }).then(function (response) {
+    save(request, response, gen).catch(function () {});
+    return response;
+  }, function (e) {
+    if (tries <= 1) throw e;
+    return retried(request, gen, tries - 1);
   });
 }
 

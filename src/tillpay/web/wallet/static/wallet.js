@@ -246,7 +246,20 @@
 
   // ------------------------------------------------------------------------------ live updates
 
+  // News that arrives while the phone is offline (an open event stream can outlive the signal) is
+  // acted on when it is back: a page the phone cannot load would show the browser's error instead.
+  var heldState = null;
+  window.addEventListener("online", function () {
+    var state = heldState;
+    heldState = null;
+    if (state) onState(state);
+  });
+
   function onState(state) {
+    if (!navigator.onLine) {
+      heldState = state;
+      return;
+    }
     var here = location.pathname;
     if (state.pending.length) {
       var mine = state.pending.some(function (p) { return p.url === here; });
