@@ -178,20 +178,35 @@ _OPEN_TOP = frozenset(c[0] for c in (openapi_codes.SUCCESS, openapi_codes.WAITIN
 _ANTOM_CODES = frozenset(r.code for r in ANTOM_RESULTS.values()) | {ANTOM_SUCCESS.code}
 
 
-_PARAM = re.compile(rb"(?:^|&)(service|method)=([^&]*)")
+def _form_value(raw: bytes, name: bytes) -> bytes | None:
+    """The first ``name=value`` pair's value in form bytes (still quoted), or None. ``name`` ends with
+    ``=``. A plain search, not a regular expression: it runs on every pay's whole body."""
+    at = raw.find(name)
+    while at != -1:
+        if at == 0 or raw[at - 1] == 0x26:  # at the start of a pair (after "&")
+            start = at + len(name)
+            end = raw.find(b"&", start)
+            return raw[start:] if end == -1 else raw[start:end]
+        at = raw.find(name, at + 1)
+    return None
+
+
+def _first_value(query: bytes, body: bytes, name: bytes) -> bytes | None:
+    """The query's value of ``name``, else the body's (as ``app.gateway`` reads them)."""
+    found = _form_value(query, name)
+    return found if found is not None else _form_value(body, name)
 
 
 def _gateway_dialect(query: bytes, body: bytes) -> tuple[str, str]:
     """``/gateway.do``'s dialect and service, decided as ``app.gateway`` decides it."""
-    found: dict[bytes, bytes] = {}
-    for raw in (query, body):
-        for m in _PARAM.finditer(raw):
-            found.setdefault(m.group(1), m.group(2))
-    if b"method" in found and b"service" not in found:
-        method = unquote_plus(found[b"method"].decode("latin-1"))
-        return "openapi", method if method in _OPEN_METHODS else "other"
-    service = unquote_plus(found.get(b"service", b"").decode("latin-1"))
-    return "mapi", service if service in _MAPI_SERVICES else "other"
+    service = _first_value(query, body, b"service=")
+    if service is None:
+        method = _first_value(query, body, b"method=")
+        if method is not None:
+            name = unquote_plus(method.decode("latin-1"))
+            return "openapi", name if name in _OPEN_METHODS else "other"
+    name = unquote_plus((service or b"").decode("latin-1"))
+    return "mapi", name if name in _MAPI_SERVICES else "other"
 
 
 def _route_dialect(scope: Scope) -> tuple[str, str]:
@@ -231,10 +246,10 @@ def pay_outcome(dialect: str, answer: bytes) -> tuple[str, str]:
             return "rejected", _allowed(top.group(1).decode() if top else "", _MAPI_CODES)
         result = _MAPI_RESULT.search(answer)
         rc = result.group(1).decode() if result else ""
+        if rc == "SUCCESS":  # the common answer: no error to look for (a scan of the whole answer)
+            return "success", "SUCCESS"
         err = _MAPI_ERROR.search(answer)
         code = _allowed(err.group(1).decode() if err else rc, _MAPI_CODES)
-        if rc == "SUCCESS":
-            return "success", "SUCCESS"
         if rc in ("UNKNOW", "UNKNOWN"):
             return ("waiting" if code == "WAIT_BUYER_PAY" else "unknown"), code
         return "failed", code
