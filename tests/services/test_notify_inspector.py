@@ -22,7 +22,7 @@ from tillpay.services.merchants import NewMerchant
 from tillpay.services.platform import FakeClock, Platform
 from tillpay.store import outbox
 from tillpay.store import tables as t
-from tillpay.worker.notifier import deliver_due
+from tillpay.worker.notifier import UNBUILDABLE, deliver_due
 
 pytestmark = [pytest.mark.anyio, pytest.mark.loopback_receivers]
 
@@ -169,3 +169,32 @@ async def _outbox_id(p: Platform, notify_id: str) -> int:
         return int(
             (await conn.execute(select(t.outbox.c.id).where(t.outbox.c.notify_id == notify_id))).scalar_one()
         )
+
+
+async def test_a_notification_that_cannot_be_built_ends_failed_with_its_reason(
+    platform: Platform, clock: FakeClock
+) -> None:
+    # A stored payload the dialect cannot render (no payment in it). Before, the attempt raised, the row
+    # stayed "sending" and came back every time its lease lapsed, with a traceback each time.
+    m = await f.merchant(platform)
+    notify_id = "cd" + "0" * 30
+    async with platform.engine.begin() as conn:
+        await outbox.enqueue(
+            conn,
+            notify_id=notify_id,
+            merchant_id=m.merchant.id,
+            url="http://127.0.0.1:9/notify",  # never reached: nothing is sent
+            event="payment",
+            dialect="mapi",
+            payload={"n": 1},
+            now=platform.now(),
+        )
+    async with OutboundClient.from_settings(platform.settings) as client:
+        assert await deliver_due(platform, client) == 1
+        clock.advance(3600)
+        assert await deliver_due(platform, client) == 0  # not tried again
+    n = await console.notification(platform, m.merchant.id, notify_id)
+    assert n.status == "failed"
+    (attempt,) = n.attempts
+    assert attempt.error == f"{UNBUILDABLE}: KeyError"
+    assert attempt.http_status is None and attempt.request_body is None

@@ -27,6 +27,10 @@ from tillpay.store import outbox
 
 log = structlog.get_logger("tillpay.notify")
 
+#: The error an attempt records when the notification could not be built from its stored payload (not
+#: sent; redelivering from the console tries again, once whatever was wrong is fixed).
+UNBUILDABLE = "the notification could not be built"
+
 #: A claimed notification is invisible to other workers for this long after its attempt's deadline.
 LEASE_SECONDS = 60
 
@@ -132,9 +136,27 @@ async def _deliver_one(p: Platform, client: OutboundClient, row: Any, rid: str |
     merchant = await p.merchant_by_partner(await _partner_of(p, row.merchant_id))
     render, acknowledged = DIALECTS[row.dialect]
     now = p.now()
-    content, headers = render(
-        row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type, row.url
-    )
+    try:
+        content, headers = render(
+            row.notify_id, row.event, json.loads(row.payload), now, merchant, row.sign_type, row.url
+        )
+    except Exception as e:
+        # The same row would fail the same way on every try: it ends as failed, with the reason in the
+        # console, instead of coming back each time its lease lapses. Nothing was sent.
+        log.error("notify_unbuildable", notify_id=row.notify_id, merchant_id=row.merchant_id, exc_info=True)
+        await outbox.record_attempt(
+            p.engine,
+            row.id,
+            outbox.Attempt(
+                attempted_at=now,
+                http_status=None,
+                response=None,
+                error=f"{UNBUILDABLE}: {type(e).__name__}",
+            ),
+            attempts=row.attempts + 1,
+            status="failed",
+        )
+        return False
     if rid:
         headers = {**headers, "X-Request-Id": rid}
     # A test merchant's notifications say so, outside what any dialect signs (as X-Request-Id).
