@@ -119,22 +119,25 @@ def scanned(page: Page, name: str) -> str:
 
     The scanner looks at the code block alone (an element screenshot, which does not resize the page as a
     full-page one does); the full page is kept under SHOTS as ``name``.png for the docs."""
-    tries: list[tuple[str | None, dict[str, str]]] = []
+    tries: list[tuple[str | None, dict[str, str], str]] = []
     for _ in range(4):
-        # A code may renew (a new minute) while the screenshot is taken; once, in a full run under load,
-        # the two symbols of one screenshot also disagreed (a frame not yet fully painted, or a misread).
-        # Then take it again: a page that draws them differently fails below on every try.
+        # A code may renew (a new minute) while the screenshot is taken or the digits are read; once, in
+        # a full run under load, the two symbols of one screenshot also disagreed (a frame not yet fully
+        # painted, or a misread). Then take it again: a page that draws them differently fails below on
+        # every try.
         before = page.get_attribute("#paycode", "data-code")
         codes = decode(page.locator("#paycode").screenshot(animations="disabled"))
-        tries.append((before, codes))
-        if page.get_attribute("#paycode", "data-code") == before and codes.get("QRCode") == codes.get(
-            "Code128"
+        digits = page.inner_text("#digits").replace(" ", "")
+        tries.append((before, codes, digits))
+        if (
+            page.get_attribute("#paycode", "data-code") == before
+            and codes.get("QRCode") == codes.get("Code128")
+            and digits == before
         ):
             break
     shot(page, name)
     assert set(codes) >= {"QRCode", "Code128"}, f"not all symbols decoded: {tries}"
-    digits = page.inner_text("#digits").replace(" ", "")
-    assert codes["QRCode"] == codes["Code128"] == digits == before, (tries, digits)
+    assert codes["QRCode"] == codes["Code128"] == digits == before, tries
     assert re.fullmatch(r"28\d{16}", digits)
     return digits
 
