@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +123,13 @@ def test_the_pays_own_cost_in_one_process_on_both_databases(tmp_path: Path) -> N
         assert r["pays"] == 8 and r["paid"] == 8 + 100, r
         assert 0 < r["noop_cpu_ms"] < r["pay_cpu_ms"] <= r["pay_wall_ms"] * 2, r
         assert r["own_cost_ms"] == round(r["pay_cpu_ms"] - r["noop_cpu_ms"], 3)
-    assert "| the pay's own cost ms |" in Path(f"{out}.md").read_text()
+        # One figure per block (8 pays: four blocks of two), around the whole run's.
+        blocks = r["own_cost_blocks_ms"]
+        assert len(blocks) == 4 and min(blocks) <= r["own_cost_ms"] + 0.001, r
+        assert max(blocks) >= r["own_cost_ms"] - 0.001, r
+    table = Path(f"{out}.md").read_text()
+    assert "| the pay's own cost ms | own cost, lowest–highest block ms |" in table
+    assert re.search(r"\| \d+\.\d\d–\d+\.\d\d \|", table), table
     assert _bench_databases(pg_admin_url()) == before  # its database was removed
 
 

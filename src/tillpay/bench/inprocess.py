@@ -47,6 +47,9 @@ class CostResult:
     pay_cpu_ms: float  # float-ok: a measured time
     pay_wall_ms: float  # float-ok: a measured time
     paid: int  # payments the database holds afterwards (warm-up included)
+    #: The pay's own cost in each block (its pays' CPU minus its no-ops'): how far the machine moved
+    #: while it measured.
+    own_cost_blocks_ms: tuple[float, ...] = ()  # float-ok: measured times
 
     @property
     def own_cost_ms(self) -> float:  # float-ok: a measured time
@@ -138,19 +141,24 @@ async def _measure(url: str, label: str, pays: int, say: Callable[[str], None]) 
                     raise RuntimeError(f"a warm-up {kind} failed: {answer[:400]!r}")
         cpu = {"pay": 0.0, requests.NOOP: 0.0}  # float-ok: seconds
         wall = 0.0  # float-ok: seconds
+        blocks: list[float] = []  # float-ok: milliseconds
         size = -(-pays // BLOCKS)
         for block in range(BLOCKS):
+            per_request: dict[str, float] = {}  # float-ok: seconds
             for kind in (requests.NOOP, "pay"):
                 todo = kinds[kind][WARM + block * size : WARM + min(pays, (block + 1) * size)]
                 say(f"block {block + 1}/{BLOCKS}: {len(todo)} {'no-op' if kind == requests.NOOP else kind}s")
                 c0, w0 = time.process_time(), time.perf_counter()
                 answers = [await _send(app, raw) for raw in todo]
-                cpu[kind] += time.process_time() - c0
+                spent = time.process_time() - c0
+                cpu[kind] += spent
+                per_request[kind] = spent / max(1, len(todo))
                 if kind == "pay":
                     wall += time.perf_counter() - w0
                 failed = [a for a in answers if _SUCCESS not in a]
                 if failed:
                     raise RuntimeError(f"{len(failed)} {kind}s failed, the first: {failed[0][:400]!r}")
+            blocks.append(round((per_request["pay"] - per_request[requests.NOOP]) * 1000, 3))
         paid = (await _db_counts(url, ""))["paid"]
         if paid != pays + WARM:  # every pay answered SUCCESS: the database must hold each of them
             raise RuntimeError(f"{pays + WARM} pays answered SUCCESS, the database holds {paid} payments")
@@ -163,6 +171,7 @@ async def _measure(url: str, label: str, pays: int, say: Callable[[str], None]) 
         pay_cpu_ms=round(cpu["pay"] / pays * 1000, 3),
         pay_wall_ms=round(wall / pays * 1000, 3),
         paid=paid,
+        own_cost_blocks_ms=tuple(blocks),
     )
 
 
@@ -200,12 +209,16 @@ def measure(target: str, pays: int, *, say: Callable[[str], None] = print) -> Co
 def markdown(results: list[CostResult]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| database | pays | signed no-op CPU ms/request | pay CPU ms/pay | the pay's own cost ms | pay wall ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| database | pays | signed no-op CPU ms/request | pay CPU ms/pay | the pay's own cost ms "
+        "| own cost, lowest–highest block ms | pay wall ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        spread = (
+            f"{min(r.own_cost_blocks_ms):.2f}–{max(r.own_cost_blocks_ms):.2f}" if r.own_cost_blocks_ms else "–"
+        )
         lines.append(
             f"| {r.database} | {r.pays:,} | {r.noop_cpu_ms:.2f} | {r.pay_cpu_ms:.2f} | "
-            f"{r.own_cost_ms:.2f} | {r.pay_wall_ms:.2f} |"
+            f"{r.own_cost_ms:.2f} | {spread} | {r.pay_wall_ms:.2f} |"
         )
     return "\n".join(lines) + "\n"
