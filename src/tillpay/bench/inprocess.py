@@ -215,7 +215,9 @@ def markdown(results: list[CostResult]) -> str:
     ]
     for r in results:
         spread = (
-            f"{min(r.own_cost_blocks_ms):.2f}–{max(r.own_cost_blocks_ms):.2f}" if r.own_cost_blocks_ms else "–"
+            f"{min(r.own_cost_blocks_ms):.2f}–{max(r.own_cost_blocks_ms):.2f}"
+            if r.own_cost_blocks_ms
+            else "–"
         )
         lines.append(
             f"| {r.database} | {r.pays:,} | {r.noop_cpu_ms:.2f} | {r.pay_cpu_ms:.2f} | "
