@@ -1,6 +1,8 @@
 """The SQLite connection that runs statements on the loop (store/sqlite_inline.py): it waits for another
 process's write lock without blocking the loop, commits and rolls back like the driver it replaces, and
-leaves its connection alone when the request waiting on it is cancelled.
+leaves its connection alone when the request waiting on it is cancelled. Tillpay's own writers to one
+file take turns through a lock on the file beside it (``WriterTurn``), given back however a transaction
+ends.
 
 A request is cancelled when its client goes away in the middle of a streamed answer (Starlette cancels
 the wallet's event stream) or a deadline runs out. SQLAlchemy then rolls back or closes the connection
@@ -11,6 +13,8 @@ is not safe against that and can crash the whole server process.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import subprocess
 import sys
@@ -267,14 +271,17 @@ async def test_an_engine_transaction_that_cannot_get_the_lock_fails_with_sqlalch
 #: Many transactions on one engine, half of them cancelled at a random moment, while another process's
 #: connection keeps taking the write lock: what a SQLite server sees when browsers drop their event
 #: streams while the worker or the CLI writes. Before the fix this crashed the process (SIGSEGV) within
-#: about three seconds on a 2-core machine.
+#: about three seconds on a 2-core machine. With two engines, the requests of each also wait for the
+#: other's turn (as two server processes do) and are cancelled while they wait for it; afterwards nothing
+#: may hold the turn.
 STRESS = """
-import asyncio, os, random, sqlite3, sys, threading, time
+import asyncio, fcntl, os, random, sqlite3, sys, threading, time
 from sqlalchemy import text
 from tillpay.store.engine import create_engine
 
 path = sys.argv[1]
 seconds = float(sys.argv[2])
+engines = int(sys.argv[3])
 c0 = sqlite3.connect(path)
 c0.execute("PRAGMA journal_mode=WAL")
 c0.execute("CREATE TABLE t (v INTEGER)")
@@ -293,20 +300,20 @@ def other_process():
         time.sleep(random.random() * 0.003)
 
 async def main():
-    engine = create_engine(f"sqlite:///{path}")
+    pool = [create_engine(f"sqlite:///{path}") for _ in range(engines)]
     done = cancelled = errors = 0
 
-    async def transaction():
+    async def transaction(engine):
         async with engine.begin() as conn:
             await conn.execute(text("INSERT INTO t VALUES (1)"))
             await conn.execute(text("SELECT count(*) FROM t"))
 
     end = time.monotonic() + seconds
 
-    async def requests():
+    async def requests(engine):
         nonlocal done, cancelled, errors
         while time.monotonic() < end:
-            task = asyncio.ensure_future(transaction())
+            task = asyncio.ensure_future(transaction(engine))
             await asyncio.sleep(random.random() * 0.004)
             if not task.done() and random.random() < 0.5:
                 task.cancel()
@@ -319,9 +326,16 @@ async def main():
                 errors += 1
                 print(repr(e), file=sys.stderr)
 
-    await asyncio.gather(*(requests() for _ in range(8)))
-    await engine.dispose()
-    print(done, cancelled, errors)
+    await asyncio.gather(*(requests(pool[i % engines]) for i in range(8)))
+    for engine in pool:
+        await engine.dispose()
+    fd = os.open(path + "-tillpay-lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        turn_free = 1
+    except BlockingIOError:
+        turn_free = 0
+    print(done, cancelled, errors, turn_free)
 
 threading.Thread(target=other_process, daemon=True).start()
 asyncio.run(main())
@@ -329,19 +343,223 @@ stop.set()
 """
 
 
+@pytest.mark.parametrize("engines", [1, 2])
 def test_transactions_cancelled_at_random_under_lock_contention_neither_crash_nor_fail(
-    tmp_path: Path,
+    tmp_path: Path, engines: int
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", STRESS, str(tmp_path / "stress.db"), "6"],
+        [
+            sys.executable,
+            "-c",
+            STRESS,
+            str(tmp_path / "stress.db"),
+            "6" if engines == 1 else "4",
+            str(engines),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, f"exit status {proc.returncode} (-11: SIGSEGV): {proc.stderr[-2000:]}"
-    done, cancelled, errors = (int(n) for n in proc.stdout.split())
+    done, cancelled, errors, turn_free = (int(n) for n in proc.stdout.split())
     assert errors == 0, proc.stderr[-2000:]
     assert done > 100 and cancelled > 100  # both kinds happened, many times
+    assert turn_free == 1, "a connection kept its turn after all its transactions ended"
     with sqlite3.connect(tmp_path / "stress.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# -- Tillpay's writers take turns (WriterTurn)
+
+
+def turn_is_free(path: Path) -> bool:
+    """Whether no Tillpay connection has its turn at writing ``path`` (another file descriptor, as
+    another process would have, can take the lock beside it at once)."""
+    fd = os.open(f"{path}{sqlite_inline.TURN_SUFFIX}", os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+async def turn_becomes_free(path: Path) -> bool:
+    for _ in range(100):
+        if turn_is_free(path):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def begins_tried(inline: InlineConnection) -> list[str]:
+    """The BEGIN statements the connection's sqlite3 connection runs from now on (a try that finds the
+    write lock taken is one too)."""
+    tried: list[str] = []
+    inline._conn.set_trace_callback(lambda sql: tried.append(sql) if sql.startswith("BEGIN") else None)
+    return tried
+
+
+@pytest.mark.anyio
+async def test_a_writer_waiting_for_another_tillpay_writer_is_woken_instead_of_trying_again(db: Path) -> None:
+    first = await InlineConnection.open(str(db))
+    second = await InlineConnection.open(str(db))
+    tried = begins_tried(second)
+    await first.execute("BEGIN IMMEDIATE")
+    assert not turn_is_free(db)
+    began = asyncio.ensure_future(second.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.5)  # SQLite's pauses alone would have tried about ten times by now
+    assert not began.done()
+    assert tried == [], "the waiting writer tried SQLite's lock instead of waiting for its turn"
+    await first.execute("INSERT INTO t VALUES (1)")
+    await first.commit()
+    await asyncio.wait_for(began, 5)
+    assert tried == ["BEGIN IMMEDIATE"]  # once, when its turn came
+    await second.execute("INSERT INTO t VALUES (2)")
+    await second.commit()
+    assert count(db) == 2
+    assert turn_is_free(db)
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.anyio
+async def test_the_turn_is_given_back_however_the_transaction_ends(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inline = await InlineConnection.open(str(db))
+    await inline.execute("BEGIN IMMEDIATE")
+    assert not turn_is_free(db)
+    await inline.rollback()
+    assert turn_is_free(db), "a rollback kept the turn"
+    await inline.execute("BEGIN IMMEDIATE")
+    await inline.execute("INSERT INTO t VALUES (1)")
+    await inline.commit()  # a write: committed in a thread
+    assert turn_is_free(db), "a commit that wrote kept the turn"
+    await inline.execute("BEGIN IMMEDIATE")
+    await inline.commit()  # nothing written: committed on the loop
+    assert turn_is_free(db), "a commit without writes kept the turn"
+    # Another program (which knows nothing of the turn) holds SQLite's lock past the busy timeout.
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await inline.execute("BEGIN IMMEDIATE")
+    assert turn_is_free(db), "a BEGIN that gave up kept the turn"
+    holder.rollback()
+    holder.close()
+    await inline.execute("BEGIN IMMEDIATE")
+    assert not turn_is_free(db)
+    await inline.close()
+    assert turn_is_free(db), "closing the connection kept the turn"
+    assert count(db) == 1
+
+
+@pytest.mark.anyio
+async def test_a_wait_for_the_turn_that_is_cancelled_lets_it_go_when_it_comes(db: Path) -> None:
+    first = await InlineConnection.open(str(db))
+    second = await InlineConnection.open(str(db))
+    await first.execute("BEGIN IMMEDIATE")
+    began = asyncio.ensure_future(second.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.2)
+    began.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await began
+    await first.rollback()
+    # The thread that waited for the second connection's turn gets the lock now; nobody waits for it.
+    assert await turn_becomes_free(db), "a cancelled wait kept the turn when it came"
+    assert not second.in_transaction
+    await first.execute("BEGIN IMMEDIATE")  # the first writer is not held up by it
+    await first.execute("INSERT INTO t VALUES (1)")
+    await first.commit()
+    await second.execute("BEGIN IMMEDIATE")  # and the second connection is as good as new
+    await second.execute("INSERT INTO t VALUES (2)")
+    await second.commit()
+    assert count(db) == 2
+    await first.close()
+    await second.close()
+    assert turn_is_free(db)
+
+
+@pytest.mark.anyio
+async def test_a_wait_for_the_turn_gives_up_after_the_busy_timeout(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 300)
+    first = await InlineConnection.open(str(db))
+    second = await InlineConnection.open(str(db))
+    await first.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await second.execute("BEGIN IMMEDIATE")
+    assert 0.25 <= time.monotonic() - started < 5
+    assert not second.in_transaction
+    await first.commit()
+    assert await turn_becomes_free(db)
+    await second.execute("BEGIN IMMEDIATE")
+    await second.execute("INSERT INTO t VALUES (1)")
+    await second.commit()
+    assert count(db) == 1
+    await first.close()
+    await second.close()
+
+
+#: One process writing transactions one after another, counting its tries at SQLite's write lock.
+WRITER = """
+import asyncio, os, sys, time
+from sqlalchemy import event, text
+from tillpay.store.engine import create_engine
+
+path, transactions, start = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tries = 0
+
+def count_tries(sql):
+    global tries
+    if sql.startswith("BEGIN"):
+        tries += 1
+
+async def main():
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def traced(dbapi_conn, _record):
+        dbapi_conn.driver_connection._conn.set_trace_callback(count_tries)
+
+    while not os.path.exists(start):
+        time.sleep(0.01)
+    for i in range(transactions):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": i})
+    await engine.dispose()
+    print(tries)
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_writing_one_file_each_try_sqlites_lock_once_per_transaction(
+    db: Path, tmp_path: Path
+) -> None:
+    start = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), "300", str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    start.touch()
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    tries = [int(out) for out, _ in outs]
+    assert count(db) == 600
+    # Each waited for its turn while the other wrote, and then found SQLite's lock free.
+    assert tries == [300, 300], f"tries at the write lock per process: {tries}"
+    assert turn_is_free(db)

@@ -15,6 +15,17 @@ microseconds, so this connection runs them inline and leaves the thread only whe
   follow SQLite's (1 ms growing to 100 ms), for up to ``BUSY_TIMEOUT_MS``. No thread is involved, so a
   request cancelled while it waits leaves the connection as it was.
 
+- Tillpay's own connections to one file (the server processes of ``serve --workers N``, the worker, the
+  CLI) take turns at writing through an advisory lock (``flock``) on a file beside the database,
+  ``<database>-tillpay-lock`` (``WriterTurn``). A connection waiting for its turn is woken by the kernel
+  the moment the holder lets go, in a thread that touches only that lock file, never the sqlite3
+  connection. With SQLite's pauses alone, a process waiting for another's lock found it free only if it
+  happened to try in a gap between two of the other's transactions: with two server processes one of
+  them mostly slept, half the machine was idle and p99 was ~220 ms (docs/benchmark.md). The turn is only
+  an order among Tillpay's connections: each writer still takes SQLite's own lock with ``BEGIN
+  IMMEDIATE`` afterwards (which other programs honour), so a fault in the turn could cost time but never
+  let two writers in at once.
+
 Everything else keeps aiosqlite's contract (the methods SQLAlchemy's adapter awaits), so the dialect, the
 pool of one connection and the ``BEGIN IMMEDIATE`` listener in ``engine.py`` are unchanged. A long query
 (a report over millions of rows) would hold the loop while it runs; the server's requests are short ones.
@@ -23,6 +34,8 @@ pool of one connection and the ``BEGIN IMMEDIATE`` listener in ``engine.py`` are
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +48,9 @@ BUSY_TIMEOUT_MS = 30_000
 BUSY_PAUSES_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
 
 T = TypeVar("T")
+
+#: What the file beside a database that Tillpay's writers take turns through is called after it.
+TURN_SUFFIX = "-tillpay-lock"
 
 
 async def _in_thread_to_the_end(fn: Callable[[], T]) -> T:
@@ -57,6 +73,97 @@ async def _in_thread_to_the_end(fn: Callable[[], T]) -> T:
         # that went away after sending); take it so that asyncio does not report it as unretrieved.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         raise
+
+
+class WriterTurn:
+    """Tillpay's writers to one database file take turns through an exclusive ``flock`` on a file beside
+    it, held from ``BEGIN IMMEDIATE`` to the transaction's end (see the module's docstring).
+
+    A wait that is not answered at once goes to a thread blocked in ``flock``. A wait that gives up
+    (cancelled, or past the busy timeout) leaves that thread to finish: when the lock comes to it, it is
+    let go at once unless this connection waits for it again by then. The file descriptor stays open
+    while such a thread may still use it, so its number cannot be reused for another file meanwhile.
+    Only the event loop's thread changes this object's state.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._closing = False
+        self._wanted = False
+        self._waiter: asyncio.Future[None] | None = None
+        #: Whether this connection has its turn (from its ``BEGIN IMMEDIATE`` to its commit or rollback).
+        self.held = False
+
+    @classmethod
+    def beside(cls, path: str) -> WriterTurn | None:
+        """The turn of the database at ``path``; None where the file beside it cannot be opened (then
+        SQLite's own lock and its pauses alone order the writers, as for any other program)."""
+        try:
+            fd = os.open(path + TURN_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return None
+        return cls(fd)
+
+    async def take(self, deadline: float) -> bool:  # float-ok: time.monotonic()
+        """Wait until ``deadline`` (``time.monotonic()``) at most for this connection's turn; whether it
+        came."""
+        if self.held:
+            return True
+        if self._closing:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        except OSError:
+            return False
+        else:
+            self.held = True
+            return True
+        if self._waiter is None:
+            waiter = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, self._fd, fcntl.LOCK_EX)
+            waiter.add_done_callback(self._arrived)  # runs before the ``await`` below resumes
+            self._waiter = waiter
+        self._wanted = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._waiter), max(deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            pass
+        except OSError:
+            pass
+        except BaseException:
+            self._wanted = False
+            self.give()  # cancelled just as the turn came: it goes to the next writer
+            raise
+        finally:
+            self._wanted = False
+        return self.held
+
+    def _arrived(self, waiter: asyncio.Future[None]) -> None:
+        self._waiter = None
+        if waiter.cancelled() or waiter.exception() is not None:
+            pass
+        elif self._wanted and not self._closing:
+            self.held = True
+        else:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # nobody waits for it any more
+        if self._closing:
+            os.close(self._fd)
+
+    def give(self) -> None:
+        """Let the next writer have its turn (nothing if this connection does not have it)."""
+        if self.held:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Give the turn and close the file (once a thread still waiting on it is done)."""
+        if self._closing:
+            return
+        self.give()
+        self._closing = True
+        if self._waiter is None:
+            os.close(self._fd)
 
 
 class _Tx:
@@ -133,11 +240,12 @@ class InlineCursor:
 class InlineConnection:
     """A sqlite3 connection behind the parts of aiosqlite's interface that SQLAlchemy uses."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, turn: WriterTurn | None = None) -> None:
         self._connection: sqlite3.Connection | None = conn
         self._tx = _Tx(conn)
         self._changes_at_begin = 0
         self._busy_handler_off = False
+        self._turn = turn
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -149,7 +257,7 @@ class InlineConnection:
     async def open(cls, path: str) -> InlineConnection:
         """Open ``path`` (sqlite3 in autocommit mode: transactions are begun explicitly)."""
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        return cls(conn)
+        return cls(conn, None if path == ":memory:" else WriterTurn.beside(path))
 
     async def _begin(self, cursor: sqlite3.Cursor, sql: str) -> None:
         conn = self._conn
@@ -157,17 +265,28 @@ class InlineConnection:
             conn.execute("PRAGMA busy_timeout=0")
             self._busy_handler_off = True
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        turn = self._turn if sql.startswith(("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")) else None
+        if turn is not None:
+            # Tillpay's other writers first (woken when the holder lets go), then SQLite's own lock,
+            # which any other program on the file may hold: if the turn did not come in time, the
+            # pauses below give up at the same deadline.
+            await turn.take(deadline)
         tries = 0
-        while True:
-            try:
-                cursor.execute(sql)
-                break
-            except sqlite3.OperationalError as e:
-                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() >= deadline:
-                    raise
-            pause = BUSY_PAUSES_MS[min(tries, len(BUSY_PAUSES_MS) - 1)] / 1000
-            tries += 1
-            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        try:
+            while True:
+                try:
+                    cursor.execute(sql)
+                    break
+                except sqlite3.OperationalError as e:
+                    if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() >= deadline:
+                        raise
+                pause = BUSY_PAUSES_MS[min(tries, len(BUSY_PAUSES_MS) - 1)] / 1000
+                tries += 1
+                await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        except BaseException:
+            if turn is not None:
+                turn.give()
+            raise
         self._changes_at_begin = conn.total_changes
 
     # -- what SQLAlchemy's adapter calls
@@ -191,23 +310,38 @@ class InlineConnection:
         conn = self._conn
         if conn.in_transaction and conn.total_changes != self._changes_at_begin:
             # A write: the fsync of synchronous=FULL happens off the loop.
-            await _in_thread_to_the_end(conn.commit)
+            try:
+                await _in_thread_to_the_end(conn.commit)
+            finally:
+                self._give_turn()
         else:
-            conn.commit()
+            try:
+                conn.commit()
+            finally:
+                self._give_turn()
 
     async def rollback(self) -> None:
-        self._conn.rollback()
+        try:
+            self._conn.rollback()
+        finally:
+            self._give_turn()
+
+    def _give_turn(self) -> None:
+        if self._turn is not None:
+            self._turn.give()
 
     async def create_function(self, *args: Any, **kw: Any) -> None:
         self._conn.create_function(*args, **kw)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
         """Close at once (SQLAlchemy's terminate)."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        try:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+        finally:
+            if self._turn is not None:
+                self._turn.close()
