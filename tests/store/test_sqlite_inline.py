@@ -563,3 +563,42 @@ def test_two_processes_writing_one_file_each_try_sqlites_lock_once_per_transacti
     # Each waited for its turn while the other wrote, and then found SQLite's lock free.
     assert tries == [300, 300], f"tries at the write lock per process: {tries}"
     assert turn_is_free(db)
+
+
+#: A command that gives up waiting for its turn (another process keeps it past the busy timeout) and ends.
+GIVES_UP = """
+import asyncio, sqlite3, sys
+from tillpay.store import sqlite_inline
+
+sqlite_inline.BUSY_TIMEOUT_MS = 300
+
+async def main():
+    inline = await sqlite_inline.InlineConnection.open(sys.argv[1])
+    try:
+        await inline.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        print(e)
+    finally:
+        await inline.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_that_gave_up_waiting_for_its_turn_exits_while_the_other_still_has_it(db: Path) -> None:
+    # Another Tillpay process has the turn and SQLite's lock, and keeps them.
+    fd = os.open(f"{db}{sqlite_inline.TURN_SUFFIX}", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", GIVES_UP, str(db)], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "locked" in proc.stdout  # the wait gave up with SQLite's own words
+    finally:
+        holder.rollback()
+        holder.close()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -75,15 +76,20 @@ async def _in_thread_to_the_end(fn: Callable[[], T]) -> T:
         raise
 
 
+#: What a connection's turn thread is asked for: the lock, handed to this future on this loop.
+_TurnRequest = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
 class WriterTurn:
     """Tillpay's writers to one database file take turns through an exclusive ``flock`` on a file beside
     it, held from ``BEGIN IMMEDIATE`` to the transaction's end (see the module's docstring).
 
-    A wait that is not answered at once goes to a thread blocked in ``flock``. A wait that gives up
-    (cancelled, or past the busy timeout) leaves that thread to finish: when the lock comes to it, it is
-    let go at once unless this connection waits for it again by then. The file descriptor stays open
-    while such a thread may still use it, so its number cannot be reused for another file meanwhile.
-    Only the event loop's thread changes this object's state.
+    A wait that is not answered at once goes to this connection's own thread (a daemon, made at the
+    first such wait), which blocks in ``flock`` and hands the turn to the loop. A wait that gives up
+    (cancelled, or past the busy timeout) leaves the thread waiting: when the turn comes, it is let go at
+    once unless this connection waits for it again by then. A daemon thread never holds up the process's
+    exit, and the file descriptor stays open while the thread may still use it, so that its number
+    cannot be reused for another file meanwhile. Only the event loop's thread changes ``held``.
     """
 
     def __init__(self, fd: int) -> None:
@@ -91,6 +97,7 @@ class WriterTurn:
         self._closing = False
         self._wanted = False
         self._waiter: asyncio.Future[None] | None = None
+        self._requests: queue.SimpleQueue[_TurnRequest | None] | None = None
         #: Whether this connection has its turn (from its ``BEGIN IMMEDIATE`` to its commit or rollback).
         self.held = False
 
@@ -121,15 +128,11 @@ class WriterTurn:
             self.held = True
             return True
         if self._waiter is None:
-            waiter = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, self._fd, fcntl.LOCK_EX)
-            waiter.add_done_callback(self._arrived)  # runs before the ``await`` below resumes
-            self._waiter = waiter
+            self._waiter = self._wait_in_thread()
         self._wanted = True
         try:
             await asyncio.wait_for(asyncio.shield(self._waiter), max(deadline - time.monotonic(), 0.0))
-        except TimeoutError:
-            pass
-        except OSError:
+        except (TimeoutError, OSError):
             pass
         except BaseException:
             self._wanted = False
@@ -139,16 +142,49 @@ class WriterTurn:
             self._wanted = False
         return self.held
 
+    def _wait_in_thread(self) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiter.add_done_callback(self._arrived)  # runs before the ``await`` in ``take`` resumes
+        if self._requests is None:
+            self._requests = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve, args=(self._requests,), name="tillpay-writer-turn", daemon=True
+            ).start()
+        self._requests.put((loop, waiter))
+        return waiter
+
+    def _serve(self, requests: queue.SimpleQueue[_TurnRequest | None]) -> None:
+        """The thread: take the lock for each waiter and hand it to the waiter's loop."""
+        while (request := requests.get()) is not None:
+            loop, waiter = request
+            error: OSError | None = None
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError as e:
+                error = e
+            if self._closing:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)  # the connection is gone: nobody takes it
+                continue
+            try:
+                loop.call_soon_threadsafe(self._hand_over, waiter, error)
+            except RuntimeError:  # the loop is closed
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _hand_over(self, waiter: asyncio.Future[None], error: OSError | None) -> None:
+        if waiter.done():  # not expected (a waiter is only awaited through a shield): let the turn go
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        elif error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+
     def _arrived(self, waiter: asyncio.Future[None]) -> None:
         self._waiter = None
-        if waiter.cancelled() or waiter.exception() is not None:
-            pass
-        elif self._wanted and not self._closing:
+        if waiter.exception() is None and self._wanted and not self._closing:
             self.held = True
         else:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)  # nobody waits for it any more
-        if self._closing:
-            os.close(self._fd)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # nobody waits for it any more (or it failed)
 
     def give(self) -> None:
         """Let the next writer have its turn (nothing if this connection does not have it)."""
@@ -157,11 +193,14 @@ class WriterTurn:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Give the turn and close the file (once a thread still waiting on it is done)."""
+        """Give the turn back and close the file, unless the thread may still use it (then the file
+        stays open until the process ends; the thread lets the turn go when it comes)."""
         if self._closing:
             return
         self.give()
         self._closing = True
+        if self._requests is not None:
+            self._requests.put(None)  # the thread ends after the wait it may be in
         if self._waiter is None:
             os.close(self._fd)
 
