@@ -71,6 +71,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(_hosts_to_query(url)).drivername.startswith("sqlite")
 
 
+#: The execution option of a connection that only reads (``store.uow.Reader``): on SQLite its
+#: transaction begins deferred, so it takes no write lock (in WAL mode a reader reads its snapshot while
+#: a writer writes) and no writer's turn (store/sqlite_inline.py).
+READ_ONLY = "tillpay_read_only"
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` with the per-database settings Tillpay relies on."""
     url = async_url(url)
@@ -104,12 +110,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             # (context, events, result) cost a third of a millisecond of every write transaction.
             # Its errors are wrapped as SQLAlchemy's own, as ``exec_driver_sql`` would (a lock still held
             # by another process after BUSY_TIMEOUT_MS: ``sqlalchemy.exc.OperationalError``).
+            # A reader's transaction (READ_ONLY) begins deferred: it never writes, so it needs no lock.
+            begin = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
             cur = conn.connection.dbapi_connection.cursor()
             try:
-                cur.execute("BEGIN IMMEDIATE")
+                cur.execute(begin)
             except conn.dialect.loaded_dbapi.Error as e:
                 raise sa_exc.DBAPIError.instance(
-                    "BEGIN IMMEDIATE", (), e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                    begin, (), e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
                 ) from e
             finally:
                 cur.close()

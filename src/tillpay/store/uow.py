@@ -11,7 +11,9 @@ instead: the same repositories on a connection that never writes.
 
 Services orchestrate; the SQL is in the repositories (``store/fx.py``, ``store/stores.py``, the ledger in
 ``store/ledger.py`` and the outbox in ``store/outbox.py``). On SQLite the transaction starts with
-``BEGIN IMMEDIATE`` (store/engine.py), so a unit of work holds the one write lock from its start.
+``BEGIN IMMEDIATE`` (store/engine.py), so a unit of work holds the one write lock from its start; a
+``Reader``'s transaction begins deferred and takes no lock (WAL mode lets it read while another process
+writes).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tillpay.store.codes import CodesRepository
 from tillpay.store.console import ConsoleReads
 from tillpay.store.console_users import ConsoleUsersRepository
 from tillpay.store.driver import Driver
+from tillpay.store.engine import READ_ONLY
 from tillpay.store.fx import FxRepository
 from tillpay.store.ledger import LedgerRepository
 from tillpay.store.merchants import MerchantsRepository
@@ -169,6 +172,9 @@ class UnitOfWork(_Repositories):
         if self._borrowed is not None:
             if self._borrowed.in_transaction():
                 await self._borrowed.rollback()  # end the caller's read transaction
+            sync = self._borrowed.sync_connection
+            if sync is not None and sync.get_execution_options().get(READ_ONLY):
+                sync.execution_options(**{READ_ONLY: False})  # a write begins with the write lock
             self._conn = self._borrowed
             self._tx = await self._conn.begin()
             return self
@@ -210,6 +216,11 @@ class Reader(_Repositories):
 
     async def __aenter__(self) -> Self:
         conn = await self._engine.connect()
+        if conn.dialect.name == "sqlite" and conn.sync_connection is not None:
+            # Its transaction begins deferred (store/engine.py): no write lock, no writer's turn. In WAL
+            # mode it reads one snapshot while other processes write; ``then_write`` takes the lock.
+            # In place, without I/O (SQLAlchemy only records the option on the connection).
+            conn.sync_connection.execution_options(**{READ_ONLY: True})
         if self._snapshot and conn.dialect.name == "postgresql":
             # Every statement of the read sees the same moment. PostgreSQL's default (READ COMMITTED)
             # takes a snapshot per statement, so counts read one after another could straddle a commit;
