@@ -181,7 +181,7 @@ class WriterTurn:
 
     def _arrived(self, waiter: asyncio.Future[None]) -> None:
         self._waiter = None
-        if waiter.exception() is None and self._wanted and not self._closing:
+        if not waiter.cancelled() and waiter.exception() is None and self._wanted and not self._closing:
             self.held = True
         else:
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # nobody waits for it any more (or it failed)
