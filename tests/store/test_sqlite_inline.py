@@ -602,3 +602,19 @@ def test_a_process_that_gave_up_waiting_for_its_turn_exits_while_the_other_still
         holder.close()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+async def test_the_turn_file_is_no_more_open_than_the_database(db: Path, mode: int) -> None:
+    # Whoever may open the lock file may hold the writers' turn: only those who may open the database.
+    os.chmod(db, mode)
+    old_umask = os.umask(0)
+    try:
+        inline = await InlineConnection.open(str(db))
+    finally:
+        os.umask(old_umask)
+    try:
+        assert os.stat(f"{db}{sqlite_inline.TURN_SUFFIX}").st_mode & 0o777 == mode
+    finally:
+        await inline.close()

@@ -104,9 +104,16 @@ class WriterTurn:
     @classmethod
     def beside(cls, path: str) -> WriterTurn | None:
         """The turn of the database at ``path``; None where the file beside it cannot be opened (then
-        SQLite's own lock and its pauses alone order the writers, as for any other program)."""
+        SQLite's own lock and its pauses alone order the writers, as for any other program).
+
+        The file is made with the database's own permissions (as SQLite makes its ``-wal`` and ``-shm``
+        files), so that nobody who cannot open the database can hold the writers' turn."""
         try:
-            fd = os.open(path + TURN_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            mode = os.stat(path).st_mode & 0o666
+        except OSError:
+            mode = 0o600
+        try:
+            fd = os.open(path + TURN_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError:
             return None
         return cls(fd)
