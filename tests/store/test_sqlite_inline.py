@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, insert, select, text
 
 from conftest import test_settings
+from sqlite_turn import turn_is_free
 from tillpay.services.platform import Platform
 from tillpay.store import sqlite_inline
 from tillpay.store import tables as t
@@ -371,21 +372,6 @@ def test_transactions_cancelled_at_random_under_lock_contention_neither_crash_no
 
 
 # -- Tillpay's writers take turns (WriterTurn)
-
-
-def turn_is_free(path: Path) -> bool:
-    """Whether no Tillpay connection has its turn at writing ``path`` (another file descriptor, as
-    another process would have, can take the lock beside it at once)."""
-    fd = os.open(f"{path}{sqlite_inline.TURN_SUFFIX}", os.O_RDWR | os.O_CREAT)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
 
 
 async def turn_becomes_free(path: Path) -> bool:

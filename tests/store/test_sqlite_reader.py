@@ -5,8 +5,6 @@ for it and it does not wait for that write; in WAL mode it reads one snapshot me
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
+from sqlite_turn import turn_is_free
 from tillpay.services.platform import Platform
 from tillpay.store import sqlite_inline
 from tillpay.store import tables as t
@@ -32,19 +31,6 @@ def another_process(p: Platform) -> sqlite3.Connection:
     conn = sqlite3.connect(path_of(p), isolation_level=None)
     conn.execute("PRAGMA busy_timeout=0")
     return conn
-
-
-def turn_is_free(p: Platform) -> bool:
-    fd = os.open(f"{path_of(p)}{sqlite_inline.TURN_SUFFIX}", os.O_RDWR | os.O_CREAT)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
 
 
 RATE = "INSERT INTO fx_rates (base, quote, rate, effective_at, created_at) VALUES (?, 'CNY', '7', ?, ?)"
@@ -87,7 +73,7 @@ async def test_a_read_does_not_wait_for_another_process_s_write_nor_hold_it_up(
         writer.execute("COMMIT")  # the other process commits while the read is open
         assert await rates(r) == 0  # the read keeps its snapshot
         assert not holds_the_write_lock_now(platform)
-        assert turn_is_free(platform)
+        assert turn_is_free(path_of(platform))
         writer.execute("BEGIN IMMEDIATE")  # and another write can begin and commit meanwhile
         add_rate(writer, "EUR")
         writer.execute("COMMIT")
@@ -104,9 +90,9 @@ async def test_a_write_after_the_read_begins_with_the_write_lock(platform: Platf
             row = {"base": "USD", "quote": "CNY", "rate": "7", "effective_at": now, "created_at": now}
             await uow.conn.execute(insert(t.fx_rates).values(**row))
             assert holds_the_write_lock_now(platform)
-            assert not turn_is_free(platform)
+            assert not turn_is_free(path_of(platform))
             await uow.commit()
-        assert turn_is_free(platform)
+        assert turn_is_free(path_of(platform))
         assert await rates(r) == 1  # reading on, on the same connection
 
 

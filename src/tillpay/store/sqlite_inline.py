@@ -142,7 +142,6 @@ class WriterTurn:
         except (TimeoutError, OSError):
             pass
         except BaseException:
-            self._wanted = False
             self.give()  # cancelled just as the turn came: it goes to the next writer
             raise
         finally:
@@ -354,17 +353,14 @@ class InlineConnection:
 
     async def commit(self) -> None:
         conn = self._conn
-        if conn.in_transaction and conn.total_changes != self._changes_at_begin:
-            # A write: the fsync of synchronous=FULL happens off the loop.
-            try:
+        try:
+            if conn.in_transaction and conn.total_changes != self._changes_at_begin:
+                # A write: the fsync of synchronous=FULL happens off the loop.
                 await _in_thread_to_the_end(conn.commit)
-            finally:
-                self._give_turn()
-        else:
-            try:
+            else:
                 conn.commit()
-            finally:
-                self._give_turn()
+        finally:
+            self._give_turn()
 
     async def rollback(self) -> None:
         try:
