@@ -472,6 +472,46 @@ async def test_a_wait_for_the_turn_that_is_cancelled_lets_it_go_when_it_comes(db
 
 
 @pytest.mark.anyio
+async def test_the_commit_s_thread_lets_the_turn_go_without_waiting_for_the_loop(db: Path) -> None:
+    # The next writer (another server process) need not wait until this process's loop, busy with
+    # other requests, comes round to the finished COMMIT.
+    inline = InlineConnection(connect(db, SlowCommit), sqlite_inline.WriterTurn.beside(str(db)))
+    await inline.execute("BEGIN IMMEDIATE")
+    await inline.execute("INSERT INTO t VALUES (1)")
+    committing = asyncio.ensure_future(inline.commit())
+    await asyncio.sleep(0.1)  # the thread is inside COMMIT now
+    assert not turn_is_free(db)
+    time.sleep(0.6)  # noqa: ASYNC251 -- the loop is busy (no await) while the COMMIT ends
+    assert turn_is_free(db), "the turn waited for the loop after the COMMIT"
+    assert count(db) == 1
+    await committing
+    await inline.close()
+
+
+@pytest.mark.anyio
+async def test_a_turn_wait_given_up_earlier_is_the_one_a_new_wait_takes_over(db: Path) -> None:
+    # Another process holds the turn; a wait for it is cancelled, and the thread keeps waiting.
+    inline = await InlineConnection.open(str(db))
+    holder = os.open(f"{db}{sqlite_inline.TURN_SUFFIX}", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    began = asyncio.ensure_future(inline.execute("BEGIN IMMEDIATE"))
+    await asyncio.sleep(0.1)
+    began.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await began
+    # The holder lets go and the connection begins again at once: it must get its turn from that
+    # thread, not beside it, or the thread's arrival would let the turn go under a running transaction.
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    await inline.execute("BEGIN IMMEDIATE")
+    await asyncio.sleep(0.2)  # the thread has arrived by now
+    assert not turn_is_free(db), "the turn went while the transaction ran"
+    await inline.rollback()
+    assert turn_is_free(db)
+    await inline.close()
+    os.close(holder)
+
+
+@pytest.mark.anyio
 async def test_a_wait_for_the_turn_gives_up_after_the_busy_timeout(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,14 +65,15 @@ async def _in_thread_to_the_end(fn: Callable[[], T]) -> T:
         finally:
             finished.set()
 
-    task = asyncio.ensure_future(asyncio.to_thread(run))
+    # Handed to the executor now, not in a task that would start on the loop's next round.
+    future = asyncio.get_running_loop().run_in_executor(None, run)
     try:
-        return await asyncio.shield(task)
+        return await asyncio.shield(future)
     except asyncio.CancelledError:
         finished.wait()
         # Its outcome is the caller's no longer (the transaction may have committed: as for a client
         # that went away after sending); take it so that asyncio does not report it as unretrieved.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         raise
 
 
@@ -89,7 +90,8 @@ class WriterTurn:
     (cancelled, or past the busy timeout) leaves the thread waiting: when the turn comes, it is let go at
     once unless this connection waits for it again by then. A daemon thread never holds up the process's
     exit, and the file descriptor stays open while the thread may still use it, so that its number
-    cannot be reused for another file meanwhile. Only the event loop's thread changes ``held``.
+    cannot be reused for another file meanwhile. Only the event loop's thread changes ``held``, and the
+    thread of a COMMIT (which gives the turn back) while the loop waits for it.
     """
 
     def __init__(self, fd: int) -> None:
@@ -125,16 +127,18 @@ class WriterTurn:
             return True
         if self._closing:
             return False
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        else:
-            self.held = True
-            return True
         if self._waiter is None:
+            # Not while the thread still waits for an earlier, given-up wait: both would hold the one
+            # lock of this file descriptor, and the thread's arrival would let it go.
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+            else:
+                self.held = True
+                return True
             self._waiter = self._wait_in_thread()
         self._wanted = True
         try:
@@ -355,8 +359,16 @@ class InlineConnection:
         conn = self._conn
         try:
             if conn.in_transaction and conn.total_changes != self._changes_at_begin:
-                # A write: the fsync of synchronous=FULL happens off the loop.
-                await _in_thread_to_the_end(conn.commit)
+                # A write: the fsync of synchronous=FULL happens off the loop, and the thread lets the
+                # turn go as soon as the COMMIT is over, not when this loop next comes round to it.
+                turn = self._turn
+
+                def commit_and_let_go() -> None:
+                    conn.commit()
+                    if turn is not None:
+                        turn.give()
+
+                await _in_thread_to_the_end(commit_and_let_go)
             else:
                 conn.commit()
         finally:
