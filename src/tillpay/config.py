@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TILLPAY_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///tillpay.db"
-    #: PostgreSQL connections each process keeps open, and as many more it may open for a moment under
-    #: load (SQLite: always one per process). Size it to the requests one process runs at once; every
-    #: process's pool, doubled, must fit under the server's ``max_connections``.
+    #: PostgreSQL connections each process opens at most and keeps open (SQLite: always one per
+    #: process); a request that finds them all in use waits for one. Every process's pool must fit under
+    #: the server's ``max_connections``.
     db_pool_size: int = Field(default=10, ge=1, le=1000)
     #: ``production`` (the default) or ``sandbox``: only a sandbox serves self top-up in the wallet app and
     #: the console's test payments, and shows a banner on every page (docs/security.md). ``serve --demo``

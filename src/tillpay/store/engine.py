@@ -123,14 +123,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
                 cur.close()
 
         return engine
+    # A pool of a fixed size: a request that finds every connection in use waits for one (up to 30 s)
+    # instead of opening another. Extra connections that were closed again as soon as they were returned
+    # cost a new PostgreSQL backend each (a process fork, authentication, and the session's statements
+    # and functions planned again): with 16 requests at once on one process, ~30 new backends a second
+    # and 2-3x the database's CPU per pay (docs/benchmark.md, "PostgreSQL: a pool of a fixed size").
     # A failover setup (several hosts, target_session_attrs) pings a connection before using it: after
     # the primary goes, every pooled connection is dead, and a ping that fails throws away the whole
     # pool (SQLAlchemy invalidates all connections older than a disconnect), so one request per process
     # at most sees the old primary's death. A single server keeps the measured ping-free path: a dead
     # connection fails its request, is discarded on return and replaced by a fresh one.
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=is_multi_host(url)
-    )
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=is_multi_host(url))
 
 
 def insert_ignore(conn: AsyncConnection, table: Table, *conflict: str) -> Insert:
