@@ -448,9 +448,12 @@ async def pay(p: Platform, cmd: PayCommand, *, magic: bool = True) -> PayOutcome
                     except _WalletChanged:
                         pass  # nothing was written: the careful write decides again
                 async with r.then_write() as uow:
-                    out = await _charge(p, uow, cmd, payer, quote, digest, now, code_now=real)
+                    decided, payment_id, login_id = await _charge(
+                        p, uow, cmd, payer, quote, digest, now, code_now=real
+                    )
                     await uow.commit()
-                return out
+                # Answered (and logged) once committed, outside the write transaction.
+                return _answered(cmd, decided, _view(decided, payment_id, login_id))
             except _CodeTaken:
                 # The code was used by another payment, or by this very request arriving twice.
                 existing = await payment_row(r, cmd.merchant.id, partner_trans_id=cmd.partner_trans_id)
@@ -739,8 +742,9 @@ async def _charge(
     now: datetime,
     *,
     code_now: datetime | None = None,
-) -> PayOutcome:
-    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger.
+) -> tuple[_Decided, int, str]:
+    """The write transaction of a pay: the code's single use, the wallet lock, risk, payment, ledger;
+    the decision, the payment's id and the payer's login (the caller answers once it has committed).
 
     ``now`` stamps what is recorded (the merchant's time); ``code_now`` is the real time the device and
     its code are judged at, when a test merchant's clock is ahead of it. The pay's own statements
@@ -827,8 +831,8 @@ async def _charge(
             payment_id=payment_id,
             driver=drv,
         )
-    view = _view(decided, payment_id, wallet["login_id"])
     if decided.paid and cmd.notify_url:
+        view = _view(decided, payment_id, wallet["login_id"])
         await enqueue(
             p,
             uow,
@@ -840,7 +844,7 @@ async def _charge(
             payment_id=payment_id,
             sign_type=cmd.sign_type,
         )
-    return _answered(cmd, decided, view)
+    return decided, payment_id, wallet["login_id"]
 
 
 async def count_payments(p: Platform, merchant_id: int, status: Status | None = None) -> int:
